@@ -1,0 +1,55 @@
+# wattscale developer entry points. `make demo` and `make test` are the README's two promises.
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST := $(BIN)/pytest
+
+.PHONY: help venv lint unit integration e2e test demo crds bins dev-up dev-down prometheus clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/wattscale: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(BIN)/wattscale ## create .venv with wattscale and its dev tools
+
+lint: venv ## ruff, mypy (strict) and import-linter layering contracts
+	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff format --check operator tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: venv ## the fast unit suite
+	$(PYTEST) -m unit -q
+
+integration: venv ## tests against real local services (Prometheus, feed servers)
+	hack/ensure-prometheus.sh
+	$(PYTEST) -m integration -q
+
+e2e: venv bins ## the slow end-to-end suite on the local multi-region Kubernetes stack
+	$(PYTEST) -m e2e -q
+
+test: lint unit integration e2e ## everything CI runs, in order: lint, unit, integration, e2e
+
+demo: venv ## the main job on the embedded default
+	$(BIN)/wattscale demo
+
+crds: venv ## regenerate crds/ (and the chart's copy) from the pydantic models
+	$(BIN)/wattscale crds --output-dir crds
+
+bins: ## build the Kubernetes control plane, etcd, kwok and helm into ~/.cache/wattscale
+	hack/k8s-bins.sh
+
+dev-up: venv bins ## hub + three region clusters on loopback with fake GPU nodes
+	hack/dev-up.sh
+
+dev-down: ## stop what dev-up started
+	hack/dev-down.sh
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Thin kopf handlers that wire observation, planning and actuation together."""

@@ -1,0 +1,1 @@
+"""Pure demand forecasting (Holt / seasonal EWMA) over the planning horizon. No I/O."""

@@ -1,0 +1,1 @@
+"""Measured truth: vLLM and DCGM readings through Prometheus, capacity and power learning."""

@@ -1,0 +1,1 @@
+"""Replay simulator, baseline policies and the offline optimum (oracle)."""
