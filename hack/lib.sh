@@ -1,0 +1,123 @@
+# shellcheck shell=bash
+# Shared settings and helpers for the hack/ scripts of the local Kubernetes stack.
+# Source it; it does not run anything by itself.
+#
+# Everything built or started lives OUTSIDE the repository, under $WATTSCALE_CACHE
+# (default ~/.cache/wattscale). Nothing here is ever committed.
+
+# ---- pinned versions (see docs/dev-stack.md for why these) -------------------------------------
+K8S_VERSION="${K8S_VERSION:-1.36.3}"   # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
+ETCD_VERSION="${ETCD_VERSION:-3.6.16}"
+KWOK_VERSION="${KWOK_VERSION:-0.8.0}"  # kwok (the fake-kubelet controller) and kwokctl
+HELM_VERSION="${HELM_VERSION:-3.22.0}"
+
+# ---- where things go ---------------------------------------------------------------------------
+WATTSCALE_CACHE="${WATTSCALE_CACHE:-$HOME/.cache/wattscale}"
+# The bin directory is keyed by every version, so a version bump never reuses a stale binary.
+WATTSCALE_BIN_DIR="${WATTSCALE_BIN_DIR:-$WATTSCALE_CACHE/bin-k${K8S_VERSION}-e${ETCD_VERSION}-kwok${KWOK_VERSION}-h${HELM_VERSION}}"
+WATTSCALE_SRC_DIR="$WATTSCALE_CACHE/src"                  # throw-away wrapper Go modules
+WATTSCALE_CLUSTERS_DIR="${WATTSCALE_CLUSTERS_DIR:-$WATTSCALE_CACHE/clusters}"  # <name>.kubeconfig
+WATTSCALE_KWOK_WORKDIR="${WATTSCALE_KWOK_WORKDIR:-$WATTSCALE_CACHE/kwok}"      # kwokctl's state
+
+# The clusters of the development stack: one hub and three regions.
+WATTSCALE_HUB="${WATTSCALE_HUB:-hub}"
+WATTSCALE_REGIONS="${WATTSCALE_REGIONS:-us-west us-east eu-central}"
+
+# Every binary the stack needs, in the order they are checked.
+WATTSCALE_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok kwokctl helm)
+
+# ---- logging -----------------------------------------------------------------------------------
+# Logs go to stderr so that stdout stays free for values other scripts capture.
+log() { printf '[%s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() {
+    log "ERROR: $*"
+    exit 1
+}
+
+# run_step "description" cmd args...: runs a command, logs how long it took.
+run_step() {
+    local what="$1" start rc=0
+    shift
+    log "==> $what"
+    start=$(date +%s)
+    "$@" || rc=$?
+    if ((rc != 0)); then
+        log "<== $what FAILED (exit $rc) after $(($(date +%s) - start))s"
+        return "$rc"
+    fi
+    log "<== $what took $(($(date +%s) - start))s"
+}
+
+# ---- versions ----------------------------------------------------------------------------------
+# wanted_version NAME: the string the binary's version output must contain (as a whole word).
+wanted_version() {
+    case "$1" in
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "v$K8S_VERSION" ;;
+    etcd) echo "$ETCD_VERSION" ;;
+    kwok | kwokctl) echo "v$KWOK_VERSION" ;;
+    helm) echo "v$HELM_VERSION" ;;
+    *) die "unknown binary $1" ;;
+    esac
+}
+
+# binary_version_output PATH NAME: what the binary says about its version (first lines only).
+binary_version_output() {
+    local path="$1" name="$2"
+    case "$name" in
+    kubectl) "$path" version --client 2>/dev/null | head -1 ;;    # "Client Version: v1.36.3"
+    helm) "$path" version --short 2>/dev/null | head -1 ;;        # "v3.22.0+g..."
+    etcd) "$path" --version 2>/dev/null | head -1 ;;              # "etcd Version: 3.6.16"
+    *) "$path" --version 2>/dev/null | head -1 ;;                 # "Kubernetes v1.36.3", "kwok version v0.8.0 ..."
+    esac
+}
+
+# has_wanted_version PATH NAME: true if PATH is an executable of the pinned version.
+has_wanted_version() {
+    local path="$1" name="$2"
+    [[ -x "$path" ]] || return 1
+    binary_version_output "$path" "$name" | grep -qFw -- "$(wanted_version "$name")"
+}
+
+# require_bins: fail with a clear message unless every binary is built at the right version.
+require_bins() {
+    local name missing=()
+    for name in "${WATTSCALE_BINARIES[@]}"; do
+        has_wanted_version "$WATTSCALE_BIN_DIR/$name" "$name" || missing+=("$name")
+    done
+    if ((${#missing[@]})); then
+        die "missing or wrong-version binaries in $WATTSCALE_BIN_DIR: ${missing[*]}. Run 'make bins' (hack/k8s-bins.sh) first."
+    fi
+}
+
+# ---- running clusters --------------------------------------------------------------------------
+# cluster_pids [NAME...]: pids of the live processes kwokctl started for these clusters (default:
+# every cluster in our kwokctl workdir), read from kwokctl's pid files.
+cluster_pids() {
+    local dir pidfile pid
+    local names=("$@")
+    if ((${#names[@]} == 0)); then
+        for dir in "$WATTSCALE_KWOK_WORKDIR"/clusters/*/; do
+            [[ -d "$dir" ]] && names+=("$(basename "$dir")")
+        done
+    fi
+    for dir in "${names[@]/#/$WATTSCALE_KWOK_WORKDIR/clusters/}"; do
+        for pidfile in "$dir"/pids/*.pid; do
+            [[ -f "$pidfile" ]] || continue
+            pid="$(<"$pidfile")"
+            [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+        done
+    done
+    return 0
+}
+
+# stack_rss_summary [NAME...]: "N processes, X MiB RSS" for the clusters' processes.
+stack_rss_summary() {
+    local pids total=0 n=0 pid rss
+    pids="$(cluster_pids "$@")"
+    for pid in $pids; do
+        rss="$(awk '/^VmRSS:/{print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)"
+        total=$((total + ${rss:-0}))
+        n=$((n + 1))
+    done
+    echo "$n processes, $((total / 1024)) MiB RSS"
+}
