@@ -1,0 +1,329 @@
+"""The InferenceDeployment CRD: a model served by vLLM, its latency SLO and where it may run.
+
+Written by an ML team. The operator keeps enough vLLM replicas to meet ``spec.slo`` and places
+them in the allowed regions where a replica-hour costs least; what it did is in ``status``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field
+
+from wattscale.api.base import ApiModel, DecimalString, Rule
+from wattscale.api.common import NAME_PATTERN, Condition, Decision, NamespacedName
+
+Objective = Literal["cost", "carbon", "balanced"]
+Mode = Literal["Active", "DryRun", "Paused"]
+RegionName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
+
+DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
+
+
+class SecretKeySelector(ApiModel):
+    """A key of a Secret in the InferenceDeployment's namespace."""
+
+    name: str = Field(min_length=1, description="Secret name.")
+    key: str = Field(min_length=1, description="Key within the Secret.")
+
+
+class EnvVar(ApiModel):
+    """An environment variable for the vLLM container: a literal value or a Secret key."""
+
+    name: str = Field(min_length=1, description="Variable name, e.g. HF_TOKEN.")
+    value: str | None = Field(default=None, description="Literal value.")
+    secretKeyRef: SecretKeySelector | None = Field(
+        default=None, description="Take the value from a Secret key (e.g. a Hugging Face token)."
+    )
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="has(self.value) != has(self.secretKeyRef)",
+            check=lambda m: (m.value is None) != (m.secretKeyRef is None),
+            message="set exactly one of value or secretKeyRef",
+        ),
+    )
+
+
+class ModelCache(ApiModel):
+    """Where model weights are cached, so that a new replica loads faster."""
+
+    persistentVolumeClaim: str | None = Field(
+        default=None, description="Name of a PVC (ReadOnlyMany/ReadWriteMany) holding the cache."
+    )
+    hostPath: str | None = Field(
+        default=None, description="A node path holding the cache (node-local NVMe)."
+    )
+    mountPath: str = Field(
+        default="/root/.cache/huggingface", description="Where the cache is mounted in the pod."
+    )
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="has(self.persistentVolumeClaim) != has(self.hostPath)",
+            check=lambda m: (m.persistentVolumeClaim is None) != (m.hostPath is None),
+            message="set exactly one of persistentVolumeClaim or hostPath",
+        ),
+    )
+
+
+class Engine(ApiModel):
+    """The vLLM engine: container image, arguments and the GPUs one replica needs."""
+
+    image: str = Field(default=DEFAULT_VLLM_IMAGE, min_length=1, description="vLLM image.")
+    args: list[str] = Field(
+        default_factory=list,
+        description="Extra `vllm serve` arguments, e.g. --max-model-len=8192.",
+    )
+    env: list[EnvVar] = Field(default_factory=list, description="Extra environment variables.")
+    gpusPerReplica: int = Field(
+        default=1, ge=1, le=16, description="GPUs per replica (the tensor-parallel size)."
+    )
+    gpuProduct: str = Field(
+        min_length=1,
+        description=(
+            "GPU product, matched against the node label nvidia.com/gpu.product and the "
+            "Region's spec.gpus[].product, e.g. NVIDIA-H100-80GB-HBM3."
+        ),
+    )
+    cpu: str = Field(default="8", description="CPU request per replica (a Quantity, e.g. 8).")
+    memory: str = Field(default="64Gi", description="Memory request per replica (a Quantity).")
+    shmSize: str = Field(default="16Gi", description="Size of the /dev/shm volume (a Quantity).")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port vLLM listens on.")
+    modelCache: ModelCache | None = Field(default=None, description="Model weights cache volume.")
+
+
+class Slo(ApiModel):
+    """The latency objective and the replica bounds."""
+
+    ttftP95Ms: int = Field(ge=1, description="p95 time to first token target, milliseconds.")
+    tpotP95Ms: int = Field(ge=1, description="p95 time per output token target, milliseconds.")
+    e2eP95Ms: int | None = Field(
+        default=None, ge=1, description="Optional p95 end-to-end request latency, milliseconds."
+    )
+    minReplicas: int = Field(default=1, ge=0, description="Never fewer replicas than this.")
+    maxReplicas: int = Field(ge=1, description="Never more replicas than this, in all regions.")
+    minRegions: int = Field(
+        default=1, ge=1, description="Spread over at least this many regions (for resilience)."
+    )
+    headroomPercent: int = Field(
+        default=20,
+        ge=0,
+        le=400,
+        description="Capacity kept above the forecast demand, percent (absorbs bursts).",
+    )
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.minReplicas <= self.maxReplicas",
+            check=lambda m: m.minReplicas <= m.maxReplicas,
+            message="maxReplicas must be >= minReplicas",
+            field="maxReplicas",
+            message_expression=(
+                "'must be >= minReplicas (got ' + string(self.maxReplicas) + ' < '"
+                " + string(self.minReplicas) + ')'"
+            ),
+            detail=lambda m: f"must be >= minReplicas (got {m.maxReplicas} < {m.minReplicas})",
+        ),
+        Rule(
+            cel="self.minRegions <= self.maxReplicas",
+            check=lambda m: m.minRegions <= m.maxReplicas,
+            message="minRegions must be <= maxReplicas: each region needs a replica",
+            field="minRegions",
+        ),
+    )
+
+
+class UserPopulation(ApiModel):
+    """A group of users whose requests must meet the SLO, with their share of the traffic."""
+
+    name: str = Field(min_length=1, description="Population name, as in Region spec.latency.")
+    sharePercent: int = Field(ge=0, le=100, description="Share of requests, percent.")
+
+
+class Placement(ApiModel):
+    """Where replicas may run and what the operator optimises."""
+
+    regions: list[RegionName] = Field(
+        min_length=1,
+        max_length=64,
+        description="Names of the Region objects this deployment may run in.",
+    )
+    homeRegion: str | None = Field(
+        default=None,
+        description=(
+            "The region a static deployment would use; the baseline savings are measured "
+            "against. Defaults to the first of regions."
+        ),
+    )
+    objective: Objective = Field(
+        default="cost",
+        description=(
+            "cost: minimise money (GPU-hours + electricity); carbon: minimise emissions; "
+            "balanced: money with carbon priced at carbonPricePerTonne."
+        ),
+    )
+    carbonPricePerTonne: DecimalString | None = Field(
+        default=None,
+        description="Internal carbon price per tonne CO2eq, in the regions' currency.",
+    )
+    minSavingsPercent: int = Field(
+        default=5,
+        ge=0,
+        le=100,
+        description="Move replicas only when the saving beats the move's cost by this percent.",
+    )
+    maxShiftPerStep: int = Field(
+        default=2, ge=1, description="At most this many replicas change region per step."
+    )
+    coldStartSeconds: int = Field(
+        default=300,
+        ge=0,
+        le=3600,
+        description="How long a new replica takes to load its model and become Ready.",
+    )
+    scaleDownStabilizationSeconds: int = Field(
+        default=300,
+        ge=0,
+        le=86400,
+        description="Scale down only when lower targets held this long (like the HPA's window).",
+    )
+    drainSeconds: int = Field(
+        default=60,
+        ge=0,
+        le=3600,
+        description="Keep a shifted-away replica this long before removal.",
+    )
+    users: list[UserPopulation] = Field(
+        default_factory=list,
+        description="User populations and their traffic shares, for the latency budget.",
+    )
+    httpRoute: NamespacedName | None = Field(
+        default=None,
+        description="A Gateway API HTTPRoute whose backend weights follow the traffic weights.",
+    )
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.regions.all(r, self.regions.exists_one(s, s == r))",
+            check=lambda m: len(set(m.regions)) == len(m.regions),
+            message="regions must not repeat",
+            field="regions",
+        ),
+        Rule(
+            cel="!has(self.homeRegion) || self.homeRegion in self.regions",
+            check=lambda m: m.homeRegion is None or m.homeRegion in m.regions,
+            message="homeRegion must be one of regions",
+            field="homeRegion",
+        ),
+        Rule(
+            cel="self.objective != 'balanced' || has(self.carbonPricePerTonne)",
+            check=lambda m: m.objective != "balanced" or m.carbonPricePerTonne is not None,
+            message="objective balanced needs carbonPricePerTonne",
+            field="carbonPricePerTonne",
+        ),
+    )
+
+
+class Capacity(ApiModel):
+    """What one replica serves; a hint the operator corrects from measurements."""
+
+    tokensPerSecondPerReplica: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Output tokens/s one replica serves within the SLO. A prior: the operator "
+            "learns the real value online from vLLM metrics."
+        ),
+    )
+
+
+class InferenceDeploymentSpec(ApiModel):
+    """What the ML team asks for."""
+
+    model: str = Field(
+        min_length=1,
+        description="Model to serve: a Hugging Face id (meta-llama/Llama-3.1-8B-Instruct) or path.",
+    )
+    engine: Engine = Field(description="The vLLM engine and the GPUs one replica needs.")
+    slo: Slo = Field(description="Latency objective and replica bounds.")
+    placement: Placement = Field(description="Allowed regions and the optimisation objective.")
+    capacity: Capacity = Field(default_factory=Capacity, description="Per-replica capacity hint.")
+    mode: Mode = Field(
+        default="Active",
+        description="Active: act. DryRun: decide and report, touch nothing. Paused: freeze.",
+    )
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.slo.minRegions <= size(self.placement.regions)",
+            check=lambda m: m.slo.minRegions <= len(m.placement.regions),
+            message="slo.minRegions must be <= the number of placement.regions",
+            field="slo.minRegions",
+        ),
+    )
+
+
+class RegionStatus(ApiModel):
+    """What runs in one region and what it costs."""
+
+    name: str = Field(description="Region name.")
+    desiredReplicas: int = Field(default=0, ge=0, description="Replicas the operator wants.")
+    readyReplicas: int = Field(default=0, ge=0, description="Replicas Ready now.")
+    trafficWeightPercent: int = Field(
+        default=0, ge=0, le=100, description="Share of traffic sent here, percent."
+    )
+    costPerHour: DecimalString | None = Field(default=None, description="Cost rate, currency/h.")
+    powerWatts: int | None = Field(default=None, ge=0, description="Power drawn (incl. PUE), W.")
+    carbonGramsPerHour: int | None = Field(default=None, ge=0, description="Emissions, gCO2eq/h.")
+    available: bool = Field(default=True, description="False when the cluster is unreachable.")
+
+
+class Shift(ApiModel):
+    """A make-before-break move in progress; kept in status so a restart resumes it."""
+
+    phase: Literal["ScalingUpTarget", "ShiftingTraffic", "Draining", "ScalingDownSource"] = Field(
+        description="Where the move is."
+    )
+    fromRegion: str = Field(description="Region replicas leave.")
+    toRegion: str = Field(description="Region replicas go to.")
+    replicas: int = Field(ge=1, description="Replicas being moved.")
+    startedAt: str = Field(description="When the move started (RFC 3339).")
+    phaseStartedAt: str = Field(description="When the current phase started (RFC 3339).")
+
+
+class InferenceDeploymentStatus(ApiModel):
+    """What the operator observed and did. No phase: read the conditions."""
+
+    observedGeneration: int | None = Field(default=None, description="Last generation acted on.")
+    replicas: int = Field(default=0, ge=0, description="Desired replicas, all regions.")
+    readyReplicas: int = Field(default=0, ge=0, description="Ready replicas, all regions.")
+    regionsSummary: str = Field(default="", description="e.g. us-west=2,us-east=1 (for kubectl).")
+    regions: list[RegionStatus] = Field(default_factory=list, description="Per-region state.")
+    currency: str | None = Field(default=None, description="Currency of the cost fields.")
+    costPerHour: DecimalString | None = Field(default=None, description="Total cost rate.")
+    powerWatts: int | None = Field(default=None, ge=0, description="Total power incl. PUE, W.")
+    carbonGramsPerHour: int | None = Field(default=None, ge=0, description="Total gCO2eq/h.")
+    counterfactualCostPerHour: DecimalString | None = Field(
+        default=None,
+        description="Cost rate of the SLO-safe count all in the home region (the baseline).",
+    )
+    savingsPercent: DecimalString | None = Field(
+        default=None, description="Savings vs the counterfactual, percent."
+    )
+    capacityTokensPerSecondPerReplica: int | None = Field(
+        default=None, description="Capacity per replica in use (learned, or the hint)."
+    )
+    shift: Shift | None = Field(default=None, description="A move in progress, if any.")
+    lastDecision: Decision | None = Field(default=None, description="The last decision.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, SLOMet, ...")
+
+
+class InferenceDeployment(ApiModel):
+    """A model served by vLLM under a latency SLO, placed where energy costs least."""
+
+    apiVersion: Literal["wattscale.io/v1alpha1"] = Field(description="wattscale.io/v1alpha1")
+    kind: Literal["InferenceDeployment"] = Field(description="InferenceDeployment")
+    metadata: dict[str, object] = Field(default_factory=dict, description="Standard metadata.")
+    spec: InferenceDeploymentSpec = Field(description="What the ML team asks for.")
+    status: InferenceDeploymentStatus | None = Field(default=None, description="Observed state.")

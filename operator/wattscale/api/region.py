@@ -1,0 +1,175 @@
+"""The Region CRD: one cluster in one grid region, with its energy feeds and GPU economics.
+
+Written by the platform team, cluster-scoped. InferenceDeployments name Regions in
+``spec.placement.regions``; the operator reads each Region's feeds and prices every replica-hour
+there.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from wattscale.api.base import ApiModel, DecimalString, Rule
+from wattscale.api.common import Condition
+from wattscale.api.sources import CarbonSource, GridEventSource, PriceSource, SecretKeyRef
+
+
+class ClusterRef(ApiModel):
+    """How to reach the region's cluster: a kubeconfig in a Secret on the hub."""
+
+    kubeconfigSecretRef: SecretKeyRef = Field(
+        description="Secret key holding a kubeconfig for the member cluster."
+    )
+
+
+class PrometheusEndpoint(ApiModel):
+    """Where this region's vLLM and DCGM metrics can be queried."""
+
+    url: str = Field(
+        min_length=1,
+        pattern=r"^https?://",
+        description="Prometheus HTTP API base URL, e.g. http://prometheus.monitoring:9090.",
+    )
+    bearerTokenSecretRef: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding a bearer token, if the endpoint needs one."
+    )
+    timeoutSeconds: int = Field(default=10, ge=1, le=120, description="Query timeout, seconds.")
+
+
+class Energy(ApiModel):
+    """The region's electricity: where prices, carbon and grid events come from."""
+
+    currency: str = Field(
+        default="USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 currency of all costs here."
+    )
+    pue: DecimalString = Field(
+        default=Decimal("1.2"),
+        description="Power usage effectiveness of the data centre (facility / IT power), >= 1.",
+    )
+    price: PriceSource | None = Field(default=None, description="Electricity price source.")
+    carbon: CarbonSource | None = Field(default=None, description="Grid carbon intensity source.")
+    gridEvents: GridEventSource | None = Field(
+        default=None, description="Grid events (demand response, grid stress) source."
+    )
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="double(self.pue) >= 1.0 && double(self.pue) <= 3.0",
+            check=lambda m: 1 <= m.pue <= 3,
+            message="pue must be between 1.0 and 3.0",
+            field="pue",
+        ),
+    )
+
+
+class GpuOffer(ApiModel):
+    """What one GPU product costs and draws in this region, and how many there are."""
+
+    product: str = Field(
+        min_length=1, description="GPU product (node label nvidia.com/gpu.product)."
+    )
+    hourlyCost: DecimalString = Field(
+        description="Cost of holding one GPU for an hour, in the region's currency: rental "
+        "price for a cloud renter, amortised capex (or 0) for an owner who pays only power.",
+    )
+    idleWatts: int = Field(
+        ge=0, le=5000, description="Board power of one idle GPU holding a model, W."
+    )
+    maxWatts: int = Field(ge=1, le=5000, description="Board power of one GPU at full load, W.")
+    hostWattsPerGpu: int = Field(
+        default=0, ge=0, le=5000, description="Host (CPU, memory, fans) power per GPU, W."
+    )
+    available: int = Field(ge=0, description="GPUs of this product wattscale may use here.")
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.idleWatts <= self.maxWatts",
+            check=lambda m: m.idleWatts <= m.maxWatts,
+            message="idleWatts must be <= maxWatts",
+            field="idleWatts",
+            message_expression=(
+                "'must be <= maxWatts (got ' + string(self.idleWatts) + ' > '"
+                " + string(self.maxWatts) + ')'"
+            ),
+            detail=lambda m: f"must be <= maxWatts (got {m.idleWatts} > {m.maxWatts})",
+        ),
+        Rule(
+            cel="double(self.hourlyCost) >= 0.0",
+            check=lambda m: m.hourlyCost >= 0,
+            message="hourlyCost must not be negative",
+            field="hourlyCost",
+        ),
+    )
+
+
+class Latency(ApiModel):
+    """Network round-trip time from this region to a user population."""
+
+    population: str = Field(min_length=1, description="User population, e.g. us-east-users.")
+    rttMs: int = Field(ge=0, le=10000, description="Round-trip time, milliseconds.")
+
+
+class RegionSpec(ApiModel):
+    """What the platform team declares about a region."""
+
+    clusterRef: ClusterRef | None = Field(
+        default=None, description="The member cluster; the hub itself when empty."
+    )
+    prometheus: PrometheusEndpoint | None = Field(
+        default=None, description="Where this region's vLLM and DCGM metrics live."
+    )
+    energy: Energy = Field(default_factory=Energy, description="Electricity feeds and PUE.")
+    gpus: list[GpuOffer] = Field(
+        min_length=1,
+        max_length=32,
+        description="GPU products offered here, with cost, power and quota.",
+    )
+    latency: list[Latency] = Field(
+        default_factory=list,
+        max_length=64,
+        description="RTT to user populations, for the latency budget.",
+    )
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.gpus.all(g, self.gpus.exists_one(h, h.product == g.product))",
+            check=lambda m: len({g.product for g in m.gpus}) == len(m.gpus),
+            message="each GPU product may be listed once",
+            field="gpus",
+        ),
+    )
+
+
+class SignalStatus(ApiModel):
+    """The last value read from one feed, and how old it is."""
+
+    kind: Literal["price", "carbon", "gridEvents"] = Field(description="Which feed.")
+    value: str | None = Field(default=None, description="Latest value with unit, as text.")
+    fetchedAt: datetime | None = Field(default=None, description="When it was fetched.")
+    fresh: bool = Field(default=False, description="False when missing or older than allowed.")
+    error: str | None = Field(default=None, description="The last error, if the read failed.")
+
+
+class RegionStatus(ApiModel):
+    """What the operator knows about the region now."""
+
+    observedGeneration: int | None = Field(default=None, description="Last generation read.")
+    reachable: bool | None = Field(default=None, description="The cluster answered last check.")
+    pricePerKwh: DecimalString | None = Field(default=None, description="Current price/kWh.")
+    carbonGramsPerKwh: int | None = Field(default=None, description="Current gCO2eq/kWh.")
+    signals: list[SignalStatus] = Field(default_factory=list, description="Per-feed state.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, Reachable, ...")
+
+
+class Region(ApiModel):
+    """A cluster in one grid region, with its energy feeds and GPU economics."""
+
+    apiVersion: Literal["wattscale.io/v1alpha1"] = Field(description="wattscale.io/v1alpha1")
+    kind: Literal["Region"] = Field(description="Region")
+    metadata: dict[str, object] = Field(default_factory=dict, description="Standard metadata.")
+    spec: RegionSpec = Field(description="What the platform team declares.")
+    status: RegionStatus | None = Field(default=None, description="Observed state.")

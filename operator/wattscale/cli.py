@@ -1,0 +1,117 @@
+"""The `wattscale` command: one entry point for the operator, its tools and its demo.
+
+Subcommands are small functions; the heavy lifting lives in the packages they call. Every user
+error ends in a readable message and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wattscale import __version__
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for: printed as one line, exit code 2."""
+
+
+def _cmd_crds(args: argparse.Namespace) -> int:
+    from wattscale.api.crdgen import write_crds
+
+    for path in write_crds(Path(args.output_dir)):
+        print(f"wrote {path}")
+    return 0
+
+
+def _load_documents(path: Path) -> list[Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise UsageError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        return [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as err:
+        raise UsageError(f"{path}: not valid YAML ({err})") from None
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from wattscale.api import InvalidObjectError, parse_object
+
+    failed = 0
+    for name in args.files:
+        for index, doc in enumerate(_load_documents(Path(name))):
+            label = f"{name}#{index}"
+            try:
+                obj = parse_object(doc)
+            except InvalidObjectError as err:
+                failed += 1
+                for problem in err.problems:
+                    print(f"{label}: {problem}")
+                continue
+            meta_name = obj.metadata.get("name", "?")
+            print(f"{label}: {obj.kind}/{meta_name} is valid")
+    return 1 if failed else 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """The "try it in one command" path: validate the examples and show the API."""
+    from wattscale.api.crdgen import crds
+
+    root = Path(__file__).resolve().parents[2]
+    examples = sorted((root / "examples").glob("*.yaml"))
+    print(f"wattscale {__version__}: the API ({len(crds())} CRDs)")
+    for name, doc in crds().items():
+        versions = doc["spec"]["versions"][0]
+        cols = ", ".join(c["name"] for c in versions["additionalPrinterColumns"])
+        print(f"  {doc['spec']['names']['kind']:<20} {name:<42} columns: {cols}")
+    if examples:
+        print("\nValidating examples/:")
+        return _cmd_validate(argparse.Namespace(files=[str(p) for p in examples]))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wattscale",
+        description="Serve LLMs with vLLM at the lowest energy cost the latency SLO allows.",
+    )
+    parser.add_argument("--version", action="version", version=f"wattscale {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("crds", help="write the CRD YAML generated from the API models")
+    p.add_argument("--output-dir", required=True, help="directory to write the CRDs into")
+    p.set_defaults(handler=_cmd_crds)
+
+    p = sub.add_parser("validate", help="check Region/InferenceDeployment YAML files offline")
+    p.add_argument("files", nargs="+", help="YAML files (several documents each allowed)")
+    p.set_defaults(handler=_cmd_validate)
+
+    p = sub.add_parser("demo", help="the main job on the embedded default")
+    p.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return handler(args)
+    except UsageError as err:
+        print(f"wattscale {args.command}: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
