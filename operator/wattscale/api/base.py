@@ -9,9 +9,11 @@ API server and compares the messages.
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Annotated, Any, ClassVar
 
 from pydantic import (
@@ -30,22 +32,23 @@ DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
 
 
 def _to_decimal(value: Any) -> Decimal:
-    """Accept "2.49", 2.49 or 2 and return an exact Decimal; refuse anything else clearly."""
-    if isinstance(value, bool):
-        raise PydanticCustomError("decimal_string", 'must be a decimal number such as "2.49"')
+    """Accept "2.49" (a string, as the CRD schema asks) or a Decimal; refuse the rest clearly."""
     if isinstance(value, Decimal):
         parsed = value
-    elif isinstance(value, int | float | str):
-        try:
-            parsed = Decimal(str(value).strip())
-        except InvalidOperation:
-            raise PydanticCustomError(
-                "decimal_string",
-                'must be a decimal number such as "2.49" (got {got!r})',
-                {"got": value},
-            ) from None
+    elif isinstance(value, str) and re.fullmatch(DECIMAL_PATTERN, value.strip()):
+        parsed = Decimal(value.strip())
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        raise PydanticCustomError(
+            "decimal_string",
+            'must be a quoted decimal string such as "2.49" (got {got} without quotes)',
+            {"got": repr(value)},
+        )
     else:
-        raise PydanticCustomError("decimal_string", 'must be a decimal number such as "2.49"')
+        raise PydanticCustomError(
+            "decimal_string",
+            'must be a decimal number such as "2.49" (got {got})',
+            {"got": repr(value)},
+        )
     if not parsed.is_finite():
         raise PydanticCustomError("decimal_string", "must be a finite decimal number")
     return parsed

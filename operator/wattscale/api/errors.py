@@ -81,11 +81,11 @@ def _describe(err: ErrorDetails) -> str:
         return f"must be one of {ctx.get('expected')} (got {_got(given)})"
     if kind == "union_tag_invalid":
         return (
-            f"{ctx.get('discriminator')} must be one of {ctx.get('expected_tags')} "
+            f"{str(ctx.get('discriminator')).strip(chr(39))} must be one of {ctx.get('expected_tags')} "
             f"(got {_got(ctx.get('tag'))})"
         )
     if kind == "union_tag_not_found":
-        return f"{ctx.get('discriminator')} is required"
+        return f"{str(ctx.get('discriminator')).strip(chr(39))} is required"
     if kind == "wattscale_rule":
         return str(ctx.get("message"))
     message = err["msg"]
