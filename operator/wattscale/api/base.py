@@ -10,7 +10,6 @@ API server and compares the messages.
 from __future__ import annotations
 
 import re
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal

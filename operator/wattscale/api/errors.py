@@ -79,13 +79,12 @@ def _describe(err: ErrorDetails) -> str:
         return f"must match {ctx.get('pattern')} (got {_got(given)})"
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')} (got {_got(given)})"
+    discriminator = str(ctx.get("discriminator", "")).strip("'")
     if kind == "union_tag_invalid":
-        return (
-            f"{str(ctx.get('discriminator')).strip(chr(39))} must be one of {ctx.get('expected_tags')} "
-            f"(got {_got(ctx.get('tag'))})"
-        )
+        expected = ctx.get("expected_tags")
+        return f"{discriminator} must be one of {expected} (got {_got(ctx.get('tag'))})"
     if kind == "union_tag_not_found":
-        return f"{str(ctx.get('discriminator')).strip(chr(39))} is required"
+        return f"{discriminator} is required"
     if kind == "wattscale_rule":
         return str(ctx.get("message"))
     message = err["msg"]

@@ -51,7 +51,7 @@ def test_several_problems_are_all_reported() -> None:
 
 
 def test_wrong_kind_and_api_version() -> None:
-    with pytest.raises(InvalidObjectError, match="apiVersion: must be wattscale.io/v1alpha1"):
+    with pytest.raises(InvalidObjectError, match=r"apiVersion: must be wattscale\.io/v1alpha1"):
         parse_object({"apiVersion": "v1", "kind": "Region", "spec": {}})
     with pytest.raises(InvalidObjectError, match="kind: must be one of"):
         parse_object({"apiVersion": "wattscale.io/v1alpha1", "kind": "Pod", "spec": {}})
