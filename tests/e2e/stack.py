@@ -1,0 +1,163 @@
+"""The local multi-region Kubernetes stack, as the e2e suite sees it.
+
+The stack itself is made by the shell scripts in ``hack/`` (``k8s-bins.sh`` builds the binaries,
+``dev-up.sh`` / ``dev-down.sh`` start and stop a hub and three KWOK region clusters); this module
+only finds it, starts the missing parts, and runs ``kubectl`` against it. Paths and cluster names
+come from the scripts (``hack/lib.sh``), so the scripts stay the single source of truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+REPO = Path(__file__).resolve().parents[2]
+HACK = REPO / "hack"
+
+T = TypeVar("T")
+
+
+class StackError(RuntimeError):
+    """The stack could not be found or brought up; the message says what to do."""
+
+
+def _lib_value(name: str) -> str:
+    """Read a variable as hack/lib.sh computes it (honours WATTSCALE_* overrides in the env)."""
+    script = f'source {shlex.quote(str(HACK / "lib.sh"))} && printf %s "${{{name}}}"'
+    return subprocess.run(["bash", "-c", script], check=True, capture_output=True, text=True).stdout
+
+
+def check_bins() -> Path:
+    """The bin dir, if every binary is built at the pinned version; else StackError."""
+    proc = subprocess.run(
+        [str(HACK / "k8s-bins.sh"), "--check"], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise StackError(
+            "The Kubernetes binaries for the e2e stack are missing or at the wrong version:\n"
+            f"{proc.stderr.strip()}\n"
+            "Build them once with `make bins` (hack/k8s-bins.sh; ~30 min cold, cached after)."
+        )
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+@dataclass
+class Stack:
+    """A handle on the running clusters: kubeconfigs and a kubectl runner."""
+
+    bin_dir: Path
+    clusters_dir: Path
+    hub: str
+    regions: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_scripts(cls, bin_dir: Path) -> Stack:
+        env = dict(os.environ)
+        env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+        return cls(
+            bin_dir=bin_dir,
+            clusters_dir=Path(_lib_value("WATTSCALE_CLUSTERS_DIR")),
+            hub=_lib_value("WATTSCALE_HUB"),
+            regions=_lib_value("WATTSCALE_REGIONS").split(),
+            env=env,
+        )
+
+    @property
+    def all_clusters(self) -> list[str]:
+        return [self.hub, *self.regions]
+
+    def kubeconfig(self, cluster: str) -> Path:
+        return self.clusters_dir / f"{cluster}.kubeconfig"
+
+    def kubectl(
+        self,
+        cluster: str,
+        *args: str,
+        stdin: str | None = None,
+        check: bool = True,
+        timeout: float = 60,
+        kubeconfig: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl (the one we built) against a cluster; raise with its stderr on failure."""
+        cmd = [
+            str(self.bin_dir / "kubectl"),
+            "--kubeconfig",
+            str(kubeconfig or self.kubeconfig(cluster)),
+            *args,
+        ]
+        proc = subprocess.run(
+            cmd,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"`kubectl {' '.join(args)}` on {cluster} failed ({proc.returncode}):\n"
+                f"{proc.stderr.strip()}"
+            )
+        return proc
+
+    def get_json(self, cluster: str, *args: str) -> dict[str, Any]:
+        """`kubectl get ... -o json`, parsed."""
+        out = self.kubectl(cluster, "get", *args, "-o", "json").stdout
+        result: dict[str, Any] = json.loads(out)
+        return result
+
+    def apply(self, cluster: str, manifest: str | Mapping[str, Any]) -> None:
+        text = manifest if isinstance(manifest, str) else json.dumps(manifest)
+        self.kubectl(cluster, "apply", "-f", "-", stdin=text)
+
+    def is_ready(self, cluster: str) -> bool:
+        """True if the cluster's kubeconfig exists and its apiserver answers /readyz."""
+        if not self.kubeconfig(cluster).exists():
+            return False
+        try:
+            proc = self.kubectl(cluster, "get", "--raw", "/readyz", check=False, timeout=10)
+        except subprocess.TimeoutExpired:
+            return False
+        return proc.returncode == 0 and proc.stdout.strip() == "ok"
+
+    def up(self, clusters: Sequence[str]) -> None:
+        """Run hack/dev-up.sh for these clusters (idempotent), streaming its log to stderr."""
+        _run_script("dev-up.sh", clusters)
+
+    def down(self, clusters: Sequence[str]) -> None:
+        _run_script("dev-down.sh", clusters)
+
+
+def _run_script(script: str, args: Sequence[str]) -> None:
+    cmd = [str(HACK / script), *args]
+    proc = subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr, check=False)
+    if proc.returncode != 0:
+        raise StackError(f"`{' '.join(cmd)}` failed with exit code {proc.returncode}")
+
+
+def wait_for(
+    what: str,
+    probe: Callable[[], T | None],
+    timeout: float = 60,
+    interval: float = 0.5,
+) -> T:
+    """Poll `probe` until it returns something truthy; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while True:
+        last = probe()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
