@@ -1,0 +1,148 @@
+"""A CSV time series from a local file or an HTTP(S) URL, as a price or carbon signal.
+
+The default columns are those of the shared data set: prices `timestamp_utc, region,
+price_per_mwh, currency, ...`; carbon `timestamp_utc, region, gco2_per_kwh, ...`. Timestamps are
+ISO 8601 interval starts (UTC when they carry no offset); each row holds `resolutionSeconds`.
+Missing hours are reported as warnings and never invented; NaN and Inf rows are dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from wattscale.api.sources import CsvCarbonSource, CsvPriceSource
+from wattscale.signals.base import (
+    CARBON_UNIT,
+    LBS_PER_MWH_TO_G_PER_KWH,
+    BadPayload,
+    ConfigError,
+    EmptySeries,
+    Series,
+    SourceContext,
+    clean_points,
+    parse_time,
+    price_factor,
+    price_unit,
+    utc,
+    window,
+)
+from wattscale.signals.http import HttpClient
+
+NAME = "csv"
+LOOKBACK = timedelta(days=2)
+LOOKAHEAD = timedelta(days=7)
+_CARBON_SCALE = {"gPerKwh": 1.0, "kgPerMwh": 1.0, "lbsPerMwh": LBS_PER_MWH_TO_G_PER_KWH}
+_PRICE_SCALE = {"perMwh": 1 / 1000, "perKwh": 1.0}
+
+
+def rows(text: str) -> Iterator[dict[str, str]]:
+    """The rows of a CSV text as dicts (header row first)."""
+    yield from csv.DictReader(io.StringIO(text))
+
+
+class CsvSource:
+    """A price or carbon series read from CSV, windowed around `now`."""
+
+    def __init__(self, config: CsvPriceSource | CsvCarbonSource, ctx: SourceContext) -> None:
+        self.name = NAME
+        self.config = config
+        self.ctx = ctx
+        self.kind = "price" if isinstance(config, CsvPriceSource) else "carbon"
+        self.http: HttpClient | None = None
+        if config.url:
+            self.http = HttpClient(
+                NAME, timeout_seconds=config.timeoutSeconds, max_retries=config.maxRetries
+            )
+
+    def _text(self) -> str:
+        if self.http is not None and self.config.url:
+            resp = self.http.request("GET", self.config.url)
+            resp.encoding = resp.encoding or "utf-8"
+            return resp.text
+        path = Path(self.config.path or "")
+        try:
+            return path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                NAME, f"cannot read {path}: {exc.strerror}", "check `path` (mounted volume?)"
+            ) from None
+
+    def read(self, now: datetime) -> Series:
+        """The rows around `now` (2 days back, 7 days ahead) in normalised units."""
+        now = utc(now)
+        cfg = self.config
+        step = timedelta(seconds=cfg.resolutionSeconds)
+        raw: list[tuple[datetime, datetime, object, str | None]] = []
+        currencies: set[str] = set()
+        reader = rows(self._text())
+        header = reader_fields = None
+        for row in reader:
+            if header is None:
+                header = reader_fields = list(row)
+                for col in (cfg.timestampColumn, cfg.valueColumn):
+                    if col not in reader_fields:
+                        raise BadPayload(
+                            NAME,
+                            f"column {col!r} not in the CSV header {reader_fields}",
+                            "set timestampColumn/valueColumn to the file's column names",
+                        )
+            if cfg.regionKey is not None and row.get("region") != cfg.regionKey:
+                continue
+            stamp = row.get(cfg.timestampColumn)
+            if not stamp:
+                continue
+            start = parse_time(stamp, NAME)
+            if isinstance(cfg, CsvPriceSource) and cfg.currencyColumn:
+                cur = (row.get(cfg.currencyColumn) or "").strip().upper()
+                if cur:
+                    currencies.add(cur)
+            raw.append((start, start + step, row.get(cfg.valueColumn), None))
+        if header is None:
+            raise EmptySeries(NAME, "the CSV has no data rows")
+        if not raw:
+            raise EmptySeries(
+                NAME, f"no rows for region {cfg.regionKey!r}", "check regionKey against the file"
+            )
+        if isinstance(cfg, CsvPriceSource):
+            if len(currencies) > 1:
+                raise BadPayload(NAME, f"rows mix currencies {sorted(currencies)}")
+            src_currency = cfg.currency or (currencies.pop() if currencies else None)
+            if cfg.currency and currencies and cfg.currency not in currencies:
+                raise BadPayload(
+                    NAME,
+                    f"rows are in {sorted(currencies)}, the source says {cfg.currency}",
+                    "fix `currency` or `currencyColumn`",
+                )
+            fx, currency = price_factor(
+                NAME, src_currency, self.ctx.region_currency, cfg.fxRateToRegionCurrency
+            )
+            scale = _PRICE_SCALE[cfg.priceUnit] * fx
+            unit = price_unit(currency)
+        else:
+            scale = _CARBON_SCALE[cfg.carbonUnit]
+            unit = CARBON_UNIT
+        windowed = [r for r in raw if r[1] > now - LOOKBACK and r[0] < now + LOOKAHEAD]
+        if not windowed:  # keep the newest row before now so staleness can be computed
+            earlier = [r for r in raw if r[0] <= now]
+            windowed = [max(earlier, key=lambda r: r[0])] if earlier else []
+        points, warnings = clean_points(windowed, NAME, scale=scale)
+        points = window(points, now, LOOKBACK, LOOKAHEAD)
+        if not points:
+            raise EmptySeries(
+                NAME,
+                f"no usable values around {now:%Y-%m-%dT%H:%MZ}",
+                "the file holds only later rows, or only NaN/empty values",
+            )
+        return Series(
+            source=NAME,
+            kind="price" if isinstance(cfg, CsvPriceSource) else "carbon",
+            unit=unit,
+            points=points,
+            fetched_at=now,
+            max_age_seconds=cfg.maxAgeSeconds,
+            warnings=warnings,
+        )
