@@ -1,0 +1,351 @@
+"""Online capacity learning: output tokens/s one replica serves while the latency SLO holds.
+
+Pure (numpy only, no I/O), so the planner and the simulator can use it as well.
+
+Model. Let ``x`` be the output tokens/s per replica in a window and ``r`` the window's SLO
+ratio, ``max(ttft_p95 / ttft_slo, tpot_p95 / tpot_slo)``: the SLO holds when ``r <= 1``. The
+capacity ``c`` is the load at which ``r`` crosses 1 (where the windowed p95 meets the SLO half
+the time). We keep a posterior over ``log c`` on a grid:
+
+* prior: log-normal around the user's hint (``sigma_log`` 0.5: "right within a factor ~2");
+* boundary evidence: every informative window votes "c > x" (SLO met) or "c < x" (violated)
+  through a logistic of ``(log c - log x) / s`` mixed with an outlier rate, so a single odd window
+  (a burst of long prompts, a GC pause) cannot move the estimate far;
+* a robust curve term: the windows below saturation are fitted (Student-t loss on log r) by the
+  queueing-shaped curve ``r(x) = a / (1 - (1 - a) x / c)``, profiled over ``a``. It lets loads
+  below the boundary say how far away the boundary is; it is an extrapolation, so it counts
+  half as much as the boundary votes, and it is where the estimate comes from when the load
+  never reached the boundary (then it tends to be conservative for latency curves that
+  steepen late, and optimistic for ones that are flat and then fall off a cliff).
+
+Windows that say nothing about capacity are refused, with a reason: no load (tokens/s below a
+floor or a small fraction of the loads seen), missing latency, and violations at low load
+("saturated but idle": cold start, a stuck engine, a queue of huge prompts with little output),
+which would otherwise teach a capacity near zero.
+
+Observations are weighted by recency (half-life) and discounted for autocorrelation (consecutive
+windows overlap), so confidence does not grow without bound from one long steady period.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityObservation:
+    """One window of one deployment: load per replica and the latency percentiles it got."""
+
+    tokens_per_second_per_replica: float
+    ttft_p95_seconds: float | None
+    tpot_p95_seconds: float | None
+    waiting_requests_per_replica: float | None = None
+    replicas: int = 1
+    t_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LatencySlo:
+    """The latency objective the capacity is measured against (either part may be absent)."""
+
+    ttft_p95_seconds: float | None
+    tpot_p95_seconds: float | None
+
+    def ratio(self, obs: CapacityObservation) -> float | None:
+        """``max(observed / target)`` over the parts both sides have; None if none."""
+        parts = []
+        if self.ttft_p95_seconds and obs.ttft_p95_seconds is not None:
+            parts.append(obs.ttft_p95_seconds / self.ttft_p95_seconds)
+        if self.tpot_p95_seconds and obs.tpot_p95_seconds is not None:
+            parts.append(obs.tpot_p95_seconds / self.tpot_p95_seconds)
+        parts = [p for p in parts if math.isfinite(p) and p >= 0]
+        return max(parts) if parts else None
+
+
+class Verdict(StrEnum):
+    """Why an observation was or was not used."""
+
+    USED = "used"
+    NO_LATENCY = "no_latency"
+    NO_LOAD = "no_load"
+    LOW_LOAD_VIOLATION = "low_load_violation"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityLearnerConfig:
+    """Tuning of the learner; the defaults suit 30-s windows of a production deployment."""
+
+    prior_sigma_log: float = 0.5
+    """Prior spread of log capacity around the hint (0.5: a factor ~2.7 at 2 sigma)."""
+    no_hint_tokens_per_second: float = 1000.0
+    no_hint_sigma_log: float = 2.0
+    min_tokens_per_second_per_replica: float = 1.0
+    min_load_fraction: float = 0.05
+    """Windows below this fraction of the reference load carry no capacity information."""
+    low_load_violation_fraction: float = 0.3
+    """Violations below this fraction of the reference load are not blamed on load."""
+    boundary_softness_log: float = 0.08
+    outlier_rate: float = 0.03
+    autocorrelation_weight: float = 0.3
+    half_life_seconds: float | None = 6 * 3600.0
+    max_observations: int = 2000
+    curve_max_ratio: float = 2.0
+    """Windows with an SLO ratio above this are saturated: boundary votes only, no curve fit."""
+    curve_weight: float = 0.5
+    """Trust in the curve shape relative to the boundary votes (0 turns the curve off)."""
+    latency_noise_log: float = 0.1
+    """Typical scatter of a window's log p95 around the curve."""
+    min_fit_points: int = 8
+    grid_points: int = 400
+    lower_quantile: float = 0.1
+    upper_quantile: float = 0.9
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityEstimate:
+    """The learned capacity with its uncertainty.
+
+    ``tokens_per_second_per_replica`` is the posterior median; plan with ``lower_...`` when
+    the cost of an SLO miss is high. ``confidence`` in [0, 1] is how much the data narrowed
+    the prior (0: nothing learned, the hint stands; 1: the data pin it down).
+    """
+
+    tokens_per_second_per_replica: float
+    lower_tokens_per_second_per_replica: float
+    upper_tokens_per_second_per_replica: float
+    confidence: float
+    source: str
+    """"prior" (no usable data) or "learned"."""
+    observations_used: int
+    observations_rejected: dict[str, int] = field(default_factory=dict)
+    violations_seen: int = 0
+    curve_fit_tokens_per_second: float | None = None
+
+
+def _logistic(z: FloatArray) -> FloatArray:
+    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * z)), dtype=np.float64)
+
+
+def theil_sen(x: FloatArray, y: FloatArray, max_points: int = 300) -> tuple[float, float]:
+    """Robust line ``y = a + b x`` (median of pairwise slopes); returns (a, b)."""
+    n = len(x)
+    if n > max_points:
+        idx = np.linspace(0, n - 1, max_points).astype(int)
+        x, y = x[idx], y[idx]
+    dx = x[:, None] - x[None, :]
+    dy = y[:, None] - y[None, :]
+    mask = np.triu(np.abs(dx) > 1e-12, k=1)
+    if not mask.any():
+        return float(np.median(y)), 0.0
+    b = float(np.median(dy[mask] / dx[mask]))
+    a = float(np.median(y - b * x))
+    return a, b
+
+
+def classify(
+    obs: CapacityObservation,
+    slo: LatencySlo,
+    reference_tokens_per_second: float,
+    config: CapacityLearnerConfig,
+) -> tuple[Verdict, float | None]:
+    """Decide whether a window informs capacity; returns (verdict, SLO ratio)."""
+    x = obs.tokens_per_second_per_replica
+    if not math.isfinite(x) or x < 0:
+        return Verdict.INVALID, None
+    r = slo.ratio(obs)
+    if r is None:
+        return Verdict.NO_LATENCY, None
+    if x < config.min_tokens_per_second_per_replica or x < (
+        config.min_load_fraction * reference_tokens_per_second
+    ):
+        return Verdict.NO_LOAD, r
+    if r > 1.0 and x < config.low_load_violation_fraction * reference_tokens_per_second:
+        return Verdict.LOW_LOAD_VIOLATION, r
+    return Verdict.USED, r
+
+
+def _curve_profile_loglik(
+    grid: FloatArray, logx: FloatArray, logr: FloatArray, w: FloatArray, noise_log: float
+) -> FloatArray:
+    """Profile log-likelihood over log c of the curve ``r = a / (1 - (1 - a) x / c)``.
+
+    Residuals in log r get a Student-t (nu=4) loss, so outlying windows count little. Returns
+    an array like ``grid``, maximised over ``a`` for each ``c``.
+    """
+    if len(logx) > 300:
+        idx = np.linspace(0, len(logx) - 1, 300).astype(int)
+        logx, logr, w = logx[idx], logr[idx], w[idx]
+    a_values = np.linspace(0.02, 0.95, 24)
+    x = np.exp(logx)[None, None, :]
+    c = np.exp(grid)[:, None, None]
+    a = a_values[None, :, None]
+    denom = 1.0 - (1.0 - a) * x / c
+    pred = np.where(denom > 1e-3, np.log(a) - np.log(np.maximum(denom, 1e-3)), np.log(1e3))
+    resid = (logr[None, None, :] - pred) / noise_log
+    nu = 4.0
+    ll = -0.5 * (nu + 1.0) * np.log1p(resid * resid / nu)
+    total = (ll * w[None, None, :]).sum(axis=2)
+    return np.asarray(total.max(axis=1), dtype=np.float64)
+
+
+def estimate_capacity(
+    observations: Iterable[CapacityObservation],
+    slo: LatencySlo,
+    hint_tokens_per_second: float | None,
+    config: CapacityLearnerConfig | None = None,
+    now_seconds: float | None = None,
+) -> CapacityEstimate:
+    """Posterior capacity (output tokens/s per replica) from windows and the hint (prior)."""
+    cfg = config or CapacityLearnerConfig()
+    obs = list(observations)
+    if hint_tokens_per_second and hint_tokens_per_second > 0:
+        prior_mu, prior_sigma = math.log(hint_tokens_per_second), cfg.prior_sigma_log
+    else:
+        prior_mu, prior_sigma = math.log(cfg.no_hint_tokens_per_second), cfg.no_hint_sigma_log
+
+    loads = np.array(
+        [
+            o.tokens_per_second_per_replica
+            for o in obs
+            if math.isfinite(o.tokens_per_second_per_replica)
+        ],
+        dtype=np.float64,
+    )
+    # The reference load for "is this window loaded at all": the prior median, but no more
+    # than the loads actually seen (a hint 10x too high must not make every window "idle").
+    busy = loads[loads >= cfg.min_tokens_per_second_per_replica]
+    reference = math.exp(prior_mu)
+    if busy.size:
+        reference = min(reference, float(np.quantile(busy, 0.95)))
+
+    rejected: dict[str, int] = {}
+    xs: list[float] = []
+    rs: list[float] = []
+    ts: list[float | None] = []
+    for o in obs:
+        verdict, r = classify(o, slo, reference, cfg)
+        if verdict is not Verdict.USED or r is None:
+            rejected[verdict.value] = rejected.get(verdict.value, 0) + 1
+            continue
+        xs.append(o.tokens_per_second_per_replica)
+        rs.append(r)
+        ts.append(o.t_seconds)
+
+    def prior_only() -> CapacityEstimate:
+        med = math.exp(prior_mu)
+        lo = math.exp(prior_mu - 1.2816 * prior_sigma)
+        hi = math.exp(prior_mu + 1.2816 * prior_sigma)
+        return CapacityEstimate(med, lo, hi, 0.0, "prior", 0, rejected)
+
+    if not xs:
+        return prior_only()
+
+    x = np.array(xs, dtype=np.float64)
+    r_arr = np.maximum(np.array(rs, dtype=np.float64), 1e-6)
+    logx = np.log(x)
+    logr = np.log(r_arr)
+
+    # Weights: autocorrelation discount and recency.
+    w = np.full(len(x), cfg.autocorrelation_weight, dtype=np.float64)
+    if cfg.half_life_seconds and any(t is not None for t in ts):
+        latest = now_seconds if now_seconds is not None else max(t for t in ts if t is not None)
+        age = np.array([0.0 if t is None else max(0.0, latest - t) for t in ts])
+        w = w * np.power(0.5, age / cfg.half_life_seconds)
+
+    lo_grid = min(prior_mu - 4 * prior_sigma, float(logx.min())) - 1.0
+    hi_grid = max(prior_mu + 4 * prior_sigma, float(logx.max())) + 1.0
+    grid = np.linspace(lo_grid, hi_grid, cfg.grid_points)
+
+    logpost = -0.5 * ((grid - prior_mu) / prior_sigma) ** 2
+
+    # Boundary votes: met -> c > x, violated -> c < x.
+    sign = np.where(logr <= 0.0, 1.0, -1.0)
+    z = sign[None, :] * (grid[:, None] - logx[None, :]) / cfg.boundary_softness_log
+    eps = cfg.outlier_rate
+    p = eps + (1.0 - 2.0 * eps) * _logistic(z)
+    logpost = logpost + (np.log(p) * w[None, :]).sum(axis=1)
+
+    # Curve term: a robust fit of the queueing-shaped curve r(x) = a / (1 - (1 - a) x / c)
+    # (r(0) = a, r(c) = 1, blowing up at saturation) to the windows below saturation, profiled
+    # over a; it lets loads below the boundary say how far the boundary is.
+    curve_c: float | None = None
+    below_sat = logr <= math.log(cfg.curve_max_ratio)
+    if int(below_sat.sum()) >= cfg.min_fit_points and cfg.curve_weight > 0:
+        curve = _curve_profile_loglik(
+            grid, logx[below_sat], logr[below_sat], w[below_sat], cfg.latency_noise_log
+        )
+        curve_c = float(math.exp(grid[int(np.argmax(curve))]))
+        logpost = logpost + cfg.curve_weight * curve
+
+    logpost -= logpost.max()
+    post = np.exp(logpost)
+    post /= post.sum()
+    cdf = np.cumsum(post)
+
+    def quantile(q: float) -> float:
+        return float(math.exp(float(np.interp(q, cdf, grid))))
+
+    mean = float((post * grid).sum())
+    sd = float(math.sqrt(max(0.0, float((post * (grid - mean) ** 2).sum()))))
+    confidence = max(0.0, min(1.0, 1.0 - sd / prior_sigma))
+    return CapacityEstimate(
+        tokens_per_second_per_replica=quantile(0.5),
+        lower_tokens_per_second_per_replica=quantile(cfg.lower_quantile),
+        upper_tokens_per_second_per_replica=quantile(cfg.upper_quantile),
+        confidence=confidence,
+        source="learned",
+        observations_used=len(xs),
+        observations_rejected=rejected,
+        violations_seen=int((logr > 0).sum()),
+        curve_fit_tokens_per_second=curve_c,
+    )
+
+
+class CapacityLearner:
+    """Keeps the recent windows of one deployment and answers the current estimate.
+
+    Call :meth:`observe` once per control-loop interval with the windows' readings (see
+    :func:`observation_from_readings` in :mod:`wattscale.metrics`), then :meth:`estimate`.
+    Changing the SLO or hint just changes the prior/ratios; the windows are kept.
+    """
+
+    def __init__(
+        self,
+        slo: LatencySlo,
+        hint_tokens_per_second: float | None,
+        config: CapacityLearnerConfig | None = None,
+    ) -> None:
+        self.slo = slo
+        self.hint_tokens_per_second = hint_tokens_per_second
+        self.config = config or CapacityLearnerConfig()
+        self._observations: deque[CapacityObservation] = deque(maxlen=self.config.max_observations)
+
+    @property
+    def observations(self) -> tuple[CapacityObservation, ...]:
+        """The windows currently held (oldest first)."""
+        return tuple(self._observations)
+
+    def observe(self, obs: CapacityObservation) -> None:
+        """Add one window (refused windows are kept too and counted in the estimate)."""
+        self._observations.append(obs)
+
+    def observe_many(self, observations: Iterable[CapacityObservation]) -> None:
+        """Add several windows (e.g. from the reader's capacity history after a restart)."""
+        for obs in observations:
+            self._observations.append(obs)
+
+    def estimate(self, now_seconds: float | None = None) -> CapacityEstimate:
+        """The current posterior; the hint alone (confidence 0) until data informs it."""
+        return estimate_capacity(
+            self._observations, self.slo, self.hint_tokens_per_second, self.config, now_seconds
+        )
