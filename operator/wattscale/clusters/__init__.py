@@ -1,1 +1,1 @@
-"""Per-region Kubernetes clients, rendering of vLLM Deployments/Services and the /scale subresource."""
+"""Per-region Kubernetes clients, rendering of vLLM Deployments/Services, the /scale calls."""
