@@ -1,0 +1,1 @@
+"""Test doubles: local HTTP servers in providers' real payload formats, and the shared data."""
