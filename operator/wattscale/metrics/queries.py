@@ -181,14 +181,19 @@ class QueryBuilder:
         }
 
     def vllm_ages(self, target: DeploymentTarget) -> str:
-        """Seconds since the newest sample, per sample name (label ``ws_name``)."""
+        """Seconds since the newest sample, per sample name (label ``ws_name``).
+
+        ``timestamp()`` reports sample times only when applied straight to a selector, so
+        each name gets its own ``time() - max(timestamp(...))``, tagged with label_replace.
+        """
         names = sorted({name for group in self.vllm_sample_names().values() for name in group})
         sel = self.vllm_selector(target)
-        regex = "|".join(_regex_literal(name) for name in names)
-        inner = "{" + f'__name__=~"{escape_label_value(regex)}",' + sel[1:]
-        return (
-            f"time() - max by ({AGE_NAME_LABEL}) (timestamp(label_replace({inner}, "
-            f'"{AGE_NAME_LABEL}", "$1", "__name__", "(.+)")))'
+        return _or(
+            [
+                f'label_replace(time() - max(timestamp({name}{sel})), "{AGE_NAME_LABEL}", '
+                f'"{escape_label_value(name)}", "", "")'
+                for name in names
+            ]
         )
 
     # -- DCGM --------------------------------------------------------------------------------
