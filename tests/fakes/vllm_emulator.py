@@ -32,7 +32,9 @@ trace (its request-rate shape and real prompt/output token counts), scaled to a 
 output tokens/s. :func:`measure_capacity` finds the true per-replica capacity under an SLO by
 running the same model in virtual time, for tests to compare with what was learned.
 
-Run standalone: ``python -m tests.fakes.vllm_emulator --port 18000 --replicas 2 --tokens-per-second 3000``.
+Run standalone::
+
+    python -m tests.fakes.vllm_emulator --port 18000 --replicas 2 --tokens-per-second 3000
 """
 
 from __future__ import annotations
@@ -477,7 +479,7 @@ class Emulator:
         self._next_gpu = 0
         self._rr = 0
         self._arrival_debt = 0.0
-        self.rs_hash = "%010x" % self.rng.getrandbits(40)
+        self.rs_hash = f"{self.rng.getrandbits(40):010x}"
         self.set_replicas(replicas)
 
     # -- control -----------------------------------------------------------------------------
@@ -573,9 +575,14 @@ class Emulator:
         """The node's dcgm-exporter /metrics (text format as dcgm-exporter writes it)."""
         families = (
             ("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W).", "power"),
-            ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "counter", "Total energy consumption since boot (in mJ).", "energy"),
+            (
+                "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
+                "counter",
+                "Total energy consumption since boot (in mJ).",
+                "energy",
+            ),
             ("DCGM_FI_DEV_GPU_UTIL", "gauge", "GPU utilization (in %).", "util"),
-        )  # fmt: skip
+        )
         lines: list[str] = []
         with self.lock:
             for name, kind, doc, what in families:
