@@ -1,0 +1,192 @@
+"""The load a simulation replays: output tokens/s and requests/s for every simulated minute.
+
+Two input shapes are accepted, told apart by their header:
+
+- a per-request trace (`t_rel_s,context_tokens,generated_tokens`, as the Azure and Mooncake
+  conversation traces): binned into minutes;
+- a rate series (`t_start_s,rate_rps`, as the ServeGen 10-minute series): each window's rate held
+  over its minutes; request sizes are the Azure conversation means (below).
+
+Either shape is tiled (repeated) over the simulated period and scaled so that the busiest minute
+needs `peak_replicas` replicas at the SLO-safe utilisation. `tz_offset_hours` says which local
+time the trace's t=0 (a midnight for ServeGen) is in: the trace is shifted so that local
+midnight lands at `start` 00:00 minus the offset.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from wattscale.sim.errors import SimInputError
+
+FloatArray = npt.NDArray[np.float64]
+
+MINUTE_S = 60
+# Means of the Azure LLM inference trace 2023 (conversation), used for rate-only series.
+AZURE_CONV_MEAN_OUTPUT_TOKENS = 211.1
+AZURE_CONV_MEAN_CONTEXT_TOKENS = 1154.7
+
+
+@dataclass(frozen=True)
+class TraceShape:
+    """A trace reduced to per-minute rates before tiling and scaling."""
+
+    requests_per_s: FloatArray
+    output_tokens_per_s: FloatArray
+    mean_output_tokens: float
+    mean_context_tokens: float
+    kind: str
+
+
+@dataclass(frozen=True)
+class Load:
+    """Per-minute demand over the simulated period (already tiled and scaled)."""
+
+    output_tokens_per_s: FloatArray
+    requests_per_s: FloatArray
+    mean_output_tokens: float
+    mean_context_tokens: float
+    source: str
+
+    @property
+    def minutes(self) -> int:
+        return int(self.output_tokens_per_s.shape[0])
+
+
+def _float(path: Path, line_no: int, name: str, raw: str | None) -> float:
+    try:
+        value = float(raw or "")
+    except ValueError:
+        raise SimInputError(f"{path}:{line_no}: {name} {raw!r} is not a number") from None
+    if not math.isfinite(value):
+        raise SimInputError(f"{path}:{line_no}: {name} {raw!r} is not finite")
+    return value
+
+
+def read_trace(path: Path) -> TraceShape:
+    """Read a per-request trace or a rate series into per-minute rates."""
+    try:
+        handle = path.open(encoding="utf-8", newline="")
+    except FileNotFoundError:
+        raise SimInputError(f"{path}: trace file not found") from None
+    except OSError as err:
+        raise SimInputError(f"{path}: cannot read trace ({err.strerror})") from None
+    with handle:
+        reader = csv.DictReader(handle)
+        fields = set(reader.fieldnames or [])
+        if {"t_rel_s", "generated_tokens"} <= fields:
+            return _per_request(path, reader)
+        if {"t_start_s", "rate_rps"} <= fields:
+            return _rate_series(path, reader)
+    raise SimInputError(
+        f"{path}: not a trace: expected columns t_rel_s,context_tokens,generated_tokens "
+        "(per request) or t_start_s,rate_rps (rate series)"
+    )
+
+
+def _per_request(path: Path, reader: csv.DictReader[str]) -> TraceShape:
+    times: list[float] = []
+    outs: list[float] = []
+    ctxs: list[float] = []
+    previous = -math.inf
+    for line_no, row in enumerate(reader, start=2):
+        t = _float(path, line_no, "t_rel_s", row.get("t_rel_s"))
+        if t < 0:
+            raise SimInputError(f"{path}:{line_no}: negative timestamp t_rel_s={t}")
+        if t < previous:
+            raise SimInputError(
+                f"{path}:{line_no}: timestamps are not sorted (t_rel_s={t} after {previous})"
+            )
+        previous = t
+        out = _float(path, line_no, "generated_tokens", row.get("generated_tokens"))
+        ctx = _float(path, line_no, "context_tokens", row.get("context_tokens") or "0")
+        if out < 0 or ctx < 0:
+            raise SimInputError(f"{path}:{line_no}: negative token count")
+        times.append(t)
+        outs.append(out)
+        ctxs.append(ctx)
+    if not times:
+        raise SimInputError(f"{path}: the trace has no requests")
+    t_arr = np.asarray(times)
+    minutes = max(1, math.ceil((t_arr[-1] + 1e-9) / MINUTE_S))
+    index = np.minimum((t_arr // MINUTE_S).astype(np.int64), minutes - 1)
+    reqs = np.bincount(index, minlength=minutes).astype(np.float64) / MINUTE_S
+    toks = np.bincount(index, weights=np.asarray(outs), minlength=minutes) / MINUTE_S
+    return TraceShape(
+        requests_per_s=reqs,
+        output_tokens_per_s=toks,
+        mean_output_tokens=float(np.mean(outs)) or 1.0,
+        mean_context_tokens=float(np.mean(ctxs)),
+        kind="per-request trace",
+    )
+
+
+def _rate_series(path: Path, reader: csv.DictReader[str]) -> TraceShape:
+    starts: list[float] = []
+    rates: list[float] = []
+    previous = -math.inf
+    for line_no, row in enumerate(reader, start=2):
+        t = _float(path, line_no, "t_start_s", row.get("t_start_s"))
+        rate = _float(path, line_no, "rate_rps", row.get("rate_rps"))
+        if t < 0:
+            raise SimInputError(f"{path}:{line_no}: negative timestamp t_start_s={t}")
+        if t <= previous:
+            raise SimInputError(
+                f"{path}:{line_no}: timestamps are not sorted (t_start_s={t} after {previous})"
+            )
+        if rate < 0:
+            raise SimInputError(f"{path}:{line_no}: negative rate_rps={rate}")
+        previous = t
+        starts.append(t)
+        rates.append(rate)
+    if not starts:
+        raise SimInputError(f"{path}: the rate series has no rows")
+    step_s = float(np.median(np.diff(starts))) if len(starts) > 1 else 600.0
+    minutes = round((starts[-1] + step_s) / MINUTE_S)
+    reqs = np.zeros(minutes)
+    edges = [*starts, starts[-1] + step_s]
+    for k, rate in enumerate(rates):
+        lo = round(edges[k] / MINUTE_S)
+        hi = round(edges[k + 1] / MINUTE_S)
+        reqs[lo:hi] = rate
+    return TraceShape(
+        requests_per_s=reqs,
+        output_tokens_per_s=reqs * AZURE_CONV_MEAN_OUTPUT_TOKENS,
+        mean_output_tokens=AZURE_CONV_MEAN_OUTPUT_TOKENS,
+        mean_context_tokens=AZURE_CONV_MEAN_CONTEXT_TOKENS,
+        kind="rate series",
+    )
+
+
+def build_load(
+    shape: TraceShape,
+    minutes: int,
+    peak_output_tokens_per_s: float,
+    tz_offset_hours: float = 0.0,
+    source: str = "",
+) -> Load:
+    """Tile `shape` over `minutes`, shifted by the time zone, scaled to the given peak."""
+    if peak_output_tokens_per_s <= 0:
+        raise SimInputError("the peak load must be positive")
+    base = shape.output_tokens_per_s
+    if float(base.max()) <= 0:
+        raise SimInputError(f"{source or 'the trace'}: no output tokens at all")
+    # Simulated minute m is local time m + offset after local midnight = trace minute m + offset.
+    shift = round(tz_offset_hours * 60) % base.shape[0]
+    index = (np.arange(minutes) + shift) % base.shape[0]
+    scale = peak_output_tokens_per_s / float(base.max())
+    toks = base[index] * scale
+    reqs = shape.requests_per_s[index] * scale
+    return Load(
+        output_tokens_per_s=toks,
+        requests_per_s=reqs,
+        mean_output_tokens=shape.mean_output_tokens,
+        mean_context_tokens=shape.mean_context_tokens,
+        source=source or shape.kind,
+    )

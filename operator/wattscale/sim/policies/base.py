@@ -1,0 +1,92 @@
+"""The one small protocol every policy implements, and what a policy may see at each minute.
+
+A policy is asked once per simulated minute for the replicas it wants allocated per region (Ready
+plus loading). It sees an `Observation`: the past only (served load up to the previous minute,
+carbon up to the current hour), prices as far as they are published (today, and tomorrow's
+day-ahead prices after noon UTC), and the replicas it has. The oracle alone is given the
+`Scenario` itself (perfect foresight), through `plan`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from wattscale.sim.model import ReplicaModel
+from wattscale.sim.scenario import Scenario
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a (non-oracle) policy knows at the start of `minute`."""
+
+    minute: int
+    now: datetime
+    regions: tuple[str, ...]
+    home: int
+    model: ReplicaModel
+    gpu_hour_cost: float
+    quota: tuple[int, ...]
+    min_replicas: int
+    ready: IntArray  # per region, Ready now
+    loading: IntArray  # per region, started and not Ready yet
+    past_demand_tokens_per_s: FloatArray  # (minute,): demand of minutes 0..minute-1
+    known_prices_usd_mwh: FloatArray  # (hours known from the start, regions)
+    past_carbon_g_per_kwh: FloatArray  # (current hour + 1, regions); NaN where unknown
+    mean_output_tokens: float
+
+    @property
+    def allocated(self) -> IntArray:
+        return np.asarray(self.ready + self.loading, dtype=np.int64)
+
+    @property
+    def hour(self) -> int:
+        return self.minute // 60
+
+    def last_demand(self, minutes: int = 1) -> float:
+        """Mean demand over the last `minutes` minutes (0 before the first minute)."""
+        past = self.past_demand_tokens_per_s
+        if past.shape[0] == 0:
+            return 0.0
+        return float(np.mean(past[-minutes:]))
+
+    def price_now(self) -> FloatArray:
+        return np.asarray(self.known_prices_usd_mwh[self.hour], dtype=np.float64)
+
+    def hour_start(self, hour: int) -> datetime:
+        return self.now.replace(minute=0, second=0, microsecond=0) + timedelta(
+            hours=hour - self.hour
+        )
+
+
+class Policy(Protocol):
+    """Decide the replicas to hold per region, one minute at a time."""
+
+    name: str
+
+    def initial(self, scenario: Scenario) -> IntArray:
+        """Replicas Ready at minute 0 (every policy starts warm with its own first choice)."""
+        ...
+
+    def decide(self, obs: Observation) -> IntArray:
+        """Replicas to hold per region from this minute on (Ready + loading)."""
+        ...
+
+
+def home_only(regions: int, home: int, replicas: int) -> IntArray:
+    """A per-region vector with `replicas` in the home region and none elsewhere."""
+    out = np.zeros(regions, dtype=np.int64)
+    out[home] = replicas
+    return out
+
+
+def peak_replicas_needed(scenario: Scenario) -> int:
+    """Ready replicas that serve the period's busiest minute at the safe utilisation."""
+    return scenario.model.replicas_for(float(np.max(scenario.load.output_tokens_per_s)))

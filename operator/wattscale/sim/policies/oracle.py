@@ -1,0 +1,209 @@
+"""`oracle`: the offline optimum with perfect foresight of load and prices, solved with HiGHS.
+
+Variables per minute t and region i: replicas allocated n (Ready or loading), replica starts s,
+and tokens/s routed x. Constraints, the same as the simulator's:
+
+- starts: s[t,i] >= n[t,i] - n[t-1,i] (the replicas at minute 0 are Ready for free, as for every
+  policy's warm start);
+- cold start: Ready[t,i] = n[t,i] - sum of s[t-L+1..t, i] (a start is Ready L minutes later);
+- routing: x[t,i] <= safe tokens/s x Ready[t,i]; sum_i x[t,i] = demand[t];
+- integer Ready replicas: sum_i Ready[t,i] >= ceil(demand[t] / safe tokens/s) and >= minReplicas
+  (valid for any real policy, whose Ready counts are whole numbers; it tightens the relaxation);
+- quota: n[t,i] <= quota_i.
+
+Objective: the accounting's cost (GPU-hours + idle and load-dependent energy x price), exactly.
+
+By default the LP relaxation (fractional replicas) is solved: a valid lower bound on the cost of
+any policy that keeps every minute within the safe utilisation. `integer=True` asks for the MILP
+(whole replicas and starts) within a time limit; HiGHS then reports its best solution and bound.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.sparse import coo_matrix, csr_matrix
+
+from wattscale.sim.accounting import Trajectory
+from wattscale.sim.errors import SimInputError
+from wattscale.sim.scenario import Scenario
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class OracleSolution:
+    """The oracle's schedule and how it was obtained."""
+
+    trajectory: Trajectory
+    objective: float
+    lower_bound: float
+    integer: bool
+    status: str
+    solve_seconds: float
+
+    @property
+    def label(self) -> str:
+        if self.integer:
+            return "MILP (whole replicas)"
+        return "LP relaxation (lower bound)"
+
+
+class _Builder:
+    """Sparse constraint rows, appended block by block."""
+
+    def __init__(self) -> None:
+        self.rows: list[npt.NDArray[np.int64]] = []
+        self.cols: list[npt.NDArray[np.int64]] = []
+        self.vals: list[FloatArray] = []
+        self.lo: list[FloatArray] = []
+        self.hi: list[FloatArray] = []
+        self.count = 0
+
+    def block(self, n_rows: int, lo: FloatArray, hi: FloatArray) -> int:
+        first = self.count
+        self.count += n_rows
+        self.lo.append(np.broadcast_to(lo, (n_rows,)).astype(np.float64))
+        self.hi.append(np.broadcast_to(hi, (n_rows,)).astype(np.float64))
+        return first
+
+    def add(self, rows: npt.NDArray[np.int64], cols: npt.NDArray[np.int64], value: float) -> None:
+        self.rows.append(rows.astype(np.int64))
+        self.cols.append(cols.astype(np.int64))
+        self.vals.append(np.full(rows.shape[0], value))
+
+    def constraint(self, n_vars: int) -> LinearConstraint:
+        matrix = coo_matrix(
+            (np.concatenate(self.vals), (np.concatenate(self.rows), np.concatenate(self.cols))),
+            shape=(self.count, n_vars),
+        )
+        return LinearConstraint(
+            csr_matrix(matrix), np.concatenate(self.lo), np.concatenate(self.hi)
+        )
+
+
+def solve_oracle(
+    scenario: Scenario, integer: bool = False, time_limit_s: float = 600.0
+) -> OracleSolution:
+    """Solve the whole-horizon problem and return the schedule as a trajectory."""
+    model = scenario.model
+    minutes, regions = scenario.minutes, len(scenario.regions)
+    lag = model.cold_start_minutes
+    size = minutes * regions
+    n_off, s_off, x_off, init_off = 0, size, 2 * size, 3 * size
+    n_vars = 3 * size + regions
+
+    def idx(
+        offset: int, t: npt.NDArray[np.int64], i: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.int64]:
+        return np.asarray(offset + t * regions + i, dtype=np.int64)
+
+    price = scenario.minute_prices()  # (T, R) USD/MWh
+    usd_per_kwh = price / 1000.0
+    per_replica = (
+        scenario.gpu_hour_cost / 60.0 + model.idle_watts * model.pue / 1000.0 / 60.0 * usd_per_kwh
+    )
+    per_token = (
+        (model.max_watts - model.idle_watts)
+        / model.capacity_tokens_per_s
+        * model.pue
+        / 1000.0
+        / 60.0
+        * usd_per_kwh
+    )
+    cost = np.concatenate(
+        [per_replica.ravel(), np.zeros(size), per_token.ravel(), np.zeros(regions)]
+    )
+
+    demand = scenario.load.output_tokens_per_s
+    safe = model.safe_tokens_per_s
+    quota = np.asarray(scenario.quota, dtype=np.float64)
+    need = np.maximum(np.ceil(demand / safe - 1e-9), scenario.min_replicas)
+    if float(np.max(need)) > float(quota.sum()):
+        raise SimInputError("the oracle cannot serve the peak within the per-region quotas")
+
+    grid_t, grid_i = np.meshgrid(np.arange(minutes), np.arange(regions), indexing="ij")
+    tt, ii = grid_t.ravel(), grid_i.ravel()
+    b = _Builder()
+    # starts: n[t] - n[t-1] - s[t] <= 0 (n[-1] is the free initial allocation).
+    first = b.block(size, np.array(-np.inf), np.array(0.0))
+    rows = first + np.arange(size)
+    b.add(rows, idx(n_off, tt, ii), 1.0)
+    b.add(rows, idx(s_off, tt, ii), -1.0)
+    later = tt > 0
+    b.add(rows[later], idx(n_off, tt[later] - 1, ii[later]), -1.0)
+    b.add(rows[~later], init_off + ii[~later], -1.0)
+
+    def ready_terms(
+        rows: npt.NDArray[np.int64],
+        t: npt.NDArray[np.int64],
+        i: npt.NDArray[np.int64],
+        scale: float,
+    ) -> None:
+        b.add(rows, idx(n_off, t, i), scale)
+        for k in range(lag):
+            ok = t - k >= 0
+            b.add(rows[ok], idx(s_off, t[ok] - k, i[ok]), -scale)
+
+    # routing: x - safe * Ready <= 0.
+    first = b.block(size, np.array(-np.inf), np.array(0.0))
+    rows = first + np.arange(size)
+    b.add(rows, idx(x_off, tt, ii), 1.0)
+    ready_terms(rows, tt, ii, -safe)
+    # demand: sum_i x = D.
+    first = b.block(minutes, demand, demand)
+    b.add(first + tt, idx(x_off, tt, ii), 1.0)
+    # whole Ready replicas: sum_i Ready >= need.
+    first = b.block(minutes, need, np.array(np.inf))
+    ready_terms(first + tt, tt, ii, 1.0)
+
+    upper = np.concatenate(
+        [
+            np.tile(quota, minutes),
+            np.tile(quota, minutes),
+            np.full(size, np.inf),
+            quota,
+        ]
+    )
+    integrality = np.zeros(n_vars)
+    if integer:
+        integrality[: 2 * size] = 1
+        integrality[init_off:] = 1
+    began = time.monotonic()
+    result = milp(
+        cost,
+        constraints=b.constraint(n_vars),
+        bounds=Bounds(np.zeros(n_vars), upper),
+        integrality=integrality,
+        options={"time_limit": time_limit_s, "disp": False},
+    )
+    elapsed = time.monotonic() - began
+    if result.x is None:
+        raise SimInputError(f"the oracle found no schedule: {result.message}")
+    sol = np.asarray(result.x, dtype=np.float64)
+    n = sol[n_off:s_off].reshape(minutes, regions)
+    init = sol[init_off:]
+    # Tidy solver round-off so the replay sees clean counts.
+    n = np.where(np.abs(n - np.round(n)) < 1e-7, np.round(n), n)
+    prev = np.vstack([init[None, :], n[:-1]])
+    stops = np.maximum(prev - n, 0.0)
+    starts = np.maximum(n - prev, 0.0)  # <= s: at the optimum the extra s buys nothing
+    ready = n.copy()
+    for k in range(lag):
+        ready[k:] -= starts[: minutes - k]
+    ready = np.maximum(ready, 0.0)
+    bound = float(getattr(result, "mip_dual_bound", None) or result.fun)
+    if not integer:
+        bound = float(result.fun)
+    return OracleSolution(
+        trajectory=Trajectory(allocated=n, ready=ready, starts=starts, stops=stops),
+        objective=float(result.fun),
+        lower_bound=bound,
+        integer=integer,
+        status=str(result.message),
+        solve_seconds=elapsed,
+    )

@@ -1,0 +1,168 @@
+"""A simulation scenario: the regions, the period, the load, prices, carbon and the replica model.
+
+Everything a run needs, already aligned on the simulation's 1-minute grid (prices and carbon stay
+hourly; `hour_of(minute)` maps between them). Built by `build_scenario` from files on disk.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from wattscale.sim.errors import SimInputError
+from wattscale.sim.load import Load, build_load, read_trace
+from wattscale.sim.model import ReplicaModel
+from wattscale.sim.series import DEFAULT_MAX_GAP_HOURS, load_carbon, load_prices
+
+FloatArray = npt.NDArray[np.float64]
+
+MINUTES_PER_HOUR = 60
+MINUTES_PER_DAY = 1440
+# Day-ahead prices for the next UTC day are taken as known from this hour (UTC) of the day before.
+DAY_AHEAD_PUBLISH_HOUR_UTC = 12
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Inputs of one simulation run, aligned on a 1-minute grid starting at `start`."""
+
+    regions: tuple[str, ...]
+    home_region: str
+    start: datetime
+    minutes: int
+    load: Load
+    price_usd_mwh: FloatArray  # (hours_available, regions); may run past the period (day-ahead)
+    carbon_g_per_kwh: FloatArray  # (hours_available, regions); NaN where a region has no data
+    model: ReplicaModel
+    gpu_hour_cost: float
+    quota: tuple[int, ...]
+    peak_replicas: int
+    min_replicas: int = 1
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def home(self) -> int:
+        return self.regions.index(self.home_region)
+
+    @property
+    def hours(self) -> int:
+        return -(-self.minutes // MINUTES_PER_HOUR)
+
+    def hour_of(self, minute: int) -> int:
+        return minute // MINUTES_PER_HOUR
+
+    def minute_prices(self) -> FloatArray:
+        """USD/MWh for every simulated minute and region."""
+        idx = np.arange(self.minutes) // MINUTES_PER_HOUR
+        return np.asarray(self.price_usd_mwh[idx], dtype=np.float64)
+
+    def minute_carbon(self) -> FloatArray:
+        idx = np.arange(self.minutes) // MINUTES_PER_HOUR
+        return np.asarray(self.carbon_g_per_kwh[idx], dtype=np.float64)
+
+    def known_price_hours(self, minute: int) -> int:
+        """Hours of prices (from the start) known at `minute`: today, plus tomorrow after noon."""
+        now = self.start + timedelta(minutes=minute)
+        day_end = (minute // MINUTES_PER_DAY + 1) * 24
+        known = day_end + (24 if now.hour >= DAY_AHEAD_PUBLISH_HOUR_UTC else 0)
+        return min(known, int(self.price_usd_mwh.shape[0]))
+
+
+def build_scenario(
+    *,
+    trace: Path,
+    prices_dir: Path,
+    carbon_dir: Path,
+    regions: list[str],
+    home_region: str,
+    start: datetime,
+    days: float,
+    peak_replicas: int,
+    gpu_hour_cost: float,
+    model: ReplicaModel | None = None,
+    trace_tz_offset_hours: float = 0.0,
+    quota_per_region: int | None = None,
+    max_gap_hours: int = DEFAULT_MAX_GAP_HOURS,
+) -> Scenario:
+    """Read the files and build a scenario; every problem is a `SimInputError`."""
+    model = model or ReplicaModel()
+    if not regions:
+        raise SimInputError("no regions given")
+    if len(set(regions)) != len(regions):
+        raise SimInputError(f"regions listed twice: {','.join(regions)}")
+    if home_region not in regions:
+        raise SimInputError(
+            f"home region {home_region} is not one of --regions {','.join(regions)}"
+        )
+    if days <= 0 or not math.isfinite(days):
+        raise SimInputError(f"--days must be positive (got {days})")
+    if peak_replicas < 1:
+        raise SimInputError(f"--peak-replicas must be at least 1 (got {peak_replicas})")
+    if gpu_hour_cost < 0 or not math.isfinite(gpu_hour_cost):
+        raise SimInputError(f"--gpu-hour-cost must be >= 0 (got {gpu_hour_cost})")
+    for directory, what in ((prices_dir, "prices"), (carbon_dir, "carbon")):
+        if not directory.is_dir():
+            raise SimInputError(f"{what} directory {directory} does not exist")
+    known = sorted(p.stem for p in prices_dir.glob("*.csv"))
+    unknown = [r for r in regions if r not in known]
+    if unknown:
+        raise SimInputError(
+            f"unknown region(s) {', '.join(unknown)}: no price file {prices_dir}/<REGION>.csv "
+            f"(known: {', '.join(known) or 'none'})"
+        )
+    minutes = round(days * MINUTES_PER_DAY)
+    hours = -(-minutes // MINUTES_PER_HOUR)
+    warnings: list[str] = []
+    prices: list[FloatArray] = []
+    carbons: list[FloatArray] = []
+    # One extra day of prices when the data has it: the day-ahead horizon at the period's end.
+    extended = hours + 24
+    for region in regions:
+        try:
+            series = load_prices(prices_dir, region, start, extended, max_gap_hours)
+        except SimInputError:
+            series = load_prices(prices_dir, region, start, hours, max_gap_hours)
+        warnings.extend(series.warnings)
+        prices.append(series.values)
+    n_price_hours = min(p.shape[0] for p in prices)
+    missing_carbon: list[str] = []
+    for region in regions:
+        cseries = load_carbon(carbon_dir, region, start, hours, max_gap_hours)
+        if cseries is None:
+            missing_carbon.append(region)
+            carbons.append(np.full(hours, np.nan))
+        else:
+            warnings.extend(cseries.warnings)
+            carbons.append(cseries.values)
+    if missing_carbon:
+        warnings.append(
+            f"no carbon data for {', '.join(missing_carbon)}: energy there is not counted in "
+            "carbon_kg (see carbon_unknown_kwh)"
+        )
+    shape = read_trace(trace)
+    peak_tokens = peak_replicas * model.safe_tokens_per_s
+    load = build_load(shape, minutes, peak_tokens, trace_tz_offset_hours, source=trace.name)
+    quota = quota_per_region if quota_per_region is not None else 2 * peak_replicas
+    if quota < peak_replicas:
+        raise SimInputError(
+            f"the per-region quota {quota} is below --peak-replicas {peak_replicas}"
+        )
+    return Scenario(
+        regions=tuple(regions),
+        home_region=home_region,
+        start=start,
+        minutes=minutes,
+        load=load,
+        price_usd_mwh=np.column_stack([p[:n_price_hours] for p in prices]),
+        carbon_g_per_kwh=np.column_stack(carbons),
+        model=model,
+        gpu_hour_cost=gpu_hour_cost,
+        quota=tuple([quota] * len(regions)),
+        peak_replicas=peak_replicas,
+        warnings=tuple(warnings),
+    )
