@@ -8,6 +8,7 @@ from __future__ import annotations
 import socket
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -271,3 +272,51 @@ def test_prometheus_bad_query_and_vtn_refusing_credentials() -> None:
             ),
             secrets=secrets,
         ).read(NOW)
+
+
+def test_cli_reads_a_provider_with_a_secret_flag(tmp_path: Path) -> None:
+    import argparse
+    import io
+
+    from rich.console import Console
+
+    from wattscale.cli_signals import add_signals_parser
+
+    cfg = tmp_path / "em.yaml"
+    routes: dict[str, feeds.Route] = {
+        "/v3/carbon-intensity/latest": lambda req: (
+            latest()
+            if req.headers.get("auth-token") == "tok"
+            else json_reply({"message": "bad token"}, 401)
+        )
+    }
+    with FeedServer(routes) as srv:
+        cfg.write_text(
+            f"type: electricityMaps\nbaseUrl: {srv.url}\nzone: DE\nincludeForecast: false\n"
+            "authTokenSecretRef: {name: em, key: token}\nmaxRetries: 0\n"
+        )
+        results = []
+        for secret in ("em/token=tok", "em/token=wrong"):
+            parser = argparse.ArgumentParser()
+            add_signals_parser(parser.add_subparsers(dest="command"))
+            args = parser.parse_args(
+                [
+                    "signals",
+                    "read",
+                    "--config",
+                    str(cfg),
+                    "--secret",
+                    secret,
+                    "--at",
+                    NOW.isoformat(),
+                ]
+            )
+            buf = io.StringIO()
+            results.append((args.func(args, console=Console(file=buf, width=300)), buf.getvalue()))
+    (ok, ok_out), (bad, bad_out) = results
+    assert ok == 0
+    assert "gCO2eq/kWh" in ok_out
+    assert bad == 1
+    assert "401" in bad_out
+    assert "Secret em/token" in bad_out
+    assert "wrong" not in bad_out
