@@ -93,7 +93,8 @@ class CapacityLearnerConfig:
     min_load_fraction: float = 0.05
     """Windows below this fraction of the reference load carry no capacity information."""
     low_load_violation_fraction: float = 0.3
-    """Violations below this fraction of the reference load are not blamed on load."""
+    """Violations below this fraction of the loads where the SLO held (or of the prior, before
+    any window met it) are not blamed on load."""
     boundary_softness_log: float = 0.08
     outlier_rate: float = 0.03
     autocorrelation_weight: float = 0.3
@@ -155,10 +156,15 @@ def theil_sen(x: FloatArray, y: FloatArray, max_points: int = 300) -> tuple[floa
 def classify(
     obs: CapacityObservation,
     slo: LatencySlo,
-    reference_tokens_per_second: float,
+    load_reference_tokens_per_second: float,
+    violation_reference_tokens_per_second: float,
     config: CapacityLearnerConfig,
 ) -> tuple[Verdict, float | None]:
-    """Decide whether a window informs capacity; returns (verdict, SLO ratio)."""
+    """Decide whether a window informs capacity; returns (verdict, SLO ratio).
+
+    ``load_reference`` sets the no-load floor; ``violation_reference`` (the load at which the
+    SLO has been seen to hold, else the prior) decides whether a violation can be blamed on load.
+    """
     x = obs.tokens_per_second_per_replica
     if not math.isfinite(x) or x < 0:
         return Verdict.INVALID, None
@@ -166,10 +172,10 @@ def classify(
     if r is None:
         return Verdict.NO_LATENCY, None
     if x < config.min_tokens_per_second_per_replica or x < (
-        config.min_load_fraction * reference_tokens_per_second
+        config.min_load_fraction * load_reference_tokens_per_second
     ):
         return Verdict.NO_LOAD, r
-    if r > 1.0 and x < config.low_load_violation_fraction * reference_tokens_per_second:
+    if r > 1.0 and x < config.low_load_violation_fraction * violation_reference_tokens_per_second:
         return Verdict.LOW_LOAD_VIOLATION, r
     return Verdict.USED, r
 
@@ -228,12 +234,26 @@ def estimate_capacity(
     if busy.size:
         reference = min(reference, float(np.quantile(busy, 0.95)))
 
+    # The reference for "is this violation due to load": loads at which the SLO was met
+    # (a high quantile), else the prior median.
+    met_loads = [
+        o.tokens_per_second_per_replica
+        for o in obs
+        if (ratio := slo.ratio(o)) is not None
+        and ratio <= 1.0
+        and math.isfinite(o.tokens_per_second_per_replica)
+        and o.tokens_per_second_per_replica >= cfg.min_tokens_per_second_per_replica
+    ]
+    violation_reference = (
+        float(np.quantile(np.array(met_loads), 0.9)) if met_loads else math.exp(prior_mu)
+    )
+
     rejected: dict[str, int] = {}
     xs: list[float] = []
     rs: list[float] = []
     ts: list[float | None] = []
     for o in obs:
-        verdict, r = classify(o, slo, reference, cfg)
+        verdict, r = classify(o, slo, reference, violation_reference, cfg)
         if verdict is not Verdict.USED or r is None:
             rejected[verdict.value] = rejected.get(verdict.value, 0) + 1
             continue

@@ -5,7 +5,8 @@ Pure (numpy only). Board power is close to affine in utilisation, ``P(u) = idle 
 (utilisation, watts) samples, a robust line (Theil-Sen) gives ``idle`` at u=0 and ``max`` at
 u=1. The fit is blended with the configured model (``Region.spec.gpus[].idleWatts/maxWatts``) by
 confidence, which grows with the number of samples and the utilisation range they cover: a fleet
-that always runs at 90-100 % tells us little about idle power.
+that always runs at 90-100 % tells us its power there, but little about idle power, so the
+level at the observed utilisation is kept and only the slope is blended.
 
 Cost accounting then uses :func:`power_watts`: the measured DCGM power when that reading is
 usable, the model otherwise.
@@ -110,18 +111,14 @@ def fit_power_model(
     fitted = _clamp(PowerModel(gpu_product, a, a + b, "fitted", len(pts), span, mad, conf), cfg)
     if configured is None or conf >= 1.0:
         return fitted
+    # Blend the slope only: the level at the utilisation actually observed is well measured
+    # whatever the spread, the extrapolation to 0 and 1 is what needs the configured model.
+    centre = float(np.median(u))
+    level = a + b * centre
+    slope = conf * b + (1 - conf) * (configured.max_watts - configured.idle_watts)
+    idle = level - slope * centre
     return _clamp(
-        PowerModel(
-            gpu_product,
-            conf * fitted.idle_watts + (1 - conf) * configured.idle_watts,
-            conf * fitted.max_watts + (1 - conf) * configured.max_watts,
-            "blended",
-            len(pts),
-            span,
-            mad,
-            conf,
-        ),
-        cfg,
+        PowerModel(gpu_product, idle, idle + slope, "blended", len(pts), span, mad, conf), cfg
     )
 
 

@@ -37,6 +37,8 @@ from wattscale.metrics.readings import (
 
 log = logging.getLogger(__name__)
 
+_MAX_TIMEOUTS_PER_READ = 2
+
 
 class PromClient(Protocol):
     """The two calls of ``PrometheusConnect`` the reader uses (a seam for unit tests)."""
@@ -236,29 +238,35 @@ class MetricsReader:
                 promql, dcgm_age, pods_reporting, pods_expected, cfg.stale_after_seconds
             )
 
+        vllm = {
+            "request_rate_per_second": make(q.request_rate(target), "requests"),
+            "prompt_tokens_per_second": make(q.prompt_tokens_rate(target), "prompt"),
+            "generation_tokens_per_second": make(q.generation_tokens_rate(target), "generation"),
+            "running_requests": make(q.running_requests(target), "running"),
+            "waiting_requests": make(q.waiting_requests(target), "waiting"),
+            "kv_cache_usage_ratio": make(q.kv_cache_usage(target), "kv_cache"),
+        }
+        power = gpu(q.gpu_power(target))
+        energy = gpu(q.gpu_energy(target))
+        util = gpu(q.gpu_utilization(target))
         return DeploymentReadings(
             namespace=target.namespace,
             deployment=target.deployment,
             region=self.region,
             observed_at=datetime.fromtimestamp(now, tz=UTC),
-            prometheus_reachable=not session.unreachable,
+            prometheus_reachable=not session.connect_failed,
             pods_reporting=pods_reporting,
             pods_expected=pods_expected,
-            request_rate_per_second=make(q.request_rate(target), "requests"),
-            prompt_tokens_per_second=make(q.prompt_tokens_rate(target), "prompt"),
-            generation_tokens_per_second=make(q.generation_tokens_rate(target), "generation"),
-            running_requests=make(q.running_requests(target), "running"),
-            waiting_requests=make(q.waiting_requests(target), "waiting"),
-            kv_cache_usage_ratio=make(q.kv_cache_usage(target), "kv_cache"),
             ttft_p50_seconds=ttft50,
             ttft_p95_seconds=ttft95,
             tpot_p50_seconds=tpot50,
             tpot_p95_seconds=tpot95,
-            gpu_power_watts=gpu(q.gpu_power(target)),
-            gpu_energy_joules=gpu(q.gpu_energy(target)),
-            gpu_utilization_ratio=gpu(q.gpu_utilization(target)),
+            gpu_power_watts=power,
+            gpu_energy_joules=energy,
+            gpu_utilization_ratio=util,
             gpus_reporting=gpus_reporting,
             notes=tuple(session.notes),
+            **vllm,
         )
 
     # -- history -----------------------------------------------------------------------------
@@ -365,6 +373,8 @@ class _Session:
         self.reader = reader
         self.unreachable = False
         self.unreachable_reason = ""
+        self.timeouts = 0
+        self.connect_failed = False
         self.notes: list[str] = []
 
     def _run(self, promql: str) -> list[_Sample] | str:
@@ -375,7 +385,16 @@ class _Session:
         except QueryFailedError as exc:
             if exc.unreachable:
                 self.unreachable = True
+                self.connect_failed = True
                 self.unreachable_reason = exc.reason
+            elif exc.reason.startswith("query timed out"):
+                self.timeouts += 1
+                if self.timeouts >= _MAX_TIMEOUTS_PER_READ:
+                    # An overloaded or hung Prometheus: don't spend a timeout on every query.
+                    self.unreachable = True
+                    self.unreachable_reason = f"skipped after {self.timeouts} timeouts: " + (
+                        exc.reason
+                    )
             if exc.reason not in self.notes:
                 self.notes.append(exc.reason)
             return exc.reason

@@ -1,0 +1,178 @@
+"""Unit tests: capacity learning on synthetic windows with a known true capacity."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from wattscale.metrics import (
+    CapacityLearner,
+    CapacityLearnerConfig,
+    CapacityObservation,
+    LatencySlo,
+    estimate_capacity,
+)
+
+pytestmark = pytest.mark.unit
+
+SLO = LatencySlo(ttft_p95_seconds=0.5, tpot_p95_seconds=0.040)
+BASE_STEP = 0.008
+CEILING = 4000.0  # tokens/s where TPOT diverges
+
+
+def tpot_p95(x: float, noise: float = 0.0) -> float:
+    """A queueing-shaped TPOT p95 curve: BASE_STEP/(1 - x/CEILING), times 1.3 for the tail."""
+    if x >= 0.98 * CEILING:
+        return 1.0
+    return 1.3 * BASE_STEP / (1.0 - x / CEILING) * math.exp(noise)
+
+
+# Where 1.3 * 0.008 / (1 - x/4000) = 0.040: x = 4000 * (1 - 0.26) = 2960.
+TRUE_CAPACITY = CEILING * (1 - 1.3 * BASE_STEP / 0.040)
+
+
+def windows(
+    n: int,
+    lo: float,
+    hi: float,
+    seed: int = 1,
+    noise: float = 0.08,
+    dt: float = 30.0,
+) -> list[CapacityObservation]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        x = rng.uniform(lo, hi) * TRUE_CAPACITY
+        out.append(
+            CapacityObservation(
+                tokens_per_second_per_replica=x,
+                ttft_p95_seconds=0.1,
+                tpot_p95_seconds=tpot_p95(x, rng.gauss(0.0, noise)),
+                replicas=2,
+                t_seconds=i * dt,
+            )
+        )
+    return out
+
+
+def test_true_capacity_constant() -> None:
+    assert tpot_p95(TRUE_CAPACITY) == pytest.approx(0.040)
+
+
+def test_no_data_returns_the_prior_with_zero_confidence() -> None:
+    est = estimate_capacity([], SLO, 2000.0)
+    assert est.source == "prior"
+    assert est.tokens_per_second_per_replica == pytest.approx(2000.0)
+    assert est.confidence == 0.0
+    assert (
+        est.lower_tokens_per_second_per_replica < 2000.0 < est.upper_tokens_per_second_per_replica
+    )
+
+
+@pytest.mark.parametrize("hint", [1000.0, 3000.0, 9000.0, None])
+def test_learns_capacity_from_both_sides_whatever_the_hint(hint: float | None) -> None:
+    est = estimate_capacity(windows(400, 0.3, 1.3), SLO, hint)
+    assert est.source == "learned"
+    assert est.tokens_per_second_per_replica == pytest.approx(TRUE_CAPACITY, rel=0.05)
+    assert est.lower_tokens_per_second_per_replica <= TRUE_CAPACITY * 1.02
+    assert est.confidence > 0.8
+    assert est.violations_seen > 0
+
+
+def test_learns_from_loads_below_the_boundary_only() -> None:
+    # Load never reaches capacity: the curve term extrapolates; less confident.
+    est = estimate_capacity(windows(300, 0.3, 0.85), SLO, 1500.0)
+    assert est.violations_seen == 0
+    assert est.tokens_per_second_per_replica == pytest.approx(TRUE_CAPACITY, rel=0.15)
+    full = estimate_capacity(windows(300, 0.3, 1.3), SLO, 1500.0)
+    assert est.confidence < full.confidence
+
+
+def test_robust_to_outlying_windows() -> None:
+    obs = windows(400, 0.3, 1.3)
+    rng = random.Random(5)
+    for i in range(40):  # 10 % garbage: huge latency at moderate load, tiny at overload
+        x = rng.uniform(0.4, 0.8) * TRUE_CAPACITY if i % 2 else 1.25 * TRUE_CAPACITY
+        lat = 0.5 if i % 2 else 0.005
+        obs.append(CapacityObservation(x, 0.1, lat, t_seconds=400 * 30 + i))
+    est = estimate_capacity(obs, SLO, 2000.0)
+    assert est.tokens_per_second_per_replica == pytest.approx(TRUE_CAPACITY, rel=0.08)
+
+
+def test_no_load_windows_are_refused_and_do_not_move_the_estimate() -> None:
+    base = windows(300, 0.3, 1.3)
+    idle = [CapacityObservation(0.0, None, None, t_seconds=1e5 + i) for i in range(200)] + [
+        CapacityObservation(5.0, 0.05, 0.009, t_seconds=2e5 + i) for i in range(200)
+    ]
+    with_idle = estimate_capacity(base + idle, SLO, 2000.0)
+    without = estimate_capacity(base, SLO, 2000.0)
+    assert (
+        with_idle.observations_rejected.get("no_load", 0)
+        + with_idle.observations_rejected.get("no_latency", 0)
+        == 400
+    )
+    assert with_idle.tokens_per_second_per_replica == pytest.approx(
+        without.tokens_per_second_per_replica, rel=0.03
+    )
+
+
+def test_saturated_but_idle_windows_are_refused() -> None:
+    # Cold start / stuck engine: a queue and terrible latency with almost no output.
+    stuck = [
+        CapacityObservation(300.0, 30.0, 0.5, waiting_requests_per_replica=50, t_seconds=float(i))
+        for i in range(300)
+    ]
+    est = estimate_capacity(windows(200, 0.3, 1.3) + stuck, SLO, 2000.0)
+    assert est.observations_rejected["low_load_violation"] == 300
+    assert est.tokens_per_second_per_replica == pytest.approx(TRUE_CAPACITY, rel=0.06)
+    # Only stuck windows: nothing learned, the hint stands.
+    only = estimate_capacity(stuck, SLO, 2000.0)
+    assert only.source == "prior"
+    assert only.tokens_per_second_per_replica == pytest.approx(2000.0)
+
+
+def test_missing_latency_is_refused() -> None:
+    obs = [CapacityObservation(1000.0, None, None)]
+    est = estimate_capacity(obs, SLO, 2000.0)
+    assert est.observations_rejected == {"no_latency": 1}
+    assert est.source == "prior"
+
+
+def test_ttft_only_slo() -> None:
+    slo = LatencySlo(ttft_p95_seconds=0.2, tpot_p95_seconds=None)
+    rng = random.Random(3)
+    obs = []
+    for i in range(300):
+        x = rng.uniform(200, 1500)
+        ttft = 0.05 / max(0.02, 1 - x / 1200) * math.exp(rng.gauss(0, 0.1))
+        obs.append(CapacityObservation(x, ttft, None, t_seconds=float(i)))
+    est = estimate_capacity(obs, slo, 500.0)
+    assert est.tokens_per_second_per_replica == pytest.approx(900.0, rel=0.06)
+
+
+def test_learner_keeps_a_bounded_recent_buffer() -> None:
+    learner = CapacityLearner(SLO, 2000.0, CapacityLearnerConfig(max_observations=100))
+    assert learner.estimate().source == "prior"
+    learner.observe_many(windows(250, 0.3, 1.3))
+    assert len(learner.observations) == 100
+    est = learner.estimate()
+    assert est.tokens_per_second_per_replica == pytest.approx(TRUE_CAPACITY, rel=0.08)
+
+
+def test_recency_lets_a_new_capacity_take_over() -> None:
+    # The model was replaced by a slower one: old windows are at a higher capacity.
+    cfg = CapacityLearnerConfig(half_life_seconds=3600.0)
+    old = windows(300, 0.3, 1.3, dt=30.0)
+    slow = []
+    rng = random.Random(9)
+    for i in range(300):
+        x = rng.uniform(0.3, 1.3) * TRUE_CAPACITY * 0.6
+        slow.append(
+            CapacityObservation(
+                x, 0.1, tpot_p95(x / 0.6, rng.gauss(0, 0.08)), t_seconds=1e6 + i * 30
+            )
+        )
+    est = estimate_capacity(old + slow, SLO, 2000.0, cfg)
+    assert est.tokens_per_second_per_replica == pytest.approx(0.6 * TRUE_CAPACITY, rel=0.08)
