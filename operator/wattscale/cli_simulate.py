@@ -1,0 +1,284 @@
+"""`wattscale simulate`: replay a load trace and real prices through wattscale and its baselines.
+
+`add_simulate_parser(subparsers)` registers the subcommand on the main CLI's subparsers; the
+handler returns an exit code: 0 on success, 2 for bad input (one readable line on stderr, never
+a traceback). With no arguments it runs the embedded default (a bundled sample of real data).
+`python -m wattscale.cli_simulate ...` runs it on its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from wattscale.data import SAMPLE_DAYS, SAMPLE_DIR, SAMPLE_REGIONS, SAMPLE_START, SAMPLE_TRACE
+from wattscale.sim.errors import SimInputError
+from wattscale.sim.model import ReplicaModel
+from wattscale.sim.run import CURRENCY, POLICY_NAMES, SimulationResult, parse_policies, simulate
+from wattscale.sim.scenario import build_scenario
+from wattscale.sim.series import DEFAULT_MAX_GAP_HOURS
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+DEFAULT_GPU_HOUR_COST = 2.5
+DEFAULT_PEAK_REPLICAS = 20
+# Standard-time UTC offsets of known regions: a trace's t=0 is taken as local midnight there.
+REGION_UTC_OFFSET_HOURS = {
+    "US-CAL-CISO": -8.0,
+    "US-TEX-ERCO": -6.0,
+    "US-MIDA-PJM": -5.0,
+    "CA-ON": -5.0,
+    "DE-LU": 1.0,
+    "FR": 1.0,
+    "NL": 1.0,
+    "ES": 1.0,
+    "GB": 0.0,
+    "AU-NSW": 10.0,
+    "JP-TK": 9.0,
+    "KR": 9.0,
+    "SG": 8.0,
+}
+
+
+class SimulateUsageError(Exception):
+    """A mistake in the command line: one line on stderr, exit code 2."""
+
+
+def add_simulate_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register `simulate` on the main CLI's subparsers."""
+    p = subparsers.add_parser(
+        "simulate",
+        help="replay a load trace and real prices: wattscale vs baselines vs the optimum",
+        description=(
+            "Replay a load trace and hourly prices/carbon through wattscale's planner and "
+            "baselines (static, reactive, carbon-capped, greedy) and the offline optimum "
+            "(oracle). With no arguments: a bundled 7-day sample of real US data. "
+            f"Costs are in {CURRENCY} (prices' price_usd_mwh column, fixed FX)."
+        ),
+    )
+    configure_parser(p)
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    """Add the simulate options to a parser and set its handler."""
+    p.add_argument("--trace", type=Path, help="per-request CSV or rate series (default: sample)")
+    p.add_argument("--prices-dir", type=Path, help="directory of <REGION>.csv hourly prices")
+    p.add_argument("--carbon-dir", type=Path, help="directory of <REGION>.csv hourly carbon")
+    p.add_argument("--regions", help="comma-separated regions (default: the sample's US trio)")
+    p.add_argument("--home-region", help="region of the single-region baselines (default: first)")
+    p.add_argument("--start", help=f"first day, YYYY-MM-DD, UTC (default {SAMPLE_START})")
+    p.add_argument("--days", type=float, help=f"days to simulate (default {SAMPLE_DAYS})")
+    p.add_argument(
+        "--peak-replicas",
+        type=int,
+        default=DEFAULT_PEAK_REPLICAS,
+        help="replicas the busiest minute needs; the trace is scaled to it (default %(default)s)",
+    )
+    p.add_argument(
+        "--gpu-hour-cost",
+        type=float,
+        default=DEFAULT_GPU_HOUR_COST,
+        help="cost of holding one GPU for an hour, USD: ~2-4 for a cloud renter, 0 for an owner "
+        "paying only power (default %(default)s)",
+    )
+    p.add_argument(
+        "--policies",
+        help=f"comma-separated subset of {','.join(POLICY_NAMES)} (default: all)",
+    )
+    p.add_argument("--json", type=Path, metavar="OUT.json", help="write the results as JSON")
+    p.add_argument("--report", type=Path, metavar="DIR", help="write an HTML report into DIR")
+    p.add_argument(
+        "--cold-start-seconds", type=int, default=300, help="model load time (default 300)"
+    )
+    p.add_argument(
+        "--trace-tz-offset-hours",
+        type=float,
+        help="UTC offset of the trace's local time (default: the home region's standard time)",
+    )
+    p.add_argument("--quota-per-region", type=int, help="max replicas per region (2 x peak)")
+    p.add_argument(
+        "--max-gap-hours",
+        type=int,
+        default=DEFAULT_MAX_GAP_HOURS,
+        help="interpolate price/carbon gaps up to this long, refuse longer (default %(default)s)",
+    )
+    p.add_argument(
+        "--oracle-integer",
+        action="store_true",
+        help="solve the oracle as a MILP (whole replicas) instead of its LP relaxation",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_simulate)
+
+
+def _parse_start(text: str) -> datetime:
+    try:
+        day = datetime.strptime(text, "%Y-%m-%d")
+    except ValueError:
+        raise SimulateUsageError(f"--start {text!r} is not a date YYYY-MM-DD") from None
+    return day.replace(tzinfo=UTC)
+
+
+def _regions(text: str | None) -> list[str]:
+    if text is None:
+        return list(SAMPLE_REGIONS)
+    regions = [r.strip() for r in text.split(",") if r.strip()]
+    if not regions:
+        raise SimulateUsageError("--regions is empty")
+    return regions
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[str, int], Callable[[int], None] | None]]:
+    if not enabled:
+        yield lambda _name, _total: None
+        return
+    bar = Progress(
+        TextColumn("{task.description:<14}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+
+    def factory(name: str, total: int) -> Callable[[int], None]:
+        task = bar.add_task(name, total=total)
+
+        def tick(minute: int) -> None:
+            if minute % 60 == 59 or minute == total - 1:
+                bar.update(task, completed=minute + 1)
+
+        return tick
+
+    with bar:
+        yield factory
+
+
+def print_table(result: SimulationResult, console: Console) -> None:
+    """The results table and the headline ratios."""
+    sc = result.scenario
+    table = Table(
+        title=(
+            f"{', '.join(sc.regions)} (home {sc.home_region}), {sc.start:%Y-%m-%d} + "
+            f"{sc.minutes / 1440:g} days, peak {sc.peak_replicas} replicas, "
+            f"GPU {sc.gpu_hour_cost:g} {CURRENCY}/h"
+        )
+    )
+    for col in (
+        "policy",
+        f"total {CURRENCY}",
+        f"GPU {CURRENCY}",
+        f"energy {CURRENCY}",
+        "energy kWh",
+        "carbon kg",
+        "SLO met",
+        "replica-h",
+        "migrations",
+        "cold starts",
+    ):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for name, r in result.results.items():
+        label = name
+        if name == "oracle" and result.oracle is not None and not result.oracle.integer:
+            label = "oracle (LP bound)"
+        table.add_row(
+            label,
+            f"{r.total_cost:,.2f}",
+            f"{r.gpu_cost:,.2f}",
+            f"{r.energy_cost:,.2f}",
+            f"{r.energy_kwh:,.0f}",
+            f"{r.carbon_kg:,.0f}",
+            f"{100 * r.slo_attainment:.2f} %",
+            f"{r.replica_hours:,.0f}",
+            str(r.migrations),
+            str(r.cold_starts),
+        )
+    console.print(table)
+    head = result.headline()
+    if head:
+        console.print("  ".join(f"{k}={v:.4f}" for k, v in head.items()))
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    """The `simulate` handler: exit code 0, or 2 with one line on stderr for bad input."""
+    err = Console(stderr=True)
+    try:
+        result = _run(args)
+    except (SimInputError, SimulateUsageError) as problem:
+        print(f"wattscale simulate: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for warning in result.scenario.warnings:
+        err.print(f"[yellow]warning:[/] {warning}")
+    out = Console()
+    if not out.is_terminal:
+        out = Console(width=160)
+    print_table(result, out)
+    try:
+        if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+            print(f"wrote {args.json}")
+        if args.report is not None:
+            from wattscale.sim.report import write_report
+
+            print(f"wrote {write_report(result, args.report)}")
+    except OSError as problem:
+        print(f"wattscale simulate: cannot write output: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> SimulationResult:
+    regions = _regions(args.regions)
+    home = args.home_region or regions[0]
+    start = _parse_start(args.start or SAMPLE_START)
+    days = args.days if args.days is not None else SAMPLE_DAYS
+    policies = parse_policies(args.policies)
+    if args.cold_start_seconds < 0:
+        raise SimulateUsageError("--cold-start-seconds must be >= 0")
+    if args.max_gap_hours < 0:
+        raise SimulateUsageError("--max-gap-hours must be >= 0")
+    offset = args.trace_tz_offset_hours
+    if offset is None:
+        offset = REGION_UTC_OFFSET_HOURS.get(home, 0.0)
+    scenario = build_scenario(
+        trace=args.trace or SAMPLE_TRACE,
+        prices_dir=args.prices_dir or SAMPLE_DIR / "prices",
+        carbon_dir=args.carbon_dir or SAMPLE_DIR / "carbon",
+        regions=regions,
+        home_region=home,
+        start=start,
+        days=days,
+        peak_replicas=args.peak_replicas,
+        gpu_hour_cost=args.gpu_hour_cost,
+        model=ReplicaModel(cold_start_s=args.cold_start_seconds),
+        trace_tz_offset_hours=offset,
+        quota_per_region=args.quota_per_region,
+        max_gap_hours=args.max_gap_hours,
+    )
+    show = not args.no_progress and sys.stderr.isatty()
+    with _progress(show) as progress:
+        return simulate(scenario, policies, progress, oracle_integer=args.oracle_integer)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `simulate` on its own (as `python -m wattscale.cli_simulate`)."""
+    parser = argparse.ArgumentParser(prog="wattscale simulate")
+    configure_parser(parser)
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
