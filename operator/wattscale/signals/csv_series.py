@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -37,11 +36,6 @@ LOOKBACK = timedelta(days=2)
 LOOKAHEAD = timedelta(days=7)
 _CARBON_SCALE = {"gPerKwh": 1.0, "kgPerMwh": 1.0, "lbsPerMwh": LBS_PER_MWH_TO_G_PER_KWH}
 _PRICE_SCALE = {"perMwh": 1 / 1000, "perKwh": 1.0}
-
-
-def rows(text: str) -> Iterator[dict[str, str]]:
-    """The rows of a CSV text as dicts (header row first)."""
-    yield from csv.DictReader(io.StringIO(text))
 
 
 class CsvSource:
@@ -78,18 +72,18 @@ class CsvSource:
         step = timedelta(seconds=cfg.resolutionSeconds)
         raw: list[tuple[datetime, datetime, object, str | None]] = []
         currencies: set[str] = set()
-        reader = rows(self._text())
-        header = reader_fields = None
+        reader = csv.DictReader(io.StringIO(self._text()))
+        header = list(reader.fieldnames or [])
+        for col in (cfg.timestampColumn, cfg.valueColumn):
+            if col not in header:
+                raise BadPayload(
+                    NAME,
+                    f"column {col!r} not in the CSV header {header}",
+                    "set timestampColumn/valueColumn to the file's column names",
+                )
+        seen_rows = 0
         for row in reader:
-            if header is None:
-                header = reader_fields = list(row)
-                for col in (cfg.timestampColumn, cfg.valueColumn):
-                    if col not in reader_fields:
-                        raise BadPayload(
-                            NAME,
-                            f"column {col!r} not in the CSV header {reader_fields}",
-                            "set timestampColumn/valueColumn to the file's column names",
-                        )
+            seen_rows += 1
             if cfg.regionKey is not None and row.get("region") != cfg.regionKey:
                 continue
             stamp = row.get(cfg.timestampColumn)
@@ -101,7 +95,7 @@ class CsvSource:
                 if cur:
                     currencies.add(cur)
             raw.append((start, start + step, row.get(cfg.valueColumn), None))
-        if header is None:
+        if not seen_rows:
             raise EmptySeries(NAME, "the CSV has no data rows")
         if not raw:
             raise EmptySeries(
