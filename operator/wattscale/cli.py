@@ -15,6 +15,8 @@ from typing import Any
 import yaml
 
 from wattscale import __version__
+from wattscale.cli_signals import add_signals_parser
+from wattscale.cli_simulate import add_simulate_parser
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -96,13 +98,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job on the embedded default")
     p.set_defaults(handler=_cmd_demo)
+
+    add_simulate_parser(sub)
+    add_signals_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler: Handler | None = getattr(args, "handler", None)
+    # Subcommands from their own modules register `func`; the small ones here `handler`.
+    handler: Handler | None = getattr(args, "handler", None) or getattr(args, "func", None)
     if handler is None:
         parser.print_help()
         return 2

@@ -1,0 +1,50 @@
+"""Operator settings: one frozen object, filled from `wattscale run` flags and environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+ANNOTATION_PREFIX = "wattscale.io"
+FINALIZER = "wattscale.io/cleanup"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the control loop runs. Defaults suit production; tests shorten the intervals."""
+
+    interval_seconds: float = 30.0
+    """How often each InferenceDeployment is reconciled (level-based: read all, decide, act)."""
+    region_interval_seconds: float = 30.0
+    """How often each Region's cluster and feeds are checked."""
+    operator_namespace: str = "wattscale-system"
+    """Where the operator runs; Secret references without a namespace resolve here."""
+    metrics_port: int = 9464
+    metrics_address: str = "0.0.0.0"
+    hub_region: str = "hub"
+    """Name used for the hub cluster when a Region has no clusterRef."""
+    time_scale: float = 1.0
+    """Wall-clock acceleration for demos and e2e tests (2.0: a minute passes in 30 s).
+
+    It scales only the operator's own timers (stabilisation, drain, cold-start estimates), never
+    the feeds' timestamps."""
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        """Defaults, then WATTSCALE_* environment variables, then explicit overrides."""
+        env = os.environ
+        values: dict[str, object] = {}
+        for name, kind in (
+            ("interval_seconds", float),
+            ("region_interval_seconds", float),
+            ("operator_namespace", str),
+            ("metrics_port", int),
+            ("metrics_address", str),
+            ("hub_region", str),
+            ("time_scale", float),
+        ):
+            raw = env.get(f"WATTSCALE_{name.upper()}")
+            if raw is not None:
+                values[name] = kind(raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
