@@ -1,0 +1,352 @@
+"""E2E: the Helm chart lints, renders, and installs into the hub of the local stack.
+
+- `helm lint --strict` and `helm template` pass with the default values and every ci/ file;
+- what `helm template` renders is accepted by a real kube-apiserver (server-side dry run,
+  including Regions from values against the CRD's schema and CEL rules);
+- `helm install` into the hub succeeds: CRDs, ServiceAccount, RBAC, Deployment, Service, dashboard
+  ConfigMaps and a Region from values exist, shaped as intended;
+- the hub's RBAC authorizer grants the chart's ServiceAccount what the operator needs and refuses
+  what it does not (kubectl auth can-i --as the ServiceAccount);
+- `helm upgrade` and `helm uninstall` work and uninstall leaves no cluster-scoped leftovers.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from stack import REPO, Stack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+CHART = REPO / "helm" / "wattscale"
+CI_FILES = sorted((CHART / "ci").glob("*.yaml"))
+VALUE_SETS = [None, *CI_FILES]
+# Kinds the hub cannot know (no prometheus-operator CRDs there): rendered, not dry-run applied.
+FOREIGN_KINDS = {"ServiceMonitor"}
+
+
+def _ids(value: Path | None) -> str:
+    return "defaults" if value is None else value.name
+
+
+@pytest.fixture(scope="module")
+def helm_env(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment for helm: our bin dir on PATH, helm's own state in a throw-away dir."""
+    home = tmp_path_factory.mktemp("helm-home")
+    env = dict(stack.env)
+    env.update(
+        HELM_CACHE_HOME=str(home / "cache"),
+        HELM_CONFIG_HOME=str(home / "config"),
+        HELM_DATA_HOME=str(home / "data"),
+        KUBECONFIG=str(stack.kubeconfig(stack.hub)),
+    )
+    return env
+
+
+def helm(stack: Stack, env: dict[str, str], *args: str, check: bool = True) -> str:
+    """Run the helm we built; fail with its output on error; return stdout."""
+    proc = subprocess.run(
+        [str(stack.bin_dir / "helm"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"`helm {' '.join(args)}` failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc.stdout
+
+
+def values_args(values: Path | None) -> list[str]:
+    return [] if values is None else ["-f", str(values)]
+
+
+def docs(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def can_i(stack: Stack, subject: str, *args: str) -> bool:
+    proc = stack.kubectl(stack.hub, "auth", "can-i", *args, f"--as={subject}", check=False)
+    answer = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    if answer not in ("yes", "no"):
+        raise AssertionError(f"`kubectl auth can-i {' '.join(args)}`: {proc.stderr.strip()}")
+    return answer == "yes"
+
+
+# ---- lint and template ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", VALUE_SETS, ids=_ids)
+def test_helm_lint(stack: Stack, helm_env: dict[str, str], values: Path | None) -> None:
+    out = helm(stack, helm_env, "lint", "--strict", str(CHART), *values_args(values))
+    assert "1 chart(s) linted, 0 chart(s) failed" in out
+
+
+@pytest.mark.parametrize("values", VALUE_SETS, ids=_ids)
+def test_helm_template_renders_and_the_apiserver_accepts_it(
+    stack: Stack, helm_env: dict[str, str], values: Path | None
+) -> None:
+    namespace = f"e2e-helm-tpl-{uuid.uuid4().hex[:6]}"
+    out = helm(
+        stack,
+        helm_env,
+        "template",
+        "ws",
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--include-crds",
+        *values_args(values),
+    )
+    rendered = docs(out)
+    kinds = {d["kind"] for d in rendered}
+    assert {"CustomResourceDefinition", "Deployment", "Service", "ClusterRole", "Role"} <= kinds
+    overrides = yaml.safe_load(values.read_text()) if values else {}
+    overrides = overrides or {}
+    if overrides.get("metrics", {}).get("serviceMonitor", {}).get("enabled"):
+        monitor = next(d for d in rendered if d["kind"] == "ServiceMonitor")
+        assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
+    for region in overrides.get("regions", []):
+        assert any(
+            d["kind"] == "Region" and d["metadata"]["name"] == region["name"] for d in rendered
+        )
+    # Everything but the CRDs (already on the hub) and foreign kinds, validated by the apiserver.
+    # Objects bound for another namespace (e.g. dashboards for a monitoring namespace) go to ours.
+    checkable = []
+    for doc in rendered:
+        if doc["kind"] in FOREIGN_KINDS or doc["kind"] == "CustomResourceDefinition":
+            continue
+        if "namespace" in doc["metadata"]:
+            doc["metadata"]["namespace"] = namespace
+        checkable.append(doc)
+    stack.kubectl(stack.hub, "create", "namespace", namespace)
+    try:
+        stack.kubectl(
+            stack.hub,
+            "apply",
+            "--dry-run=server",
+            "-f",
+            "-",
+            stdin=yaml.safe_dump_all(checkable),
+        )
+    finally:
+        stack.kubectl(stack.hub, "delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_schema_refuses_an_unknown_value(stack: Stack, helm_env: dict[str, str]) -> None:
+    out = subprocess.run(
+        [str(stack.bin_dir / "helm"), "template", "ws", str(CHART), "--set", "metrics.prot=1"],
+        capture_output=True,
+        text=True,
+        env=helm_env,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode != 0
+    assert "prot" in out.stderr
+
+
+# ---- install into the hub ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def release(
+    stack: Stack, helm_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    """A release of the chart in a fresh namespace of the hub, with one Region from values."""
+    suffix = uuid.uuid4().hex[:6]
+    info = {
+        "name": f"ws-{suffix}",
+        "namespace": f"e2e-helm-{suffix}",
+        "region": f"e2e-helm-{suffix}",
+    }
+    info["fullname"] = f"{info['name']}-wattscale"
+    values = tmp_path_factory.mktemp("values") / "values.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "rbac": {"httpRoutes": True},
+                "regions": [
+                    {
+                        "name": info["region"],
+                        "spec": {
+                            "energy": {"currency": "EUR", "pue": "1.15"},
+                            "gpus": [
+                                {
+                                    "product": "NVIDIA-H100-80GB-HBM3",
+                                    "hourlyCost": "2.30",
+                                    "idleWatts": 90,
+                                    "maxWatts": 700,
+                                    "available": 8,
+                                }
+                            ],
+                        },
+                    }
+                ],
+            }
+        )
+    )
+    helm(
+        stack,
+        helm_env,
+        "install",
+        info["name"],
+        str(CHART),
+        "--namespace",
+        info["namespace"],
+        "--create-namespace",
+        "-f",
+        str(values),
+        "--timeout",
+        "2m",
+    )
+    try:
+        yield info
+    finally:
+        helm(stack, helm_env, "uninstall", info["name"], "-n", info["namespace"], check=False)
+        stack.kubectl(
+            stack.hub, "delete", "namespace", info["namespace"], "--wait=false", check=False
+        )
+
+
+def test_install_creates_crds_and_the_operator(stack: Stack, release: dict[str, str]) -> None:
+    ns, full = release["namespace"], release["fullname"]
+    for crd in ("inferencedeployments.wattscale.io", "regions.wattscale.io"):
+        stack.get_json(stack.hub, "crd", crd)
+    sa = stack.get_json(stack.hub, "serviceaccount", full, "-n", ns)
+    assert sa["metadata"]["labels"]["app.kubernetes.io/part-of"] == "wattscale"
+    dep = stack.get_json(stack.hub, "deployment", full, "-n", ns)
+    spec = dep["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"]["type"] == "Recreate"
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == full
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    (container,) = pod["containers"]
+    assert container["command"] == ["wattscale"]
+    assert container["args"][:3] == ["run", "--all-namespaces", "--standalone"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert "readinessProbe" in container
+    assert {p["name"]: p["containerPort"] for p in container["ports"]}["metrics"] == 9464
+    svc = stack.get_json(stack.hub, "service", f"{full}-metrics", "-n", ns)
+    assert [(p["name"], p["port"]) for p in svc["spec"]["ports"]] == [("metrics", 9464)]
+    cms = stack.get_json(stack.hub, "configmap", "-n", ns, "-l", "grafana_dashboard=1")
+    keys = sorted(k for cm in cms["items"] for k in cm["data"])
+    assert keys == [
+        "wattscale-deployment.json",
+        "wattscale-fleet-overview.json",
+        "wattscale-operator-health.json",
+    ]
+    region = stack.get_json(stack.hub, "region", release["region"])
+    assert region["spec"]["energy"]["currency"] == "EUR"
+
+
+def test_rbac_objects_exist(stack: Stack, release: dict[str, str]) -> None:
+    ns, full = release["namespace"], release["fullname"]
+    for name in (full, f"{full}-hub-workloads", f"{full}-httproutes", f"{full}-view"):
+        stack.get_json(stack.hub, "clusterrole", name)
+    for name in (full, f"{full}-hub-workloads", f"{full}-httproutes"):
+        binding = stack.get_json(stack.hub, "clusterrolebinding", name)
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": full, "namespace": ns}]
+    role = stack.get_json(stack.hub, "role", f"{full}-secrets", "-n", ns)
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
+    stack.get_json(stack.hub, "rolebinding", f"{full}-secrets", "-n", ns)
+
+
+def test_the_service_account_may_do_what_the_operator_needs(
+    stack: Stack, release: dict[str, str]
+) -> None:
+    sa = f"system:serviceaccount:{release['namespace']}:{release['fullname']}"
+    ns = release["namespace"]
+    # The hub must enforce RBAC, or every "no" below would be vacuous.
+    assert not can_i(stack, "system:serviceaccount:nowhere:nobody", "get", "secrets", "-A")
+    allowed = [
+        ("watch", "inferencedeployments.wattscale.io", "-A"),
+        ("list", "regions.wattscale.io"),
+        ("patch", "inferencedeployments.wattscale.io", "-n", "ml-serving"),
+        ("patch", "inferencedeployments.wattscale.io", "--subresource=status", "-n", "x"),
+        ("patch", "regions.wattscale.io", "--subresource=status"),
+        ("create", "events", "-n", "ml-serving"),
+        ("patch", "events.events.k8s.io", "-n", "ml-serving"),
+        ("list", "customresourcedefinitions.apiextensions.k8s.io"),
+        ("watch", "namespaces"),
+        ("get", "secrets", "-n", ns),
+        ("create", "deployments.apps", "-n", "ml-serving"),
+        ("delete", "deployments.apps", "-n", "ml-serving"),
+        ("update", "deployments.apps", "--subresource=scale", "-n", "ml-serving"),
+        ("patch", "services", "-n", "ml-serving"),
+        ("create", "namespaces"),
+        ("patch", "httproutes.gateway.networking.k8s.io", "-n", "ml-serving"),
+    ]
+    refused = [
+        ("get", "secrets", "-n", "kube-system"),
+        ("list", "secrets", "-n", ns),
+        ("create", "inferencedeployments.wattscale.io", "-n", "ml-serving"),
+        ("delete", "regions.wattscale.io"),
+        ("update", "inferencedeployments.wattscale.io", "-n", "ml-serving"),
+        ("create", "pods", "-n", "ml-serving"),
+        ("delete", "namespaces"),
+        ("update", "deployments.apps", "-n", "ml-serving"),
+        ("create", "clusterroles.rbac.authorization.k8s.io"),
+        ("delete", "httproutes.gateway.networking.k8s.io", "-n", "ml-serving"),
+        ("create", "customresourcedefinitions.apiextensions.k8s.io"),
+    ]
+    wrong = [" ".join(a) for a in allowed if not can_i(stack, sa, *a)]
+    wrong += [f"NOT {' '.join(a)}" for a in refused if can_i(stack, sa, *a)]
+    assert not wrong, f"RBAC of {sa} differs from what the operator needs: {wrong}"
+
+
+def test_upgrade_then_uninstall_leaves_nothing_behind(
+    stack: Stack, helm_env: dict[str, str], tmp_path: Path
+) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    name, ns = f"ws-up-{suffix}", f"e2e-helm-up-{suffix}"
+    full = f"{name}-wattscale"
+    helm(stack, helm_env, "install", name, str(CHART), "-n", ns, "--create-namespace")
+    try:
+        helm(
+            stack,
+            helm_env,
+            "upgrade",
+            name,
+            str(CHART),
+            "-n",
+            ns,
+            "--set",
+            "rbac.hubWorkloads=false,operator.intervalSeconds=10",
+        )
+        dep = stack.get_json(stack.hub, "deployment", full, "-n", ns)
+        env = {
+            e["name"]: e.get("value")
+            for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]
+        }
+        assert env["WATTSCALE_INTERVAL_SECONDS"] == "10"
+        gone = stack.kubectl(stack.hub, "get", "clusterrole", f"{full}-hub-workloads", check=False)
+        assert gone.returncode != 0, (
+            "the hub-workloads ClusterRole survived rbac.hubWorkloads=false"
+        )
+    finally:
+        helm(stack, helm_env, "uninstall", name, "-n", ns, check=False)
+    left = stack.kubectl(
+        stack.hub,
+        "get",
+        "clusterroles,clusterrolebindings",
+        "-l",
+        f"app.kubernetes.io/instance={name}",
+        "-o",
+        "name",
+    )
+    assert left.stdout.strip() == ""
+    stack.kubectl(stack.hub, "delete", "namespace", ns, "--wait=false", check=False)
