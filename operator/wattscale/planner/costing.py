@@ -1,0 +1,272 @@
+"""Cost model: turns a PlanRequest into the optimiser's arrays and prices any replica vector.
+
+Cost rate of pool j (one GPU product in region i) holding r_j replicas that carry load x_j of
+the need N (tokens/s, demand peak x headroom), averaged over the horizon steps t::
+
+    gpu_hour_cost_j * r_j                                          currency/h
+  + PUE_i * (r_j * idle_j + (max_j - idle_j) * x_j / N * d_t / cap_j) / 1000 * e_it   per step
+
+where ``d_t`` is the demand forecast, ``cap_j`` the replica's capacity within the SLO and
+``e_it`` the energy rate (currency/kWh, plus carbon price x gCO2/kWh / 1e6 when the objective is
+``balanced``). Traffic weights ``x_j / N`` are held over the horizon, as the operator publishes
+them. Averaging over the steps gives ``F_j r_j + v_j x_j``: linear, which the optimiser needs.
+
+Negative energy prices are kept as they are in ``v_j`` (they attract load) and in every
+reported cost; in the *optimised* fixed cost ``F_j`` they are floored at a tiny positive value,
+so the planner never buys a replica only to burn negative-priced power: replicas follow need.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .model import Objective, PlanOption, PlanRequest, PoolKey, RegionInput
+from .optimise import FloatArray, IntArray, Problem
+
+__all__ = ["Costing", "build_costing"]
+
+# Objective floor for a replica's fixed cost rate (objective unit per hour).
+FIXED_COST_FLOOR = 1e-6
+# In the carbon objective, money only breaks ties.
+CARBON_OBJECTIVE_MONEY_WEIGHT = 1e-6
+UNCAPPED = 1 << 40
+
+
+@dataclass(frozen=True)
+class Costing:
+    """The priced pools of one request; builds Problems and PlanOptions."""
+
+    keys: tuple[PoolKey, ...]
+    region_names: tuple[str, ...]
+    region_of: IntArray
+    capacity: FloatArray
+    quota: IntArray
+    region_cap: IntArray
+    current: IntArray
+    ready: IntArray
+    fixed_objective: FloatArray  # F_j as optimised (floored)
+    per_token_objective: FloatArray  # v_j
+    fixed_money: FloatArray  # currency/h per replica (horizon average)
+    per_token_money: FloatArray
+    idle_facility_watts: FloatArray  # per replica, PUE included
+    dynamic_facility_watts_per_token: FloatArray  # per token/s of average demand, PUE included
+    idle_carbon_g_per_hour: FloatArray
+    dynamic_carbon_g_per_hour_per_token: FloatArray
+    cold_start_objective: FloatArray  # objective cost of one new replica's cold start
+    need_tokens_per_second: float
+    mean_demand_tokens_per_second: float
+    shares: FloatArray
+    allowed: np.ndarray  # bool [population, pool]
+    horizon_hours: float
+
+    def problem(
+        self,
+        req: PlanRequest,
+        lo: IntArray | None = None,
+        hi: IntArray | None = None,
+        need: float | None = None,
+    ) -> Problem:
+        """The optimisation problem, with optional tighter bounds or another need."""
+        lo_a = np.zeros_like(self.quota) if lo is None else lo
+        hi_a = self.quota.copy() if hi is None else np.minimum(hi, self.quota)
+        lo_a = np.minimum(lo_a, hi_a)
+        return Problem(
+            fixed_per_replica=self.fixed_objective,
+            per_token=self.per_token_objective,
+            capacity=self.capacity,
+            lo=lo_a,
+            hi=hi_a,
+            region_of=self.region_of,
+            region_cap=self.region_cap,
+            need=self.need_tokens_per_second if need is None else need,
+            shares=self.shares,
+            allowed=self.allowed,
+            n_min=req.min_replicas,
+            n_max=req.max_replicas,
+            min_regions=req.min_regions,
+        )
+
+    def as_mapping(self, r: IntArray) -> dict[PoolKey, int]:
+        """Replica vector as {pool: replicas}."""
+        return {k: int(v) for k, v in zip(self.keys, r, strict=True)}
+
+    def vector(self, replicas: dict[PoolKey, int]) -> IntArray:
+        """{pool: replicas} as a vector (missing pools are 0)."""
+        return np.array([replicas.get(k, 0) for k in self.keys], dtype=np.int64)
+
+    def option(self, r: IntArray, load: FloatArray) -> PlanOption:
+        """Price plan ``r`` routed as ``load`` (tokens/s of the need per pool)."""
+        n = self.need_tokens_per_second
+        scale = self.mean_demand_tokens_per_second / n if n > 0 else 0.0
+        avg_load = load * scale
+        return PlanOption(
+            replicas=self.as_mapping(r),
+            cost_per_hour=float(self.fixed_money @ r + self.per_token_money @ load),
+            objective_per_hour=float(self.fixed_objective @ r + self.per_token_objective @ load),
+            energy_watts=float(
+                self.idle_facility_watts @ r + self.dynamic_facility_watts_per_token @ avg_load
+            ),
+            carbon_g_per_hour=float(
+                self.idle_carbon_g_per_hour @ r
+                + self.dynamic_carbon_g_per_hour_per_token @ avg_load
+            ),
+            capacity_tokens_per_second=float(self.capacity @ r),
+        )
+
+    def move_cost(self, r_from: IntArray, r_to: IntArray) -> float:
+        """Objective cost of the cold starts a move from ``r_from`` to ``r_to`` needs."""
+        added = np.maximum(r_to - r_from, 0)
+        return float(self.cold_start_objective @ added)
+
+
+def _series(now: float | None, forecast: tuple[float, ...], steps: int) -> FloatArray | None:
+    if not forecast:
+        return None if now is None else np.full(steps, float(now))
+    vals = list(forecast[:steps])
+    vals.extend([vals[-1]] * (steps - len(vals)))
+    if now is not None:
+        vals[0] = float(now)
+    return np.array(vals, dtype=np.float64)
+
+
+def _allowed(req: PlanRequest, regions: list[RegionInput], n_pools: list[int]) -> np.ndarray:
+    lat = req.latency
+    if lat is None or not lat.populations:
+        return np.ones((1, sum(n_pools)), dtype=bool)
+    rows = []
+    for pop in lat.populations:
+        row: list[bool] = []
+        for reg, n in zip(regions, n_pools, strict=True):
+            ok = reg.rtt_ms.get(pop.name, 0.0) + lat.service_ttft_ms <= lat.ttft_slo_ms
+            row.extend([ok] * n)
+        rows.append(row)
+    return np.array(rows, dtype=bool)
+
+
+def _shares(req: PlanRequest) -> FloatArray:
+    lat = req.latency
+    if lat is None or not lat.populations:
+        return np.ones(1)
+    s = np.array([max(p.demand_share, 0.0) for p in lat.populations], dtype=np.float64)
+    total = float(s.sum())
+    return s / total if total > 0 else np.full(s.shape[0], 1.0 / s.shape[0])
+
+
+def build_costing(req: PlanRequest) -> Costing:
+    """Price every pool of ``req`` over its horizon (see the module docstring)."""
+    regions = sorted(req.regions, key=lambda r: r.name)
+    demand = np.array(req.demand_tokens_per_second or (0.0,), dtype=np.float64)
+    demand = np.maximum(np.nan_to_num(demand, nan=0.0), 0.0)
+    steps = demand.shape[0]
+    peak = float(demand.max())
+    need = peak * max(req.headroom, 1.0)
+    known_prices = [r.price_per_kwh for r in regions if r.price_per_kwh is not None]
+    known_carbon = [r.carbon_g_per_kwh for r in regions if r.carbon_g_per_kwh is not None]
+    # A missing signal is priced pessimistically: the dearest/dirtiest region's value.
+    fallback_price = max(known_prices) if known_prices else 0.0
+    fallback_carbon = max(known_carbon) if known_carbon else 0.0
+    carbon_price_per_g = req.carbon_price_per_tonne / 1e6
+
+    keys: list[PoolKey] = []
+    cols: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "cap",
+            "fo",
+            "vo",
+            "fm",
+            "vm",
+            "idle_w",
+            "dyn_w",
+            "idle_c",
+            "dyn_c",
+            "cold",
+        )
+    }
+    quota: list[int] = []
+    current: list[int] = []
+    ready: list[int] = []
+    region_of: list[int] = []
+    region_cap: list[int] = []
+    n_pools: list[int] = []
+    for i, reg in enumerate(regions):
+        price = _series(reg.price_per_kwh, reg.price_forecast_per_kwh, steps)
+        if price is None:
+            price = np.full(steps, fallback_price)
+        carbon = _series(reg.carbon_g_per_kwh, reg.carbon_forecast_g_per_kwh, steps)
+        if carbon is None:
+            carbon = np.full(steps, fallback_carbon)
+        if req.objective is Objective.COST:
+            e_obj = price
+        elif req.objective is Objective.BALANCED:
+            e_obj = price + carbon_price_per_g * carbon
+        else:
+            e_obj = carbon + CARBON_OBJECTIVE_MONEY_WEIGHT * price
+        gpu_weight = CARBON_OBJECTIVE_MONEY_WEIGHT if req.objective is Objective.CARBON else 1.0
+        e_obj_mean = float(e_obj.mean())
+        e_money_mean = float(price.mean())
+        carbon_mean = float(carbon.mean())
+        # Load-weighted means for the load-proportional part (traffic weights are fixed).
+        d_share = demand / need if need > 0 else np.zeros(steps)
+        e_obj_load = float((d_share * e_obj).mean())
+        e_money_load = float((d_share * price).mean())
+        pue = max(reg.pue, 1.0)
+        cap_i = UNCAPPED
+        if reg.grid_event is not None and reg.grid_event.ends_in_seconds > 0:
+            cap_i = max(reg.grid_event.max_replicas, 0)
+        region_cap.append(cap_i)
+        pools = sorted(reg.pools, key=lambda p: p.gpu_product)
+        n_pools.append(len(pools))
+        for pool in pools:
+            keys.append(PoolKey(reg.name, pool.gpu_product))
+            region_of.append(i)
+            cap = max(pool.capacity_tokens_per_second, 0.0)
+            usable = cap > 0
+            quota.append(max(pool.quota_replicas, 0) if usable else 0)
+            current.append(max(pool.current_replicas, 0))
+            ready.append(max(pool.ready_replicas, 0))
+            cap_safe = cap if usable else 1.0
+            idle_kw = pool.idle_watts * pue / 1000.0
+            dyn_kw_per_token = (pool.max_watts - pool.idle_watts) * pue / 1000.0 / cap_safe
+            cols["cap"].append(cap)
+            fo = gpu_weight * pool.gpu_hour_cost_per_replica + idle_kw * e_obj_mean
+            cols["fo"].append(max(fo, FIXED_COST_FLOOR))
+            cols["vo"].append(dyn_kw_per_token * e_obj_load)
+            cols["fm"].append(pool.gpu_hour_cost_per_replica + idle_kw * e_money_mean)
+            cols["vm"].append(dyn_kw_per_token * e_money_load)
+            cols["idle_w"].append(idle_kw * 1000.0)
+            cols["dyn_w"].append(dyn_kw_per_token * 1000.0)
+            cols["idle_c"].append(idle_kw * carbon_mean)
+            cols["dyn_c"].append(dyn_kw_per_token * carbon_mean)
+            cold_h = max(req.cold_start_seconds, 0.0) / 3600.0
+            cols["cold"].append(cold_h * max(fo, 0.0))
+        if len(pools) == 1 and cap_i < UNCAPPED:
+            quota[-1] = min(quota[-1], cap_i)  # a single-pool region's cap is a pool bound
+    arr = {k: np.array(v, dtype=np.float64) for k, v in cols.items()}
+    horizon_hours = steps * max(req.horizon_step_seconds, 0.0) / 3600.0
+    return Costing(
+        keys=tuple(keys),
+        region_names=tuple(r.name for r in regions),
+        region_of=np.array(region_of, dtype=np.int64),
+        capacity=arr["cap"],
+        quota=np.minimum(np.array(quota, dtype=np.int64), max(req.max_replicas, 0)),
+        region_cap=np.array(region_cap, dtype=np.int64),
+        current=np.array(current, dtype=np.int64),
+        ready=np.array(ready, dtype=np.int64),
+        fixed_objective=arr["fo"],
+        per_token_objective=arr["vo"],
+        fixed_money=arr["fm"],
+        per_token_money=arr["vm"],
+        idle_facility_watts=arr["idle_w"],
+        dynamic_facility_watts_per_token=arr["dyn_w"],
+        idle_carbon_g_per_hour=arr["idle_c"],
+        dynamic_carbon_g_per_hour_per_token=arr["dyn_c"],
+        cold_start_objective=arr["cold"],
+        need_tokens_per_second=need,
+        mean_demand_tokens_per_second=float(demand.mean()),
+        shares=_shares(req),
+        allowed=_allowed(req, regions, n_pools),
+        horizon_hours=horizon_hours,
+    )

@@ -1,0 +1,264 @@
+"""Inputs and outputs of the planner: frozen dataclasses, units in every field name.
+
+A *pool* is one GPU product in one region (``PoolKey(region, gpu_product)``); the planner
+decides an integer replica count per pool. Everything here is plain data: no I/O, no
+Kubernetes types, so the controller, the simulator and ``wattscale explain`` can all build and
+read these objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import NamedTuple
+
+__all__ = [
+    "Action",
+    "ActionKind",
+    "Decision",
+    "Explanation",
+    "GridEvent",
+    "LatencyBudget",
+    "Objective",
+    "PlanOption",
+    "PlanRequest",
+    "PlannerState",
+    "PoolInput",
+    "PoolKey",
+    "Population",
+    "ReasonCode",
+    "Recommendation",
+    "RegionInput",
+]
+
+
+class PoolKey(NamedTuple):
+    """Identifies a pool: one GPU product in one region."""
+
+    region: str
+    gpu_product: str
+
+    def __str__(self) -> str:
+        return f"{self.region}/{self.gpu_product}"
+
+
+class Objective(StrEnum):
+    """What the optimiser minimises.
+
+    * ``cost``: money per hour (GPU-hours + electricity); carbon is ignored.
+    * ``balanced``: money per hour + ``carbon_price_per_tonne`` x tonnes CO2 per hour.
+    * ``carbon``: grams CO2 per hour; money only breaks ties (weight 1e-6).
+    """
+
+    COST = "cost"
+    CARBON = "carbon"
+    BALANCED = "balanced"
+
+
+class ReasonCode(StrEnum):
+    """Why a decision came out as it did. Goes into status.lastDecision and Events."""
+
+    NO_CHANGE = "NoChange"
+    SCALE_UP = "ScaleUp"
+    SCALE_DOWN = "ScaleDown"
+    SCALE_DOWN_STABILISING = "ScaleDownStabilising"
+    SHIFT_STARTED = "ShiftStarted"
+    SHIFT_WAITING_FOR_READY = "ShiftWaitingForReady"
+    SHIFT_COMPLETED = "ShiftCompleted"
+    STALE_SIGNALS_HOLD = "StaleSignalsHold"
+    MISSING_METRICS_HOLD = "MissingMetricsHold"
+    GRID_EVENT_CAPPED = "GridEventCapped"
+    MIN_SAVINGS_NOT_MET = "MinSavingsNotMet"
+    RATE_LIMITED = "RateLimited"
+    AT_MAX_REPLICAS = "AtMaxReplicas"
+    QUOTA_EXHAUSTED = "QuotaExhausted"
+    INFEASIBLE = "Infeasible"
+
+
+class ActionKind(StrEnum):
+    """What an action does to a pool's replica count."""
+
+    ADD = "add"
+    REMOVE = "remove"
+
+
+@dataclass(frozen=True, slots=True)
+class PoolInput:
+    """One GPU product offered by a region, as the planner sees it.
+
+    Watts are per replica (all its GPUs plus their host share), before PUE; see
+    :func:`wattscale.planner.power.replica_power` for defaults.
+    """
+
+    gpu_product: str
+    gpu_hour_cost_per_replica: float  # currency per replica-hour (amortised or rental)
+    idle_watts: float  # per replica, model loaded, no load
+    max_watts: float  # per replica, serving at capacity_tokens_per_second
+    capacity_tokens_per_second: float  # per replica, within the latency SLO
+    quota_replicas: int  # GPU quota // GPUs per replica
+    current_replicas: int = 0  # desired replicas as last set (the Deployment's spec.replicas)
+    ready_replicas: int = 0  # replicas that are Ready now
+    gpus_per_replica: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class GridEvent:
+    """A grid event (demand response, grid stress) limiting a region while it lasts.
+
+    ``max_replicas`` caps the region's replicas over all its pools; 0 excludes the region.
+    """
+
+    max_replicas: int
+    ends_in_seconds: float
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RegionInput:
+    """A region: its pools, energy signals, latency to user populations, grid events.
+
+    Forecast tuples are aligned with the planning horizon: index k is the value for
+    ``[k * horizon_step_seconds, (k+1) * horizon_step_seconds)`` from now; index 0 is now. A
+    shorter tuple is extended with its last value; an empty one means "use the value now".
+    ``None`` for the value now means the signal is missing.
+    """
+
+    name: str
+    pools: tuple[PoolInput, ...]
+    pue: float = 1.2
+    price_per_kwh: float | None = 0.0  # currency/kWh; negative prices are valid
+    price_forecast_per_kwh: tuple[float, ...] = ()
+    carbon_g_per_kwh: float | None = 0.0  # gCO2/kWh
+    carbon_forecast_g_per_kwh: tuple[float, ...] = ()
+    price_fresh: bool = True
+    carbon_fresh: bool = True
+    grid_event: GridEvent | None = None
+    rtt_ms: Mapping[str, float] = field(default_factory=dict)  # population -> round trip ms
+
+
+@dataclass(frozen=True, slots=True)
+class Population:
+    """A user population and its share of the demand (shares are normalised)."""
+
+    name: str
+    demand_share: float
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyBudget:
+    """TTFT budget: a region may serve a population only if RTT + service TTFT <= SLO TTFT.
+
+    A region without an RTT entry for a population is assumed close enough (RTT 0).
+    """
+
+    ttft_slo_ms: float
+    service_ttft_ms: float
+    populations: tuple[Population, ...]
+    tpot_slo_ms: float | None = None  # informational: capacity is already "within the SLO"
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """One past recommendation (the optimiser's target) kept for scale-down stabilisation."""
+
+    time_seconds: float
+    replicas: tuple[tuple[PoolKey, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PlannerState:
+    """State the planner needs between calls; returned in every Decision, passed back in."""
+
+    history: tuple[Recommendation, ...] = ()
+    shift_pending: bool = False  # a make-before-break move is waiting to remove replicas
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRequest:
+    """Everything one decision needs. ``now_seconds`` is any monotonic clock (epoch is fine).
+
+    ``demand_tokens_per_second`` is the demand forecast over the horizon (index 0 = now);
+    empty means the metrics are missing. Capacity must cover ``headroom`` x the horizon peak.
+    """
+
+    now_seconds: float
+    regions: tuple[RegionInput, ...]
+    demand_tokens_per_second: tuple[float, ...]
+    horizon_step_seconds: float = 60.0
+    headroom: float = 1.2
+    min_replicas: int = 1
+    max_replicas: int = 100
+    min_regions: int = 1
+    objective: Objective = Objective.COST
+    carbon_price_per_tonne: float = 0.0
+    min_savings_percent: float = 5.0
+    cold_start_seconds: float = 300.0
+    interval_seconds: float = 30.0
+    scale_down_stabilisation_seconds: float = 300.0
+    max_scale_up_per_step: int | None = None  # replicas added per decision (None: unlimited)
+    max_scale_down_per_step: int | None = None  # replicas removed per decision
+    max_shift_per_step: int | None = None  # replicas added for a move (not for capacity)
+    latency: LatencyBudget | None = None
+    metrics_fresh: bool = True
+    explain: bool = True  # compute the runner-up (one more solve); the simulator may skip it
+
+
+class Action(NamedTuple):
+    """Set ``pool`` from ``from_replicas`` to ``to_replicas``. Adds come before removes."""
+
+    kind: ActionKind
+    pool: PoolKey
+    from_replicas: int
+    to_replicas: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOption:
+    """A replica vector and what it costs over the horizon (averages per hour)."""
+
+    replicas: Mapping[PoolKey, int]
+    cost_per_hour: float  # currency/h: GPU-hours + electricity (carbon price not included)
+    objective_per_hour: float  # what the optimiser minimised, in its own unit per hour
+    energy_watts: float  # average facility power (PUE included)
+    carbon_g_per_hour: float
+    capacity_tokens_per_second: float
+
+    @property
+    def total_replicas(self) -> int:
+        """Replicas summed over pools."""
+        return sum(self.replicas.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Why: the chosen plan, the runner-up, the plan as it is now, the binding constraint."""
+
+    reason: ReasonCode
+    chosen: PlanOption | None
+    runner_up: PlanOption | None
+    current: PlanOption | None
+    binding_constraint: str
+    need_tokens_per_second: float
+    solver: str  # "dp" (exact dynamic programme), "milp" (HiGHS), "none"
+    optimal: bool
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do now.
+
+    ``desired`` is what to set on each pool now (after every guard-rail); ``target`` is where
+    the optimiser wants to go. ``actions`` are ordered make-before-break: adds first.
+    """
+
+    desired: Mapping[PoolKey, int]
+    target: Mapping[PoolKey, int]
+    actions: tuple[Action, ...]
+    traffic_weights: Mapping[PoolKey, float]
+    reason: ReasonCode
+    reasons: tuple[ReasonCode, ...]
+    message: str
+    explanation: Explanation
+    state: PlannerState

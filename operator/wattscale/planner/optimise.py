@@ -1,0 +1,357 @@
+"""The placement optimiser: integer replicas per pool at minimum cost rate, exactly.
+
+Problem (all arrays indexed by pool j; populations p)::
+
+    minimise    sum_j F_j r_j + sum_{p,j} v_j x_pj
+    subject to  sum_j x_pj = s_p N                    (route every population's need)
+                sum_p x_pj <= c_j r_j                  (within the pool's SLO capacity)
+                x_pj = 0 where pool j breaks p's latency budget
+                lo_j <= r_j <= hi_j, r_j integer       (quota, grid event, never-down holds)
+                n_min <= sum_j r_j <= n_max
+                sum_{j in region i} r_j <= cap_i       (grid event caps spanning pools)
+                #regions with a replica >= min_regions
+
+``F_j`` is the fixed cost rate of one replica (GPU-hour + idle power), ``v_j`` the cost per
+token/s routed to it (load-proportional power), ``c_j`` its capacity, ``N`` the need (demand
+peak x headroom).
+
+Two exact solvers:
+
+* :func:`solve_dp`, the fast path, for one population and no coupling constraints. For fixed
+  ``r`` the optimal routing fills pools in increasing ``v`` (a fractional knapsack), so a
+  dynamic programme over pools in that order, with state = capacity reached so far (capped at
+  ``N``), computes the optimum. After shifting ``v`` by its minimum (which changes the objective
+  by the constant ``v_min N``) a state with more capacity and less cost dominates one with less
+  capacity and more cost, so only the Pareto frontier is kept; states whose cost plus an LP
+  lower bound on the rest exceeds the best complete plan are dropped. Both prunings are exact.
+* :func:`solve_milp`, HiGHS through ``scipy.optimize.milp``, for everything else (several
+  latency-restricted populations, region caps spanning pools, min_regions, total bounds) when
+  the fast path's optimum of the relaxation violates them.
+
+:func:`solve` runs the fast path, checks the coupling constraints on its result (a relaxation's
+optimum that is feasible is optimal) and falls back to HiGHS only when one is violated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import Bounds, LinearConstraint, linprog, milp
+
+__all__ = ["Problem", "Solution", "route", "solve", "solve_dp", "solve_milp"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+_REL_TOL = 1e-9
+MILP_TIME_LIMIT_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Problem:
+    """The optimisation problem in array form (see the module docstring for the symbols)."""
+
+    fixed_per_replica: FloatArray  # F_j, objective unit per hour (> 0)
+    per_token: FloatArray  # v_j, objective unit per hour per token/s
+    capacity: FloatArray  # c_j, tokens/s per replica
+    lo: IntArray
+    hi: IntArray
+    region_of: IntArray  # region index of pool j
+    region_cap: IntArray  # per region; a large number when uncapped
+    need: float  # N, tokens/s
+    shares: FloatArray  # s_p, sums to 1
+    allowed: BoolArray  # [p, j]
+    n_min: int
+    n_max: int
+    min_regions: int
+
+    @property
+    def pools(self) -> int:
+        """Number of pools."""
+        return int(self.capacity.shape[0])
+
+
+@dataclass(frozen=True)
+class Solution:
+    """An integer plan, its optimal routing and its objective value."""
+
+    replicas: IntArray
+    load: FloatArray  # per pool, tokens/s of the need routed there (summed over populations)
+    objective: float
+    solver: str
+    optimal: bool
+
+
+def _single_population(p: Problem) -> bool:
+    usable = p.hi > 0
+    active = p.shares > 0
+    return bool(np.all(p.allowed[np.ix_(active, usable)]))
+
+
+def route(p: Problem, r: IntArray) -> tuple[FloatArray, float] | None:
+    """Optimal routing of the need over plan ``r``: (load per pool, objective), or None."""
+    cap = p.capacity * r
+    if _single_population(p):
+        order = np.lexsort((np.arange(p.pools), p.per_token))
+        load = np.zeros(p.pools)
+        rem = p.need
+        for j in order:
+            if rem <= 0.0:
+                break
+            take = min(rem, float(cap[j]))
+            load[j] = take
+            rem -= take
+        if rem > p.need * 1e-9 + 1e-9:
+            return None
+        return load, float(p.fixed_per_replica @ r + p.per_token @ load)
+    # Several populations with different allowed pools: a small transportation LP.
+    n_p = p.shares.shape[0]
+    nv = n_p * p.pools
+    c = np.tile(p.per_token, n_p)
+    a_eq = np.zeros((n_p, nv))
+    for k in range(n_p):
+        a_eq[k, k * p.pools : (k + 1) * p.pools] = 1.0
+    a_ub = np.tile(np.eye(p.pools), (1, n_p))
+    ub = np.where(p.allowed.reshape(-1), np.inf, 0.0)
+    res = linprog(
+        c,
+        A_ub=a_ub,
+        b_ub=cap,
+        A_eq=a_eq,
+        b_eq=p.shares * p.need,
+        bounds=np.stack([np.zeros(nv), ub], axis=1),
+        method="highs",
+    )
+    if res.status != 0:
+        return None
+    x = np.asarray(res.x).reshape(n_p, p.pools)
+    load = x.sum(axis=0)
+    return load, float(p.fixed_per_replica @ r + p.per_token @ load)
+
+
+def coupling_ok(p: Problem, r: IntArray) -> bool:
+    """Whether ``r`` meets the constraints the fast path relaxes (not routing)."""
+    total = int(r.sum())
+    if total < p.n_min or total > p.n_max:
+        return False
+    per_region = np.bincount(p.region_of, weights=r, minlength=p.region_cap.shape[0])
+    if np.any(per_region > p.region_cap + 0.5):
+        return False
+    return int(np.count_nonzero(per_region > 0.5)) >= p.min_regions
+
+
+def _suffix_bounds(
+    f: FloatArray, vp: FloatArray, c: FloatArray, lo: IntArray, hi: IntArray
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Per suffix of the ordered pools: breakpoints of the LP lower bound on routing ``rem``.
+
+    The relaxation pays the forced replicas' fixed cost, then fills ``rem`` with forced
+    capacity at ``vp`` per token/s and extra capacity at ``F/c + vp``, cheapest first. Row
+    ``j`` of the returned (x, y) holds the bound for pools ``j..``; ``forced`` their fixed cost.
+    """
+    j_n = c.shape[0]
+    unit = np.concatenate([vp, f / c + vp])
+    seg_cap = np.concatenate([lo * c, (hi - lo) * c])
+    owner = np.concatenate([np.arange(j_n), np.arange(j_n)])
+    order = np.lexsort((owner, unit))
+    mask = owner[order][None, :] >= np.arange(j_n + 1)[:, None]
+    caps = mask * seg_cap[order][None, :]
+    zeros = np.zeros((j_n + 1, 1))
+    xs = np.hstack([zeros, np.cumsum(caps, axis=1)])
+    ys = np.hstack([zeros, np.cumsum(caps * unit[order][None, :], axis=1)])
+    fl = f * lo
+    forced = np.concatenate([np.cumsum(fl[::-1])[::-1], [0.0]])
+    return xs, ys, forced
+
+
+def solve_dp(p: Problem) -> Solution | None:
+    """Exact optimum for one population, ignoring totals, region caps and min_regions."""
+    need = p.need
+    usable = np.flatnonzero(p.hi > 0)
+    if usable.shape[0] == 0:
+        return None if need > 0 else _empty_solution(p)
+    vmin = float(np.min(p.per_token[usable]))
+    order = usable[np.lexsort((usable, p.per_token[usable]))]
+    j_n = order.shape[0]
+    f = p.fixed_per_replica[order]
+    vp = np.maximum(p.per_token[order] - vmin, 0.0)
+    c = p.capacity[order]
+    lo_i = p.lo[order]
+    hi_i = p.hi[order]
+    lo = lo_i.astype(np.float64)
+    hi = hi_i.astype(np.float64)
+    xs, ys, forced_f = _suffix_bounds(f, vp, c, lo_i, hi_i)
+    if need > xs[0, -1] * (1 + _REL_TOL) + 1e-9:
+        return None
+    tol_n = need * _REL_TOL + 1e-12
+    incumbent = _greedy_upper_bound(f, vp, c, lo, hi, need)
+
+    cap = np.zeros(1)
+    cost = np.zeros(1)
+    parents: list[IntArray] = []
+    choices: list[IntArray] = []
+    last = j_n
+    for j in range(j_n):
+        if cap.min() >= need:  # everything covered: the rest stays at its lower bound
+            last = j
+            break
+        rem = need - cap
+        r_top = np.clip(np.ceil(rem / c[j] - 1e-12), lo[j], hi[j])
+        counts = (r_top - lo[j] + 1).astype(np.int64)
+        total = int(counts.sum())
+        parent = np.repeat(np.arange(cap.shape[0]), counts)
+        offs = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+        r = lo[j] + offs
+        pc = cap[parent]
+        new_cap = pc + r * c[j]
+        new_cap = np.where(new_cap >= need - tol_n, need, new_cap)
+        new_cost = cost[parent] + f[j] * r + vp[j] * (new_cap - pc)
+        done = new_cap >= need
+        if done.any():
+            incumbent = min(incumbent, float(new_cost[done].min()) + float(forced_f[j + 1]))
+        bound = new_cost + np.interp(need - new_cap, xs[j + 1], ys[j + 1])
+        bound += forced_f[j + 1]
+        bound[need - new_cap > xs[j + 1, -1] * (1 + _REL_TOL) + 1e-9] = np.inf
+        keep = np.flatnonzero(bound <= incumbent + abs(incumbent) * _REL_TOL + 1e-12)
+        if keep.shape[0] == 0:
+            return None
+        # Pareto frontier: by capacity descending, keep a state only if it is cheaper than
+        # every state with at least as much capacity.
+        kc = new_cost[keep]
+        srt = keep[np.lexsort((kc, -new_cap[keep]))]
+        sc = new_cost[srt]
+        prev_min = np.minimum.accumulate(np.concatenate([[np.inf], sc[:-1]]))
+        front = srt[sc < prev_min - (np.abs(sc) * 1e-12 + 1e-15)]
+        parents.append(parent[front])
+        choices.append(r[front].astype(np.int64))
+        cap = new_cap[front]
+        cost = new_cost[front]
+    if cap.min() < need:
+        final = np.flatnonzero(cap >= need)
+        if final.shape[0] == 0:
+            return None
+        best = int(final[np.argmin(cost[final])])
+    else:
+        best = int(np.argmin(cost))
+    r_ord = lo_i.copy()
+    idx = best
+    for j in range(last - 1, -1, -1):
+        r_ord[j] = choices[j][idx]
+        idx = int(parents[j][idx])
+    replicas = p.lo.copy()
+    replicas[order] = r_ord
+    routed = route(p, replicas)
+    if routed is None:  # pragma: no cover - the DP only returns plans that cover the need
+        return None
+    load, obj = routed
+    return Solution(replicas=replicas, load=load, objective=obj, solver="dp", optimal=True)
+
+
+def _greedy_upper_bound(
+    f: FloatArray, vp: FloatArray, c: FloatArray, lo: FloatArray, hi: FloatArray, need: float
+) -> float:
+    r = lo.copy()
+    rem = need - float(lo @ c)
+    for j in np.lexsort((np.arange(c.shape[0]), f / c + vp)):
+        if rem <= 0:
+            break
+        add = min(hi[j] - lo[j], math.ceil(rem / c[j] - 1e-12))
+        r[j] += add
+        rem -= add * c[j]
+    if rem > need * _REL_TOL + 1e-9:
+        return math.inf
+    load_rem = need
+    cost = float(f @ r)
+    for j in range(c.shape[0]):  # pools are already in increasing vp order
+        take = min(load_rem, r[j] * c[j])
+        cost += vp[j] * take
+        load_rem -= take
+    return cost
+
+
+def _empty_solution(p: Problem) -> Solution:
+    r = p.lo.copy()
+    load = np.zeros(p.pools)
+    return Solution(r, load, float(p.fixed_per_replica @ r), "dp", True)
+
+
+def solve_milp(p: Problem, time_limit_seconds: float = MILP_TIME_LIMIT_SECONDS) -> Solution | None:
+    """The full problem with HiGHS. ``optimal`` is False when the time limit cut it short."""
+    j_n = p.pools
+    n_p = p.shares.shape[0]
+    n_r = p.region_cap.shape[0]
+    nx = n_p * j_n
+    use_y = p.min_regions > 1
+    ny = n_r if use_y else 0
+    n = j_n + nx + ny
+    cost = np.concatenate([p.fixed_per_replica, np.tile(p.per_token, n_p), np.zeros(ny)])
+    rows: list[FloatArray] = []
+    lbs: list[float] = []
+    ubs: list[float] = []
+
+    def add(row: FloatArray, lb: float, ub: float) -> None:
+        rows.append(row)
+        lbs.append(lb)
+        ubs.append(ub)
+
+    for k in range(n_p):
+        row = np.zeros(n)
+        row[j_n + k * j_n : j_n + (k + 1) * j_n] = 1.0
+        add(row, float(p.shares[k] * p.need), float(p.shares[k] * p.need))
+    for j in range(j_n):
+        row = np.zeros(n)
+        row[j] = -p.capacity[j]
+        row[j_n + j : j_n + nx : j_n] = 1.0
+        add(row, -np.inf, 0.0)
+    row = np.zeros(n)
+    row[:j_n] = 1.0
+    add(row, float(p.n_min), float(p.n_max))
+    for i in range(n_r):
+        members = p.region_of == i
+        if int(p.hi[members].sum()) > int(p.region_cap[i]):
+            row = np.zeros(n)
+            row[:j_n][members] = 1.0
+            add(row, -np.inf, float(p.region_cap[i]))
+        if use_y:
+            row = np.zeros(n)
+            row[:j_n][members] = 1.0
+            row[j_n + nx + i] = -1.0
+            add(row, 0.0, np.inf)  # y_i <= replicas in region i
+    if use_y:
+        row = np.zeros(n)
+        row[j_n + nx :] = 1.0
+        add(row, float(p.min_regions), np.inf)
+    x_ub = np.where(p.allowed.reshape(-1), np.inf, 0.0)
+    lower = np.concatenate([p.lo.astype(np.float64), np.zeros(nx), np.zeros(ny)])
+    upper = np.concatenate([p.hi.astype(np.float64), x_ub, np.ones(ny)])
+    integrality = np.concatenate([np.ones(j_n), np.zeros(nx), np.ones(ny)])
+    res = milp(
+        cost,
+        constraints=LinearConstraint(np.array(rows), np.array(lbs), np.array(ubs)),
+        bounds=Bounds(lower, upper),
+        integrality=integrality,
+        options={"time_limit": time_limit_seconds, "mip_rel_gap": 1e-9},
+    )
+    if res.x is None:
+        return None
+    r = np.rint(res.x[:j_n]).astype(np.int64)
+    routed = route(p, r)
+    if routed is None:
+        return None
+    load, obj = routed
+    return Solution(r, load, obj, "milp", bool(res.status == 0))
+
+
+def solve(p: Problem) -> Solution | None:
+    """Exact optimum of ``p``: the fast path when its answer is feasible, else HiGHS."""
+    if _single_population(p):
+        sol = solve_dp(p)
+        if sol is None:
+            return None  # the relaxation is infeasible, so is the problem
+        if coupling_ok(p, sol.replicas):
+            return sol
+    return solve_milp(p)

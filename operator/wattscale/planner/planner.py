@@ -1,0 +1,532 @@
+"""The decision: optimiser plus guard-rails, as named ordered steps with reason codes.
+
+``plan(request, state) -> Decision`` is pure and deterministic: the same request and state give
+the same decision. Like the Kubernetes HPA it separates the *recommendation* (what the
+optimiser wants: the replica calculator) from the *decision* (what the controller may do now);
+the recommendation history for scale-down stabilisation travels in ``PlannerState``.
+
+Steps, in order (each may add a reason code):
+
+1. ``hard_caps``: quota and grid events cap pools and regions (``GridEventCapped``).
+2. ``inputs``: demand metrics missing or stale -> hold the current plan, only going up to
+   ``min_replicas`` (``MissingMetricsHold``); price/carbon signals stale or missing -> the
+   optimiser may add but never remove (``StaleSignalsHold``).
+3. ``optimise``: exact cost-optimal plan (``Infeasible`` with the binding constraint when no
+   plan meets the need; then a best effort that never goes down).
+4. ``hysteresis``: move only when the saving over the horizon beats the move's cold-start cost
+   by ``min_savings_percent`` (``MinSavingsNotMet``).
+5. ``stabilise``: scale up at once; scale a pool down only to the highest recommendation of
+   the stabilisation window (``ScaleDownStabilising``).
+6. ``rate_limit``: replicas added/removed/shifted per step; ``max_replicas`` during a move
+   (``RateLimited``, ``AtMaxReplicas``).
+7. ``make_before_break``: add first; remove only while the *ready* capacity left still covers
+   the need (``ShiftStarted``, ``ShiftWaitingForReady``, ``ShiftCompleted``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .costing import UNCAPPED, Costing, build_costing
+from .model import (
+    Action,
+    ActionKind,
+    Decision,
+    Explanation,
+    PlannerState,
+    PlanOption,
+    PlanRequest,
+    PoolKey,
+    ReasonCode,
+    Recommendation,
+)
+from .optimise import IntArray, Problem, Solution, route, solve
+
+__all__ = ["plan"]
+
+
+@dataclass
+class _Work:
+    """Mutable scratch state of one decision (never leaves this module)."""
+
+    reasons: list[ReasonCode] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    solver: str = "none"
+    optimal: bool = True
+    binding: str = ""
+    runner_up: IntArray | None = None
+    infeasible: bool = False
+    missing: bool = False
+    stale: bool = False
+    min_savings_blocked: bool = False
+
+    def add(self, code: ReasonCode) -> None:
+        if code not in self.reasons:
+            self.reasons.append(code)
+
+
+def _cap_regions(co: Costing, r: IntArray) -> IntArray:
+    """Trim ``r`` to the region caps, removing the dearest replicas first."""
+    out = r.copy()
+    for i, cap in enumerate(co.region_cap):
+        if cap >= UNCAPPED:
+            continue
+        members = np.flatnonzero(co.region_of == i)
+        excess = int(out[members].sum()) - int(cap)
+        for j in members[np.argsort(-co.fixed_objective[members], kind="stable")]:
+            if excess <= 0:
+                break
+            cut = min(excess, int(out[j]))
+            out[j] -= cut
+            excess -= cut
+    return out
+
+
+def _fill_cheapest(co: Costing, req: PlanRequest, r: IntArray, need: float) -> IntArray:
+    """Best effort: add replicas, cheapest per token/s first, up to the need or the limits."""
+    out = r.copy()
+    per_cap = (co.fixed_objective + co.per_token_objective * co.capacity) / np.maximum(
+        co.capacity, 1e-9
+    )
+    region_room = co.region_cap - np.bincount(
+        co.region_of, weights=out, minlength=co.region_cap.shape[0]
+    ).astype(np.int64)
+    for j in np.lexsort((np.arange(out.shape[0]), per_cap)):
+        have = float(co.capacity @ out)
+        room_total = req.max_replicas - int(out.sum())
+        if have >= need or room_total <= 0:
+            break
+        if co.capacity[j] <= 0:
+            continue
+        want = int(np.ceil((need - have) / co.capacity[j] - 1e-12))
+        add = min(want, int(co.quota[j] - out[j]), room_total, int(region_room[co.region_of[j]]))
+        if add > 0:
+            out[j] += add
+            region_room[co.region_of[j]] -= add
+    return out
+
+
+def _top_up_min_replicas(co: Costing, req: PlanRequest, r: IntArray) -> IntArray:
+    """Add the cheapest replicas until ``min_replicas`` (within quota and caps)."""
+    out = r.copy()
+    order = np.lexsort((np.arange(out.shape[0]), co.fixed_objective))
+    for j in order:
+        short = req.min_replicas - int(out.sum())
+        if short <= 0:
+            break
+        region_total = int(out[co.region_of == co.region_of[j]].sum())
+        room = min(int(co.quota[j] - out[j]), int(co.region_cap[co.region_of[j]]) - region_total)
+        add = min(short, max(room, 0))
+        out[j] += add
+    return out
+
+
+def _diagnose(co: Costing, req: PlanRequest, p: Problem) -> tuple[str, ReasonCode]:
+    """Name the constraint that makes ``p`` infeasible (checked from the most specific)."""
+    need = p.need
+    caps = p.capacity * p.hi
+    region_caps = np.zeros(co.region_cap.shape[0])
+    for i in range(co.region_cap.shape[0]):
+        members = np.flatnonzero(co.region_of == i)
+        best = np.sort(p.capacity[members])[::-1]
+        n = int(min(co.region_cap[i], p.hi[members].sum()))
+        per = np.repeat(best, p.hi[members][np.argsort(-p.capacity[members], kind="stable")])
+        region_caps[i] = float(per[:n].sum())
+    uncapped_quota = float(p.capacity @ np.minimum(co.quota, req.max_replicas))
+    if float(region_caps.sum()) < need:
+        if any(c < UNCAPPED for c in co.region_cap) and uncapped_quota >= need:
+            return "grid_event", ReasonCode.GRID_EVENT_CAPPED
+        return "quota", ReasonCode.QUOTA_EXHAUSTED
+    top = np.sort(np.repeat(p.capacity, p.hi))[::-1][: max(req.max_replicas, 0)]
+    if float(top.sum()) < need:
+        return "max_replicas", ReasonCode.AT_MAX_REPLICAS
+    for k in range(p.shares.shape[0]):
+        if float(caps[p.allowed[k]].sum()) < p.shares[k] * need:
+            return "latency_budget", ReasonCode.INFEASIBLE
+    usable_regions = np.unique(p.region_of[p.hi > 0]).shape[0]
+    if usable_regions < p.min_regions:
+        return "min_regions", ReasonCode.INFEASIBLE
+    if int(p.hi.sum()) < p.n_min:
+        return "min_replicas", ReasonCode.QUOTA_EXHAUSTED
+    if int(p.lo.sum()) > p.n_max:
+        return "max_replicas", ReasonCode.AT_MAX_REPLICAS
+    return "combined_constraints", ReasonCode.INFEASIBLE
+
+
+def _binding(co: Costing, req: PlanRequest, p: Problem, r: IntArray, w: _Work) -> str:
+    """Name the constraint that binds the chosen plan (a short explanation, best effort)."""
+    if w.stale:
+        return "never_down_hold"
+    if w.missing:
+        return "hold_current"
+    per_cap = co.fixed_objective / np.maximum(co.capacity, 1e-9)
+    used = r > 0
+    dearest_used = float(per_cap[used].max()) if np.any(used) else np.inf
+    for i, cap in enumerate(co.region_cap):
+        members = co.region_of == i
+        if (
+            cap < UNCAPPED
+            and int(r[members].sum()) >= cap
+            and np.any(per_cap[members] < dearest_used)
+        ):
+            return f"grid_event:{co.region_names[i]}"
+    at_quota = (r >= p.hi) & (p.hi > 0) & (per_cap < dearest_used)
+    if np.any(at_quota):
+        return f"quota:{co.keys[int(np.flatnonzero(at_quota)[0])]}"
+    total = int(r.sum())
+    if total >= req.max_replicas:
+        return "max_replicas"
+    regions_used = np.unique(co.region_of[used]).shape[0]
+    if req.min_regions > 1 and regions_used <= req.min_regions:
+        return "min_regions"
+    spare = float(co.capacity @ r) - p.need
+    if total <= req.min_replicas and (total == 0 or spare >= float(co.capacity[used].min())):
+        return "min_replicas"
+    return "need"
+
+
+def _solve(p: Problem, w: _Work) -> Solution | None:
+    sol = solve(p)
+    if sol is not None:
+        if w.solver != "milp":
+            w.solver = sol.solver
+        w.optimal = w.optimal and sol.optimal
+    return sol
+
+
+def _optimise(co: Costing, req: PlanRequest, cur: IntArray, w: _Work) -> tuple[IntArray, Problem]:
+    """Steps 3 and 4: the optimum, then the hysteresis against the no-move baseline."""
+    lo = np.minimum(cur, co.quota) if w.stale else np.zeros_like(cur)
+    p = co.problem(req, lo=lo)
+    opt = _solve(p, w)
+    if opt is None:
+        w.infeasible = True
+        w.binding, code = _diagnose(co, req, p)
+        w.add(ReasonCode.INFEASIBLE)
+        if code is not ReasonCode.INFEASIBLE:
+            w.add(code)
+        best = _fill_cheapest(co, req, np.maximum(lo, np.minimum(cur, co.quota)), p.need)
+        return _top_up_min_replicas(co, req, _cap_regions(co, best)), p
+    r_opt = opt.replicas
+    if np.all(r_opt <= cur):  # no replica to add: nothing to cold-start, no hysteresis
+        return r_opt, p
+    base: Solution | None = None
+    if np.any(cur > 0):
+        base = _solve(co.problem(req, lo=lo, hi=np.minimum(cur, co.quota)), w)
+        if base is None and np.any(r_opt < cur):
+            base = _solve(co.problem(req, lo=np.maximum(lo, np.minimum(cur, co.quota))), w)
+    if base is None or np.array_equal(base.replicas, r_opt):
+        return r_opt, p
+    hours = co.horizon_hours
+    saving = (base.objective - opt.objective) * hours - (
+        co.move_cost(cur, r_opt) - co.move_cost(cur, base.replicas)
+    )
+    threshold = req.min_savings_percent / 100.0 * abs(base.objective) * hours
+    if saving > 0 and saving >= threshold:
+        w.runner_up = base.replicas
+        w.notes.append(
+            f"move saves {saving:.4g} over the {hours * 60:.0f}-min horizon after cold starts "
+            f"(threshold {threshold:.4g})"
+        )
+        return r_opt, p
+    w.min_savings_blocked = True
+    w.add(ReasonCode.MIN_SAVINGS_NOT_MET)
+    w.runner_up = r_opt
+    w.notes.append(
+        f"best move would save {saving:.4g} over the horizon after cold starts; "
+        f"needs {threshold:.4g} ({req.min_savings_percent:g} %)"
+    )
+    return base.replicas, p
+
+
+def _stabilise(
+    co: Costing, req: PlanRequest, state: PlannerState, cur: IntArray, target: IntArray, w: _Work
+) -> tuple[IntArray, PlannerState]:
+    """Step 5: HPA-style scale-down stabilisation over the recommendation history."""
+    now = req.now_seconds
+    window = max(req.scale_down_stabilisation_seconds, 0.0)
+    kept = tuple(h for h in state.history if now - window <= h.time_seconds <= now)
+    rec = Recommendation(now, tuple(zip(co.keys, (int(x) for x in target), strict=True)))
+    history = (*kept, rec)
+    high = target.copy()
+    for h in kept:
+        past = dict(h.replicas)
+        high = np.maximum(high, co.vector(past))
+    out = np.where(target >= cur, target, np.minimum(cur, high))
+    out = np.minimum(out, co.quota)
+    out = _cap_regions(co, out)
+    if np.any(out > target) and np.any(target < cur):
+        w.add(ReasonCode.SCALE_DOWN_STABILISING)
+    return out, PlannerState(history=history, shift_pending=state.shift_pending)
+
+
+def _trim_adds(co: Costing, add: IntArray, limit: int) -> IntArray:
+    """Keep at most ``limit`` added replicas, cheapest per token/s first."""
+    out = np.zeros_like(add)
+    per_cap = co.fixed_objective / np.maximum(co.capacity, 1e-9)
+    left = max(limit, 0)
+    for j in np.lexsort((np.arange(add.shape[0]), per_cap)):
+        take = min(int(add[j]), left)
+        out[j] = take
+        left -= take
+    return out
+
+
+def _ready_capacity_ok(co: Costing, p: Problem, desired: IntArray, floor: float) -> bool:
+    """Whether the ready replicas kept by ``desired`` serve at least ``floor`` of the need."""
+    ready = np.minimum(co.ready, desired)
+    if float(co.capacity @ ready) < floor * (1 - 1e-12):
+        return False
+    if p.shares.shape[0] == 1:
+        return True
+    routed = route(
+        Problem(
+            p.fixed_per_replica,
+            p.per_token,
+            p.capacity,
+            p.lo,
+            p.hi,
+            p.region_of,
+            p.region_cap,
+            floor,
+            p.shares,
+            p.allowed,
+            p.n_min,
+            p.n_max,
+            p.min_regions,
+        ),
+        ready,
+    )
+    return routed is not None
+
+
+def _make_before_break(
+    co: Costing, req: PlanRequest, p: Problem, cur: IntArray, stab: IntArray, w: _Work
+) -> tuple[IntArray, bool]:
+    """Steps 6 and 7: rate limits, then add first and remove only what ready capacity allows.
+
+    Returns the desired vector and whether removals are waiting for readiness.
+    """
+    hard = _cap_regions(co, np.minimum(cur, co.quota))
+    forced = bool(np.any(hard < cur))
+    add = np.maximum(stab - hard, 0)
+    remove = np.maximum(hard - stab, 0)
+    is_move = bool(add.sum() > 0 and remove.sum() > 0)
+    limits = []
+    if req.max_scale_up_per_step is not None:
+        limits.append(req.max_scale_up_per_step)
+    if is_move and req.max_shift_per_step is not None:
+        limits.append(req.max_shift_per_step)
+    room = req.max_replicas - int(hard.sum())
+    if limits and int(add.sum()) > min(limits):
+        add = _trim_adds(co, add, min(limits))
+        w.add(ReasonCode.RATE_LIMITED)
+    if int(add.sum()) > max(room, 0):
+        add = _trim_adds(co, add, room)
+        w.add(ReasonCode.AT_MAX_REPLICAS)
+    desired = hard + add
+    # Removals: dearest replicas first, each only while the ready capacity left still covers
+    # the need (or, when it already does not, while it does not shrink).
+    budget = req.max_scale_down_per_step
+    removed = 0
+    waiting = False
+    base_ready = float(co.capacity @ np.minimum(co.ready, desired))
+    floor = min(p.need, base_ready)
+    order = np.lexsort((np.arange(cur.shape[0]), -co.fixed_objective))
+    for j in order:
+        for _ in range(int(remove[j])):
+            if budget is not None and removed >= budget:
+                w.add(ReasonCode.RATE_LIMITED)
+                break
+            trial = desired.copy()
+            trial[j] -= 1
+            if _ready_capacity_ok(co, p, trial, floor):
+                desired = trial
+                removed += 1
+            else:
+                waiting = True
+                break
+    if forced:
+        w.add(ReasonCode.GRID_EVENT_CAPPED)
+    return desired, waiting
+
+
+def _weights(co: Costing, p: Problem, desired: IntArray) -> dict[PoolKey, float]:
+    """Traffic weights over the ready replicas of ``desired`` (cost-optimal routing)."""
+    ready = np.minimum(co.ready, desired)
+    base = ready if float(co.capacity @ ready) > 0 else desired
+    cap = co.capacity * base
+    total_cap = float(cap.sum())
+    if total_cap <= 0:
+        return {}
+    need = min(p.need, total_cap)
+    load: np.ndarray
+    if need > 0:
+        routed = route(
+            Problem(
+                p.fixed_per_replica,
+                p.per_token,
+                p.capacity,
+                p.lo,
+                p.hi,
+                p.region_of,
+                p.region_cap,
+                need,
+                p.shares,
+                p.allowed,
+                p.n_min,
+                p.n_max,
+                p.min_regions,
+            ),
+            base,
+        )
+        load = routed[0] if routed is not None else cap
+    else:
+        load = cap
+    s = float(load.sum())
+    return {k: float(x / s) for k, x in zip(co.keys, load, strict=True) if x > 0}
+
+
+def _option(co: Costing, p: Problem, r: IntArray | None) -> PlanOption | None:
+    if r is None:
+        return None
+    routed = route(p, r)
+    if routed is None:
+        cap = co.capacity * r
+        tot = float(cap.sum())
+        load = cap * (p.need / tot) if tot > 0 else np.zeros_like(cap)
+        return co.option(r, load)
+    return co.option(r, routed[0])
+
+
+def _runner_up(co: Costing, req: PlanRequest, p: Problem, target: IntArray) -> IntArray | None:
+    """The best plan without the region that carries most of the chosen plan's capacity."""
+    if not np.any(target > 0):
+        return None
+    per_region = np.bincount(
+        co.region_of, weights=co.capacity * target, minlength=co.region_cap.shape[0]
+    )
+    top = int(np.argmax(per_region))
+    hi = np.where(co.region_of == top, 0, p.hi)
+    alt = solve(co.problem(req, lo=np.minimum(p.lo, hi), hi=hi))
+    return None if alt is None else alt.replicas
+
+
+def _primary(
+    w: _Work, cur: IntArray, desired: IntArray, target: IntArray, waiting: bool, was_pending: bool
+) -> ReasonCode:
+    adds = bool(np.any(desired > cur))
+    removes = bool(np.any(desired < cur))
+    if w.infeasible:
+        return ReasonCode.INFEASIBLE
+    if w.missing:
+        return ReasonCode.MISSING_METRICS_HOLD
+    if ReasonCode.GRID_EVENT_CAPPED in w.reasons and removes:
+        return ReasonCode.GRID_EVENT_CAPPED
+    if waiting:
+        return ReasonCode.SHIFT_STARTED if adds else ReasonCode.SHIFT_WAITING_FOR_READY
+    if adds:
+        return ReasonCode.SCALE_UP
+    if removes:
+        return ReasonCode.SHIFT_COMPLETED if was_pending else ReasonCode.SCALE_DOWN
+    for code in (
+        ReasonCode.AT_MAX_REPLICAS,
+        ReasonCode.RATE_LIMITED,
+        ReasonCode.SCALE_DOWN_STABILISING,
+        ReasonCode.MIN_SAVINGS_NOT_MET,
+    ):
+        if code in w.reasons:
+            return code
+    if w.stale:
+        return ReasonCode.STALE_SIGNALS_HOLD
+    return ReasonCode.NO_CHANGE
+
+
+def plan(req: PlanRequest, state: PlannerState | None = None) -> Decision:
+    """Decide the replicas per pool for ``req``; pass the returned ``state`` to the next call."""
+    state = state or PlannerState()
+    w = _Work()
+    co = build_costing(req)
+    cur = co.current
+    # Step 1: hard caps (quota, grid events) bound everything below.
+    capped = _cap_regions(co, np.minimum(cur, co.quota))
+    # Step 2: inputs.
+    w.missing = (not req.demand_tokens_per_second) or (not req.metrics_fresh)
+    w.stale = any(
+        (not r.price_fresh) or (not r.carbon_fresh) or r.price_per_kwh is None for r in req.regions
+    )
+    if w.missing:
+        w.add(ReasonCode.MISSING_METRICS_HOLD)
+        target = _top_up_min_replicas(co, req, capped)
+        p = co.problem(req, lo=np.minimum(target, co.quota), need=float(co.capacity @ target))
+    else:
+        if w.stale:
+            w.add(ReasonCode.STALE_SIGNALS_HOLD)
+        # Steps 3-4.
+        target, p = _optimise(co, req, capped, w)
+    # Step 5.
+    stab, new_state = _stabilise(co, req, state, cur, target, w)
+    # Steps 6-7.
+    desired, waiting = _make_before_break(co, req, p, cur, stab, w)
+    reason = _primary(w, cur, desired, target, waiting, state.shift_pending)
+    if reason not in w.reasons:
+        w.reasons.insert(0, reason)
+    pending = waiting or (state.shift_pending and bool(np.any(desired > target)))
+    new_state = PlannerState(history=new_state.history, shift_pending=pending)
+    if not w.binding:
+        w.binding = _binding(co, req, p, target, w)
+
+    runner: IntArray | None = w.runner_up
+    if runner is None and req.explain and not w.missing and not w.infeasible:
+        runner = _runner_up(co, req, p, target)
+    actions = [
+        Action(ActionKind.ADD, k, int(c), int(d))
+        for k, c, d in zip(co.keys, cur, desired, strict=True)
+        if d > c
+    ] + [
+        Action(ActionKind.REMOVE, k, int(c), int(d))
+        for k, c, d in zip(co.keys, cur, desired, strict=True)
+        if d < c
+    ]
+    current_opt = _option(co, p, capped) if np.any(capped > 0) else None
+    explanation = Explanation(
+        reason=reason,
+        chosen=_option(co, p, target),
+        runner_up=_option(co, p, runner),
+        current=current_opt,
+        binding_constraint=w.binding,
+        need_tokens_per_second=p.need,
+        solver=w.solver,
+        optimal=w.optimal,
+        notes=tuple(w.notes),
+    )
+    message = _message(reason, co, cur, desired, target, w)
+    return Decision(
+        desired=co.as_mapping(desired),
+        target=co.as_mapping(target),
+        actions=tuple(actions),
+        traffic_weights=_weights(co, p, desired),
+        reason=reason,
+        reasons=tuple(w.reasons),
+        message=message,
+        explanation=explanation,
+        state=new_state,
+    )
+
+
+def _fmt(co: Costing, r: IntArray) -> str:
+    parts = [f"{k}={int(x)}" for k, x in zip(co.keys, r, strict=True) if x > 0]
+    return ", ".join(parts) if parts else "none"
+
+
+def _message(
+    reason: ReasonCode, co: Costing, cur: IntArray, desired: IntArray, target: IntArray, w: _Work
+) -> str:
+    text = f"{reason}: {_fmt(co, cur)} -> {_fmt(co, desired)}"
+    if not np.array_equal(desired, target):
+        text += f" (target {_fmt(co, target)})"
+    if w.binding:
+        text += f"; binding: {w.binding}"
+    return text
