@@ -41,6 +41,7 @@ demo: venv ## the main job on the embedded default
 
 crds: venv ## regenerate crds/ (and the chart's copy) from the pydantic models
 	$(BIN)/wattscale crds --output-dir crds
+	$(BIN)/wattscale crds --output-dir helm/wattscale/crds
 
 bins: ## build the Kubernetes control plane, etcd, kwok and helm into ~/.cache/wattscale
 	hack/k8s-bins.sh

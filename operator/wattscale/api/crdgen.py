@@ -9,7 +9,7 @@ translation, step by step:
   required enum, every variant's fields are optional properties, and CEL rules say which fields
   each ``type`` requires and which it does not accept;
 - ``additionalProperties: false`` is dropped (the API server refuses unknown fields itself, with
-  server-side field validation), titles are dropped, ``exclusiveMinimum`` becomes the OpenAPI v3
+  server-side field validation; a map keeps its ``additionalProperties`` schema), titles are dropped, ``exclusiveMinimum`` becomes the OpenAPI v3
   boolean form;
 - every model's :class:`~wattscale.api.base.Rule` objects become ``x-kubernetes-validations``.
 """
@@ -30,7 +30,7 @@ from wattscale.api.region import RegionSpec, RegionStatus
 
 Schema = dict[str, Any]
 
-_DROP_KEYS = {"title", "additionalProperties", "discriminator"}
+_DROP_KEYS = {"title", "discriminator"}
 
 
 def _inline(node: Any, defs: dict[str, Schema]) -> Any:
@@ -145,6 +145,8 @@ def _structural(node: Any) -> Any:
         node["exclusiveMinimum"] = True
     if node.get("default", "x") is None:
         node.pop("default")
+    if isinstance(node.get("additionalProperties"), bool):
+        node.pop("additionalProperties")  # unknown fields are refused by field validation
     if node.get("format") == "date-time":
         node["type"] = "string"
     out = {k: _structural(v) for k, v in node.items() if k not in _DROP_KEYS}

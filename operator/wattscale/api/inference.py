@@ -292,6 +292,51 @@ class Shift(ApiModel):
     phaseStartedAt: str = Field(description="When the current phase started (RFC 3339).")
 
 
+class PlanSummary(ApiModel):
+    """One candidate plan: replicas per region and what it costs."""
+
+    replicas: dict[str, int] = Field(default_factory=dict, description="Replicas per region.")
+    costPerHour: DecimalString | None = Field(default=None, description="Cost rate, currency/h.")
+    powerWatts: int | None = Field(default=None, ge=0, description="Facility power, W.")
+    carbonGramsPerHour: int | None = Field(default=None, ge=0, description="gCO2eq/h.")
+
+
+class RegionSignalsSummary(ApiModel):
+    """The inputs one region contributed to the last decision."""
+
+    name: str = Field(description="Region name.")
+    pricePerKwh: DecimalString | None = Field(default=None, description="Price used, per kWh.")
+    carbonGramsPerKwh: int | None = Field(default=None, description="Carbon used, gCO2eq/kWh.")
+    signalsFresh: bool = Field(default=False, description="Price and carbon were fresh.")
+    gridEventCapReplicas: int | None = Field(
+        default=None, description="Replica cap from a grid event in force, if any."
+    )
+    available: bool = Field(default=True, description="The cluster answered.")
+
+
+class Explanation(ApiModel):
+    """Why the last decision came out as it did: what `wattscale explain` prints."""
+
+    demandTokensPerSecond: int | None = Field(
+        default=None, description="Measured output-token demand (all regions); empty if missing."
+    )
+    forecastTokensPerSecond: int | None = Field(
+        default=None, description="Peak forecast demand over the horizon."
+    )
+    needTokensPerSecond: int | None = Field(
+        default=None, description="Capacity the plan had to cover (forecast x headroom)."
+    )
+    capacitySource: str = Field(default="hint", description="hint, learned or default.")
+    bindingConstraint: str = Field(default="", description="What limited the plan.")
+    chosen: PlanSummary | None = Field(default=None, description="The plan chosen.")
+    runnerUp: PlanSummary | None = Field(default=None, description="The next-best plan.")
+    current: PlanSummary | None = Field(default=None, description="The plan as it was.")
+    regions: list[RegionSignalsSummary] = Field(
+        default_factory=list, description="Per-region inputs."
+    )
+    notes: list[str] = Field(default_factory=list, description="Guard-rails that applied.")
+
+
 class InferenceDeploymentStatus(ApiModel):
     """What the operator observed and did. No phase: read the conditions."""
 
@@ -316,6 +361,9 @@ class InferenceDeploymentStatus(ApiModel):
     )
     shift: Shift | None = Field(default=None, description="A move in progress, if any.")
     lastDecision: Decision | None = Field(default=None, description="The last decision.")
+    explanation: Explanation | None = Field(
+        default=None, description="Inputs and alternatives of the last decision."
+    )
     conditions: list[Condition] = Field(default_factory=list, description="Ready, SLOMet, ...")
 
 

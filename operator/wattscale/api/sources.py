@@ -8,7 +8,9 @@ with a required `type` enum, optional per-kind fields and CEL rules):
 - camelCase field names, units in the names (`...Seconds`, `...PerKwh`), `extra="forbid"`;
 - a field that means the same thing in several variants has the same name and type everywhere
   (`baseUrl`, `currency`, `refreshSeconds`, ...); fields whose meaning differs have distinct names;
-- secrets are referenced (`SecretKeyRef`), never inlined.
+- secrets are referenced (`SecretKeyRef`), never inlined;
+- money is a decimal string ("0.35"), as in the rest of the API; cross-field rules are `Rule`s,
+  checked here and emitted as CEL by the CRD generator.
 
 This module imports nothing else from wattscale (import-linter contract).
 """
@@ -16,10 +18,12 @@ This module imports nothing else from wattscale (import-linter contract).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, Self
+from typing import Annotated, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator
+
+from wattscale.api.base import ApiModel, DecimalString, Rule
 
 __all__ = [
     "CarbonSource",
@@ -56,8 +60,8 @@ CarbonUnit = Literal["gPerKwh", "kgPerMwh", "lbsPerMwh"]
 """Unit of a raw carbon-intensity value (normalised to gCO2eq/kWh on the way in)."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=False, frozen=True)
+class _Model(ApiModel):
+    model_config = ConfigDict(frozen=True)
 
 
 class SecretKeyRef(_Model):
@@ -112,12 +116,21 @@ class _PriceCommon(_SourceCommon):
             "provider states it, otherwise assumed to be the Region's currency."
         ),
     )
-    fxRateToRegionCurrency: float | None = Field(
+    fxRateToRegionCurrency: DecimalString | None = Field(
         default=None,
-        gt=0,
         description=(
-            "Multiply source prices by this to get the Region's currency. Required when the "
-            "source currency differs from the Region's; without it such prices are refused."
+            "Multiply source prices by this (> 0, a decimal string) to get the Region's "
+            "currency. Required when the source currency differs from the Region's; without it "
+            "such prices are refused."
+        ),
+    )
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!has(self.fxRateToRegionCurrency) || double(self.fxRateToRegionCurrency) > 0.0",
+            check=lambda m: m.fxRateToRegionCurrency is None or m.fxRateToRegionCurrency > 0,
+            message="fxRateToRegionCurrency must be greater than 0",
+            field="fxRateToRegionCurrency",
         ),
     )
 
@@ -178,7 +191,9 @@ class TouWindow(_Model):
         description="Local end time HH:MM (exclusive); 24:00 means midnight. An end before the "
         "start wraps past midnight into the next day.",
     )
-    pricePerKwh: float = Field(description="Energy price in the tariff's currency per kWh.")
+    pricePerKwh: DecimalString = Field(
+        description='Energy price in the tariff\'s currency per kWh, e.g. "0.35".'
+    )
 
 
 class TouPriceSource(_PriceCommon):
@@ -188,8 +203,8 @@ class TouPriceSource(_PriceCommon):
     timezone: str = Field(
         min_length=1, description="IANA timezone of the tariff's wall clock, e.g. Europe/Berlin."
     )
-    defaultPricePerKwh: float = Field(
-        description="Price per kWh outside every window (the base or off-peak rate)."
+    defaultPricePerKwh: DecimalString = Field(
+        description='Price per kWh outside every window (the base or off-peak rate), e.g. "0.2".'
     )
     windows: list[TouWindow] = Field(
         default_factory=list,
@@ -228,11 +243,13 @@ class _CsvCommon(_SourceCommon):
         default=3600, ge=60, description="Length of the interval each row covers, in seconds."
     )
 
-    @model_validator(mode="after")
-    def _one_location(self) -> Self:
-        if (self.path is None) == (self.url is None):
-            raise ValueError("set exactly one of path or url")
-        return self
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="has(self.path) != has(self.url)",
+            check=lambda m: (m.path is None) != (m.url is None),
+            message="set exactly one of path or url",
+        ),
+    )
 
 
 class CsvPriceSource(_CsvCommon, _PriceCommon):
@@ -361,11 +378,13 @@ class GbCarbonIntensitySource(_SourceCommon):
         default=3600, ge=1, description="Staleness threshold in seconds (see the common field)."
     )
 
-    @model_validator(mode="after")
-    def _region_or_postcode(self) -> Self:
-        if self.gbRegionId is not None and self.postcode is not None:
-            raise ValueError("set at most one of gbRegionId or postcode")
-        return self
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!(has(self.gbRegionId) && has(self.postcode))",
+            check=lambda m: m.gbRegionId is None or m.postcode is None,
+            message="set at most one of gbRegionId or postcode",
+        ),
+    )
 
 
 class CsvCarbonSource(_CsvCommon):
@@ -426,7 +445,7 @@ class OpenAdr3GridEventSource(_SourceCommon):
         default_factory=list,
         description="Only events of these programs (programName); empty: every program.",
     )
-    simpleLevelCapFractions: list[float] = Field(
+    simpleLevelCapFractions: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field(
         default_factory=lambda: [1.0, 0.75, 0.5, 0.0],
         min_length=1,
         description=(
@@ -452,13 +471,13 @@ class OpenAdr3GridEventSource(_SourceCommon):
         "reported stale.",
     )
 
-    @model_validator(mode="after")
-    def _both_credentials(self) -> Self:
-        if (self.clientIdSecretRef is None) != (self.clientSecretSecretRef is None):
-            raise ValueError("set both clientIdSecretRef and clientSecretSecretRef, or neither")
-        if any(not 0.0 <= f <= 1.0 for f in self.simpleLevelCapFractions):
-            raise ValueError("simpleLevelCapFractions must lie in [0, 1]")
-        return self
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="has(self.clientIdSecretRef) == has(self.clientSecretSecretRef)",
+            check=lambda m: (m.clientIdSecretRef is None) == (m.clientSecretSecretRef is None),
+            message="set both clientIdSecretRef and clientSecretSecretRef, or neither",
+        ),
+    )
 
 
 class StaticGridEvent(_Model):
@@ -471,13 +490,16 @@ class StaticGridEvent(_Model):
     )
     reason: str = Field(default="", description="Free text shown in events and status.")
 
-    @model_validator(mode="after")
-    def _ordered(self) -> Self:
-        if self.start.tzinfo is None or self.end.tzinfo is None:
-            raise ValueError("start and end need a UTC offset, e.g. 2026-01-01T10:00:00Z")
-        if self.end <= self.start:
-            raise ValueError("end must be after start")
-        return self
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.end > self.start",
+            check=lambda m: (
+                m.start.tzinfo is not None and m.end.tzinfo is not None and m.end > m.start
+            ),
+            message="end must be after start, both with a UTC offset (e.g. 2026-01-01T10:00:00Z)",
+            field="end",
+        ),
+    )
 
 
 class StaticGridEventSource(_SourceCommon):

@@ -14,7 +14,7 @@ from wattscale.cli import main
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[3]
-FORBIDDEN = {"$ref", "anyOf", "oneOf", "allOf", "additionalProperties", "const", "title"}
+FORBIDDEN = {"$ref", "anyOf", "oneOf", "allOf", "const", "title"}
 
 
 def _walk(node: Any, path: str = "") -> list[tuple[str, dict[str, Any]]]:
@@ -45,6 +45,8 @@ def test_schema_is_structural_and_documented(name: str) -> None:
     root = crds()[name]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     for path, node in _walk(root):
         assert not FORBIDDEN & set(node), f"{path} uses {FORBIDDEN & set(node)}"
+        extra = node.get("additionalProperties")
+        assert extra is None or (isinstance(extra, dict) and "properties" not in node), path
         assert "type" in node, f"{path} has no type"
         if path.count(".") >= 2 and not path.endswith("[]"):
             assert node.get("description"), f"{path} has no description"
