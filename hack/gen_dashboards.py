@@ -260,7 +260,7 @@ def _annotations(decisions: bool) -> JSON:
                     f"sum by (namespace, deployment, reason) "
                     f"(increase(wattscale_decisions_total{{{DEP}}}[2m])) > 0"
                 ),
-                "step": "1m",
+                "step": "2m",
                 "titleFormat": "{{reason}}",
                 "textFormat": "{{namespace}}/{{deployment}}: {{reason}}",
                 "tagKeys": "reason,deployment",
@@ -316,12 +316,12 @@ def _increase_by_currency(metric: str, window: str, labels: str = DEP_REGION) ->
     return f"sum by (currency) (increase({metric}{{{labels}}}[{window}]))"
 
 
-def _spend(window: str) -> str:
+def _spend(window: str, labels: str = DEP_REGION) -> str:
     """Money spent over ``window``: electricity + GPU-hours - credits from negative prices."""
     return (
-        f"{_increase_by_currency('wattscale_energy_cost_total', window)}"
-        f" + {_increase_by_currency('wattscale_gpu_cost_total', window)}"
-        f" - {_increase_by_currency('wattscale_energy_credit_total', window)}"
+        f"{_increase_by_currency('wattscale_energy_cost_total', window, labels)}"
+        f" + {_increase_by_currency('wattscale_gpu_cost_total', window, labels)}"
+        f" - {_increase_by_currency('wattscale_energy_credit_total', window, labels)}"
     )
 
 
@@ -372,8 +372,8 @@ def fleet_overview() -> JSON:
         Panel(
             "Savings today",
             "Counterfactual cost (the SLO-safe replica count in the home region) minus what was "
-            "spent, over the last 24 h.",
-            [Query(f"{_counterfactual('1d')} - ({_spend('1d')})", "{{currency}}")],
+            "spent, over the last 24 h, for whole deployments (the region filter does not apply).",
+            [Query(f"{_counterfactual('1d')} - ({_spend('1d', DEP)})", "{{currency}}")],
             kind="stat",
             width=4,
             height=5,
@@ -382,8 +382,8 @@ def fleet_overview() -> JSON:
         ),
         Panel(
             "Savings today, %",
-            "Savings as a share of the counterfactual cost over the last 24 h.",
-            [Query(f"1 - ({_spend('1d')}) / ({_counterfactual('1d')})", "{{currency}}")],
+            "Savings as a share of the counterfactual cost over the last 24 h (whole deployments).",
+            [Query(f"1 - ({_spend('1d', DEP)}) / ({_counterfactual('1d')})", "{{currency}}")],
             kind="stat",
             unit="percentunit",
             width=4,
@@ -427,10 +427,10 @@ def fleet_overview() -> JSON:
         Panel(
             "Cost rate vs counterfactual",
             "What the fleet costs per hour now, against what the SLO-safe count in each "
-            "deployment's home region would cost. The gap is the saving.",
+            "deployment's home region would cost. The gap is the saving (all regions).",
             [
                 Query(
-                    f"sum by (currency) (wattscale_cost_per_hour{{{DEP_REGION}}})",
+                    f"sum by (currency) (wattscale_cost_per_hour{{{DEP}}})",
                     "actual ({{currency}}/h)",
                 ),
                 Query(
@@ -611,10 +611,10 @@ def deployment_view() -> JSON:
         ),
         Panel(
             "Savings now, %",
-            "1 - cost rate / counterfactual cost rate.",
+            "1 - cost rate / counterfactual cost rate, all regions.",
             [
                 Query(
-                    f"1 - sum by (currency) (wattscale_cost_per_hour{{{DEP_REGION}}})"
+                    f"1 - sum by (currency) (wattscale_cost_per_hour{{{DEP}}})"
                     f" / sum by (currency) (wattscale_counterfactual_cost_per_hour{{{DEP}}})",
                     "{{currency}}",
                 )
@@ -823,8 +823,8 @@ def operator_health() -> JSON:
         ),
         Panel(
             "Signal age",
-            "Age of each feed's newest data point, by region, kind and source. Forecast feeds "
-            "can be negative (points in the future) only if the provider mislabels them.",
+            "Age of each feed's newest data point, by region, kind (price, carbon, gridEvents) "
+            "and source.",
             [
                 Query(
                     f"wattscale_signal_age_seconds{{{REGION}}}",
@@ -934,11 +934,62 @@ def iter_exprs(board: JSON) -> Iterator[tuple[str, str]]:
             yield f"annotation {ann['name']}", ann["expr"]
 
 
+def ascii_layout(board: JSON, cols_per_unit: int = 4) -> str:
+    """A text wireframe of a dashboard's grid (for docs/dashboards.md): boxes titled by panel."""
+    width = 24 * cols_per_unit
+    bands: dict[int, list[JSON]] = {}
+    for panel in board["panels"]:
+        bands.setdefault(panel["gridPos"]["y"], []).append(panel)
+    lines: list[str] = []
+    for y in sorted(bands):
+        band = sorted(bands[y], key=lambda p: p["gridPos"]["x"])
+        if band[0]["type"] == "row":
+            title = f" {band[0]['title']} "
+            lines.append(f"{'=' * 3}{title}{'=' * (width - 3 - len(title))}")
+            continue
+        height = max(4, max(p["gridPos"]["h"] for p in band) // 2)
+        canvas = [[" "] * width for _ in range(height)]
+        for panel in band:
+            pos = panel["gridPos"]
+            x0, x1 = pos["x"] * cols_per_unit, (pos["x"] + pos["w"]) * cols_per_unit - 1
+            for x in range(x0, x1 + 1):
+                canvas[0][x] = canvas[-1][x] = "-"
+            for row in canvas:
+                row[x0] = row[x1] = "|"
+            for row in (canvas[0], canvas[-1]):
+                row[x0] = row[x1] = "+"
+            words = _wrap(panel["title"], x1 - x0 - 3)
+            for i, text in enumerate(words[: height - 2]):
+                for j, ch in enumerate(text):
+                    canvas[1 + i][x0 + 2 + j] = ch
+        lines.extend("".join(row).rstrip() for row in canvas)
+    return "\n".join(lines) + "\n"
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    out: list[str] = []
+    line = ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            out.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    if line:
+        out.append(line)
+    return [w[:width] for w in out]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--check", action="store_true", help="fail if committed files differ")
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
+    parser.add_argument("--ascii", action="store_true", help="print text wireframes, write nothing")
     args = parser.parse_args(argv)
+    if args.ascii:
+        for name, build in DASHBOARDS.items():
+            print(f"{name}\n{ascii_layout(build())}")
+        return 0
     stale = []
     for name, text in rendered().items():
         path: Path = args.out_dir / name
