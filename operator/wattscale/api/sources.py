@@ -265,6 +265,8 @@ class CsvPriceSource(_CsvCommon, _PriceCommon):
         description="Column with the ISO currency of each row; empty or absent: use `currency`.",
     )
 
+    cel_rules: ClassVar[tuple[Rule, ...]] = _CsvCommon.cel_rules + _PriceCommon.cel_rules
+
 
 class _PrometheusCommon(_SourceCommon):
     baseUrl: str = Field(

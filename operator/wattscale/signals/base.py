@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Generic, Literal, Protocol, Self, TypeVar, runtime_checkable
 
 from wattscale.api.sources import SecretKeyRef
@@ -417,7 +418,7 @@ def price_factor(
     source: str,
     source_currency: str | None,
     region_currency: str | None,
-    fx_rate: float | None,
+    fx_rate: float | Decimal | None,
 ) -> tuple[float, str]:
     """The multiplier from source currency to region currency, and the resulting currency.
 
@@ -440,7 +441,7 @@ def price_factor(
             f"set fxRateToRegionCurrency (how many {dst} one {src} buys) on the price source, "
             f"or change the Region's currency to {src}",
         )
-    return fx_rate, dst
+    return float(fx_rate), dst
 
 
 def price_unit(currency: str) -> str:

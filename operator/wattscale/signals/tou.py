@@ -49,8 +49,8 @@ def price_at(config: TouPriceSource, local: datetime) -> float:
     minute = local.hour * 60 + local.minute
     for window in config.windows:
         if window_matches(window, local.weekday(), minute):
-            return window.pricePerKwh
-    return config.defaultPricePerKwh
+            return float(window.pricePerKwh)
+    return float(config.defaultPricePerKwh)
 
 
 def expand(config: TouPriceSource, start: datetime, end: datetime) -> list[Point]:

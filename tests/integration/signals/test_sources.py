@@ -115,7 +115,9 @@ def test_entsoe_in_another_currency_converted_or_refused() -> None:
     expected = data.prices("DE-LU", now.replace(minute=0), 1)[0][1] / 1000 * 1.08
     with FeedServer({"GET /api": entsoe_route()}) as srv:
         series = build_price_source(
-            entsoe_cfg(srv.url, fxRateToRegionCurrency=1.08), secrets=SECRETS, region_currency="USD"
+            entsoe_cfg(srv.url, fxRateToRegionCurrency="1.08"),
+            secrets=SECRETS,
+            region_currency="USD",
         ).read(now)
         assert series.unit == "USD/kWh"
         assert series.value(now) == pytest.approx(expected)
@@ -440,7 +442,7 @@ def test_static_events_and_tou_need_no_server() -> None:
                 "type": "tou",
                 "timezone": "Europe/Berlin",
                 "currency": "EUR",
-                "defaultPricePerKwh": 0.3,
+                "defaultPricePerKwh": "0.3",
             }
         ),
         region_currency="EUR",

@@ -69,9 +69,9 @@ def test_config_file_json_output_for_a_tou_tariff(tmp_path: Path) -> None:
 type: tou
 timezone: America/New_York
 currency: USD
-defaultPricePerKwh: 0.12
+defaultPricePerKwh: "0.12"
 windows:
-  - {days: [Mon, Tue, Wed, Thu, Fri], start: "16:00", end: "21:00", pricePerKwh: 0.31}
+  - {days: [Mon, Tue, Wed, Thu, Fri], start: "16:00", end: "21:00", pricePerKwh: "0.31"}
 """,
     )
     code, out = run(

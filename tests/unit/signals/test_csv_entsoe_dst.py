@@ -59,7 +59,7 @@ def test_currency_column_mismatch_and_mixed(tmp_path: Path) -> None:
     f.write_text(HEADER + "2024-01-01T01:00:00Z,X,3,JPY,0\n")
     with pytest.raises(CurrencyMismatch, match="JPY"):
         price_source(f, currency="USD").read(NOW)
-    s = price_source(f, currency="USD", fxRateToRegionCurrency=0.00665).read(NOW)
+    s = price_source(f, currency="USD", fxRateToRegionCurrency="0.00665").read(NOW)
     assert s.value(NOW) == pytest.approx(3 / 1000 * 0.00665)
     f.write_text(HEADER + "2024-01-01T00:00:00Z,X,3,JPY,0\n2024-01-01T01:00:00Z,X,3,EUR,0\n")
     with pytest.raises(BadPayload, match="mix"):

@@ -21,15 +21,15 @@ def tariff(**kw: object) -> TouPriceSource:
         "type": "tou",
         "timezone": "Europe/Berlin",
         "currency": "EUR",
-        "defaultPricePerKwh": 0.20,
+        "defaultPricePerKwh": "0.20",
         "windows": [
             {
                 "days": ["Mon", "Tue", "Wed", "Thu", "Fri"],
                 "start": "07:00",
                 "end": "21:00",
-                "pricePerKwh": 0.35,
+                "pricePerKwh": "0.35",
             },
-            {"days": ["Sat", "Sun"], "start": "23:00", "end": "06:00", "pricePerKwh": 0.10},
+            {"days": ["Sat", "Sun"], "start": "23:00", "end": "06:00", "pricePerKwh": "0.10"},
         ],
     }
     return TouPriceSource.model_validate({**base, **kw})
@@ -57,7 +57,9 @@ def test_weekday_window_and_weekend_wrap_past_midnight() -> None:
 
 def test_spring_forward_day_has_23_hours_and_windows_in_local_time() -> None:
     # 2024-03-31: Europe/Berlin jumps 02:00 -> 03:00. Monday peak still starts at 07:00 local.
-    cfg = tariff(windows=[{"days": ["Sun"], "start": "01:00", "end": "04:00", "pricePerKwh": 0.5}])
+    cfg = tariff(
+        windows=[{"days": ["Sun"], "start": "01:00", "end": "04:00", "pricePerKwh": "0.5"}]
+    )
     start = local(2024, 3, 31, 0).astimezone(UTC)
     end = local(2024, 4, 1, 0).astimezone(UTC)
     assert end - start == timedelta(hours=23)
@@ -72,7 +74,9 @@ def test_spring_forward_day_has_23_hours_and_windows_in_local_time() -> None:
 
 def test_fall_back_day_has_25_hours_and_repeated_hour_priced_once_each() -> None:
     # 2024-10-27: 03:00 CEST -> 02:00 CET; a 02:00-03:00 window holds for 2 real hours.
-    cfg = tariff(windows=[{"days": ["Sun"], "start": "02:00", "end": "03:00", "pricePerKwh": 0.9}])
+    cfg = tariff(
+        windows=[{"days": ["Sun"], "start": "02:00", "end": "03:00", "pricePerKwh": "0.9"}]
+    )
     start = local(2024, 10, 27, 0).astimezone(UTC)
     end = local(2024, 10, 28, 0).astimezone(UTC)
     assert end - start == timedelta(hours=25)
@@ -85,7 +89,7 @@ def test_fall_back_day_has_25_hours_and_repeated_hour_priced_once_each() -> None
 def test_source_reads_with_fx_and_refuses_unknown_conversion() -> None:
     now = datetime(2024, 7, 5, 10, tzinfo=UTC)
     series = TouSource(
-        tariff(fxRateToRegionCurrency=1.1), SourceContext(region_currency="USD")
+        tariff(fxRateToRegionCurrency="1.1"), SourceContext(region_currency="USD")
     ).read(now)
     assert series.unit == "USD/kWh"
     assert series.value(now) == pytest.approx(0.35 * 1.1)
