@@ -235,3 +235,16 @@ def test_metric_name_extraction() -> None:
         "wattscale_desired_replicas"
     }
     assert metric_names("wattscale_cost_per_hr") == {"wattscale_cost_per_hr"}
+
+
+def test_docs_show_the_current_layouts_and_every_panel() -> None:
+    doc = (ROOT / "docs" / "dashboards.md").read_text(encoding="utf-8")
+    for name, build in GEN.DASHBOARDS.items():
+        board = build()
+        assert GEN.ascii_layout(board) in doc, (
+            f"docs/dashboards.md: the wireframe of {name} is stale; paste the output of "
+            "`hack/gen_dashboards.py --ascii`"
+        )
+        for panel in board["panels"]:
+            if panel["type"] != "row":
+                assert f"| {panel['title']} |" in doc, f"docs/dashboards.md misses {panel['title']}"
