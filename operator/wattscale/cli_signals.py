@@ -277,14 +277,12 @@ def render(outcomes: Sequence[Outcome], now: datetime, hours: int, console: Cons
         if isinstance(o.value, Series) and hours > 0:
             s = o.value
             table = Table(title=f"{o.kind} ({o.source_type}), next {hours} h")
-            for col in ("from", "to", s.unit, "", "note"):
+            for col in ("from", "to", s.unit, "note"):
                 table.add_column(col)
             firm = set(s.points)
             for p in s.upcoming(now, timedelta(hours=hours)):
-                kind = "" if p in firm else "forecast"
-                table.add_row(
-                    _t(p.start), _t(p.end), _fmt_value(p.value, s.unit), kind, p.label or ""
-                )
+                note = ", ".join(x for x in ("" if p in firm else "forecast", p.label or "") if x)
+                table.add_row(_t(p.start), _t(p.end), _fmt_value(p.value, s.unit), note)
             console.print(table)
         elif isinstance(o.value, GridEvents) and o.value.events:
             table = Table(title=f"grid events ({o.source_type})")
