@@ -168,7 +168,7 @@ class ElectricityMapsPriceSource(_PriceCommon):
 
     type: Literal["electricityMaps"] = Field(description="Source kind.")
     baseUrl: str = Field(
-        default="https://api.electricitymap.org",
+        default="https://api.electricitymaps.com",
         description="Base URL of the provider's API.",
     )
     zone: str = Field(min_length=1, description="Electricity Maps zone id, e.g. DE or FR.")
@@ -312,7 +312,7 @@ class ElectricityMapsCarbonSource(_SourceCommon):
 
     type: Literal["electricityMaps"] = Field(description="Source kind.")
     baseUrl: str = Field(
-        default="https://api.electricitymap.org",
+        default="https://api.electricitymaps.com",
         description="Base URL of the provider's API.",
     )
     zone: str = Field(min_length=1, description="Electricity Maps zone id, e.g. DE or FR.")
