@@ -25,6 +25,7 @@ from wattscale.signals.base import (
     AuthError,
     BadPayload,
     EmptySeries,
+    RequestRejected,
     Series,
     SourceContext,
     clean_points,
@@ -156,10 +157,14 @@ class WattTimeSource:
         points, warnings = clean_points(raw, NAME, scale=factor)
         forecast: tuple[Any, ...] = ()
         if self.config.includeForecast:
-            fc_raw, fc_factor = parse_signal(
-                self._get("/v3/forecast", {**common, "horizon_hours": 24}, now)
-            )
-            forecast, fc_warnings = clean_points(fc_raw, NAME, scale=fc_factor)
+            try:
+                fc_raw, fc_factor = parse_signal(
+                    self._get("/v3/forecast", {**common, "horizon_hours": 24}, now)
+                )
+                forecast, fc_warnings = clean_points(fc_raw, NAME, scale=fc_factor)
+            except (AuthError, RequestRejected, BadPayload) as err:
+                # Plans without forecast access answer 403; keep the measured values.
+                fc_warnings = (f"forecast unavailable: {err.message}",)
             warnings += fc_warnings
         if not points and not forecast:
             raise EmptySeries(

@@ -1,0 +1,174 @@
+"""All signals of one Region behind one call that never raises: what the controller uses.
+
+signals = RegionSignals(region.spec.energy, secrets=resolver)   # once per generation
+snap = signals.read(datetime.now(UTC))                          # every loop, off-loop thread
+snap.price_per_kwh(now)      # float in the Region's currency, or None when missing/stale
+snap.carbon_g_per_kwh(now)   # float, or None when missing/stale
+snap.cap_fraction(now)       # 0..1 from grid events (last known events when stale)
+snap.problems(now)           # human-readable reasons for a SignalsFresh=False condition
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from wattscale.signals.base import (
+    GridEventReader,
+    GridEvents,
+    SecretResolver,
+    Series,
+    SignalError,
+    SignalSource,
+    StaleData,
+    utc,
+)
+from wattscale.signals.registry import (
+    build_carbon_source,
+    build_grid_event_source,
+    build_price_source,
+)
+
+SignalName = Literal["price", "carbon", "gridEvents"]
+
+
+@dataclass(frozen=True)
+class SignalReading:
+    """The outcome of reading one signal: a value (possibly from cache) and/or an error."""
+
+    name: SignalName
+    source_type: str
+    series: Series | None = None
+    events: GridEvents | None = None
+    error: SignalError | None = None
+    """The current failure: the read failed outright, or a cached value is being served."""
+
+    def age_seconds(self, now: datetime) -> float | None:
+        """Age of the data (see Series/GridEvents.age_seconds); None without data."""
+        if self.series is not None:
+            return self.series.age_seconds(now)
+        if self.events is not None:
+            return self.events.age_seconds(now)
+        return None
+
+    def is_fresh(self, now: datetime) -> bool:
+        """Data present and not stale."""
+        if self.series is not None:
+            return not self.series.is_stale(now)
+        if self.events is not None:
+            return not self.events.is_stale(now)
+        return False
+
+
+@dataclass(frozen=True)
+class RegionSnapshot:
+    """The Region's signals at one instant. Unconfigured signals are None."""
+
+    at: datetime
+    currency: str | None
+    price: SignalReading | None
+    carbon: SignalReading | None
+    grid_events: SignalReading | None
+
+    def _value(self, reading: SignalReading | None, now: datetime) -> float | None:
+        if reading is None or reading.series is None:
+            return None
+        try:
+            return reading.series.value(now)
+        except StaleData:
+            return None
+
+    def price_per_kwh(self, now: datetime) -> float | None:
+        """Price in the Region's currency per kWh; None when unconfigured, missing or stale."""
+        return self._value(self.price, utc(now))
+
+    def carbon_g_per_kwh(self, now: datetime) -> float | None:
+        """Carbon intensity in gCO2eq/kWh; None when unconfigured, missing or stale."""
+        return self._value(self.carbon, utc(now))
+
+    def cap_fraction(self, now: datetime) -> float:
+        """Capacity fraction allowed by grid events (1.0 without events).
+
+        Stale events still apply: a cap the VTN announced stays in force until it ends.
+        """
+        if self.grid_events is None or self.grid_events.events is None:
+            return 1.0
+        return self.grid_events.events.cap_fraction(utc(now))
+
+    def problems(self, now: datetime) -> list[str]:
+        """Why signals are not fresh: missing, stale or failing ones, with what to fix."""
+        now = utc(now)
+        out: list[str] = []
+        for reading in (self.price, self.carbon, self.grid_events):
+            if reading is None:
+                continue
+            if reading.error is not None:
+                out.append(f"{reading.name}: {reading.error}")
+            elif not reading.is_fresh(now):
+                age = reading.age_seconds(now)
+                out.append(
+                    f"{reading.name} ({reading.source_type}): stale, "
+                    + ("no data" if age is None else f"newest data {age:.0f} s old")
+                )
+        return out
+
+    def all_fresh(self, now: datetime) -> bool:
+        """No configured signal is missing, stale or failing."""
+        return not self.problems(now)
+
+
+class RegionSignals:
+    """The built sources of one Region (price, carbon, grid events), each cached."""
+
+    def __init__(self, energy: Any, *, secrets: SecretResolver | None = None) -> None:
+        """`energy` is a Region's `spec.energy` (currency, price, carbon, gridEvents)."""
+        self.currency: str | None = getattr(energy, "currency", None)
+        price_cfg = getattr(energy, "price", None)
+        carbon_cfg = getattr(energy, "carbon", None)
+        events_cfg = getattr(energy, "gridEvents", None)
+        self._types = {
+            "price": getattr(price_cfg, "type", ""),
+            "carbon": getattr(carbon_cfg, "type", ""),
+            "gridEvents": getattr(events_cfg, "type", ""),
+        }
+        self.price: SignalSource | None = (
+            build_price_source(price_cfg, secrets=secrets, region_currency=self.currency)
+            if price_cfg is not None
+            else None
+        )
+        self.carbon: SignalSource | None = (
+            build_carbon_source(carbon_cfg, secrets=secrets) if carbon_cfg is not None else None
+        )
+        self.grid_events: GridEventReader | None = (
+            build_grid_event_source(events_cfg, secrets=secrets) if events_cfg is not None else None
+        )
+
+    def _series(self, name: SignalName, source: SignalSource | None, now: datetime) -> Any:
+        if source is None:
+            return None
+        try:
+            series = source.read(now)
+        except SignalError as err:
+            return SignalReading(name, self._types[name], error=err)
+        return SignalReading(name, self._types[name], series=series, error=series.last_error)
+
+    def read(self, now: datetime) -> RegionSnapshot:
+        """Read every configured signal; failures are captured in the snapshot, never raised."""
+        now = utc(now)
+        events: SignalReading | None = None
+        if self.grid_events is not None:
+            try:
+                got = self.grid_events.read(now)
+                events = SignalReading(
+                    "gridEvents", self._types["gridEvents"], events=got, error=got.last_error
+                )
+            except SignalError as err:
+                events = SignalReading("gridEvents", self._types["gridEvents"], error=err)
+        return RegionSnapshot(
+            at=now,
+            currency=self.currency,
+            price=self._series("price", self.price, now),
+            carbon=self._series("carbon", self.carbon, now),
+            grid_events=events,
+        )
