@@ -320,3 +320,32 @@ def test_cli_reads_a_provider_with_a_secret_flag(tmp_path: Path) -> None:
     assert "401" in bad_out
     assert "Secret em/token" in bad_out
     assert "wrong" not in bad_out
+
+
+def test_watttime_without_forecast_access_keeps_measured_values() -> None:
+    from wattscale.api.sources import WattTimeCarbonSource
+
+    rows = data.carbon("US-CAL-CISO", HOUR - timedelta(hours=1), 2)
+    routes: dict[str, feeds.Route] = {
+        "/login": json_reply({"token": "t"}),
+        "/v3/historical": json_reply(feeds.watttime_signal("PJM_DC", rows)),
+        "/v3/forecast": json_reply({"error": "Unauthorized region for forecast"}, 403),
+    }
+    secrets = dict_secret_resolver({"wt/u": "u", "wt/p": "p"})
+    with FeedServer(routes) as srv:
+        series = build_carbon_source(
+            WattTimeCarbonSource.model_validate(
+                {
+                    "type": "wattTime",
+                    "baseUrl": srv.url,
+                    "wattTimeRegion": "PJM_DC",
+                    "usernameSecretRef": {"name": "wt", "key": "u"},
+                    "passwordSecretRef": {"name": "wt", "key": "p"},
+                    "maxRetries": 0,
+                }
+            ),
+            secrets=secrets,
+        ).read(NOW)
+    assert series.forecast == ()
+    assert series.value(NOW) == pytest.approx(rows[1][1], abs=0.1)
+    assert any("forecast unavailable" in w for w in series.warnings)
