@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from stack import REPO, Stack
+from stack import REPO, Stack, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -195,6 +195,16 @@ def release(
             }
         )
     )
+    # The namespace enforces the "restricted" Pod Security Standard: the operator pod must pass.
+    stack.kubectl(stack.hub, "create", "namespace", info["namespace"])
+    stack.kubectl(
+        stack.hub,
+        "label",
+        "namespace",
+        info["namespace"],
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/warn=restricted",
+    )
     helm(
         stack,
         helm_env,
@@ -203,7 +213,6 @@ def release(
         str(CHART),
         "--namespace",
         info["namespace"],
-        "--create-namespace",
         "-f",
         str(values),
         "--timeout",
@@ -251,6 +260,29 @@ def test_install_creates_crds_and_the_operator(stack: Stack, release: dict[str, 
     ]
     region = stack.get_json(stack.hub, "region", release["region"])
     assert region["spec"]["energy"]["currency"] == "EUR"
+
+
+def test_the_operator_pod_is_admitted_under_the_restricted_pod_security_standard(
+    stack: Stack, release: dict[str, str]
+) -> None:
+    # The hub has no nodes for it (and no image to run), so the pod stays Pending; what matters
+    # is that the ReplicaSet could create it in a namespace enforcing "restricted".
+    selector = f"app.kubernetes.io/instance={release['name']},app.kubernetes.io/name=wattscale"
+
+    def pods() -> list[dict[str, Any]] | None:
+        items: list[dict[str, Any]] = stack.get_json(
+            stack.hub, "pods", "-n", release["namespace"], "-l", selector
+        )["items"]
+        return items or None
+
+    try:
+        found = wait_for("the operator pod to be created", pods, timeout=90)
+    except AssertionError:
+        events = stack.kubectl(
+            stack.hub, "get", "events", "-n", release["namespace"], "-o", "wide", check=False
+        ).stdout
+        raise AssertionError(f"no operator pod; events in the namespace:\n{events}") from None
+    assert len(found) == 1
 
 
 def test_rbac_objects_exist(stack: Stack, release: dict[str, str]) -> None:
