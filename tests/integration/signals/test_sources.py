@@ -258,8 +258,9 @@ def test_gb_carbon_intensity_national_and_regional() -> None:
         ).read(now)
     assert national.points  # half-hours with an `actual`
     assert national.value(now) == round(rows[1][1] * 1.03)  # current half-hour: forecast only
-    assert national.current(now) is not None
-    assert national.current(now).label in {"very low", "low", "moderate", "high", "very high"}  # type: ignore[union-attr]
+    current = national.current(now)
+    assert current is not None
+    assert current.label in {"very low", "low", "moderate", "high", "very high"}
     assert len(regional.forecast) == 52
     assert regional.value(now) == round(rows[1][1])
 

@@ -18,7 +18,7 @@ REF = {"name": "s", "key": "k"}
 
 
 def test_each_kind_validates_to_its_model() -> None:
-    kinds = {
+    kinds: dict[str, dict[str, Any]] = {
         "entsoe": {"biddingZone": "10Y1001A1001A82H", "securityTokenSecretRef": REF},
         "electricityMaps": {"zone": "DE", "authTokenSecretRef": REF},
         "tou": {"timezone": "Europe/Paris", "defaultPricePerKwh": "0.2"},

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from wattscale.api.sources import TouPriceSource
-from wattscale.signals.base import CurrencyMismatch, SourceContext
+from wattscale.signals.base import CurrencyMismatch, Point, SourceContext
 from wattscale.signals.tou import TouSource, expand
 
 pytestmark = pytest.mark.unit
@@ -39,7 +39,7 @@ def local(y: int, m: int, d: int, hh: int, mm: int = 0) -> datetime:
     return datetime(y, m, d, hh, mm, tzinfo=BERLIN)
 
 
-def price(series_points: list, t: datetime) -> float:  # type: ignore[type-arg]
+def price(series_points: list[Point], t: datetime) -> float:
     return next(p.value for p in series_points if p.covers(t.astimezone(UTC)))
 
 
