@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from wattscale import __version__
+from wattscale.cli_operator import add_operator_parsers
 from wattscale.cli_signals import add_signals_parser
 from wattscale.cli_simulate import add_simulate_parser
 
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job on the embedded default")
     p.set_defaults(handler=_cmd_demo)
 
+    add_operator_parsers(sub)
     add_simulate_parser(sub)
     add_signals_parser(sub)
     return parser

@@ -1,0 +1,238 @@
+"""The kopf handlers: thin wiring from watch events and timers to the Reconciler.
+
+Everything that decides lives elsewhere (``reconcile``, ``planning``, the planner); these
+functions only translate kopf's arguments, write status, and post Events. They are registered on
+an explicit registry by :func:`build_registry`, so intervals come from settings, not import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from kubernetes import client, config
+
+from wattscale.api.common import GROUP, VERSION
+from wattscale.clusters.client import ClusterError, RegionCluster
+from wattscale.clusters.render import workload_name
+from wattscale.controller.reconcile import Reconciler
+from wattscale.controller.regions import (
+    RegionDirectory,
+    default_cluster_factory,
+    hub_secret_reader,
+    read_signals,
+)
+from wattscale.controller.settings import ANNOTATION_PREFIX, FINALIZER, Settings
+from wattscale.controller.status import condition, money
+from wattscale.telemetry.metrics import OperatorMetrics
+
+log = logging.getLogger(__name__)
+
+IDS = (GROUP, VERSION, "inferencedeployments")
+REGIONS = (GROUP, VERSION, "regions")
+
+
+def hub_api_client() -> client.ApiClient:
+    """The hub: in-cluster credentials in a pod, else KUBECONFIG / ~/.kube/config."""
+    try:
+        config.load_incluster_config()
+        return client.ApiClient()
+    except config.ConfigException:
+        api: client.ApiClient = config.new_client_from_config()
+        return api
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """Production kopf settings: our own annotation prefix, finalizer, timeouts, Events."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = FINALIZER
+    settings.posting.level = logging.WARNING  # our Events are posted explicitly
+    settings.posting.reporting_component = "wattscale"
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 30
+    settings.execution.max_workers = 16
+    settings.batching.error_delays = (1, 5, 15, 30, 60)
+
+
+def build_registry(
+    settings: Settings,
+    directory: RegionDirectory | None = None,
+    metrics: OperatorMetrics | None = None,
+) -> tuple[kopf.OperatorRegistry, Reconciler]:
+    """Register every handler on a fresh registry; returns it and the Reconciler it drives."""
+    registry = kopf.OperatorRegistry()
+    metrics = metrics or OperatorMetrics()
+    if directory is None:
+        hub = hub_api_client()
+        secrets = hub_secret_reader(client.CoreV1Api(hub), settings.operator_namespace)
+        directory = RegionDirectory(
+            secrets,
+            default_cluster_factory(lambda: RegionCluster(settings.hub_region, hub)),
+        )
+    reconciler = Reconciler(directory, settings, metrics)
+
+    @kopf.on.startup(registry=registry)
+    def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure(settings)
+
+    # --- Regions: keep the directory in step, and report each region's health and feeds.
+
+    @kopf.on.resume(*REGIONS, registry=registry)
+    @kopf.on.create(*REGIONS, registry=registry)
+    @kopf.on.update(*REGIONS, field="spec", registry=registry)
+    def region_changed(name: str, spec: Any, meta: Any, **_: Any) -> None:
+        runtime = directory.upsert(name, int(meta.get("generation") or 0), dict(spec))
+        for problem in runtime.errors:
+            log.warning("region %s: %s", name, problem)
+
+    @kopf.on.delete(*REGIONS, registry=registry, optional=True)
+    def region_deleted(name: str, **_: Any) -> None:
+        directory.remove(name)
+
+    @kopf.timer(*REGIONS, interval=settings.region_interval_seconds, registry=registry)
+    def region_check(
+        name: str, spec: Any, meta: Any, status: Any, patch: kopf.Patch, **_: Any
+    ) -> None:
+        generation = int(meta.get("generation") or 0)
+        runtime = directory.upsert(name, generation, dict(spec))
+        now = datetime.now(UTC)
+        prev = list(status.get("conditions") or [])
+        reachable: bool | None = None
+        problems = list(runtime.errors)
+        if runtime.cluster is not None:
+            try:
+                runtime.cluster.check()
+                reachable = True
+            except ClusterError as unreachable:
+                reachable = False
+                problems.append(str(unreachable))
+        metrics.region_available.labels(name).set(1 if reachable else 0)
+        sig = read_signals(runtime, now)
+        signals: list[dict[str, Any]] = []
+        for kind, series in (("price", sig.price), ("carbon", sig.carbon)):
+            source = getattr(runtime, kind)
+            if source is None:
+                continue
+            err = sig.errors.get(kind)
+            entry: dict[str, Any] = {"kind": kind, "fresh": False}
+            if series is not None:
+                entry["fetchedAt"] = series.fetched_at.isoformat()
+                entry["fresh"] = not series.is_stale(now)
+                value = series.value(now)
+                entry["value"] = f"{value:.5g} {series.unit}"
+                metrics.signal_age.labels(name, kind, source.name).set(series.age_seconds(now))
+                if kind == "price":
+                    currency = runtime.spec.energy.currency if runtime.spec else ""
+                    metrics.region_price.labels(name, currency).set(value)
+                    patch.status["pricePerKwh"] = money(value, 5)
+                else:
+                    metrics.region_carbon.labels(name).set(value)
+                    patch.status["carbonGramsPerKwh"] = round(value)
+            if err is not None:
+                entry["error"] = str(err)[:500]
+                metrics.signal_errors.labels(name, kind, source.name, type(err).__name__).inc()
+            signals.append(entry)
+        if runtime.grid is not None:
+            entry = {"kind": "gridEvents", "fresh": sig.events is not None}
+            if sig.events is not None:
+                active = sig.events.active(now)
+                entry["value"] = f"{len(active)} active" + (
+                    f", cap {min(e.cap_fraction for e in active):.0%}" if active else ""
+                )
+            if "events" in sig.errors:
+                entry["error"] = str(sig.errors["events"])[:500]
+            signals.append(entry)
+        fresh = all(s["fresh"] for s in signals)
+        patch.status["observedGeneration"] = generation
+        patch.status["reachable"] = reachable
+        patch.status["signals"] = signals
+        patch.status["conditions"] = [
+            condition(
+                prev,
+                "Reachable",
+                reachable,
+                "ClusterAnswers" if reachable else "ClusterUnreachable",
+                "; ".join(problems) or "the cluster answers",
+                generation,
+                now,
+            ),
+            condition(
+                prev,
+                "SignalsFresh",
+                fresh,
+                "SignalsFresh" if fresh else "SignalsStale",
+                "; ".join(
+                    f"{s['kind']}: {s.get('error', 'stale')}" for s in signals if not s["fresh"]
+                )
+                or "all feeds fresh",
+                generation,
+                now,
+            ),
+        ]
+
+    # --- InferenceDeployments: the control loop, and cleanup on deletion.
+
+    @kopf.timer(*IDS, interval=settings.interval_seconds, registry=registry)
+    def reconcile(
+        name: str,
+        namespace: str | None,
+        spec: Any,
+        status: Any,
+        meta: Any,
+        body: kopf.Body,
+        patch: kopf.Patch,
+        **_: Any,
+    ) -> None:
+        outcome = reconciler.reconcile(
+            name=name,
+            namespace=namespace or "default",
+            spec=dict(spec),
+            status=dict(status),
+            generation=meta.get("generation"),
+        )
+        patch.status.update(outcome.status)
+        if "shift" not in outcome.status and status.get("shift"):
+            patch.status["shift"] = None
+        for event in outcome.events:
+            kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+
+    @kopf.on.delete(*IDS, registry=registry)
+    def cleanup(name: str, namespace: str | None, spec: Any, patch: kopf.Patch, **_: Any) -> None:
+        """Remove what we created in every region; an unreachable one blocks, visibly."""
+        namespace = namespace or "default"
+        blocked: list[str] = []
+        for region in spec.get("placement", {}).get("regions", []):
+            runtime = directory.get(region)
+            if runtime is None or runtime.cluster is None:
+                continue  # nothing we could have created there
+            try:
+                runtime.cluster.delete_workload(workload_name(name), namespace)
+            except ClusterError as err:
+                blocked.append(str(err))
+        reconciler.forget(namespace, name)
+        metrics.forget(namespace, name, spec.get("placement", {}).get("regions", []))
+        if blocked:
+            message = "cannot clean up yet (finalizer kept): " + "; ".join(blocked)
+            patch.status["conditions"] = [
+                condition(
+                    None,
+                    "CleanupBlocked",
+                    True,
+                    "RegionUnreachable",
+                    message,
+                    None,
+                    datetime.now(UTC),
+                )
+            ]
+            raise kopf.TemporaryError(message, delay=30)
+
+    return registry, reconciler

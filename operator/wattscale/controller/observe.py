@@ -1,0 +1,96 @@
+"""Observe one InferenceDeployment's world: per region, the cluster, the feeds and the metrics.
+
+Every failure is captured as data (``available=False``, an error string, a Missing reading), so
+the planner sees "unknown" rather than "zero" and the loop never crashes on a bad region.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from wattscale.api.inference import InferenceDeploymentSpec
+from wattscale.api.region import GpuOffer
+from wattscale.clusters.client import ClusterError, WorkloadState
+from wattscale.clusters.render import workload_name
+from wattscale.controller.regions import RegionDirectory, RegionRuntime, RegionSignals, read_signals
+from wattscale.metrics import DeploymentReadings, DeploymentTarget
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RegionObservation:
+    """What one region looks like for one InferenceDeployment, right now."""
+
+    name: str
+    runtime: RegionRuntime | None
+    offer: GpuOffer | None = None
+    available: bool = False
+    workload: WorkloadState = field(default_factory=lambda: WorkloadState(exists=False))
+    signals: RegionSignals | None = None
+    readings: DeploymentReadings | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ready(self) -> int:
+        return self.workload.readyReplicas if self.available else 0
+
+    @property
+    def current(self) -> int:
+        return self.workload.specReplicas if self.available else 0
+
+
+def _observe_region(
+    runtime: RegionRuntime | None,
+    name: str,
+    spec: InferenceDeploymentSpec,
+    deployment: str,
+    namespace: str,
+    now: datetime,
+) -> RegionObservation:
+    obs = RegionObservation(name=name, runtime=runtime)
+    if runtime is None:
+        obs.errors.append(f"region {name} does not exist")
+        return obs
+    obs.errors.extend(runtime.errors)
+    if runtime.spec is not None:
+        obs.offer = next(
+            (g for g in runtime.spec.gpus if g.product == spec.engine.gpuProduct), None
+        )
+        if obs.offer is None:
+            obs.errors.append(f"region {name} offers no {spec.engine.gpuProduct} GPUs")
+    if runtime.cluster is not None:
+        try:
+            obs.workload = runtime.cluster.state(workload_name(deployment), namespace)
+            obs.available = True
+        except ClusterError as err:
+            obs.errors.append(str(err))
+    obs.signals = read_signals(runtime, now)
+    if runtime.metrics is not None and obs.available:
+        target = DeploymentTarget(namespace=namespace, deployment=deployment)
+        try:
+            obs.readings = runtime.metrics.read(target, expected_pods=obs.workload.readyReplicas)
+        except Exception as err:  # the reader types its failures; this is a last resort
+            log.exception("region %s: metrics read failed", name)
+            obs.errors.append(f"metrics: {err}")
+    return obs
+
+
+def observe(
+    directory: RegionDirectory,
+    spec: InferenceDeploymentSpec,
+    deployment: str,
+    namespace: str,
+    now: datetime,
+) -> list[RegionObservation]:
+    """Observe every allowed region concurrently (a slow region does not delay the others)."""
+    names = list(spec.placement.regions)
+    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+        futures = [
+            pool.submit(_observe_region, directory.get(n), n, spec, deployment, namespace, now)
+            for n in names
+        ]
+        return [f.result() for f in futures]

@@ -1,0 +1,232 @@
+"""Turn an InferenceDeployment's spec and what was observed into a planner request (pure).
+
+This is the only place that knows both the API's field names and the planner's: units are
+converted here (milliseconds to seconds, decimal strings to floats, percents to ratios), and the
+rules for unknown inputs live here too: a region whose cluster does not answer offers no new
+capacity (quota = what it already runs, so nothing is deleted there), a missing demand reading is
+passed on as missing (the planner then holds or scales up, never down), and a latency SLO that is
+being broken lifts demand above what the replicas serve now (measured throughput under-reads
+demand when requests queue).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from wattscale.api.inference import InferenceDeploymentSpec
+from wattscale.controller.observe import RegionObservation
+from wattscale.planner import (
+    GridEvent,
+    LatencyBudget,
+    Objective,
+    PlanRequest,
+    PoolInput,
+    Population,
+    RegionInput,
+)
+
+DEFAULT_CAPACITY_TOKENS_PER_SECOND = 2000.0
+"""Used only when neither a hint nor a learned value exists: deliberately low (scales up)."""
+SLO_BREACH_DEMAND_FACTOR = 1.15
+"""When p95 latency is over target, demand is taken as at least 115 % of what is served."""
+HORIZON_STEP_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Demand:
+    """Output-token demand summed over regions, and whether it can be trusted."""
+
+    tokens_per_second: float | None
+    slo_breached: bool
+    fresh: bool
+    notes: tuple[str, ...] = ()
+
+
+def measure_demand(spec: InferenceDeploymentSpec, regions: Sequence[RegionObservation]) -> Demand:
+    """Sum measured output tokens/s; any region with Ready pods but no usable reading => stale."""
+    total = 0.0
+    fresh = True
+    breached = False
+    notes: list[str] = []
+    for obs in regions:
+        if not obs.available or obs.ready == 0:
+            continue
+        readings = obs.readings
+        if readings is None or not readings.demand_reading_usable:
+            fresh = False
+            notes.append(f"no usable demand reading from {obs.name}")
+            continue
+        total += readings.generation_tokens_per_second.value_or(0.0)
+        ttft = readings.ttft_p95_seconds
+        tpot = readings.tpot_p95_seconds
+        if ttft.usable and ttft.value is not None and ttft.value * 1000 > spec.slo.ttftP95Ms:
+            breached = True
+        if tpot.usable and tpot.value is not None and tpot.value * 1000 > spec.slo.tpotP95Ms:
+            breached = True
+    running = sum(o.ready for o in regions if o.available)
+    if running == 0:
+        # Nothing runs, so nothing can be measured: demand is unknown, not zero.
+        return Demand(None, False, False, ("no replica is running, demand is unknown",))
+    if not fresh:
+        return Demand(None, breached, False, tuple(notes))
+    return Demand(total, breached, True, tuple(notes))
+
+
+def _grid_event(obs: RegionObservation, quota: int, now: datetime) -> GridEvent | None:
+    events = obs.signals.events if obs.signals else None
+    if events is None:
+        return None
+    active = events.active(now)
+    if not active:
+        return None
+    cap = min(e.cap_fraction for e in active)
+    ends = [e.end for e in active if e.end is not None]
+    ends_in = min((e - now).total_seconds() for e in ends) if ends else 3600.0
+    name = ", ".join(sorted({e.event_id or e.kind for e in active}))
+    return GridEvent(max_replicas=math.floor(cap * quota), ends_in_seconds=ends_in, name=name)
+
+
+def region_input(
+    spec: InferenceDeploymentSpec,
+    obs: RegionObservation,
+    capacity_tokens_per_second: float,
+    now: datetime,
+    horizon_steps: int,
+) -> RegionInput | None:
+    """The planner's view of one region, or None when it cannot host this deployment at all."""
+    runtime = obs.runtime
+    if runtime is None or runtime.spec is None or obs.offer is None:
+        return None
+    region = runtime.spec
+    gpus = spec.engine.gpusPerReplica
+    offer = obs.offer
+    quota = offer.available // gpus
+    if not obs.available:
+        # Unreachable: plan nothing new here, and count nothing here as capacity.
+        quota = 0
+    pool = PoolInput(
+        gpu_product=offer.product,
+        gpu_hour_cost_per_replica=float(offer.hourlyCost) * gpus,
+        idle_watts=float(gpus * (offer.idleWatts + offer.hostWattsPerGpu)),
+        max_watts=float(gpus * (offer.maxWatts + offer.hostWattsPerGpu)),
+        capacity_tokens_per_second=capacity_tokens_per_second,
+        quota_replicas=quota,
+        current_replicas=obs.current,
+        ready_replicas=obs.ready,
+        gpus_per_replica=gpus,
+    )
+    signals = obs.signals
+    price = carbon = None
+    price_fc: tuple[float, ...] = ()
+    carbon_fc: tuple[float, ...] = ()
+    price_fresh = carbon_fresh = False
+    step = HORIZON_STEP_SECONDS
+    if signals is not None and signals.price is not None:
+        s = signals.price
+        price = _finite(s.value(now))
+        price_fresh = price is not None and not s.is_stale(now)
+        price_fc = _forecast(s, now, horizon_steps, step)
+    if signals is not None and signals.carbon is not None:
+        s = signals.carbon
+        carbon = _finite(s.value(now))
+        carbon_fresh = carbon is not None and not s.is_stale(now)
+        carbon_fc = _forecast(s, now, horizon_steps, step)
+    if region.energy.carbon is None:
+        carbon, carbon_fresh = 0.0, True  # no carbon feed configured: carbon is not a factor
+    return RegionInput(
+        name=obs.name,
+        pools=(pool,),
+        pue=float(region.energy.pue),
+        price_per_kwh=price,
+        price_forecast_per_kwh=price_fc,
+        carbon_g_per_kwh=carbon,
+        carbon_forecast_g_per_kwh=carbon_fc,
+        price_fresh=price_fresh,
+        carbon_fresh=carbon_fresh,
+        grid_event=_grid_event(obs, quota, now),
+        rtt_ms={lat.population: float(lat.rttMs) for lat in region.latency},
+    )
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _forecast(series: object, now: datetime, steps: int, step_seconds: float) -> tuple[float, ...]:
+    """Values of a feed at each horizon step (known points only; the planner extends the last)."""
+    from datetime import timedelta
+
+    from wattscale.signals import Series
+
+    assert isinstance(series, Series)
+    out: list[float] = []
+    for k in range(steps):
+        t = now + timedelta(seconds=k * step_seconds)
+        point = next((p for p in series.all_points() if p.covers(t)), None)
+        if point is None or not math.isfinite(point.value):
+            break
+        out.append(point.value)
+    return tuple(out)
+
+
+def horizon_steps(spec: InferenceDeploymentSpec, interval_seconds: float) -> int:
+    """Cold start plus a few control intervals, in planner steps (at least 5)."""
+    horizon = spec.placement.coldStartSeconds + 4 * interval_seconds
+    return max(5, math.ceil(horizon / HORIZON_STEP_SECONDS))
+
+
+def build_request(
+    spec: InferenceDeploymentSpec,
+    regions: Sequence[RegionObservation],
+    demand: Demand,
+    forecast_tokens_per_second: Sequence[float],
+    capacity_tokens_per_second: float,
+    now: datetime,
+    now_seconds: float,
+    interval_seconds: float,
+    time_scale: float = 1.0,
+) -> PlanRequest:
+    """The full planner request for one decision."""
+    steps = horizon_steps(spec, interval_seconds)
+    inputs = [region_input(spec, o, capacity_tokens_per_second, now, steps) for o in regions]
+    demand_series: tuple[float, ...] = ()
+    if demand.fresh and demand.tokens_per_second is not None:
+        series = list(forecast_tokens_per_second) or [demand.tokens_per_second]
+        if demand.slo_breached:
+            served = sum(o.ready for o in regions) * capacity_tokens_per_second
+            floor = max(demand.tokens_per_second, served) * SLO_BREACH_DEMAND_FACTOR
+            series = [max(v, floor) for v in series]
+        demand_series = tuple(max(0.0, v) for v in series)
+    placement = spec.placement
+    latency = None
+    if placement.users:
+        latency = LatencyBudget(
+            ttft_slo_ms=float(spec.slo.ttftP95Ms),
+            service_ttft_ms=float(spec.slo.ttftP95Ms) * 0.5,
+            populations=tuple(Population(u.name, u.sharePercent / 100.0) for u in placement.users),
+            tpot_slo_ms=float(spec.slo.tpotP95Ms),
+        )
+    carbon_price = float(placement.carbonPricePerTonne or 0)
+    scale = max(time_scale, 1e-6)
+    return PlanRequest(
+        now_seconds=now_seconds,
+        regions=tuple(r for r in inputs if r is not None),
+        demand_tokens_per_second=demand_series,
+        horizon_step_seconds=HORIZON_STEP_SECONDS,
+        headroom=1.0 + spec.slo.headroomPercent / 100.0,
+        min_replicas=spec.slo.minReplicas,
+        max_replicas=spec.slo.maxReplicas,
+        min_regions=spec.slo.minRegions,
+        objective=Objective(placement.objective),
+        carbon_price_per_tonne=carbon_price if placement.objective == "balanced" else 0.0,
+        min_savings_percent=float(placement.minSavingsPercent),
+        cold_start_seconds=float(placement.coldStartSeconds),
+        interval_seconds=interval_seconds,
+        scale_down_stabilisation_seconds=placement.scaleDownStabilizationSeconds / scale,
+        max_shift_per_step=placement.maxShiftPerStep,
+        latency=latency,
+        metrics_fresh=demand.fresh,
+    )
