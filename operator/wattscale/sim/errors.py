@@ -5,3 +5,7 @@ from __future__ import annotations
 
 class SimInputError(Exception):
     """Something the user gave the simulator is unusable (a file, a region, a period, a flag)."""
+
+
+class OutsideDataError(SimInputError):
+    """The requested period is not covered by a data file."""

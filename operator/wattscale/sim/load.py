@@ -4,8 +4,9 @@ Two input shapes are accepted, told apart by their header:
 
 - a per-request trace (`t_rel_s,context_tokens,generated_tokens`, as the Azure and Mooncake
   conversation traces): binned into minutes;
-- a rate series (`t_start_s,rate_rps`, as the ServeGen 10-minute series): each window's rate held
-  over its minutes; request sizes are the Azure conversation means (below).
+- a rate series (`t_start_s,rate_rps`, as the ServeGen 10-minute series): each window's rate is
+  its mean, so minutes are interpolated linearly between window centres; request sizes are the
+  Azure conversation means (below).
 
 Either shape is tiled (repeated) over the simulated period and scaled so that the busiest minute
 needs `peak_replicas` replicas at the SLO-safe utilisation. `tz_offset_hours` says which local
@@ -149,12 +150,13 @@ def _rate_series(path: Path, reader: csv.DictReader[str]) -> TraceShape:
         raise SimInputError(f"{path}: the rate series has no rows")
     step_s = float(np.median(np.diff(starts))) if len(starts) > 1 else 600.0
     minutes = round((starts[-1] + step_s) / MINUTE_S)
-    reqs = np.zeros(minutes)
-    edges = [*starts, starts[-1] + step_s]
-    for k, rate in enumerate(rates):
-        lo = round(edges[k] / MINUTE_S)
-        hi = round(edges[k + 1] / MINUTE_S)
-        reqs[lo:hi] = rate
+    # Each window's rate is its mean: interpolate linearly between window centres (wrapping
+    # around, since the series is tiled), so the load ramps instead of jumping every window.
+    centres_min = (np.asarray(starts) + step_s / 2) / MINUTE_S
+    period = minutes
+    xs = np.concatenate([centres_min - period, centres_min, centres_min + period])
+    ys = np.tile(np.asarray(rates), 3)
+    reqs = np.interp(np.arange(minutes) + 0.5, xs, ys)
     return TraceShape(
         requests_per_s=reqs,
         output_tokens_per_s=reqs * AZURE_CONV_MEAN_OUTPUT_TOKENS,

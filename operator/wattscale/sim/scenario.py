@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from wattscale.sim.errors import SimInputError
+from wattscale.sim.errors import OutsideDataError, SimInputError
 from wattscale.sim.load import Load, build_load, read_trace
 from wattscale.sim.model import ReplicaModel
 from wattscale.sim.series import DEFAULT_MAX_GAP_HOURS, load_carbon, load_prices
@@ -109,11 +109,17 @@ def build_scenario(
         if not directory.is_dir():
             raise SimInputError(f"{what} directory {directory} does not exist")
     known = sorted(p.stem for p in prices_dir.glob("*.csv"))
-    unknown = [r for r in regions if r not in known]
-    if unknown:
+    for region in regions:
+        if region in known:
+            continue
+        if (carbon_dir / f"{region}.csv").exists():
+            raise SimInputError(
+                f"missing price file {prices_dir / (region + '.csv')} for region {region} "
+                "(it has carbon data but no prices)"
+            )
         raise SimInputError(
-            f"unknown region(s) {', '.join(unknown)}: no price file {prices_dir}/<REGION>.csv "
-            f"(known: {', '.join(known) or 'none'})"
+            f"unknown region {region}: no {prices_dir / (region + '.csv')} "
+            f"(regions with prices: {', '.join(known) or 'none'})"
         )
     minutes = round(days * MINUTES_PER_DAY)
     hours = -(-minutes // MINUTES_PER_HOUR)
@@ -125,7 +131,7 @@ def build_scenario(
     for region in regions:
         try:
             series = load_prices(prices_dir, region, start, extended, max_gap_hours)
-        except SimInputError:
+        except OutsideDataError:
             series = load_prices(prices_dir, region, start, hours, max_gap_hours)
         warnings.extend(series.warnings)
         prices.append(series.values)

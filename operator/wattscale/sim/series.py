@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from wattscale.sim.errors import SimInputError
+from wattscale.sim.errors import OutsideDataError, SimInputError
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -112,7 +112,7 @@ def load_hourly(
     first, last = min(rows), max(rows)
     end = start + timedelta(hours=hours - 1)
     if start < first or end > last:
-        raise SimInputError(
+        raise OutsideDataError(
             f"{path}: the period {start:%Y-%m-%dT%H}Z..{end:%Y-%m-%dT%H}Z is outside the data "
             f"({first:%Y-%m-%dT%H}Z..{last:%Y-%m-%dT%H}Z)"
         )

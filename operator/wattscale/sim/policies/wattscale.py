@@ -1,0 +1,200 @@
+"""`wattscale`: the operator's own planner (`wattscale.planner.plan`), fed what it would know.
+
+Every simulated minute the policy builds the same `PlanRequest` the controller builds, from:
+
+- past demand only, turned into a forecast over the horizon (cold start + 5 minutes, 1-minute
+  steps) by the demand forecaster (`forecast_demand`, below);
+- prices as published at that time: the current hour and the following hours of today, and of
+  tomorrow after the day-ahead publication (12:00 UTC); carbon now (no carbon forecast);
+- the replicas per region (current = Ready + loading, and Ready);
+- the InferenceDeployment defaults of the API (headroom 20 %, minSavingsPercent 5,
+  maxShiftPerStep 2, scale-down stabilisation 300 s, coldStartSeconds from the scenario), the
+  replica model's capacity (7,000 tok/s within the SLO) and power (idle and max watts).
+
+The simulator applies `Decision.desired` as the replicas to hold; its own router (cheapest
+energy first) stands in for the published traffic weights, identically for every policy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from wattscale.api.inference import Placement, Slo
+from wattscale.planner import (
+    PlannerState,
+    PlanRequest,
+    PoolInput,
+    PoolKey,
+    RegionInput,
+    plan,
+)
+from wattscale.sim.policies.base import FloatArray, IntArray, Observation
+from wattscale.sim.scenario import Scenario
+
+GPU_PRODUCT = "NVIDIA-H100-80GB-HBM3"
+HORIZON_EXTRA_MINUTES = 5
+STEP_SECONDS = 60.0
+LEVEL_MINUTES = 5
+DAY_MINUTES = 1440
+
+
+def _defaults() -> dict[str, Any]:
+    """The API's defaults for the knobs the planner takes (what a user gets by default)."""
+    slo = Slo.model_fields
+    placement = Placement.model_fields
+    return {
+        "headroom": 1.0 + float(slo["headroomPercent"].default) / 100.0,
+        "min_savings_percent": float(placement["minSavingsPercent"].default),
+        "max_shift_per_step": int(placement["maxShiftPerStep"].default),
+        "scale_down_stabilisation_seconds": float(
+            placement["scaleDownStabilizationSeconds"].default
+        ),
+    }
+
+
+def forecast_demand(past: FloatArray, steps: int) -> tuple[float, ...]:
+    """Demand (tokens/s) for the next `steps` minutes from past minutes only.
+
+    The level is the last minute or the mean of the last 5, whichever is higher, plus a rising
+    trend (the last 5 minutes against the 5 before) carried over the horizon. When a day of
+    history exists, yesterday's shape over the same minutes (relative to yesterday at this
+    minute) scales the level, never below the level plus trend. A stand-in until
+    `wattscale.forecast` publishes its forecaster.
+    """
+    if past.shape[0] == 0:
+        return ()
+    level = max(float(past[-1]), float(np.mean(past[-LEVEL_MINUTES:])))
+    t = past.shape[0]
+    out = np.full(steps, level)
+    if t >= 2 * LEVEL_MINUTES:
+        # A rising trend (per minute, over the last 10 minutes) is extrapolated; a falling one
+        # is not (scale-down waits for the data).
+        recent = float(np.mean(past[-LEVEL_MINUTES:]))
+        before = float(np.mean(past[-2 * LEVEL_MINUTES : -LEVEL_MINUTES]))
+        slope = max(0.0, (recent - before) / LEVEL_MINUTES)
+        out = level + slope * (np.arange(steps) + 1.0)
+    if t >= DAY_MINUTES + LEVEL_MINUTES:
+        base = float(np.mean(past[t - DAY_MINUTES - LEVEL_MINUTES : t - DAY_MINUTES]))
+        window = past[t - DAY_MINUTES : min(t - DAY_MINUTES + steps, t)]
+        if base > 0 and window.shape[0]:
+            ratio = np.ones(steps)
+            ratio[: window.shape[0]] = window / base
+            ratio[window.shape[0] :] = ratio[window.shape[0] - 1]
+            out = np.maximum(out, level * ratio)
+    return tuple(float(x) for x in out)
+
+
+class WattscalePolicy:
+    """The real planner, called once per simulated minute."""
+
+    name = "wattscale"
+
+    def __init__(self) -> None:
+        self._state = PlannerState()
+        self._knobs = _defaults()
+
+    def initial(self, scenario: Scenario) -> IntArray:
+        """Start as the planner would place the first minute's demand (warm, like every policy)."""
+        first = float(scenario.load.output_tokens_per_s[0])
+        obs_ready = np.zeros(len(scenario.regions), dtype=np.int64)
+        request = self._request(
+            scenario.regions,
+            scenario.model,
+            scenario.gpu_hour_cost,
+            scenario.quota,
+            scenario.min_replicas,
+            obs_ready,
+            obs_ready,
+            np.asarray(scenario.price_usd_mwh[:24], dtype=np.float64),
+            0,
+            np.asarray(scenario.carbon_g_per_kwh[0], dtype=np.float64),
+            (first,) * (scenario.model.cold_start_minutes + HORIZON_EXTRA_MINUTES),
+        )
+        decision = plan(request, None)
+        return self._vector(scenario.regions, decision.target)
+
+    def decide(self, obs: Observation) -> IntArray:
+        steps = obs.model.cold_start_minutes + HORIZON_EXTRA_MINUTES
+        forecast = forecast_demand(obs.past_demand_tokens_per_s, steps)
+        request = self._request(
+            obs.regions,
+            obs.model,
+            obs.gpu_hour_cost,
+            obs.quota,
+            obs.min_replicas,
+            obs.allocated,
+            obs.ready,
+            obs.known_prices_usd_mwh,
+            obs.minute,
+            obs.past_carbon_g_per_kwh[-1],
+            forecast,
+        )
+        decision = plan(request, self._state)
+        self._state = decision.state
+        return self._vector(obs.regions, decision.desired)
+
+    @staticmethod
+    def _vector(regions: tuple[str, ...], mapping: Any) -> IntArray:
+        out = np.zeros(len(regions), dtype=np.int64)
+        for i, region in enumerate(regions):
+            out[i] = int(mapping.get(PoolKey(region, GPU_PRODUCT), 0))
+        return out
+
+    def _request(
+        self,
+        regions: tuple[str, ...],
+        model: Any,
+        gpu_hour_cost: float,
+        quota: tuple[int, ...],
+        min_replicas: int,
+        current: IntArray,
+        ready: IntArray,
+        known_prices_usd_mwh: FloatArray,
+        minute: int,
+        carbon_now: FloatArray,
+        forecast: tuple[float, ...],
+    ) -> PlanRequest:
+        steps = max(len(forecast), 1)
+        minutes = minute + np.arange(steps)
+        hours = np.minimum(minutes // 60, known_prices_usd_mwh.shape[0] - 1)
+        region_inputs = []
+        for i, region in enumerate(regions):
+            per_kwh = known_prices_usd_mwh[hours, i] / 1000.0
+            carbon = float(carbon_now[i])
+            region_inputs.append(
+                RegionInput(
+                    name=region,
+                    pools=(
+                        PoolInput(
+                            gpu_product=GPU_PRODUCT,
+                            gpu_hour_cost_per_replica=gpu_hour_cost,
+                            idle_watts=model.idle_watts,
+                            max_watts=model.max_watts,
+                            capacity_tokens_per_second=model.capacity_tokens_per_s,
+                            quota_replicas=int(quota[i]),
+                            current_replicas=int(current[i]),
+                            ready_replicas=int(ready[i]),
+                        ),
+                    ),
+                    pue=model.pue,
+                    price_per_kwh=float(per_kwh[0]),
+                    price_forecast_per_kwh=tuple(float(x) for x in per_kwh),
+                    # Unknown carbon counts as 0: the cost objective does not use it.
+                    carbon_g_per_kwh=0.0 if np.isnan(carbon) else carbon,
+                    carbon_fresh=True,
+                )
+            )
+        return PlanRequest(
+            now_seconds=minute * STEP_SECONDS,
+            regions=tuple(region_inputs),
+            demand_tokens_per_second=forecast,
+            horizon_step_seconds=STEP_SECONDS,
+            min_replicas=min_replicas,
+            max_replicas=int(sum(quota)),
+            cold_start_seconds=float(model.cold_start_s),
+            interval_seconds=STEP_SECONDS,
+            explain=False,
+            **self._knobs,
+        )
