@@ -326,9 +326,15 @@ def utc(dt: datetime) -> datetime:
 def parse_time(text: str, source: str) -> datetime:
     """Parse an ISO 8601 timestamp (with `Z`, offset, or naive-as-UTC) to aware UTC."""
     try:
-        return utc(datetime.fromisoformat(text.strip().replace("Z", "+00:00")))
-    except (ValueError, AttributeError) as exc:
-        raise BadPayload(source, f"unparseable timestamp {text!r}") from exc
+        dt = datetime.fromisoformat(text)  # Python 3.11 reads "Z" and most ISO 8601 forms
+    except (ValueError, TypeError):
+        try:
+            dt = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise BadPayload(source, f"unparseable timestamp {text!r}") from None
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    return dt if dt.tzinfo is UTC else dt.astimezone(UTC)
 
 
 def to_float(raw: object) -> float | None:

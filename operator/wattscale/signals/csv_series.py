@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -38,6 +39,54 @@ _CARBON_SCALE = {"gPerKwh": 1.0, "kgPerMwh": 1.0, "lbsPerMwh": LBS_PER_MWH_TO_G_
 _PRICE_SCALE = {"perMwh": 1 / 1000, "perKwh": 1.0}
 
 
+@dataclass(frozen=True)
+class _Parsed:
+    raw: tuple[tuple[datetime, datetime, object, str | None], ...]
+    currencies: frozenset[str]
+    seen_rows: int
+
+
+def parse_csv(text: str, cfg: CsvPriceSource | CsvCarbonSource) -> _Parsed:
+    """Rows of the configured region as raw (start, end, value, None) tuples, and currencies."""
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, [])
+    for col in (cfg.timestampColumn, cfg.valueColumn):
+        if col not in header:
+            raise BadPayload(
+                NAME,
+                f"column {col!r} not in the CSV header {header}",
+                "set timestampColumn/valueColumn to the file's column names",
+            )
+    i_time, i_value = header.index(cfg.timestampColumn), header.index(cfg.valueColumn)
+    i_region = header.index("region") if "region" in header else None
+    i_cur = None
+    if isinstance(cfg, CsvPriceSource) and cfg.currencyColumn in header:
+        i_cur = header.index(cfg.currencyColumn)
+    width = len(header)
+    step = timedelta(seconds=cfg.resolutionSeconds)
+    raw: list[tuple[datetime, datetime, object, str | None]] = []
+    currencies: set[str] = set()
+    seen_rows = 0
+    for row in reader:
+        if not row:
+            continue
+        seen_rows += 1
+        if len(row) < width:
+            row = row + [""] * (width - len(row))
+        if cfg.regionKey is not None and (i_region is None or row[i_region] != cfg.regionKey):
+            continue
+        stamp = row[i_time]
+        if not stamp:
+            continue
+        start = parse_time(stamp, NAME)
+        if i_cur is not None:
+            cur = row[i_cur].strip().upper()
+            if cur:
+                currencies.add(cur)
+        raw.append((start, start + step, row[i_value], None))
+    return _Parsed(tuple(raw), frozenset(currencies), seen_rows)
+
+
 class CsvSource:
     """A price or carbon series read from CSV, windowed around `now`."""
 
@@ -47,6 +96,8 @@ class CsvSource:
         self.ctx = ctx
         self.kind = "price" if isinstance(config, CsvPriceSource) else "carbon"
         self.http: HttpClient | None = None
+        self._file_key: tuple[int, int] | None = None
+        self._file_rows: _Parsed | None = None
         if config.url:
             self.http = HttpClient(
                 NAME, timeout_seconds=config.timeoutSeconds, max_retries=config.maxRetries
@@ -65,36 +116,31 @@ class CsvSource:
                 NAME, f"cannot read {path}: {exc.strerror}", "check `path` (mounted volume?)"
             ) from None
 
+    def _parsed(self) -> _Parsed:
+        """Parsed rows; a local file is parsed again only when its mtime or size changes."""
+        if self.config.path and not self.config.url:
+            try:
+                st = Path(self.config.path).stat()
+            except OSError as exc:
+                raise ConfigError(
+                    NAME,
+                    f"cannot read {self.config.path}: {exc.strerror}",
+                    "check `path` (mounted volume?)",
+                ) from None
+            key = (st.st_mtime_ns, st.st_size)
+            if self._file_key == key and self._file_rows is not None:
+                return self._file_rows
+            parsed = parse_csv(self._text(), self.config)
+            self._file_key, self._file_rows = key, parsed
+            return parsed
+        return parse_csv(self._text(), self.config)
+
     def read(self, now: datetime) -> Series:
         """The rows around `now` (2 days back, 7 days ahead) in normalised units."""
         now = utc(now)
         cfg = self.config
-        step = timedelta(seconds=cfg.resolutionSeconds)
-        raw: list[tuple[datetime, datetime, object, str | None]] = []
-        currencies: set[str] = set()
-        reader = csv.DictReader(io.StringIO(self._text()))
-        header = list(reader.fieldnames or [])
-        for col in (cfg.timestampColumn, cfg.valueColumn):
-            if col not in header:
-                raise BadPayload(
-                    NAME,
-                    f"column {col!r} not in the CSV header {header}",
-                    "set timestampColumn/valueColumn to the file's column names",
-                )
-        seen_rows = 0
-        for row in reader:
-            seen_rows += 1
-            if cfg.regionKey is not None and row.get("region") != cfg.regionKey:
-                continue
-            stamp = row.get(cfg.timestampColumn)
-            if not stamp:
-                continue
-            start = parse_time(stamp, NAME)
-            if isinstance(cfg, CsvPriceSource) and cfg.currencyColumn:
-                cur = (row.get(cfg.currencyColumn) or "").strip().upper()
-                if cur:
-                    currencies.add(cur)
-            raw.append((start, start + step, row.get(cfg.valueColumn), None))
+        parsed = self._parsed()
+        raw, currencies, seen_rows = parsed.raw, set(parsed.currencies), parsed.seen_rows
         if not seen_rows:
             raise EmptySeries(NAME, "the CSV has no data rows")
         if not raw:
