@@ -52,6 +52,27 @@ class SignalReading:
             return self.events.age_seconds(now)
         return None
 
+    def status(self, now: datetime) -> dict[str, Any]:
+        """The fields of the Region's `status.signals[]` entry (SignalStatus) for this reading."""
+        now = utc(now)
+        value: str | None = None
+        fetched: datetime | None = None
+        if self.series is not None:
+            fetched = self.series.fetched_at
+            point = self.series.current(now) or self.series.latest_before(now)
+            if point is not None:
+                value = f"{point.value:.6g} {self.series.unit}"
+        elif self.events is not None:
+            fetched = self.events.fetched_at
+            value = f"cap {self.events.cap_fraction(now):.0%}, {len(self.events.events)} event(s)"
+        return {
+            "kind": self.name,
+            "value": value,
+            "fetchedAt": fetched,
+            "fresh": self.is_fresh(now) and self.error is None,
+            "error": str(self.error) if self.error is not None else None,
+        }
+
     def is_fresh(self, now: datetime) -> bool:
         """Data present and not stale."""
         if self.series is not None:
@@ -112,6 +133,10 @@ class RegionSnapshot:
                     + ("no data" if age is None else f"newest data {age:.0f} s old")
                 )
         return out
+
+    def statuses(self, now: datetime) -> list[dict[str, Any]]:
+        """`status.signals` entries (SignalStatus fields) for the configured signals."""
+        return [r.status(now) for r in (self.price, self.carbon, self.grid_events) if r]
 
     def all_fresh(self, now: datetime) -> bool:
         """No configured signal is missing, stale or failing."""

@@ -71,3 +71,23 @@ def test_no_sources_configured() -> None:
     snap = RegionSignals(energy()).read(NOW)
     assert snap.price is None
     assert snap.all_fresh(NOW)
+
+
+def test_statuses_fit_the_region_status_model() -> None:
+    from wattscale.api.region import SignalStatus
+
+    signals = RegionSignals(
+        energy(
+            price={"type": "csv", "path": str(data.prices_csv("DE-LU"))},
+            carbon={"type": "csv", "path": "/nonexistent.csv"},
+            gridEvents={"type": "static"},
+        )
+    )
+    entries = [SignalStatus.model_validate(e) for e in signals.read(NOW).statuses(NOW)]
+    assert [e.kind for e in entries] == ["price", "carbon", "gridEvents"]
+    assert entries[0].value == "-0.5 EUR/kWh"
+    assert entries[0].fresh
+    assert not entries[1].fresh
+    assert entries[1].error is not None
+    assert "cannot read" in entries[1].error
+    assert entries[2].value == "cap 100%, 0 event(s)"
