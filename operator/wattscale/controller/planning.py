@@ -172,10 +172,14 @@ def _forecast(series: object, now: datetime, steps: int, step_seconds: float) ->
     return tuple(out)
 
 
+MIN_HORIZON_SECONDS = 3600.0
+"""A move must pay for its cold start within the next hour of known prices (DESIGN.md §1)."""
+
+
 def horizon_steps(spec: InferenceDeploymentSpec, interval_seconds: float) -> int:
-    """Cold start plus a few control intervals, in planner steps (at least 5)."""
-    horizon = spec.placement.coldStartSeconds + 4 * interval_seconds
-    return max(5, math.ceil(horizon / HORIZON_STEP_SECONDS))
+    """The next hour, or cold start plus a few control intervals if that is longer."""
+    horizon = max(MIN_HORIZON_SECONDS, spec.placement.coldStartSeconds + 4 * interval_seconds)
+    return math.ceil(horizon / HORIZON_STEP_SECONDS)
 
 
 def build_request(

@@ -52,7 +52,6 @@ from wattscale.planner import (
     PlanOption,
     PlanRequest,
     PoolKey,
-    ReasonCode,
     Recommendation,
     RegionInput,
     plan,
@@ -399,7 +398,9 @@ class Reconciler:
                 }
             )
         total_cost = sum(c.cost_per_hour for c in costs.values())
-        counterfactual = self._counterfactual(spec, request, regions, load_total, capacity)
+        counterfactual = self._counterfactual(
+            spec, request, load_total, decision.explanation.need_tokens_per_second, capacity
+        )
         savings = None
         if counterfactual and counterfactual > 0:
             savings = 100.0 * (counterfactual - total_cost) / counterfactual
@@ -495,17 +496,16 @@ class Reconciler:
         self,
         spec: InferenceDeploymentSpec,
         request: PlanRequest,
-        regions: list[RegionObservation],
         load: float,
+        need: float,
         capacity: float,
     ) -> float | None:
-        """The SLO-safe count, all in the home region, at the home region's price now."""
+        """The planner's SLO-safe count, all in the home region, at its price now."""
         home = spec.placement.homeRegion or spec.placement.regions[0]
         ri = next((r for r in request.regions if r.name == home), None)
         if ri is None or capacity <= 0:
             return None
         pool = ri.pools[0]
-        need = max(load, max(request.demand_tokens_per_second, default=0.0)) * request.headroom
         count = max(spec.slo.minReplicas, math.ceil(need / capacity) if need > 0 else 0)
         count = min(count, spec.slo.maxReplicas)
         return region_cost(
@@ -690,11 +690,13 @@ def _shift(
     down = [o.name for o in regions if decision.target.get(PoolKey(o.name, product), 0) < o.current]
     if not (up and down):
         return None
-    waiting = ReasonCode.SHIFT_WAITING_FOR_READY in decision.reasons
-    if draining:
-        phase = "Draining"
-    elif waiting:
+    waiting = any(
+        o.ready < decision.target.get(PoolKey(o.name, product), 0) for o in regions if o.name in up
+    )
+    if waiting:
         phase = "ScalingUpTarget"
+    elif draining:
+        phase = "Draining"
     else:
         phase = "ScalingDownSource"
     moved = sum(

@@ -1,0 +1,246 @@
+"""In-memory fakes of a region's cluster, feeds and metrics, for controller unit tests.
+
+They implement the same small surfaces the controller calls (``RegionCluster``'s methods, the
+``SignalSource`` protocol, ``MetricsReader.read``) and record what was done to them, so tests
+assert on behaviour ("scaled us-east to 3") rather than on mocked calls.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tests.cases.malformed import example
+from wattscale.clusters.client import ClusterUnreachableError, WorkloadState
+from wattscale.clusters.render import Manifest
+from wattscale.controller.regions import RegionDirectory
+from wattscale.metrics import DeploymentReadings, DeploymentTarget
+from wattscale.metrics.readings import Reading, ReadingStatus
+from wattscale.signals import Point, Series, SignalError, Unreachable
+
+T0 = datetime(2024, 7, 1, 12, 0, tzinfo=UTC)
+
+
+class FakeCluster:
+    """A member cluster: Deployments by (namespace, name); can be made unreachable."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.deployments: dict[tuple[str, str], Manifest] = {}
+        self.ready: dict[tuple[str, str], int] = {}
+        self.scale_calls: list[tuple[str, int]] = []
+        self.applied: list[str] = []
+        self.deleted: list[str] = []
+        self.reachable = True
+        self.ready_immediately = True
+
+    def _up(self) -> None:
+        if not self.reachable:
+            raise ClusterUnreachableError(f"region {self.name}: connection refused")
+
+    def check(self) -> str:
+        self._up()
+        return "v1.36.3"
+
+    def ensure_namespace(self, namespace: str) -> None:
+        self._up()
+
+    def read_deployment(self, name: str, namespace: str) -> Manifest | None:
+        self._up()
+        dep = self.deployments.get((namespace, name))
+        return copy.deepcopy(dep) if dep else None
+
+    def apply(self, manifest: Manifest) -> None:
+        self._up()
+        meta = manifest["metadata"]
+        self.applied.append(f"{manifest['kind']}/{meta['name']}")
+        if manifest["kind"] != "Deployment":
+            return
+        key = (meta["namespace"], meta["name"])
+        replicas = (self.deployments.get(key) or {}).get("spec", {}).get("replicas", 1)
+        body = copy.deepcopy(manifest)
+        body["spec"]["replicas"] = replicas
+        self.deployments[key] = body
+
+    def state(self, name: str, namespace: str) -> WorkloadState:
+        self._up()
+        dep = self.deployments.get((namespace, name))
+        if dep is None:
+            return WorkloadState(exists=False)
+        spec_replicas = dep["spec"]["replicas"]
+        ready = self.ready.get((namespace, name), 0)
+        return WorkloadState(exists=True, specReplicas=spec_replicas, readyReplicas=ready)
+
+    def scale(self, name: str, namespace: str, replicas: int) -> None:
+        self._up()
+        self.deployments[(namespace, name)]["spec"]["replicas"] = replicas
+        self.scale_calls.append((name, replicas))
+        if self.ready_immediately:
+            self.ready[(namespace, name)] = replicas
+
+    def delete_workload(self, name: str, namespace: str) -> bool:
+        self._up()
+        self.deleted.append(name)
+        return self.deployments.pop((namespace, name), None) is None
+
+    def replicas(self, name: str, namespace: str = "ml-serving") -> int:
+        dep = self.deployments.get((namespace, f"{name}-vllm"))
+        return int(dep["spec"]["replicas"]) if dep else 0
+
+
+class FakeFeed:
+    """A price or carbon feed with a constant value; ``fail`` makes it raise."""
+
+    def __init__(self, name: str, kind: str, value: float, unit: str) -> None:
+        self.name = name
+        self.kind = kind
+        self.value = value
+        self.unit = unit
+        self.fail: SignalError | None = None
+
+    def read(self, now: datetime) -> Series:
+        if self.fail is not None:
+            raise self.fail
+        start = now.replace(minute=0, second=0, microsecond=0)
+        points = tuple(
+            Point(start + timedelta(hours=h), start + timedelta(hours=h + 1), self.value)
+            for h in range(-1, 3)
+        )
+        return Series(
+            source=self.name,
+            kind=self.kind,  # type: ignore[arg-type]
+            unit=self.unit,
+            points=points,
+            fetched_at=now,
+        )
+
+    def break_with_outage(self) -> None:
+        self.fail = Unreachable(self.name, "connection refused")
+
+
+@dataclass
+class Load:
+    """The demand users send, spread over every Ready replica in every region.
+
+    Latency follows a simple queue: at utilisation ``u = load per replica / saturation``,
+    p95 TTFT is ``0.1 s / (1 - u)`` and TPOT ``10 ms / (1 - u)``; so with the default
+    saturation of 7,500 tok/s a replica meets a 500 ms / 50 ms SLO up to 6,000 tok/s.
+    """
+
+    clusters: list[FakeCluster]
+    tokens_per_second: float = 0.0
+    saturation_tokens_per_second: float = 7500.0
+
+    def utilisation(self, cluster: FakeCluster) -> float:
+        replicas = sum(cluster.ready.values())
+        if replicas == 0:
+            return 0.0
+        return min(0.99, self.share(cluster) / replicas / self.saturation_tokens_per_second)
+
+    def share(self, cluster: FakeCluster) -> float:
+        total = sum(sum(c.ready.values()) for c in self.clusters if c.reachable)
+        mine = sum(cluster.ready.values())
+        return self.tokens_per_second * mine / total if total else 0.0
+
+
+@dataclass
+class FakeMetrics:
+    """Prometheus for one region: its share of the load, p95 latencies; can go down."""
+
+    cluster: FakeCluster
+    load: Load
+    down: bool = False
+    reads: list[str] = field(default_factory=list)
+
+    def read(
+        self, target: DeploymentTarget, *, expected_pods: int | None = None
+    ) -> DeploymentReadings:
+        self.reads.append(target.deployment)
+        pods = expected_pods or 0
+
+        def ok(value: float) -> Reading:
+            if self.down:
+                return Reading.missing("prometheus unreachable")
+            return Reading(value, ReadingStatus.OK, 1.0, pods)
+
+        tokens = self.load.share(self.cluster)
+        u = self.load.utilisation(self.cluster)
+        ttft = 0.1 / (1 - u)
+        tpot = 0.01 / (1 - u)
+        return DeploymentReadings(
+            namespace=target.namespace,
+            deployment=target.deployment,
+            region=self.cluster.name,
+            observed_at=T0,
+            prometheus_reachable=not self.down,
+            pods_reporting=0 if self.down else pods,
+            pods_expected=expected_pods,
+            request_rate_per_second=ok(tokens / 200),
+            prompt_tokens_per_second=ok(tokens * 4),
+            generation_tokens_per_second=ok(tokens),
+            running_requests=ok(10.0 * pods),
+            waiting_requests=ok(0.0),
+            kv_cache_usage_ratio=ok(0.3),
+            ttft_p50_seconds=ok(ttft / 2),
+            ttft_p95_seconds=ok(ttft),
+            tpot_p50_seconds=ok(tpot / 2),
+            tpot_p95_seconds=ok(tpot),
+            gpu_power_watts=ok(500.0 * pods),
+            gpu_energy_joules=ok(0.0),
+            gpu_utilization_ratio=ok(0.5),
+            gpus_reporting=pods,
+        )
+
+
+@dataclass
+class FakeRegion:
+    cluster: FakeCluster
+    price: FakeFeed
+    carbon: FakeFeed
+    metrics: FakeMetrics
+
+
+def region_doc(name: str, *, quota: int = 16, hourly_cost: str = "2.50") -> dict[str, Any]:
+    """A Region spec like the example's, with feeds our fakes stand in for."""
+    spec = copy.deepcopy(example("Region")["spec"])
+    spec["energy"] = {
+        "currency": "USD",
+        "pue": "1.2",
+        "price": {"type": "csv", "url": "http://127.0.0.1:9/unused.csv"},
+        "carbon": {"type": "csv", "url": "http://127.0.0.1:9/unused.csv"},
+    }
+    spec["gpus"][0]["available"] = quota
+    spec["gpus"][0]["hourlyCost"] = hourly_cost
+    spec["latency"] = []
+    return spec
+
+
+def build_world(
+    prices: dict[str, float], carbon: dict[str, float] | None = None
+) -> tuple[RegionDirectory, dict[str, FakeRegion], Load]:
+    """A directory of regions backed by fakes; prices in USD/kWh."""
+    clusters = {n: FakeCluster(n) for n in prices}
+    load = Load(list(clusters.values()))
+
+    def factory(name: str, spec: Any, secrets: Any) -> Any:
+        return clusters[name]
+
+    directory = RegionDirectory(lambda ref: "secret", factory)
+    world: dict[str, FakeRegion] = {}
+    for name, price in prices.items():
+        runtime = directory.upsert(name, 1, region_doc(name))
+        fake = FakeRegion(
+            cluster=clusters[name],
+            price=FakeFeed(f"price-{name}", "price", price, "USD/kWh"),
+            carbon=FakeFeed(
+                f"carbon-{name}", "carbon", (carbon or {}).get(name, 300.0), "gCO2eq/kWh"
+            ),
+            metrics=FakeMetrics(clusters[name], load),
+        )
+        runtime.price = fake.price
+        runtime.carbon = fake.carbon
+        runtime.metrics = fake.metrics  # type: ignore[assignment]
+        world[name] = fake
+    return directory, world, load
