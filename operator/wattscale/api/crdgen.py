@@ -9,8 +9,8 @@ translation, step by step:
   required enum, every variant's fields are optional properties, and CEL rules say which fields
   each ``type`` requires and which it does not accept;
 - ``additionalProperties: false`` is dropped (the API server refuses unknown fields itself, with
-  server-side field validation; a map keeps its ``additionalProperties`` schema), titles are dropped, ``exclusiveMinimum`` becomes the OpenAPI v3
-  boolean form;
+  server-side field validation; a map keeps its ``additionalProperties`` schema), titles are
+  dropped, ``exclusiveMinimum`` becomes the OpenAPI v3 boolean form;
 - every model's :class:`~wattscale.api.base.Rule` objects become ``x-kubernetes-validations``.
 """
 
