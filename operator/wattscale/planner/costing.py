@@ -42,7 +42,8 @@ class Costing:
     region_names: tuple[str, ...]
     region_of: IntArray
     capacity: FloatArray
-    quota: IntArray
+    quota: IntArray  # per pool: min(quota, grid cap of a one-pool region, max_replicas)
+    pool_quota: IntArray  # per pool: quota (and a one-pool region's grid cap) only
     region_cap: IntArray
     current: IntArray
     ready: IntArray
@@ -72,6 +73,9 @@ class Costing:
         lo_a = np.zeros_like(self.quota) if lo is None else lo
         hi_a = self.quota.copy() if hi is None else np.minimum(hi, self.quota)
         lo_a = np.minimum(lo_a, hi_a)
+        need_v = self.need_tokens_per_second if need is None else need
+        # min_regions is about spreading replicas: vacuous when no replica is needed at all.
+        spread = need_v > 0 or req.min_replicas > 0 or int(lo_a.sum()) > 0
         return Problem(
             fixed_per_replica=self.fixed_objective,
             per_token=self.per_token_objective,
@@ -80,12 +84,12 @@ class Costing:
             hi=hi_a,
             region_of=self.region_of,
             region_cap=self.region_cap,
-            need=self.need_tokens_per_second if need is None else need,
+            need=need_v,
             shares=self.shares,
             allowed=self.allowed,
             n_min=req.min_replicas,
             n_max=req.max_replicas,
-            min_regions=req.min_regions,
+            min_regions=req.min_regions if spread else 0,
         )
 
     def as_mapping(self, r: IntArray) -> dict[PoolKey, int]:
@@ -252,6 +256,7 @@ def build_costing(req: PlanRequest) -> Costing:
         region_of=np.array(region_of, dtype=np.int64),
         capacity=arr["cap"],
         quota=np.minimum(np.array(quota, dtype=np.int64), max(req.max_replicas, 0)),
+        pool_quota=np.array(quota, dtype=np.int64),
         region_cap=np.array(region_cap, dtype=np.int64),
         current=np.array(current, dtype=np.int64),
         ready=np.array(ready, dtype=np.int64),

@@ -84,6 +84,19 @@ def _cap_regions(co: Costing, r: IntArray) -> IntArray:
     return out
 
 
+def _hard_cap(co: Costing, req: PlanRequest, r: IntArray) -> IntArray:
+    """``r`` within quota, grid-event caps and ``max_replicas`` (dearest replicas go first)."""
+    out = _cap_regions(co, np.minimum(r, co.quota))
+    excess = int(out.sum()) - max(req.max_replicas, 0)
+    for j in np.lexsort((np.arange(out.shape[0]), -co.fixed_objective)):
+        if excess <= 0:
+            break
+        cut = min(excess, int(out[j]))
+        out[j] -= cut
+        excess -= cut
+    return out
+
+
 def _fill_cheapest(co: Costing, req: PlanRequest, r: IntArray, need: float) -> IntArray:
     """Best effort: add replicas, cheapest per token/s first, up to the need or the limits."""
     out = r.copy()
@@ -126,22 +139,29 @@ def _top_up_min_replicas(co: Costing, req: PlanRequest, r: IntArray) -> IntArray
 def _diagnose(co: Costing, req: PlanRequest, p: Problem) -> tuple[str, ReasonCode]:
     """Name the constraint that makes ``p`` infeasible (checked from the most specific)."""
     need = p.need
-    caps = p.capacity * p.hi
-    region_caps = np.zeros(co.region_cap.shape[0])
-    for i in range(co.region_cap.shape[0]):
-        members = np.flatnonzero(co.region_of == i)
-        best = np.sort(p.capacity[members])[::-1]
-        n = int(min(co.region_cap[i], p.hi[members].sum()))
-        per = np.repeat(best, p.hi[members][np.argsort(-p.capacity[members], kind="stable")])
-        region_caps[i] = float(per[:n].sum())
-    uncapped_quota = float(p.capacity @ np.minimum(co.quota, req.max_replicas))
-    if float(region_caps.sum()) < need:
-        if any(c < UNCAPPED for c in co.region_cap) and uncapped_quota >= need:
-            return "grid_event", ReasonCode.GRID_EVENT_CAPPED
+
+    def best_capacity(limit_per_pool: IntArray, use_region_caps: bool, max_total: int) -> float:
+        per: list[float] = []
+        for i in range(co.region_cap.shape[0]):
+            members = np.flatnonzero(co.region_of == i)
+            caps = np.repeat(p.capacity[members], limit_per_pool[members])
+            caps = np.sort(caps)[::-1]
+            if use_region_caps:
+                caps = caps[: int(min(co.region_cap[i], caps.shape[0]))]
+            per.extend(caps.tolist())
+        return float(np.sum(np.sort(np.array(per))[::-1][: max(max_total, 0)]))
+
+    huge = 1 << 30
+    quota_only = best_capacity(co.pool_quota, False, huge)
+    with_grid = best_capacity(co.pool_quota, True, huge)
+    with_max = best_capacity(co.pool_quota, True, req.max_replicas)
+    if quota_only < need:
         return "quota", ReasonCode.QUOTA_EXHAUSTED
-    top = np.sort(np.repeat(p.capacity, p.hi))[::-1][: max(req.max_replicas, 0)]
-    if float(top.sum()) < need:
+    if with_grid < need:
+        return "grid_event", ReasonCode.GRID_EVENT_CAPPED
+    if with_max < need:
         return "max_replicas", ReasonCode.AT_MAX_REPLICAS
+    caps = p.capacity * p.hi
     for k in range(p.shares.shape[0]):
         if float(caps[p.allowed[k]].sum()) < p.shares[k] * need:
             return "latency_budget", ReasonCode.INFEASIBLE
@@ -309,7 +329,7 @@ def _make_before_break(
 
     Returns the desired vector and whether removals are waiting for readiness.
     """
-    hard = _cap_regions(co, np.minimum(cur, co.quota))
+    hard = _hard_cap(co, req, cur)
     forced = bool(np.any(hard < cur))
     add = np.maximum(stab - hard, 0)
     remove = np.maximum(hard - stab, 0)
@@ -450,8 +470,8 @@ def plan(req: PlanRequest, state: PlannerState | None = None) -> Decision:
     w = _Work()
     co = build_costing(req)
     cur = co.current
-    # Step 1: hard caps (quota, grid events) bound everything below.
-    capped = _cap_regions(co, np.minimum(cur, co.quota))
+    # Step 1: hard caps (quota, grid events, max_replicas) bound everything below.
+    capped = _hard_cap(co, req, cur)
     # Step 2: inputs.
     w.missing = (not req.demand_tokens_per_second) or (not req.metrics_fresh)
     w.stale = any(
