@@ -26,6 +26,7 @@ from wattscale.controller.regions import (
 )
 from wattscale.controller.settings import ANNOTATION_PREFIX, FINALIZER, Settings
 from wattscale.controller.status import condition, money
+from wattscale.metrics import MetricsConfig
 from wattscale.telemetry.metrics import OperatorMetrics
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,10 @@ def build_registry(
         directory = RegionDirectory(
             secrets,
             default_cluster_factory(lambda: RegionCluster(settings.hub_region, hub)),
+            MetricsConfig(
+                rate_window_seconds=settings.rate_window_seconds,
+                stale_after_seconds=max(90.0, settings.rate_window_seconds * 0.75),
+            ),
         )
     reconciler = Reconciler(directory, settings, metrics)
 

@@ -23,6 +23,8 @@ class Settings:
     metrics_address: str = "0.0.0.0"
     hub_region: str = "hub"
     """Name used for the hub cluster when a Region has no clusterRef."""
+    rate_window_seconds: int = 120
+    """Window of PromQL rate() and histogram_quantile() over vLLM metrics (>= 4 scrapes)."""
     time_scale: float = 1.0
     """Wall-clock acceleration for demos and e2e tests (2.0: a minute passes in 30 s).
 
@@ -41,6 +43,7 @@ class Settings:
             ("metrics_port", int),
             ("metrics_address", str),
             ("hub_region", str),
+            ("rate_window_seconds", int),
             ("time_scale", float),
         ):
             raw = env.get(f"WATTSCALE_{name.upper()}")

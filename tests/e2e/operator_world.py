@@ -1,0 +1,352 @@
+"""The world the operator e2e tests run in: feeds, emulated vLLM + DCGM, Prometheus, the operator.
+
+Real parts: the hub and three region clusters (KWOK nodes, real API servers, real Deployment
+controllers), one real Prometheus per region scraping an emulated vLLM/DCGM per region through
+HTTP service discovery, a price feed server answering in the CSV shape of the shared price data,
+and the operator itself as a subprocess (`wattscale run`), exactly as a user starts it.
+
+A balancer thread plays the part of the load balancer and the kubelet: it reads each region's
+Ready replicas from its cluster, tells that region's emulator how many vLLM pods it has, and
+splits the users' total load over all Ready replicas.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from stack import Stack
+
+from tests.fakes.prometheus import PrometheusServer, free_port, http_sd_config
+from tests.fakes.vllm_emulator import ConstantLoad, Emulator, EmulatorServer
+
+ROOT = Path(__file__).resolve().parents[2]
+OPERATOR_NAMESPACE = "wattscale-system"
+PRODUCT = "NVIDIA-H100-80GB-HBM3"
+
+
+class PriceBoard:
+    """An HTTP server with one hourly price CSV per region; prices are set by the test."""
+
+    def __init__(self, prices_per_kwh: dict[str, float]) -> None:
+        self.prices = dict(prices_per_kwh)
+        self.broken: set[str] = set()
+        board = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                region = self.path.strip("/").removesuffix(".csv")
+                if region in board.broken or region not in board.prices:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                body = board.csv(region).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/csv")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.httpd.server_address[1])
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, region: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{region}.csv"
+
+    def csv(self, region: str) -> str:
+        """The shape of ../shared/data/prices/<REGION>.csv, around now."""
+        hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        per_mwh = self.prices[region] * 1000
+        rows = ["timestamp_utc,region,price_per_mwh,currency,price_usd_mwh"]
+        for h in range(-3, 24):
+            t = (hour + timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            rows.append(f"{t},{region},{per_mwh:.2f},USD,{per_mwh:.2f}")
+        return "\n".join(rows) + "\n"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+
+
+@dataclass
+class RegionRig:
+    """One region's emulator and Prometheus."""
+
+    name: str
+    emulator: EmulatorServer
+    prometheus: PrometheusServer
+    replicas: int = 0
+    tokens_per_second: float = 0.0
+
+    def control(self, replicas: int, tokens_per_second: float) -> None:
+        """Tell the emulator what runs and what it gets (only when something changed)."""
+        emu = self.emulator.emulator
+        if replicas != self.replicas:
+            emu.set_replicas(replicas)
+            self.replicas = replicas
+        if abs(tokens_per_second - self.tokens_per_second) > 0.01 * max(1.0, tokens_per_second):
+            emu.set_load(ConstantLoad(tokens_per_second))
+            self.tokens_per_second = tokens_per_second
+
+
+@dataclass
+class World:
+    stack: Stack
+    namespace: str
+    name: str
+    board: PriceBoard
+    rigs: dict[str, RegionRig]
+    total_tokens_per_second: float = 0.0
+    operator: subprocess.Popen[bytes] | None = None
+    operator_log: Path | None = None
+    metrics_port: int = 0
+    ready_history: list[tuple[float, dict[str, int]]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    # --- the balancer ----------------------------------------------------------------------
+
+    def ready_replicas(self) -> dict[str, int]:
+        out = {}
+        for region in self.rigs:
+            proc = self.stack.kubectl(
+                region,
+                "get",
+                "deployment",
+                f"{self.name}-vllm",
+                "-n",
+                self.namespace,
+                "-o",
+                "jsonpath={.status.readyReplicas}",
+                check=False,
+                timeout=10,
+            )
+            text = proc.stdout.strip() if proc.returncode == 0 else ""
+            out[region] = int(text) if text.isdigit() else 0
+        return out
+
+    def _balance_forever(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ready = self.ready_replicas()
+            except Exception:  # a cluster being stopped by a test: try again
+                time.sleep(0.5)
+                continue
+            self.ready_history.append((time.time(), ready))
+            total = sum(ready.values())
+            for region, rig in self.rigs.items():
+                share = self.total_tokens_per_second * ready[region] / total if total else 0.0
+                rig.control(replicas=ready[region], tokens_per_second=share)
+            self._stop.wait(0.5)
+
+    def start_balancer(self) -> None:
+        threading.Thread(target=self._balance_forever, name="balancer", daemon=True).start()
+
+    # --- the operator ----------------------------------------------------------------------
+
+    def start_operator(self, tmp: Path) -> None:
+        self.metrics_port = free_port()
+        self.operator_log = tmp / f"operator-{int(time.time())}.log"
+        env = dict(self.stack.env)
+        env.update(
+            KUBECONFIG=str(self.stack.kubeconfig(self.stack.hub)),
+            WATTSCALE_OPERATOR_NAMESPACE=OPERATOR_NAMESPACE,
+            WATTSCALE_RATE_WINDOW_SECONDS="8",
+        )
+        cmd = [
+            sys.executable,
+            "-m",
+            "wattscale.cli",
+            "run",
+            "--standalone",
+            "--all-namespaces",
+            "--interval",
+            "2",
+            "--metrics-port",
+            str(self.metrics_port),
+            "--metrics-address",
+            "127.0.0.1",
+        ]
+        log = self.operator_log.open("wb")
+        self.operator = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+
+    def kill_operator(self) -> None:
+        if self.operator is not None and self.operator.poll() is None:
+            self.operator.send_signal(signal.SIGKILL)
+            self.operator.wait(timeout=10)
+        self.operator = None
+
+    def stop_operator(self) -> None:
+        if self.operator is not None and self.operator.poll() is None:
+            self.operator.terminate()
+            try:
+                self.operator.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.operator.kill()
+                self.operator.wait(timeout=10)
+        self.operator = None
+
+    def operator_output(self, chars: int = 4000) -> str:
+        if self.operator_log is None or not self.operator_log.exists():
+            return ""
+        return self.operator_log.read_text(errors="replace")[-chars:]
+
+    # --- reading the InferenceDeployment ---------------------------------------------------
+
+    def get(self) -> dict[str, Any]:
+        return self.stack.get_json(
+            self.stack.hub, "inferencedeployments", self.name, "-n", self.namespace
+        )
+
+    def status(self) -> dict[str, Any]:
+        status: dict[str, Any] = self.get().get("status") or {}
+        return status
+
+    def condition(self, type_: str) -> dict[str, Any]:
+        for c in self.status().get("conditions", []):
+            if c["type"] == type_:
+                return dict(c)
+        return {}
+
+    def desired(self) -> dict[str, int]:
+        return {r["name"]: r["desiredReplicas"] for r in self.status().get("regions", [])}
+
+    def events(self) -> list[dict[str, Any]]:
+        data = self.stack.get_json(
+            self.stack.hub,
+            "events",
+            "-n",
+            self.namespace,
+            "--field-selector",
+            f"involvedObject.name={self.name}",
+        )
+        return list(data.get("items", []))
+
+    def wait(
+        self, what: str, check: Callable[[], bool], timeout: float = 90, every: float = 1
+    ) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                if check():
+                    return
+            except Exception:
+                pass
+            time.sleep(every)
+        raise AssertionError(
+            f"timed out after {timeout:.0f}s waiting until {what}\n"
+            f"status: {json.dumps(self.status(), indent=1)[:3000]}\n"
+            f"operator log tail:\n{self.operator_output()}"
+        )
+
+    def close(self) -> None:
+        self._stop.set()
+        self.stop_operator()
+        for rig in self.rigs.values():
+            rig.prometheus.stop()
+            rig.emulator.stop()
+        self.board.stop()
+
+
+def region_manifest(
+    name: str, board: PriceBoard, prometheus_url: str, extra_energy: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    energy: dict[str, Any] = {
+        "currency": "USD",
+        "pue": "1.2",
+        "price": {
+            "type": "csv",
+            "url": board.url(name),
+            "refreshSeconds": 1,
+            "timeoutSeconds": 2,
+            "maxRetries": 0,
+            "maxAgeSeconds": 10,
+        },
+    }
+    energy.update(extra_energy or {})
+    return {
+        "apiVersion": "wattscale.io/v1alpha1",
+        "kind": "Region",
+        "metadata": {"name": name},
+        "spec": {
+            "clusterRef": {
+                "kubeconfigSecretRef": {
+                    "namespace": OPERATOR_NAMESPACE,
+                    "name": f"region-{name}-kubeconfig",
+                    "key": "kubeconfig",
+                }
+            },
+            "prometheus": {"url": prometheus_url, "timeoutSeconds": 3},
+            "energy": energy,
+            "gpus": [
+                {
+                    "product": PRODUCT,
+                    "hourlyCost": "2.50",
+                    "idleWatts": 90,
+                    "maxWatts": 690,
+                    "hostWattsPerGpu": 100,
+                    "available": 16,
+                }
+            ],
+        },
+    }
+
+
+def deployment_manifest(name: str, namespace: str, regions: list[str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "wattscale.io/v1alpha1",
+        "kind": "InferenceDeployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "model": "meta-llama/Llama-3.1-8B-Instruct",
+            "engine": {"gpuProduct": PRODUCT, "gpusPerReplica": 1},
+            "slo": {"ttftP95Ms": 500, "tpotP95Ms": 50, "minReplicas": 1, "maxReplicas": 10},
+            "placement": {
+                "regions": regions,
+                "homeRegion": regions[0],
+                "objective": "cost",
+                "minSavingsPercent": 2,
+                "coldStartSeconds": 5,
+                "scaleDownStabilizationSeconds": 15,
+                "drainSeconds": 2,
+                "maxShiftPerStep": 4,
+            },
+            "capacity": {"tokensPerSecondPerReplica": 5000},
+        },
+    }
+
+
+def build_world(stack: Stack, namespace: str, name: str, prices: dict[str, float]) -> World:
+    board = PriceBoard(prices)
+    rigs: dict[str, RegionRig] = {}
+    for region in prices:
+        emu = Emulator(ConstantLoad(0.0), replicas=0, namespace=namespace, deployment=name)
+        server = EmulatorServer(emu).start()
+        prom = PrometheusServer(
+            [http_sd_config(f"http://{server.address}/sd", interval_seconds=1.0)],
+            scrape_interval_seconds=1.0,
+        ).start()
+        rigs[region] = RegionRig(region, server, prom)
+    world = World(stack=stack, namespace=namespace, name=name, board=board, rigs=rigs)
+    for region, rig in rigs.items():
+        stack.apply(stack.hub, region_manifest(region, board, rig.prometheus.url))
+    return world
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0")

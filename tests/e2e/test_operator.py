@@ -1,0 +1,222 @@
+"""The operator, end to end, on the hub + three region clusters (issue 8's headline scenario).
+
+One InferenceDeployment is applied to the hub; the operator (a `wattscale run` subprocess) must
+bring replicas up where power is cheapest, grow them before the SLO breaks when load rises, move
+them make-before-break when that region's price jumps, and move load out of a region while a
+grid event excludes it. Then the faults: a dead price feed, a hand-scaled Deployment, an operator
+killed mid-shift, and a Region that does not exist.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from operator_world import World, build_world, deployment_manifest, region_manifest
+from stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+REGIONS = ["us-west", "us-east", "eu-central"]
+PRICES = {"us-west": 0.20, "us-east": 0.05, "eu-central": 0.30}
+
+
+@pytest.fixture(scope="module")
+def world(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    assert stack.regions == REGIONS, f"the stack's regions changed: {stack.regions}"
+    namespace = f"e2e-op-{uuid.uuid4().hex[:6]}"
+    stack.kubectl(stack.hub, "create", "namespace", namespace)
+    w = build_world(stack, namespace, "llama", PRICES)
+    w.start_balancer()
+    w.start_operator(tmp_path_factory.mktemp("operator"))
+    w.total_tokens_per_second = 4000.0
+    stack.apply(stack.hub, deployment_manifest("llama", namespace, ["us-west", *REGIONS[1:]]))
+    yield w
+    stack.kubectl(
+        stack.hub,
+        "delete",
+        "inferencedeployment",
+        "llama",
+        "-n",
+        namespace,
+        "--timeout=60s",
+        check=False,
+    )
+    w.close()
+    for region in REGIONS:
+        stack.kubectl(stack.hub, "delete", "region", region, "--wait=false", check=False)
+    stack.kubectl(stack.hub, "delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def _total_ready(ready: dict[str, int]) -> int:
+    return sum(ready.values())
+
+
+def test_replicas_come_up_where_power_is_cheapest(world: World) -> None:
+    world.wait(
+        "replicas run in us-east (the cheapest region) and are Ready",
+        lambda: (
+            world.ready_replicas()["us-east"] >= 1
+            and world.condition("Ready").get("status") == "True"
+        ),
+        timeout=120,
+    )
+    desired = world.desired()
+    assert desired["us-west"] == 0, desired
+    assert desired["eu-central"] == 0, desired
+    out = world.stack.kubectl(world.stack.hub, "get", "infd", "-n", world.namespace).stdout
+    assert "meta-llama/Llama-3.1-8B-Instruct" in out
+    assert "us-east=" in out
+    dep = world.stack.get_json("us-east", "deployment", "llama-vllm", "-n", world.namespace)
+    limits = dep["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits == {"nvidia.com/gpu": "1"}
+
+
+def test_replicas_grow_with_load_before_the_slo_breaks(world: World) -> None:
+    before = _total_ready(world.ready_replicas())
+    world.total_tokens_per_second = 18000.0
+    world.wait(
+        "replicas grow to cover 18,000 tok/s with headroom",
+        lambda: _total_ready(world.ready_replicas()) >= 4,
+        timeout=150,
+    )
+    assert _total_ready(world.ready_replicas()) > before
+    status = world.status()
+    assert status["explanation"]["demandTokensPerSecond"] > 5000
+    world.wait(
+        "the SLO holds at the new size",
+        lambda: world.condition("SLOMet").get("status") == "True",
+        timeout=120,
+    )
+
+
+def test_price_jump_moves_replicas_make_before_break(world: World) -> None:
+    needed = _total_ready(world.ready_replicas())
+    world.wait(
+        "replicas are all in us-east", lambda: world.desired()["us-east"] == needed, timeout=60
+    )
+    mark = len(world.ready_history)
+    world.board.prices["us-east"] = 1.50  # a price spike at home
+    world.wait(
+        "replicas leave us-east for us-west (the next cheapest)",
+        lambda: (
+            world.ready_replicas()["us-east"] == 0 and world.ready_replicas()["us-west"] >= needed
+        ),
+        timeout=180,
+    )
+    during = [_total_ready(r) for _, r in world.ready_history[mark:]]
+    assert min(during) >= needed, f"Ready replicas dropped during the move: {during}"
+    reasons = [e["reason"] for e in world.events()]
+    assert "ShiftStarted" in reasons, reasons
+
+
+def test_grid_event_moves_load_out_for_its_duration(world: World) -> None:
+    start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5))
+    end = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    event = {
+        "gridEvents": {
+            "type": "static",
+            "refreshSeconds": 1,
+            "events": [{"start": start, "end": end, "capFraction": 0.0, "reason": "e2e DR"}],
+        }
+    }
+    rig = world.rigs["us-west"]
+    world.stack.apply(
+        world.stack.hub, region_manifest("us-west", world.board, rig.prometheus.url, event)
+    )
+    world.wait(
+        "load leaves us-west while the grid event excludes it",
+        lambda: (
+            world.ready_replicas()["us-west"] == 0 and _total_ready(world.ready_replicas()) >= 4
+        ),
+        timeout=180,
+    )
+    explanation = world.status()["explanation"]
+    west = next(r for r in explanation["regions"] if r["name"] == "us-west")
+    assert west.get("gridEventCapReplicas") == 0
+    world.stack.apply(world.stack.hub, region_manifest("us-west", world.board, rig.prometheus.url))
+
+
+def test_hand_scaled_deployment_is_reverted(world: World) -> None:
+    region = max(world.desired(), key=lambda r: world.desired()[r])
+    want = world.desired()[region]
+    world.stack.kubectl(
+        region, "scale", "deployment", "llama-vllm", "-n", world.namespace, f"--replicas={want + 3}"
+    )
+    world.wait(
+        "the operator sets the replicas back",
+        lambda: (
+            world.stack.get_json(region, "deployment", "llama-vllm", "-n", world.namespace)["spec"][
+                "replicas"
+            ]
+            == want
+        ),
+        timeout=60,
+    )
+    assert "ManualScaleReverted" in [e["reason"] for e in world.events()]
+
+
+def test_dead_price_feed_holds_and_reports(world: World) -> None:
+    before = sum(world.desired().values())
+    world.board.broken = set(REGIONS)
+    world.total_tokens_per_second = 2000.0  # load falls while the feeds are dead
+    try:
+        world.wait(
+            "SignalsFresh turns False",
+            lambda: world.condition("SignalsFresh").get("status") == "False",
+            timeout=90,
+        )
+        time.sleep(20)  # longer than the scale-down window
+        assert sum(world.desired().values()) >= before
+    finally:
+        world.board.broken = set()
+        world.total_tokens_per_second = 18000.0
+
+
+def test_operator_killed_and_restarted_resumes_without_flapping(
+    world: World, tmp_path: Path
+) -> None:
+    before = world.desired()
+    world.kill_operator()
+    world.start_operator(tmp_path)
+    world.wait(
+        "the restarted operator decides again",
+        lambda: world.status()["lastDecision"]["time"] > "",
+        timeout=60,
+    )
+    time.sleep(10)
+    after = world.desired()
+    assert sum(after.values()) >= sum(before.values()) - 0, (before, after)
+
+
+def test_unknown_region_is_a_condition_and_an_event(world: World) -> None:
+    bad = deployment_manifest("typo", world.namespace, ["us-east", "us-esat"])
+    bad["spec"]["placement"]["homeRegion"] = "us-east"
+    world.stack.apply(world.stack.hub, bad)
+    try:
+
+        def refused() -> bool:
+            obj = world.stack.get_json(world.stack.hub, "infd", "typo", "-n", world.namespace)
+            reason = (obj.get("status") or {}).get("lastDecision", {}).get("reason")
+            return bool(reason == "UnknownRegion")
+
+        world.wait("the typo'd region is reported", refused, timeout=60)
+        for region in REGIONS:
+            proc = world.stack.kubectl(
+                region, "get", "deployment", "typo-vllm", "-n", world.namespace, check=False
+            )
+            assert proc.returncode != 0, f"{region} got a Deployment for an invalid spec"
+    finally:
+        world.stack.kubectl(
+            world.stack.hub,
+            "delete",
+            "infd",
+            "typo",
+            "-n",
+            world.namespace,
+            "--timeout=60s",
+            check=False,
+        )
