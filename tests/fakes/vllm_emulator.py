@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import csv
+import heapq
 import json
 import math
 import random
@@ -86,6 +87,7 @@ class EngineParams:
     per_seq_step_seconds: float = 0.00008
     prefill_seconds_per_token: float = 1 / 30000
     max_num_seqs: int = 256
+    prefill_chunk_tokens: int = 512
     kv_cache_tokens: int = 600_000
     jitter_sigma: float = 0.08
     gpus_per_replica: int = 1
@@ -142,9 +144,11 @@ class RampLoad:
     duration_seconds: float
     prompt_tokens: int = 1000
     output_tokens: int = 200
+    start_at_seconds: float = 0.0
+    """Emulated time at which the ramp starts (``Emulator.now`` when it is installed)."""
 
     def rate_rps(self, t_seconds: float) -> float:
-        f = min(1.0, max(0.0, t_seconds / self.duration_seconds))
+        f = min(1.0, max(0.0, (t_seconds - self.start_at_seconds) / self.duration_seconds))
         tps = self.start_tokens_per_second + f * (
             self.end_tokens_per_second - self.start_tokens_per_second
         )
@@ -224,8 +228,8 @@ class _Request:
     arrival: float
     prompt_tokens: int
     output_tokens: int
-    generated: float = 0.0
-    first_token_done: bool = False
+    prefill_left: int = 0
+    start_step: int = 0
 
 
 class _Histogram:
@@ -255,19 +259,29 @@ class _Histogram:
 
 @dataclass
 class Replica:
-    """One emulated vLLM pod (and its GPUs)."""
+    """One emulated vLLM pod (and its GPUs): an engine that runs step by step.
+
+    Each engine step decodes one token for every sequence in the batch and prefills up to
+    ``prefill_chunk_tokens`` of the oldest admitted prompts (chunked prefill); it lasts
+    ``base + per_seq x batch + chunk x prefill_seconds_per_token``. The inter-token latency a
+    sequence sees is the step time, so it grows with the batch and with prefill interference;
+    TTFT is queueing + prefill + the step that emits the first token.
+    """
 
     pod: str
     params: EngineParams
     rng: random.Random
     gpu_uuids: list[str]
     waiting: deque[_Request] = field(default_factory=deque)
-    running: list[_Request] = field(default_factory=list)
+    prefilling: deque[_Request] = field(default_factory=deque)
+    decoding: list[tuple[int, int, _Request]] = field(default_factory=list)
+    """Heap of (finish step, sequence number, request)."""
+    step_index: int = 0
+    engine_time: float = 0.0
     prompt_tokens_total: float = 0.0
     generation_tokens_total: float = 0.0
     success_stop: int = 0
     success_length: int = 0
-    carry_seconds: float = 0.0
     ttft: _Histogram = field(default_factory=lambda: _Histogram(TTFT_BUCKETS_SECONDS))
     tpot: _Histogram = field(default_factory=lambda: _Histogram(TPOT_BUCKETS_SECONDS))
     energy_millijoules: list[float] = field(default_factory=list)
@@ -276,9 +290,15 @@ class Replica:
     endpoint_alive: bool = True
     recent_tokens: float = 0.0
     """Exponentially smoothed output tokens/s (drives the power model)."""
-    ttft_log: list[float] = field(default_factory=list)
-    tpot_log: list[tuple[float, int]] = field(default_factory=list)
+    ttft_log: list[tuple[float, float]] = field(default_factory=list)
+    """(emulated time, TTFT seconds) of each first token, when ``keep_logs``."""
+    tpot_log: list[tuple[float, float, int]] = field(default_factory=list)
+    """(emulated time, inter-token seconds, tokens), when ``keep_logs``."""
     keep_logs: bool = False
+    _seq: int = 0
+    _kv_prompt: int = 0
+    _kv_start_sum: int = 0
+    _power_time: float = 0.0
 
     def __post_init__(self) -> None:
         n = self.params.gpus_per_replica
@@ -287,83 +307,105 @@ class Replica:
         self.util_percent = [0.0] * n
 
     @property
-    def kv_used_tokens(self) -> float:
-        return sum(r.prompt_tokens + r.generated for r in self.running)
+    def running(self) -> int:
+        """Sequences in the batch (prefilling or decoding), as vLLM's num_requests_running."""
+        return len(self.prefilling) + len(self.decoding)
 
-    def step(self, now: float, dt: float, prompt_per_output: float) -> None:
-        """Advance this replica by ``dt`` seconds ending at ``now``."""
+    @property
+    def kv_used_tokens(self) -> float:
+        decoded = len(self.decoding) * self.step_index - self._kv_start_sum
+        return float(self._kv_prompt + max(0, decoded))
+
+    def _admit(self) -> None:
         p = self.params
-        start = now - dt
-        # Admit from the queue while the batch and the KV cache have room.
-        kv_used = self.kv_used_tokens
-        admitted: list[_Request] = []
-        while self.waiting and len(self.running) + len(admitted) < p.max_num_seqs:
+        kv = self.kv_used_tokens
+        while self.waiting and self.running < p.max_num_seqs:
             req = self.waiting[0]
-            need = req.prompt_tokens + req.output_tokens
-            if kv_used + need > p.kv_cache_tokens and (self.running or admitted):
+            if req.arrival > self.engine_time:
+                break
+            if kv + req.prompt_tokens + req.output_tokens > p.kv_cache_tokens and self.running:
                 break
             self.waiting.popleft()
-            kv_used += need
-            admitted.append(req)
-        budget = dt + self.carry_seconds
-        # Prefill (chunked prefill runs it ahead of this step's decode).
-        prefill_elapsed = 0.0
-        batch = len(self.running) + len(admitted)
-        step_seconds = p.base_step_seconds + p.per_seq_step_seconds * max(1, batch)
-        for req in admitted:
-            prefill_elapsed += req.prompt_tokens * p.prefill_seconds_per_token
-            self.prompt_tokens_total += req.prompt_tokens
-            ttft = max(0.0, start - req.arrival) + prefill_elapsed + step_seconds
-            ttft *= math.exp(self.rng.gauss(0.0, p.jitter_sigma))
-            self.ttft.observe(ttft)
-            if self.keep_logs:
-                self.ttft_log.append(ttft)
-            req.generated = 1.0
-            req.first_token_done = True
-        self.running.extend(admitted)
-        decode_time = budget - prefill_elapsed
-        produced = 0.0
-        if self.running and decode_time > 0:
-            steps = decode_time / step_seconds
-            self.carry_seconds = 0.0
-            finished: list[_Request] = []
-            for req in self.running:
-                before = req.generated
-                req.generated = min(float(req.output_tokens), req.generated + steps)
-                produced += req.generated - before
-                if req.generated >= req.output_tokens:
-                    finished.append(req)
-            # Inter-token latency: the effective step (prefill interference included).
-            itl = dt / steps if steps > 0 else dt
-            tokens = round(produced)
-            chunks = 4
-            for i in range(chunks):
-                share = tokens // chunks + (1 if i < tokens % chunks else 0)
-                value = itl * math.exp(self.rng.gauss(0.0, p.jitter_sigma))
-                self.tpot.observe(value, share)
-                if self.keep_logs and share:
-                    self.tpot_log.append((value, share))
-            for req in finished:
-                self.running.remove(req)
+            req.prefill_left = req.prompt_tokens
+            kv += req.prompt_tokens
+            self._kv_prompt += req.prompt_tokens
+            self.prefilling.append(req)
+
+    def advance_to(self, until: float) -> None:
+        """Run engine steps until the engine clock reaches ``until``."""
+        p = self.params
+        produced_before = self.generation_tokens_total
+        while True:
+            self._admit()
+            if not self.prefilling and not self.decoding:
+                # Idle: jump to the next arrival (or to the end of this advance).
+                nxt = self.waiting[0].arrival if self.waiting else until
+                if nxt >= until:
+                    self.engine_time = max(self.engine_time, until)
+                    break
+                self.engine_time = max(self.engine_time, nxt)
+                continue
+            batch = len(self.decoding)
+            chunk = min(p.prefill_chunk_tokens, sum(r.prefill_left for r in self.prefilling))
+            step = p.base_step_seconds + p.per_seq_step_seconds * batch
+            step += chunk * p.prefill_seconds_per_token
+            if self.engine_time + step > until:
+                break
+            self.engine_time += step
+            self.step_index += 1
+            now = self.engine_time
+            if batch:
+                itl = step * math.exp(self.rng.gauss(0.0, p.jitter_sigma))
+                self.tpot.observe(itl, batch)
+                if self.keep_logs:
+                    self.tpot_log.append((now, itl, batch))
+                self.generation_tokens_total += batch
+            left = chunk
+            while left > 0 and self.prefilling:
+                req = self.prefilling[0]
+                take = min(left, req.prefill_left)
+                req.prefill_left -= take
+                left -= take
+                self.prompt_tokens_total += take
+                if req.prefill_left == 0:
+                    self.prefilling.popleft()
+                    ttft = (now - req.arrival) * math.exp(self.rng.gauss(0.0, p.jitter_sigma))
+                    self.ttft.observe(ttft)
+                    if self.keep_logs:
+                        self.ttft_log.append((now, ttft))
+                    self.generation_tokens_total += 1
+                    req.start_step = self.step_index
+                    self._kv_start_sum += self.step_index
+                    self._seq += 1
+                    heapq.heappush(
+                        self.decoding, (self.step_index + req.output_tokens - 1, self._seq, req)
+                    )
+            while self.decoding and self.decoding[0][0] <= self.step_index:
+                _, _, req = heapq.heappop(self.decoding)
+                self._kv_prompt -= req.prompt_tokens
+                self._kv_start_sum -= req.start_step
                 if req.output_tokens >= 1000:
                     self.success_length += 1
                 else:
                     self.success_stop += 1
-        elif self.running:
-            self.carry_seconds = decode_time  # negative: prefill overran this step
-        else:
-            self.carry_seconds = 0.0
-        self.generation_tokens_total += produced + len(admitted)
-        # Power: intensity of recent throughput against the ceiling.
+        self._update_power(until - self._power_time, self.generation_tokens_total - produced_before)
+        self._power_time = max(self._power_time, until)
+
+    def _update_power(self, dt: float, produced: float) -> None:
+        p = self.params
+        if dt <= 0:
+            return
         alpha = min(1.0, dt / 2.0)
-        self.recent_tokens += alpha * ((produced + len(admitted)) / dt - self.recent_tokens)
-        intensity = p.intensity(self.recent_tokens, prompt_per_output)
+        self.recent_tokens += alpha * (produced / dt - self.recent_tokens)
         for g in range(p.gpus_per_replica):
+            intensity = p.intensity(self.recent_tokens, self.prompt_per_output)
             watts = p.idle_watts + (p.max_watts - p.idle_watts) * intensity
             watts += self.rng.gauss(0.0, p.power_noise_watts)
             self.power_watts[g] = watts
             self.util_percent[g] = round(100.0 * intensity, 1)
             self.energy_millijoules[g] += watts * dt * 1000.0
+
+    prompt_per_output: float = 5.0
 
 
 class _VllmCollector(Collector):
@@ -385,7 +427,7 @@ class _VllmCollector(Collector):
         yield gauge(
             "vllm:num_requests_running",
             "Number of requests in model execution batches.",
-            len(r.running),
+            r.running,
         )
         yield gauge(
             "vllm:num_requests_waiting",
@@ -505,6 +547,8 @@ class Emulator:
                     uuids,
                     keep_logs=self.keep_logs,
                 )
+                rep.engine_time = self.now
+                rep._power_time = self.now
                 self.replicas.append(rep)
                 reg = CollectorRegistry(auto_describe=False)
                 reg.register(_VllmCollector(rep, self.model, self.legacy_names))
@@ -539,15 +583,19 @@ class Emulator:
             else:  # evenly spaced arrivals: rates exact for accuracy tests
                 n = int(expected)
                 self._arrival_debt = expected - n
-            for _ in range(n):
+            if self.poisson:
+                arrivals = sorted(self.now - dt * self.rng.random() for _ in range(n))
+            else:
+                arrivals = [self.now - dt + dt * (i + 0.5) / max(1, n) for i in range(n)]
+            for arrival in arrivals:
                 prompt, output = self.load.sample_tokens(self.rng)
-                arrival = self.now - dt * self.rng.random()
                 rep = self.replicas[self._rr % len(self.replicas)]
                 self._rr += 1
                 rep.waiting.append(_Request(arrival, prompt, output))
             ratio = self.load.mean_prompt_tokens() / max(1.0, self.load.mean_output_tokens())
             for rep in self.replicas:
-                rep.step(self.now, dt, ratio)
+                rep.prompt_per_output = ratio
+                rep.advance_to(self.now)
 
     def _poisson(self, lam: float) -> int:
         if lam <= 0:
@@ -637,6 +685,19 @@ class Emulator:
             )
             return groups
 
+    def exact_quantiles(self, since_seconds: float, q: float = 0.95) -> tuple[float, float]:
+        """Exact (TTFT, TPOT) quantile over requests since emulated time ``since_seconds``
+        (needs ``keep_logs=True``)."""
+        with self.lock:
+            ttft = [(v, 1) for r in self.replicas for t, v in r.ttft_log if t >= since_seconds]
+            tpot = [(v, c) for r in self.replicas for t, v, c in r.tpot_log if t >= since_seconds]
+        return weighted_quantile(ttft, q), weighted_quantile(tpot, q)
+
+    def total_power_watts(self) -> float:
+        """Current board power of all GPUs."""
+        with self.lock:
+            return sum(sum(r.power_watts) for r in self.replicas)
+
     def state(self) -> dict[str, Any]:
         """A summary for humans and the e2e suite."""
         with self.lock:
@@ -647,7 +708,7 @@ class Emulator:
                 "rate_rps": self.load.rate_rps(self.now),
                 "offered_tokens_per_second": self.load.rate_rps(self.now)
                 * self.load.mean_output_tokens(),
-                "running": sum(len(r.running) for r in self.replicas),
+                "running": sum(r.running for r in self.replicas),
                 "waiting": sum(len(r.waiting) for r in self.replicas),
             }
 
@@ -758,12 +819,13 @@ def _make_handler(server: EmulatorServer) -> type[BaseHTTPRequestHandler]:
 # -- ground truth ------------------------------------------------------------------------------
 
 
-def _p95(values: list[tuple[float, int]]) -> float:
+def weighted_quantile(values: list[tuple[float, int]], q: float = 0.95) -> float:
+    """Exact quantile of (value, count) pairs (NaN when empty)."""
     if not values:
         return math.nan
     values = sorted(values)
     total = sum(c for _, c in values)
-    target, acc = 0.95 * total, 0
+    target, acc = q * total, 0
     for v, c in values:
         acc += c
         if acc >= target:
@@ -796,9 +858,9 @@ def run_virtual(
         emu.advance(dt)
         t += dt
     gen = sum(r.generation_tokens_total for r in emu.replicas) - gen0
-    ttft = [(v, 1) for r in emu.replicas for v in r.ttft_log]
-    tpot = [x for r in emu.replicas for x in r.tpot_log]
-    return gen / seconds / replicas, _p95(ttft), _p95(tpot)
+    ttft = [(v, 1) for r in emu.replicas for _, v in r.ttft_log]
+    tpot = [(v, c) for r in emu.replicas for _, v, c in r.tpot_log]
+    return gen / seconds / replicas, weighted_quantile(ttft), weighted_quantile(tpot)
 
 
 def measure_capacity(
@@ -897,4 +959,5 @@ __all__ = [
     "TraceLoad",
     "measure_capacity",
     "run_virtual",
+    "weighted_quantile",
 ]
