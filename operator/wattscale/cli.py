@@ -65,8 +65,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """The "try it in one command" path: validate the examples and show the API."""
+    """The "try it in one command" path: the API, the examples, then a week of real prices."""
     from wattscale.api.crdgen import crds
+    from wattscale.cli_simulate import main as simulate_main
 
     root = Path(__file__).resolve().parents[2]
     examples = sorted((root / "examples").glob("*.yaml"))
@@ -77,8 +78,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"  {doc['spec']['names']['kind']:<20} {name:<42} columns: {cols}")
     if examples:
         print("\nValidating examples/:")
-        return _cmd_validate(argparse.Namespace(files=[str(p) for p in examples]))
-    return 0
+        if _cmd_validate(argparse.Namespace(files=[str(p) for p in examples])) != 0:
+            return 1
+    print(
+        "\nReplaying a week of real US prices and carbon through the planner, against the"
+        " baselines and the offline optimum (the embedded default of `wattscale simulate`):"
+    )
+    return simulate_main([])
 
 
 def build_parser() -> argparse.ArgumentParser:
