@@ -49,6 +49,13 @@ def helm_env(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     return env
 
 
+@pytest.fixture(scope="module")
+def kube_version(stack: Stack) -> str:
+    """The hub's Kubernetes version, for `helm template` (which has no cluster to ask)."""
+    out = stack.kubectl(stack.hub, "get", "--raw", "/version").stdout
+    return str(yaml.safe_load(out)["gitVersion"])
+
+
 def helm(stack: Stack, env: dict[str, str], *args: str, check: bool = True) -> str:
     """Run the helm we built; fail with its output on error; return stdout."""
     proc = subprocess.run(
@@ -93,7 +100,7 @@ def test_helm_lint(stack: Stack, helm_env: dict[str, str], values: Path | None) 
 
 @pytest.mark.parametrize("values", VALUE_SETS, ids=_ids)
 def test_helm_template_renders_and_the_apiserver_accepts_it(
-    stack: Stack, helm_env: dict[str, str], values: Path | None
+    stack: Stack, helm_env: dict[str, str], kube_version: str, values: Path | None
 ) -> None:
     namespace = f"e2e-helm-tpl-{uuid.uuid4().hex[:6]}"
     out = helm(
@@ -105,6 +112,8 @@ def test_helm_template_renders_and_the_apiserver_accepts_it(
         "--namespace",
         namespace,
         "--include-crds",
+        "--kube-version",
+        kube_version,
         *values_args(values),
     )
     rendered = docs(out)
@@ -142,9 +151,20 @@ def test_helm_template_renders_and_the_apiserver_accepts_it(
         stack.kubectl(stack.hub, "delete", "namespace", namespace, "--wait=false", check=False)
 
 
-def test_schema_refuses_an_unknown_value(stack: Stack, helm_env: dict[str, str]) -> None:
+def test_schema_refuses_an_unknown_value(
+    stack: Stack, helm_env: dict[str, str], kube_version: str
+) -> None:
     out = subprocess.run(
-        [str(stack.bin_dir / "helm"), "template", "ws", str(CHART), "--set", "metrics.prot=1"],
+        [
+            str(stack.bin_dir / "helm"),
+            "template",
+            "ws",
+            str(CHART),
+            "--kube-version",
+            kube_version,
+            "--set",
+            "metrics.prot=1",
+        ],
         capture_output=True,
         text=True,
         env=helm_env,
