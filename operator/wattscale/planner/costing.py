@@ -90,6 +90,8 @@ class Costing:
             n_min=req.min_replicas,
             n_max=req.max_replicas,
             min_regions=req.min_regions if spread else 0,
+            single_population=self.shares.shape[0] == 1
+            or bool(np.all(self.allowed[np.ix_(self.shares > 0, hi_a > 0)])),
         )
 
     def as_mapping(self, r: IntArray) -> dict[PoolKey, int]:
@@ -172,6 +174,7 @@ def build_costing(req: PlanRequest) -> Costing:
     fallback_price = max(known_prices) if known_prices else 0.0
     fallback_carbon = max(known_carbon) if known_carbon else 0.0
     carbon_price_per_g = req.carbon_price_per_tonne / 1e6
+    d_share = demand / need if need > 0 else np.zeros(steps)
 
     keys: list[PoolKey] = []
     cols: dict[str, list[float]] = {
@@ -213,9 +216,8 @@ def build_costing(req: PlanRequest) -> Costing:
         e_money_mean = float(price.mean())
         carbon_mean = float(carbon.mean())
         # Load-weighted means for the load-proportional part (traffic weights are fixed).
-        d_share = demand / need if need > 0 else np.zeros(steps)
-        e_obj_load = float((d_share * e_obj).mean())
-        e_money_load = float((d_share * price).mean())
+        e_obj_load = float(d_share @ e_obj) / steps
+        e_money_load = float(d_share @ price) / steps
         pue = max(reg.pue, 1.0)
         cap_i = UNCAPPED
         if reg.grid_event is not None and reg.grid_event.ends_in_seconds > 0:

@@ -34,6 +34,7 @@ optimum that is feasible is optimal) and falls back to HiGHS only when one is vi
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -68,6 +69,7 @@ class Problem:
     n_min: int
     n_max: int
     min_regions: int
+    single_population: bool | None = None  # precomputed by the caller, else derived
 
     @property
     def pools(self) -> int:
@@ -87,6 +89,10 @@ class Solution:
 
 
 def _single_population(p: Problem) -> bool:
+    if p.single_population is not None:
+        return p.single_population
+    if p.shares.shape[0] == 1:
+        return bool(np.all(p.allowed[0, p.hi > 0]))
     usable = p.hi > 0
     active = p.shares > 0
     return bool(np.all(p.allowed[np.ix_(active, usable)]))
@@ -188,60 +194,131 @@ def solve_dp(p: Problem) -> Solution | None:
     if need > xs[0, -1] * (1 + _REL_TOL) + 1e-9:
         return None
     tol_n = need * _REL_TOL + 1e-12
-    incumbent = _greedy_upper_bound(f, vp, c, lo, hi, need)
+    # LP relaxation, an incumbent from rounding it, then reduced-cost fixing: pools whose
+    # LP reduced cost exceeds the gap (incumbent - LP bound) keep their LP value in every
+    # plan at least as good as the incumbent, so the DP only branches over the rest.
+    lp_value, r_frac, lam_left, lam_right = _lp(f, vp, c, lo, hi, need, float(forced_f[0]))
+    incumbent = min(
+        _greedy_upper_bound(f, vp, c, lo, hi, need),
+        _rounding_upper_bound(f, vp, c, lo, hi, need, r_frac),
+    )
+    # The LP value is convex in each pool's bound, so moving pool j k replicas away from its
+    # LP value costs at least k times the first replica's reduced cost: with k * slope > gap
+    # the move cannot beat the incumbent. This narrows every pool but the break pool(s).
+    gap = incumbent - lp_value + abs(incumbent) * 1e-9 + 1e-12
+    a = f / c + vp
+    at_hi = (r_frac >= hi - 1e-9) & (hi > lo)
+    at_lo = (r_frac <= lo + 1e-9) & (hi > lo)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        down = (lam_right - a) * c
+        k_down = np.where(down > 0, np.floor(gap / down), np.inf)
+        up = f + np.minimum(0.0, vp - lam_left) * c
+        k_up = np.where(up > 0, np.floor(gap / up), np.inf)
+    new_lo = np.where(at_hi, np.maximum(lo, hi - k_down), lo)
+    new_hi = np.where(at_lo, np.minimum(hi, lo + k_up), hi)
+    if np.any(new_lo != lo) or np.any(new_hi != hi):
+        lo, hi = new_lo, new_hi
+        lo_i = lo.astype(np.int64)
+        xs, ys, forced_f = _suffix_bounds(f, vp, c, lo_i, hi.astype(np.int64))
 
     cap = np.zeros(1)
     cost = np.zeros(1)
-    parents: list[IntArray] = []
-    choices: list[IntArray] = []
-    last = j_n
-    for j in range(j_n):
+    # Per branching layer: (position, parent index per state, replicas chosen per state).
+    layers: list[tuple[int, IntArray, IntArray]] = []
+    xs_rows: list[list[float]] | None = None
+    ys_rows: list[list[float]] | None = None
+    j = 0
+    while j < j_n:
         if cap.min() >= need:  # everything covered: the rest stays at its lower bound
-            last = j
             break
+        if hi[j] == lo[j]:
+            # A run of pools with no choice: they fill the remaining need in vp order, a
+            # piecewise-linear function of the capacity reached so far.
+            k = j
+            while k < j_n and hi[k] == lo[k]:
+                k += 1
+            run = lo[j:k] * c[j:k]
+            xs_run = np.concatenate([[0.0], np.cumsum(run)])
+            ys_run = np.concatenate([[0.0], np.cumsum(run * vp[j:k])])
+            fill = np.minimum(need - cap, xs_run[-1])
+            cost = cost + float(f[j:k] @ lo[j:k]) + np.interp(fill, xs_run, ys_run)
+            cap = cap + fill
+            cap[cap >= need - tol_n] = need
+            j = k
+            continue
+        n_states = cap.shape[0]
+        if n_states * (hi[j] - lo[j] + 1) <= _SMALL_LAYER:
+            if xs_rows is None:
+                xs_rows, ys_rows = xs.tolist(), ys.tolist()
+            step = _small_layer(
+                cap.tolist(),
+                cost.tolist(),
+                need,
+                tol_n,
+                float(c[j]),
+                float(f[j]),
+                float(vp[j]),
+                int(lo[j]),
+                int(hi[j]),
+                float(forced_f[j + 1]),
+                xs_rows[j + 1],
+                ys_rows[j + 1],
+                incumbent,
+            )
+            if step is None:
+                return None
+            incumbent, parent_l, r_l, cap_l, cost_l = step
+            layers.append((j, np.array(parent_l, dtype=np.int64), np.array(r_l, dtype=np.int64)))
+            cap = np.array(cap_l)
+            cost = np.array(cost_l)
+            j += 1
+            continue
         rem = need - cap
         r_top = np.clip(np.ceil(rem / c[j] - 1e-12), lo[j], hi[j])
         counts = (r_top - lo[j] + 1).astype(np.int64)
-        total = int(counts.sum())
-        parent = np.repeat(np.arange(cap.shape[0]), counts)
-        offs = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-        r = lo[j] + offs
+        if int(counts.max()) == 1:
+            parent = np.arange(n_states)
+            r = np.full(n_states, lo[j])
+        else:
+            parent = np.repeat(np.arange(n_states), counts)
+            offs = np.arange(parent.shape[0]) - np.repeat(np.cumsum(counts) - counts, counts)
+            r = lo[j] + offs
         pc = cap[parent]
         new_cap = pc + r * c[j]
-        new_cap = np.where(new_cap >= need - tol_n, need, new_cap)
+        new_cap[new_cap >= need - tol_n] = need
+        np.minimum(new_cap, need, out=new_cap)
         new_cost = cost[parent] + f[j] * r + vp[j] * (new_cap - pc)
         done = new_cap >= need
         if done.any():
             incumbent = min(incumbent, float(new_cost[done].min()) + float(forced_f[j + 1]))
-        bound = new_cost + np.interp(need - new_cap, xs[j + 1], ys[j + 1])
-        bound += forced_f[j + 1]
-        bound[need - new_cap > xs[j + 1, -1] * (1 + _REL_TOL) + 1e-9] = np.inf
+        left = need - new_cap
+        bound = new_cost + forced_f[j + 1] + np.interp(left, xs[j + 1], ys[j + 1])
+        bound[left > xs[j + 1, -1] * (1 + _REL_TOL) + 1e-9] = np.inf
         keep = np.flatnonzero(bound <= incumbent + abs(incumbent) * _REL_TOL + 1e-12)
         if keep.shape[0] == 0:
             return None
         # Pareto frontier: by capacity descending, keep a state only if it is cheaper than
         # every state with at least as much capacity.
-        kc = new_cost[keep]
-        srt = keep[np.lexsort((kc, -new_cap[keep]))]
-        sc = new_cost[srt]
-        prev_min = np.minimum.accumulate(np.concatenate([[np.inf], sc[:-1]]))
-        front = srt[sc < prev_min - (np.abs(sc) * 1e-12 + 1e-15)]
-        parents.append(parent[front])
-        choices.append(r[front].astype(np.int64))
+        if keep.shape[0] > 1:
+            srt = keep[np.lexsort((new_cost[keep], -new_cap[keep]))]
+            sc = new_cost[srt]
+            prev_min = np.minimum.accumulate(np.concatenate([[np.inf], sc[:-1]]))
+            front = srt[sc < prev_min - (np.abs(sc) * 1e-12 + 1e-15)]
+        else:
+            front = keep
+        layers.append((j, parent[front], r[front].astype(np.int64)))
         cap = new_cap[front]
         cost = new_cost[front]
-    if cap.min() < need:
-        final = np.flatnonzero(cap >= need)
-        if final.shape[0] == 0:
-            return None
-        best = int(final[np.argmin(cost[final])])
-    else:
-        best = int(np.argmin(cost))
-    r_ord = lo_i.copy()
+        j += 1
+    final = np.flatnonzero(cap >= need)
+    if final.shape[0] == 0:
+        return None
+    best = int(final[np.argmin(cost[final])])
+    r_ord = lo.astype(np.int64)
     idx = best
-    for j in range(last - 1, -1, -1):
-        r_ord[j] = choices[j][idx]
-        idx = int(parents[j][idx])
+    for pos, parent_idx, chosen in reversed(layers):
+        r_ord[pos] = chosen[idx]
+        idx = int(parent_idx[idx])
     replicas = p.lo.copy()
     replicas[order] = r_ord
     routed = route(p, replicas)
@@ -249,6 +326,156 @@ def solve_dp(p: Problem) -> Solution | None:
         return None
     load, obj = routed
     return Solution(replicas=replicas, load=load, objective=obj, solver="dp", optimal=True)
+
+
+_SMALL_LAYER = 96  # below this many candidates a layer runs in plain Python (less overhead)
+
+
+def _interp(x: float, xs: list[float], ys: list[float]) -> float:
+    i = bisect.bisect_right(xs, x)
+    if i <= 0:
+        return ys[0]
+    if i >= len(xs):
+        return ys[-1]
+    x0, x1 = xs[i - 1], xs[i]
+    if x1 <= x0:
+        return ys[i - 1]
+    return ys[i - 1] + (ys[i] - ys[i - 1]) * (x - x0) / (x1 - x0)
+
+
+def _small_layer(
+    cap: list[float],
+    cost: list[float],
+    need: float,
+    tol_n: float,
+    c: float,
+    f: float,
+    vp: float,
+    lo: int,
+    hi: int,
+    forced_next: float,
+    xs: list[float],
+    ys: list[float],
+    incumbent: float,
+) -> tuple[float, list[int], list[int], list[float], list[float]] | None:
+    """One DP layer in plain Python: the same rules as the vectorised layer in solve_dp."""
+    cand: list[tuple[float, float, int, int, float]] = []
+    x_max = xs[-1] * (1 + _REL_TOL) + 1e-9
+    for s_idx, (cp, co) in enumerate(zip(cap, cost, strict=True)):
+        rem = need - cp
+        top = min(max(math.ceil(rem / c - 1e-12), lo), hi) if rem > 0 else lo
+        for r in range(lo, top + 1):
+            nc = cp + r * c
+            if nc >= need - tol_n:
+                nc = need
+            nco = co + f * r + vp * (nc - cp)
+            if nc >= need:
+                incumbent = min(incumbent, nco + forced_next)
+            left = need - nc
+            if left > x_max:
+                continue
+            cand.append((nc, nco, s_idx, r, nco + forced_next + _interp(left, xs, ys)))
+    limit = incumbent + abs(incumbent) * _REL_TOL + 1e-12
+    kept = [x for x in cand if x[4] <= limit]
+    if not kept:
+        return None
+    kept.sort(key=lambda x: (-x[0], x[1]))
+    parents: list[int] = []
+    rs: list[int] = []
+    caps: list[float] = []
+    costs: list[float] = []
+    best = math.inf
+    for nc, nco, s_idx, r, _ in kept:
+        if nco < best - (abs(nco) * 1e-12 + 1e-15):
+            best = nco
+            parents.append(s_idx)
+            rs.append(r)
+            caps.append(nc)
+            costs.append(nco)
+    return incumbent, parents, rs, caps, costs
+
+
+def _lp(
+    f: FloatArray,
+    vp: FloatArray,
+    c: FloatArray,
+    lo: FloatArray,
+    hi: FloatArray,
+    need: float,
+    forced: float,
+) -> tuple[float, FloatArray, float, float]:
+    """LP relaxation: value, fractional replicas, and the unit cost of capacity at the break
+    from the left (last unit used) and from the right (next unit available)."""
+    j_n = c.shape[0]
+    unit = np.concatenate([vp, f / c + vp])
+    seg = np.concatenate([lo * c, (hi - lo) * c])
+    owner = np.concatenate([np.arange(j_n), np.arange(j_n)])
+    order = np.lexsort((owner, unit))
+    seg_s = seg[order]
+    unit_s = unit[order]
+    before = np.concatenate([[0.0], np.cumsum(seg_s)[:-1]])
+    used = np.clip(need - before, 0.0, seg_s)
+    value = forced + float(used @ unit_s)
+    extra = np.zeros(2 * j_n)
+    extra[order] = used
+    r_frac = lo + extra[j_n:] / c
+    pos = seg_s > 0
+    used_idx = np.flatnonzero(pos & (used > 0))
+    free_idx = np.flatnonzero(pos & (used < seg_s * (1 - 1e-12)))
+    lam_left = float(unit_s[used_idx[-1]]) if used_idx.shape[0] else 0.0
+    lam_right = float(unit_s[free_idx[0]]) if free_idx.shape[0] else math.inf
+    return value, r_frac, lam_left, lam_right
+
+
+def _plan_costs(
+    f: FloatArray, vp: FloatArray, c: FloatArray, plans: FloatArray, need: float
+) -> FloatArray:
+    """Exact objective (shifted) of each row of ``plans`` (pools in increasing vp order)."""
+    cap = plans * c
+    before = np.cumsum(cap, axis=1) - cap
+    load = np.clip(need - before, 0.0, cap)
+    cost = plans @ f + load @ vp
+    short = cap.sum(axis=1) < need * (1 - _REL_TOL) - 1e-9
+    return np.where(short, np.inf, cost)
+
+
+def _rounding_upper_bound(
+    f: FloatArray,
+    vp: FloatArray,
+    c: FloatArray,
+    lo: FloatArray,
+    hi: FloatArray,
+    need: float,
+    r_frac: FloatArray,
+) -> float:
+    """Round the LP down, then cover the residual with one or two pools.
+
+    Only the pools whose capacity cost is closest to the LP's break are tried (every pair of
+    them): a heuristic, used only as the DP's first incumbent.
+    """
+    base = np.maximum(lo, np.floor(r_frac + 1e-9))
+    residual = need - float(base @ c)
+    if residual <= need * _REL_TOL:
+        return float(_plan_costs(f, vp, c, base[None, :], need)[0])
+    room = hi - base
+    a = f / c + vp
+    with_room = np.flatnonzero(room > 0)
+    if with_room.shape[0] == 0:
+        return math.inf
+    cand = with_room[np.argsort(a[with_room], kind="stable")[:_ROUNDING_POOLS]]
+    n = cand.shape[0]
+    first = np.minimum(room[cand], np.floor(residual / c[cand]))  # [n]
+    rest = np.maximum(residual - first * c[cand], 0.0)  # [n]
+    second = np.ceil(rest[:, None] / c[cand][None, :] - 1e-12)  # [n, n]
+    plans = np.repeat(base[None, :], n * n, axis=0).reshape(n, n, -1)
+    idx = np.arange(n)
+    plans[idx, :, cand] += first[:, None]
+    plans[:, idx, cand] += second
+    plans = np.minimum(plans.reshape(n * n, -1), hi[None, :])
+    return float(np.min(_plan_costs(f, vp, c, plans, need)))
+
+
+_ROUNDING_POOLS = 8
 
 
 def _greedy_upper_bound(

@@ -1,0 +1,205 @@
+"""Planner benchmark (not a test): decision latency at scale and optimality on small instances.
+
+Part 1 replays a control loop over 10 regions x 3 GPU products (H100, A100, L40S), max 200
+replicas: demand follows a daily shape with noise, prices a random walk (negative at times),
+and each decision feeds the next (current = previous desired, replicas ready one step later).
+It times ``plan()`` end to end (costing, optimiser, hysteresis, guard-rails, explanation).
+
+Part 2 draws 1,000 random small instances (<= 4 regions, <= 12 replicas) and compares the
+optimiser with exhaustive search.
+
+The last lines are ``planner_p50_ms=``, ``planner_p99_ms=`` and ``optimality_gap_max=``.
+Usage: ``python bench/planner.py [--decisions N] [--instances N] [--seed S]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import statistics
+import time
+from collections import Counter
+
+import numpy as np
+
+from wattscale.planner import (
+    PlannerState,
+    PlanRequest,
+    PoolInput,
+    RegionInput,
+    plan,
+    replica_power,
+)
+from wattscale.planner.costing import build_costing
+from wattscale.planner.optimise import exhaustive, solve
+
+PRODUCTS = {
+    # product: (tokens/s per replica within SLO, GPU-hour cost per replica)
+    "H100": (7000.0, 2.5),
+    "A100": (3500.0, 1.6),
+    "L40S": (2500.0, 1.0),
+}
+
+
+def _regions(
+    rng: random.Random, prices: list[float], state: dict[tuple[str, str], int]
+) -> tuple[RegionInput, ...]:
+    out = []
+    for i, price in enumerate(prices):
+        name = f"r{i:02d}"
+        pools = []
+        for product, (cap, cost) in PRODUCTS.items():
+            pw = replica_power(product, 1)
+            cur = state.get((name, product), 0)
+            pools.append(
+                PoolInput(
+                    gpu_product=product,
+                    gpu_hour_cost_per_replica=cost * (1.0 + 0.05 * i),
+                    idle_watts=pw.idle_watts,
+                    max_watts=pw.max_watts,
+                    capacity_tokens_per_second=cap,
+                    quota_replicas=40,
+                    current_replicas=cur,
+                    ready_replicas=cur,
+                )
+            )
+        out.append(
+            RegionInput(
+                name=name,
+                pools=tuple(pools),
+                pue=1.1 + 0.03 * i,
+                price_per_kwh=price,
+                price_forecast_per_kwh=tuple(price * (1 + 0.02 * k) for k in range(10)),
+                carbon_g_per_kwh=100.0 + 40.0 * i,
+            )
+        )
+    return tuple(out)
+
+
+def bench_latency(decisions: int, seed: int, explain: bool) -> tuple[list[float], Counter[str]]:
+    rng = random.Random(seed)
+    prices = [0.05 + 0.02 * i for i in range(10)]
+    state = PlannerState()
+    current: dict[tuple[str, str], int] = {}
+    times: list[float] = []
+    reasons: Counter[str] = Counter()
+    for step in range(decisions):
+        t = step * 60.0
+        daily = 0.55 + 0.45 * math.sin(2 * math.pi * t / 86400.0)
+        demand = max(0.0, 400_000.0 * daily * (1 + rng.gauss(0, 0.05)))
+        prices = [p + rng.gauss(0, 0.01) for p in prices]
+        req = PlanRequest(
+            now_seconds=t,
+            regions=_regions(rng, prices, current),
+            demand_tokens_per_second=tuple(demand * (1 + 0.01 * k) for k in range(10)),
+            max_replicas=200,
+            min_savings_percent=2.0,
+            cold_start_seconds=180.0,
+            explain=explain,
+        )
+        t0 = time.perf_counter()
+        d = plan(req, state)
+        times.append((time.perf_counter() - t0) * 1000.0)
+        reasons[d.reason.value] += 1
+        state = d.state
+        current = {(k.region, k.gpu_product): v for k, v in d.desired.items()}
+    return times, reasons
+
+
+def _small_request(rng: random.Random) -> PlanRequest:
+    n = rng.randint(1, 4)
+    regions = []
+    for i in range(n):
+        prods = rng.choice([("H100",), ("L40S",), ("A100",), ("H100", "L40S")])
+        pools = []
+        for product in prods:
+            cap, cost = PRODUCTS[product]
+            pw = replica_power(product, 1)
+            pools.append(
+                PoolInput(
+                    gpu_product=product,
+                    gpu_hour_cost_per_replica=cost * rng.choice([0.0, 0.5, 1.0, 1.4]),
+                    idle_watts=pw.idle_watts,
+                    max_watts=pw.max_watts,
+                    capacity_tokens_per_second=cap,
+                    quota_replicas=rng.randint(0, 4),
+                )
+            )
+        regions.append(
+            RegionInput(
+                name=f"s{i}",
+                pools=tuple(pools),
+                pue=rng.choice([1.1, 1.3, 1.6]),
+                price_per_kwh=rng.choice([-0.4, -0.05, 0.0, 0.04, 0.12, 0.3, 2.0]),
+            )
+        )
+    demand = rng.uniform(0.0, 20_000.0)
+    min_r = rng.randint(0, 2)
+    return PlanRequest(
+        now_seconds=0.0,
+        regions=tuple(regions),
+        demand_tokens_per_second=(demand, demand * rng.uniform(0.8, 1.3)),
+        headroom=rng.choice([1.0, 1.2]),
+        min_replicas=min_r,
+        max_replicas=rng.randint(max(min_r, 1), 12),
+        min_regions=rng.choice([1, 1, 2]),
+    )
+
+
+def bench_optimality(instances: int, seed: int) -> tuple[float, int, Counter[str]]:
+    rng = random.Random(seed)
+    gap_max = 0.0
+    mismatched = 0
+    solvers: Counter[str] = Counter()
+    done = 0
+    while done < instances:
+        req = _small_request(rng)
+        co = build_costing(req)
+        p = co.problem(req)
+        hi = p.hi.copy()
+        while int(hi.sum()) > 12:
+            hi[int(np.argmax(hi))] -= 1
+        p = co.problem(req, hi=hi)
+        got = solve(p)
+        ref = exhaustive(p)
+        done += 1
+        if (got is None) != (ref is None):
+            mismatched += 1
+            continue
+        if got is None or ref is None:
+            solvers["infeasible"] += 1
+            continue
+        solvers[got.solver] += 1
+        gap = (got.objective - ref.objective) / max(1e-9, abs(ref.objective))
+        gap_max = max(gap_max, gap)
+    return gap_max, mismatched, solvers
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--decisions", type=int, default=2000)
+    ap.add_argument("--instances", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=7)
+    args = ap.parse_args()
+
+    plan(PlanRequest(now_seconds=0.0, regions=(), demand_tokens_per_second=(1.0,)))  # warm up
+    for explain in (False, True):
+        times, reasons = bench_latency(args.decisions, args.seed, explain)
+        q = statistics.quantiles(times, n=100)
+        print(
+            f"latency explain={explain}: decisions={len(times)} p50_ms={q[49]:.3f} "
+            f"p90_ms={q[89]:.3f} p99_ms={q[98]:.3f} max_ms={max(times):.3f}"
+        )
+        print(f"  reasons: {dict(reasons.most_common())}")
+    gap, mismatched, solvers = bench_optimality(args.instances, args.seed)
+    print(f"optimality: instances={args.instances} feasibility_mismatches={mismatched}")
+    print(f"  solver paths: {dict(solvers)}")
+    # Headline figures: the operator's default (explain=True, as status and Events need it).
+    print(f"planner_p50_ms={q[49]:.3f}")
+    print(f"planner_p99_ms={q[98]:.3f}")
+    print(f"optimality_gap_max={gap:.3g}")
+
+
+if __name__ == "__main__":
+    main()
