@@ -248,7 +248,7 @@ def solve_dp(p: Problem) -> Solution | None:
             continue
         n_states = cap.shape[0]
         if n_states * (hi[j] - lo[j] + 1) <= _SMALL_LAYER:
-            if xs_rows is None:
+            if xs_rows is None or ys_rows is None:
                 xs_rows, ys_rows = xs.tolist(), ys.tolist()
             step = _small_layer(
                 cap.tolist(),
