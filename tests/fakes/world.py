@@ -239,8 +239,9 @@ def build_world(
             ),
             metrics=FakeMetrics(clusters[name], load),
         )
-        runtime.price = fake.price
-        runtime.carbon = fake.carbon
+        assert runtime.signals is not None, runtime.errors
+        runtime.signals.price = fake.price
+        runtime.signals.carbon = fake.carbon
         runtime.metrics = fake.metrics  # type: ignore[assignment]
         world[name] = fake
     return directory, world, load

@@ -22,7 +22,6 @@ from wattscale.controller.regions import (
     RegionDirectory,
     default_cluster_factory,
     hub_secret_reader,
-    read_signals,
 )
 from wattscale.controller.settings import ANNOTATION_PREFIX, FINALIZER, Settings
 from wattscale.controller.status import condition, money
@@ -121,42 +120,37 @@ def build_registry(
                 reachable = False
                 problems.append(str(unreachable))
         metrics.region_available.labels(name).set(1 if reachable else 0)
-        sig = read_signals(runtime, now)
         signals: list[dict[str, Any]] = []
-        for kind, series in (("price", sig.price), ("carbon", sig.carbon)):
-            source = getattr(runtime, kind)
-            if source is None:
-                continue
-            err = sig.errors.get(kind)
-            entry: dict[str, Any] = {"kind": kind, "fresh": False}
-            if series is not None:
-                entry["fetchedAt"] = series.fetched_at.isoformat()
-                entry["fresh"] = not series.is_stale(now)
-                value = series.value(now)
-                entry["value"] = f"{value:.5g} {series.unit}"
-                metrics.signal_age.labels(name, kind, source.name).set(series.age_seconds(now))
-                if kind == "price":
-                    currency = runtime.spec.energy.currency if runtime.spec else ""
-                    metrics.region_price.labels(name, currency).set(value)
-                    patch.status["pricePerKwh"] = money(value, 5)
-                else:
-                    metrics.region_carbon.labels(name).set(value)
-                    patch.status["carbonGramsPerKwh"] = round(value)
-            if err is not None:
-                entry["error"] = str(err)[:500]
-                metrics.signal_errors.labels(name, kind, source.name, type(err).__name__).inc()
-            signals.append(entry)
-        if runtime.grid is not None:
-            entry = {"kind": "gridEvents", "fresh": sig.events is not None}
-            if sig.events is not None:
-                active = sig.events.active(now)
-                entry["value"] = f"{len(active)} active" + (
-                    f", cap {min(e.cap_fraction for e in active):.0%}" if active else ""
-                )
-            if "events" in sig.errors:
-                entry["error"] = str(sig.errors["events"])[:500]
-            signals.append(entry)
-        fresh = all(s["fresh"] for s in signals)
+        fresh = True
+        if runtime.signals is not None:
+            snap = runtime.signals.read(now)
+            signals = [
+                {**entry, "fetchedAt": entry["fetchedAt"].isoformat()}
+                if entry.get("fetchedAt")
+                else {k: v for k, v in entry.items() if k != "fetchedAt"}
+                for entry in snap.statuses(now)
+            ]
+            fresh = snap.all_fresh(now)
+            problems += snap.problems(now)
+            currency = runtime.spec.energy.currency if runtime.spec else ""
+            for reading in (snap.price, snap.carbon, snap.grid_events):
+                if reading is None:
+                    continue
+                age = reading.age_seconds(now)
+                if age is not None:
+                    metrics.signal_age.labels(name, reading.name, reading.source_type).set(age)
+                if reading.error is not None:
+                    metrics.signal_errors.labels(
+                        name, reading.name, reading.source_type, type(reading.error).__name__
+                    ).inc()
+            price = snap.price_per_kwh(now)
+            if price is not None:
+                metrics.region_price.labels(name, currency).set(price)
+                patch.status["pricePerKwh"] = money(price, 5)
+            carbon = snap.carbon_g_per_kwh(now)
+            if carbon is not None:
+                metrics.region_carbon.labels(name).set(carbon)
+                patch.status["carbonGramsPerKwh"] = round(carbon)
         patch.status["observedGeneration"] = generation
         patch.status["reachable"] = reachable
         patch.status["signals"] = signals

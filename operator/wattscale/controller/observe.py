@@ -15,8 +15,9 @@ from wattscale.api.inference import InferenceDeploymentSpec
 from wattscale.api.region import GpuOffer
 from wattscale.clusters.client import ClusterError, WorkloadState
 from wattscale.clusters.render import workload_name
-from wattscale.controller.regions import RegionDirectory, RegionRuntime, RegionSignals, read_signals
+from wattscale.controller.regions import RegionDirectory, RegionRuntime
 from wattscale.metrics import DeploymentReadings, DeploymentTarget
+from wattscale.signals.region import RegionSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class RegionObservation:
     offer: GpuOffer | None = None
     available: bool = False
     workload: WorkloadState = field(default_factory=lambda: WorkloadState(exists=False))
-    signals: RegionSignals | None = None
+    signals: RegionSnapshot | None = None
     readings: DeploymentReadings | None = None
     errors: list[str] = field(default_factory=list)
 
@@ -68,7 +69,8 @@ def _observe_region(
             obs.available = True
         except ClusterError as err:
             obs.errors.append(str(err))
-    obs.signals = read_signals(runtime, now)
+    if runtime.signals is not None:
+        obs.signals = runtime.signals.read(now)
     if runtime.metrics is not None and obs.available:
         target = DeploymentTarget(namespace=namespace, deployment=deployment)
         try:

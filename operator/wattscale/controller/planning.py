@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from wattscale.api.inference import InferenceDeploymentSpec
 from wattscale.controller.observe import RegionObservation
@@ -27,6 +27,7 @@ from wattscale.planner import (
     Population,
     RegionInput,
 )
+from wattscale.signals import Series
 
 DEFAULT_CAPACITY_TOKENS_PER_SECOND = 2000.0
 """Used only when neither a hint nor a learned value exists: deliberately low (scales up)."""
@@ -76,7 +77,8 @@ def measure_demand(spec: InferenceDeploymentSpec, regions: Sequence[RegionObserv
 
 
 def _grid_event(obs: RegionObservation, quota: int, now: datetime) -> GridEvent | None:
-    events = obs.signals.events if obs.signals else None
+    reading = obs.signals.grid_events if obs.signals else None
+    events = reading.events if reading else None
     if events is None:
         return None
     active = events.active(now)
@@ -118,22 +120,20 @@ def region_input(
         ready_replicas=obs.ready,
         gpus_per_replica=gpus,
     )
-    signals = obs.signals
+    snap = obs.signals
+    step = HORIZON_STEP_SECONDS
     price = carbon = None
     price_fc: tuple[float, ...] = ()
     carbon_fc: tuple[float, ...] = ()
     price_fresh = carbon_fresh = False
-    step = HORIZON_STEP_SECONDS
-    if signals is not None and signals.price is not None:
-        s = signals.price
-        price = _finite(s.value(now))
-        price_fresh = price is not None and not s.is_stale(now)
-        price_fc = _forecast(s, now, horizon_steps, step)
-    if signals is not None and signals.carbon is not None:
-        s = signals.carbon
-        carbon = _finite(s.value(now))
-        carbon_fresh = carbon is not None and not s.is_stale(now)
-        carbon_fc = _forecast(s, now, horizon_steps, step)
+    if snap is not None and snap.price is not None:
+        price = _finite(snap.price_per_kwh(now))  # None when missing or stale
+        price_fresh = price is not None and snap.price.is_fresh(now)
+        price_fc = _forecast(snap.price.series, now, horizon_steps, step)
+    if snap is not None and snap.carbon is not None:
+        carbon = _finite(snap.carbon_g_per_kwh(now))
+        carbon_fresh = carbon is not None and snap.carbon.is_fresh(now)
+        carbon_fc = _forecast(snap.carbon.series, now, horizon_steps, step)
     if region.energy.carbon is None:
         carbon, carbon_fresh = 0.0, True  # no carbon feed configured: carbon is not a factor
     return RegionInput(
@@ -155,17 +155,17 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def _forecast(series: object, now: datetime, steps: int, step_seconds: float) -> tuple[float, ...]:
+def _forecast(
+    series: Series | None, now: datetime, steps: int, step_seconds: float
+) -> tuple[float, ...]:
     """Values of a feed at each horizon step (known points only; the planner extends the last)."""
-    from datetime import timedelta
-
-    from wattscale.signals import Series
-
-    assert isinstance(series, Series)
+    if series is None:
+        return ()
+    points = series.all_points()
     out: list[float] = []
     for k in range(steps):
         t = now + timedelta(seconds=k * step_seconds)
-        point = next((p for p in series.all_points() if p.covers(t)), None)
+        point = next((p for p in points if p.covers(t)), None)
         if point is None or not math.isfinite(point.value):
             break
         out.append(point.value)

@@ -639,10 +639,7 @@ def _slo_met(
 def _signals_message(regions: list[RegionObservation], request: PlanRequest) -> str:
     stale = [r.name for r in request.regions if not (r.price_fresh and r.carbon_fresh)]
     errors = [
-        f"{o.name} {kind}: {err}"
-        for o in regions
-        if o.signals
-        for kind, err in o.signals.errors.items()
+        f"{o.name} {p}" for o in regions if o.signals for p in o.signals.problems(o.signals.at)
     ]
     if not stale and not errors:
         return "all price and carbon feeds are fresh"

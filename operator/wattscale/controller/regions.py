@@ -13,7 +13,6 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,12 +22,8 @@ from wattscale.api.region import RegionSpec
 from wattscale.api.sources import SecretKeyRef
 from wattscale.clusters.client import ClusterError, RegionCluster
 from wattscale.metrics import MetricsConfig, MetricsReader
-from wattscale.signals import GridEventReader, GridEvents, Series, SignalError, SignalSource
-from wattscale.signals.registry import (
-    build_carbon_source,
-    build_grid_event_source,
-    build_price_source,
-)
+from wattscale.signals import SignalError
+from wattscale.signals.region import RegionSignals
 
 log = logging.getLogger(__name__)
 
@@ -44,25 +39,13 @@ class RegionRuntime:
     generation: int
     spec: RegionSpec | None
     cluster: RegionCluster | None = None
-    price: SignalSource | None = None
-    carbon: SignalSource | None = None
-    grid: GridEventReader | None = None
+    signals: RegionSignals | None = None
     metrics: MetricsReader | None = None
     errors: list[str] = field(default_factory=list)
 
     @property
     def usable(self) -> bool:
         return self.spec is not None and self.cluster is not None
-
-
-@dataclass(frozen=True)
-class RegionSignals:
-    """One read of a region's feeds; a failed read keeps its error and no value."""
-
-    price: Series | None
-    carbon: Series | None
-    events: GridEvents | None
-    errors: dict[str, SignalError]
 
 
 def hub_secret_reader(core_api: Any, default_namespace: str) -> SecretReader:
@@ -142,33 +125,10 @@ class RegionDirectory:
             runtime.errors.append(f"cluster: {err}")
         except Exception as err:  # the kubernetes client raises ApiException for a missing Secret
             runtime.errors.append(f"cluster: cannot read the kubeconfig Secret: {err}")
-        energy = spec.energy
-        builders: list[tuple[str, Callable[[], Any]]] = []
-        if energy.price is not None:
-            price_cfg = energy.price
-            builders.append(
-                (
-                    "price",
-                    lambda: build_price_source(
-                        price_cfg, secrets=self._secrets, region_currency=energy.currency
-                    ),
-                )
-            )
-        if energy.carbon is not None:
-            carbon_cfg = energy.carbon
-            builders.append(
-                ("carbon", lambda: build_carbon_source(carbon_cfg, secrets=self._secrets))
-            )
-        if energy.gridEvents is not None:
-            grid_cfg = energy.gridEvents
-            builders.append(
-                ("grid", lambda: build_grid_event_source(grid_cfg, secrets=self._secrets))
-            )
-        for attr, make in builders:
-            try:
-                setattr(runtime, attr, make())
-            except (SignalError, KeyError, ValueError) as err:
-                runtime.errors.append(f"{attr}: {err}")
+        try:
+            runtime.signals = RegionSignals(spec.energy, secrets=self._secrets)
+        except (SignalError, KeyError, ValueError) as err:
+            runtime.errors.append(f"signals: {err}")
         if spec.prometheus is not None:
             headers = None
             if spec.prometheus.bearerTokenSecretRef is not None:
@@ -184,26 +144,3 @@ class RegionDirectory:
                 spec.prometheus.url, config, region=name, headers=headers
             )
         return runtime
-
-
-def read_signals(runtime: RegionRuntime, now: datetime) -> RegionSignals:
-    """Read every feed of a region; a failing feed yields its error, never an exception."""
-    errors: dict[str, SignalError] = {}
-    values: dict[str, Any] = {"price": None, "carbon": None, "events": None}
-    for kind, source in (
-        ("price", runtime.price),
-        ("carbon", runtime.carbon),
-        ("events", runtime.grid),
-    ):
-        if source is None:
-            continue
-        try:
-            values[kind] = source.read(now)
-        except SignalError as err:
-            errors[kind] = err
-        except Exception as err:  # a bug in a source must not stop the loop
-            log.exception("region %s: %s feed raised unexpectedly", runtime.name, kind)
-            errors[kind] = SignalError(getattr(source, "name", kind), f"unexpected error: {err}")
-    return RegionSignals(
-        price=values["price"], carbon=values["carbon"], events=values["events"], errors=errors
-    )
