@@ -135,3 +135,15 @@ def test_bad_date_and_policy(data_dir: Path, capsys: pytest.CaptureFixture[str])
 
 def test_missing_prices_directory(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _fails(capsys, _args(data_dir, "--prices-dir", str(data_dir / "nope")), "does not exist")
+
+
+def test_no_data_arguments_use_the_bundled_sample(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r.json"
+    argv = ["--days", "0.25", "--policies", "static,reactive,oracle", "--no-progress"]
+    assert main([*argv, "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["scenario"]["regions"] == ["US-CAL-CISO", "US-TEX-ERCO", "US-MIDA-PJM"]
+    assert doc["scenario"]["start"] == "2024-07-08T00:00:00Z"
+    assert "oracle (LP bound)" in capsys.readouterr().out

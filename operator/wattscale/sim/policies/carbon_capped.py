@@ -30,6 +30,8 @@ class CarbonCappedPolicy:
     def __init__(self) -> None:
         self._hpa = HpaScaler()
         self._peak = 1
+        self._cap_hour = -1
+        self._cap = 0
 
     def initial(self, scenario: Scenario) -> IntArray:
         self._peak = peak_replicas_needed(scenario)
@@ -41,7 +43,13 @@ class CarbonCappedPolicy:
         return home_only(len(scenario.regions), scenario.home, n)
 
     def cap(self, obs: Observation) -> int:
-        """Maximum replicas allowed at the current carbon intensity."""
+        """Maximum replicas allowed at the current carbon intensity (recomputed hourly)."""
+        if self._cap_hour != obs.hour:
+            self._cap_hour = obs.hour
+            self._cap = self._band_cap(obs)
+        return self._cap
+
+    def _band_cap(self, obs: Observation) -> int:
         history = obs.past_carbon_g_per_kwh[-TRAILING_HOURS:, obs.home]
         now = history[-1] if history.shape[0] else np.nan
         if np.isnan(now):

@@ -1,15 +1,19 @@
 """`wattscale`: the operator's own planner (`wattscale.planner.plan`), fed what it would know.
 
-Every simulated minute the policy builds the same `PlanRequest` the controller builds, from:
+Every simulated minute the policy builds the `PlanRequest` the controller builds
+(`wattscale.controller.planning.build_request`, mirrored here without the controller's
+Kubernetes types), from:
 
-- past demand only, turned into a forecast over the horizon (cold start + 5 minutes, 1-minute
-  steps) by the demand forecaster (`forecast_demand`, below);
-- prices as published at that time: the current hour and the following hours of today, and of
-  tomorrow after the day-ahead publication (12:00 UTC); carbon now (no carbon forecast);
+- past demand only, through the operator's forecaster (`wattscale.forecast`: damped
+  Holt-Winters with a daily season, started empty at the beginning of the period), asked for
+  its mean + 1 sigma over the controller's horizon: one hour, or the cold start plus four
+  intervals if longer, in 1-minute steps;
+- prices as published at that time: the rest of today, and tomorrow's day-ahead prices after
+  12:00 UTC; the current carbon intensity (no carbon forecast);
 - the replicas per region (current = Ready + loading, and Ready);
 - the InferenceDeployment defaults of the API (headroom 20 %, minSavingsPercent 5,
-  maxShiftPerStep 2, scale-down stabilisation 300 s, coldStartSeconds from the scenario), the
-  replica model's capacity (7,000 tok/s within the SLO) and power (idle and max watts).
+  maxShiftPerStep 2, scale-down stabilisation 300 s; coldStartSeconds from the scenario), the
+  replica model's capacity (7,000 tok/s within the SLO, the capacity hint) and power.
 
 The simulator applies `Decision.desired` as the replicas to hold; its own router (cheapest
 energy first) stands in for the published traffic weights, identically for every policy.
@@ -17,11 +21,13 @@ energy first) stands in for the published traffic weights, identically for every
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from wattscale.api.inference import Placement, Slo
+from wattscale.forecast import ForecastConfig, horizon, observe, warm_start
 from wattscale.planner import (
     PlannerState,
     PlanRequest,
@@ -34,10 +40,17 @@ from wattscale.sim.policies.base import FloatArray, IntArray, Observation
 from wattscale.sim.scenario import Scenario
 
 GPU_PRODUCT = "NVIDIA-H100-80GB-HBM3"
-HORIZON_EXTRA_MINUTES = 5
 STEP_SECONDS = 60.0
-LEVEL_MINUTES = 5
-DAY_MINUTES = 1440
+# Mirrors wattscale.controller: MIN_HORIZON_SECONDS, FORECAST_K_SIGMA, horizon_steps().
+MIN_HORIZON_SECONDS = 3600.0
+INTERVALS_AFTER_COLD_START = 4
+FORECAST_K_SIGMA = 1.0
+
+
+def horizon_steps(cold_start_s: float, interval_s: float = STEP_SECONDS) -> int:
+    """The controller's horizon: an hour, or cold start plus four intervals if longer."""
+    seconds = max(MIN_HORIZON_SECONDS, cold_start_s + INTERVALS_AFTER_COLD_START * interval_s)
+    return math.ceil(seconds / STEP_SECONDS)
 
 
 def _defaults() -> dict[str, Any]:
@@ -54,38 +67,6 @@ def _defaults() -> dict[str, Any]:
     }
 
 
-def forecast_demand(past: FloatArray, steps: int) -> tuple[float, ...]:
-    """Demand (tokens/s) for the next `steps` minutes from past minutes only.
-
-    The level is the last minute or the mean of the last 5, whichever is higher, plus a rising
-    trend (the last 5 minutes against the 5 before) carried over the horizon. When a day of
-    history exists, yesterday's shape over the same minutes (relative to yesterday at this
-    minute) scales the level, never below the level plus trend. A stand-in until
-    `wattscale.forecast` publishes its forecaster.
-    """
-    if past.shape[0] == 0:
-        return ()
-    level = max(float(past[-1]), float(np.mean(past[-LEVEL_MINUTES:])))
-    t = past.shape[0]
-    out = np.full(steps, level)
-    if t >= 2 * LEVEL_MINUTES:
-        # A rising trend (per minute, over the last 10 minutes) is extrapolated; a falling one
-        # is not (scale-down waits for the data).
-        recent = float(np.mean(past[-LEVEL_MINUTES:]))
-        before = float(np.mean(past[-2 * LEVEL_MINUTES : -LEVEL_MINUTES]))
-        slope = max(0.0, (recent - before) / LEVEL_MINUTES)
-        out = level + slope * (np.arange(steps) + 1.0)
-    if t >= DAY_MINUTES + LEVEL_MINUTES:
-        base = float(np.mean(past[t - DAY_MINUTES - LEVEL_MINUTES : t - DAY_MINUTES]))
-        window = past[t - DAY_MINUTES : min(t - DAY_MINUTES + steps, t)]
-        if base > 0 and window.shape[0]:
-            ratio = np.ones(steps)
-            ratio[: window.shape[0]] = window / base
-            ratio[window.shape[0] :] = ratio[window.shape[0] - 1]
-            out = np.maximum(out, level * ratio)
-    return tuple(float(x) for x in out)
-
-
 class WattscalePolicy:
     """The real planner, called once per simulated minute."""
 
@@ -94,6 +75,7 @@ class WattscalePolicy:
     def __init__(self) -> None:
         self._state = PlannerState()
         self._knobs = _defaults()
+        self._forecaster = warm_start([], ForecastConfig(step_seconds=STEP_SECONDS))
 
     def initial(self, scenario: Scenario) -> IntArray:
         """Start as the planner would place the first minute's demand (warm, like every policy)."""
@@ -110,14 +92,19 @@ class WattscalePolicy:
             np.asarray(scenario.price_usd_mwh[:24], dtype=np.float64),
             0,
             np.asarray(scenario.carbon_g_per_kwh[0], dtype=np.float64),
-            (first,) * (scenario.model.cold_start_minutes + HORIZON_EXTRA_MINUTES),
+            (first,) * horizon_steps(scenario.model.cold_start_s),
         )
         decision = plan(request, None)
         return self._vector(scenario.regions, decision.target)
 
     def decide(self, obs: Observation) -> IntArray:
-        steps = obs.model.cold_start_minutes + HORIZON_EXTRA_MINUTES
-        forecast = forecast_demand(obs.past_demand_tokens_per_s, steps)
+        past = obs.past_demand_tokens_per_s
+        if past.shape[0]:
+            # The last completed minute is what the controller measures now.
+            seconds = (obs.minute - 1) * STEP_SECONDS
+            self._forecaster = observe(self._forecaster, seconds, float(past[-1]))
+        steps = horizon_steps(obs.model.cold_start_s)
+        forecast = horizon(self._forecaster, steps, FORECAST_K_SIGMA) if past.shape[0] else ()
         request = self._request(
             obs.regions,
             obs.model,
