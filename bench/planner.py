@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import statistics
 import time
@@ -77,12 +78,15 @@ def _regions(
     return tuple(out)
 
 
-def bench_latency(decisions: int, seed: int, explain: bool) -> tuple[list[float], Counter[str]]:
+def bench_latency(
+    decisions: int, seed: int, explain: bool
+) -> tuple[list[float], list[float], Counter[str]]:
     rng = random.Random(seed)
     prices = [0.05 + 0.02 * i for i in range(10)]
     state = PlannerState()
     current: dict[tuple[str, str], int] = {}
     times: list[float] = []
+    cpu: list[float] = []
     reasons: Counter[str] = Counter()
     for step in range(decisions):
         t = step * 60.0
@@ -98,13 +102,15 @@ def bench_latency(decisions: int, seed: int, explain: bool) -> tuple[list[float]
             cold_start_seconds=180.0,
             explain=explain,
         )
+        c0 = time.process_time()
         t0 = time.perf_counter()
         d = plan(req, state)
         times.append((time.perf_counter() - t0) * 1000.0)
+        cpu.append((time.process_time() - c0) * 1000.0)
         reasons[d.reason.value] += 1
         state = d.state
         current = {(k.region, k.gpu_product): v for k, v in d.desired.items()}
-    return times, reasons
+    return times, cpu, reasons
 
 
 def _small_request(rng: random.Random) -> PlanRequest:
@@ -184,17 +190,21 @@ def main() -> None:
     args = ap.parse_args()
 
     plan(PlanRequest(now_seconds=0.0, regions=(), demand_tokens_per_second=(1.0,)))  # warm up
+    print(f"load average at start: {os.getloadavg()} on {os.cpu_count()} CPUs")
     for explain in (False, True):
-        times, reasons = bench_latency(args.decisions, args.seed, explain)
+        times, cpu, reasons = bench_latency(args.decisions, args.seed, explain)
         q = statistics.quantiles(times, n=100)
+        qc = statistics.quantiles(cpu, n=100)
         print(
-            f"latency explain={explain}: decisions={len(times)} p50_ms={q[49]:.3f} "
-            f"p90_ms={q[89]:.3f} p99_ms={q[98]:.3f} max_ms={max(times):.3f}"
+            f"latency explain={explain}: decisions={len(times)} wall p50_ms={q[49]:.3f} "
+            f"p90_ms={q[89]:.3f} p99_ms={q[98]:.3f} max_ms={max(times):.3f}; "
+            f"cpu p50_ms={qc[49]:.3f} p99_ms={qc[98]:.3f}"
         )
         print(f"  reasons: {dict(reasons.most_common())}")
     gap, mismatched, solvers = bench_optimality(args.instances, args.seed)
     print(f"optimality: instances={args.instances} feasibility_mismatches={mismatched}")
     print(f"  solver paths: {dict(solvers)}")
+    print(f"load average at end: {os.getloadavg()}")
     # Headline figures: the operator's default (explain=True, as status and Events need it).
     print(f"planner_p50_ms={q[49]:.3f}")
     print(f"planner_p99_ms={q[98]:.3f}")

@@ -198,26 +198,36 @@ def build_costing(req: PlanRequest) -> Costing:
     region_of: list[int] = []
     region_cap: list[int] = []
     n_pools: list[int] = []
+    # Energy series per region (rows) over the horizon steps (columns), then their means.
+    price_rows = []
+    carbon_rows = []
+    for reg in regions:
+        price_s = _series(reg.price_per_kwh, reg.price_forecast_per_kwh, steps)
+        carbon_s = _series(reg.carbon_g_per_kwh, reg.carbon_forecast_g_per_kwh, steps)
+        price_rows.append(np.full(steps, fallback_price) if price_s is None else price_s)
+        carbon_rows.append(np.full(steps, fallback_carbon) if carbon_s is None else carbon_s)
+    n_reg = len(regions)
+    price_m = np.array(price_rows).reshape(n_reg, steps)
+    carbon_m = np.array(carbon_rows).reshape(n_reg, steps)
+    if req.objective is Objective.COST:
+        e_obj_m = price_m
+    elif req.objective is Objective.BALANCED:
+        e_obj_m = price_m + carbon_price_per_g * carbon_m
+    else:
+        e_obj_m = carbon_m + CARBON_OBJECTIVE_MONEY_WEIGHT * price_m
+    gpu_weight = CARBON_OBJECTIVE_MONEY_WEIGHT if req.objective is Objective.CARBON else 1.0
+    e_obj_means = e_obj_m.mean(axis=1).tolist()
+    e_money_means = price_m.mean(axis=1).tolist()
+    carbon_means = carbon_m.mean(axis=1).tolist()
+    # Load-weighted means for the load-proportional part (traffic weights are fixed).
+    e_obj_loads = (e_obj_m @ d_share / steps).tolist()
+    e_money_loads = (price_m @ d_share / steps).tolist()
     for i, reg in enumerate(regions):
-        price = _series(reg.price_per_kwh, reg.price_forecast_per_kwh, steps)
-        if price is None:
-            price = np.full(steps, fallback_price)
-        carbon = _series(reg.carbon_g_per_kwh, reg.carbon_forecast_g_per_kwh, steps)
-        if carbon is None:
-            carbon = np.full(steps, fallback_carbon)
-        if req.objective is Objective.COST:
-            e_obj = price
-        elif req.objective is Objective.BALANCED:
-            e_obj = price + carbon_price_per_g * carbon
-        else:
-            e_obj = carbon + CARBON_OBJECTIVE_MONEY_WEIGHT * price
-        gpu_weight = CARBON_OBJECTIVE_MONEY_WEIGHT if req.objective is Objective.CARBON else 1.0
-        e_obj_mean = float(e_obj.mean())
-        e_money_mean = float(price.mean())
-        carbon_mean = float(carbon.mean())
-        # Load-weighted means for the load-proportional part (traffic weights are fixed).
-        e_obj_load = float(d_share @ e_obj) / steps
-        e_money_load = float(d_share @ price) / steps
+        e_obj_mean = e_obj_means[i]
+        e_money_mean = e_money_means[i]
+        carbon_mean = carbon_means[i]
+        e_obj_load = e_obj_loads[i]
+        e_money_load = e_money_loads[i]
         pue = max(reg.pue, 1.0)
         cap_i = UNCAPPED
         if reg.grid_event is not None and reg.grid_event.ends_in_seconds > 0:

@@ -186,18 +186,13 @@ def solve_dp(p: Problem) -> Solution | None:
     f = p.fixed_per_replica[order]
     vp = np.maximum(p.per_token[order] - vmin, 0.0)
     c = p.capacity[order]
-    lo_i = p.lo[order]
-    hi_i = p.hi[order]
-    lo = lo_i.astype(np.float64)
-    hi = hi_i.astype(np.float64)
-    xs, ys, forced_f = _suffix_bounds(f, vp, c, lo_i, hi_i)
-    if need > xs[0, -1] * (1 + _REL_TOL) + 1e-9:
+    lo = p.lo[order].astype(np.float64)
+    hi = p.hi[order].astype(np.float64)
+    if need > float(hi @ c) * (1 + _REL_TOL) + 1e-9:
         return None
     tol_n = need * _REL_TOL + 1e-12
-    # LP relaxation, an incumbent from rounding it, then reduced-cost fixing: pools whose
-    # LP reduced cost exceeds the gap (incumbent - LP bound) keep their LP value in every
-    # plan at least as good as the incumbent, so the DP only branches over the rest.
-    lp_value, r_frac, lam_left, lam_right = _lp(f, vp, c, lo, hi, need, float(forced_f[0]))
+    # LP relaxation and an incumbent from rounding it.
+    lp_value, r_frac, lam_left, lam_right = _lp(f, vp, c, lo, hi, need, float(f @ lo))
     incumbent = min(
         _greedy_upper_bound(f, vp, c, lo, hi, need),
         _rounding_upper_bound(f, vp, c, lo, hi, need, r_frac),
@@ -214,118 +209,143 @@ def solve_dp(p: Problem) -> Solution | None:
         k_down = np.where(down > 0, np.floor(gap / down), np.inf)
         up = f + np.minimum(0.0, vp - lam_left) * c
         k_up = np.where(up > 0, np.floor(gap / up), np.inf)
-    new_lo = np.where(at_hi, np.maximum(lo, hi - k_down), lo)
-    new_hi = np.where(at_lo, np.minimum(hi, lo + k_up), hi)
-    if np.any(new_lo != lo) or np.any(new_hi != hi):
-        lo, hi = new_lo, new_hi
-        lo_i = lo.astype(np.int64)
-        xs, ys, forced_f = _suffix_bounds(f, vp, c, lo_i, hi.astype(np.int64))
+    lo = np.where(at_hi, np.maximum(lo, hi - k_down), lo)
+    hi = np.where(at_lo, np.minimum(hi, lo + k_up), hi)
+    xs, ys, forced_f = _suffix_bounds(f, vp, c, lo.astype(np.int64), hi.astype(np.int64))
 
-    cap = np.zeros(1)
-    cost = np.zeros(1)
+    # The DP itself, in plain Python lists (frontiers are small); big layers use numpy.
+    xs_rows: list[list[float]] = xs.tolist()
+    ys_rows: list[list[float]] = ys.tolist()
+    forced_l: list[float] = forced_f.tolist()
+    f_l: list[float] = f.tolist()
+    vp_l: list[float] = vp.tolist()
+    c_l: list[float] = c.tolist()
+    lo_l = [int(x) for x in lo.tolist()]
+    hi_l = [int(x) for x in hi.tolist()]
+    cap: list[float] = [0.0]
+    cost: list[float] = [0.0]
     # Per branching layer: (position, parent index per state, replicas chosen per state).
-    layers: list[tuple[int, IntArray, IntArray]] = []
-    xs_rows: list[list[float]] | None = None
-    ys_rows: list[list[float]] | None = None
+    layers: list[tuple[int, list[int], list[int]]] = []
     j = 0
     while j < j_n:
-        if cap.min() >= need:  # everything covered: the rest stays at its lower bound
+        if min(cap) >= need:  # everything covered: the rest stays at its lower bound
             break
-        if hi[j] == lo[j]:
-            # A run of pools with no choice: they fill the remaining need in vp order, a
-            # piecewise-linear function of the capacity reached so far.
-            k = j
-            while k < j_n and hi[k] == lo[k]:
-                k += 1
-            run = lo[j:k] * c[j:k]
-            xs_run = np.concatenate([[0.0], np.cumsum(run)])
-            ys_run = np.concatenate([[0.0], np.cumsum(run * vp[j:k])])
-            fill = np.minimum(need - cap, xs_run[-1])
-            cost = cost + float(f[j:k] @ lo[j:k]) + np.interp(fill, xs_run, ys_run)
-            cap = cap + fill
-            cap[cap >= need - tol_n] = need
-            j = k
+        if hi_l[j] == lo_l[j]:
+            # A pool with no choice: it takes what it can of the remaining need.
+            fixed = f_l[j] * lo_l[j]
+            room = c_l[j] * lo_l[j]
+            v_j = vp_l[j]
+            for s_idx in range(len(cap)):
+                fill = min(need - cap[s_idx], room)
+                cost[s_idx] += fixed + v_j * fill
+                nc = cap[s_idx] + fill
+                cap[s_idx] = need if nc >= need - tol_n else nc
+            j += 1
             continue
-        n_states = cap.shape[0]
-        if n_states * (hi[j] - lo[j] + 1) <= _SMALL_LAYER:
-            if xs_rows is None or ys_rows is None:
-                xs_rows, ys_rows = xs.tolist(), ys.tolist()
+        if len(cap) * (hi_l[j] - lo_l[j] + 1) <= _SMALL_LAYER:
             step = _small_layer(
-                cap.tolist(),
-                cost.tolist(),
+                cap,
+                cost,
                 need,
                 tol_n,
-                float(c[j]),
-                float(f[j]),
-                float(vp[j]),
-                int(lo[j]),
-                int(hi[j]),
-                float(forced_f[j + 1]),
+                c_l[j],
+                f_l[j],
+                vp_l[j],
+                lo_l[j],
+                hi_l[j],
+                forced_l[j + 1],
                 xs_rows[j + 1],
                 ys_rows[j + 1],
                 incumbent,
             )
-            if step is None:
-                return None
-            incumbent, parent_l, r_l, cap_l, cost_l = step
-            layers.append((j, np.array(parent_l, dtype=np.int64), np.array(r_l, dtype=np.int64)))
-            cap = np.array(cap_l)
-            cost = np.array(cost_l)
-            j += 1
-            continue
-        rem = need - cap
-        r_top = np.clip(np.ceil(rem / c[j] - 1e-12), lo[j], hi[j])
-        counts = (r_top - lo[j] + 1).astype(np.int64)
-        if int(counts.max()) == 1:
-            parent = np.arange(n_states)
-            r = np.full(n_states, lo[j])
         else:
-            parent = np.repeat(np.arange(n_states), counts)
-            offs = np.arange(parent.shape[0]) - np.repeat(np.cumsum(counts) - counts, counts)
-            r = lo[j] + offs
-        pc = cap[parent]
-        new_cap = pc + r * c[j]
-        new_cap[new_cap >= need - tol_n] = need
-        np.minimum(new_cap, need, out=new_cap)
-        new_cost = cost[parent] + f[j] * r + vp[j] * (new_cap - pc)
-        done = new_cap >= need
-        if done.any():
-            incumbent = min(incumbent, float(new_cost[done].min()) + float(forced_f[j + 1]))
-        left = need - new_cap
-        bound = new_cost + forced_f[j + 1] + np.interp(left, xs[j + 1], ys[j + 1])
-        bound[left > xs[j + 1, -1] * (1 + _REL_TOL) + 1e-9] = np.inf
-        keep = np.flatnonzero(bound <= incumbent + abs(incumbent) * _REL_TOL + 1e-12)
-        if keep.shape[0] == 0:
+            step = _big_layer(
+                np.array(cap),
+                np.array(cost),
+                need,
+                tol_n,
+                c_l[j],
+                f_l[j],
+                vp_l[j],
+                lo_l[j],
+                hi_l[j],
+                forced_l[j + 1],
+                xs[j + 1],
+                ys[j + 1],
+                incumbent,
+            )
+        if step is None:
             return None
-        # Pareto frontier: by capacity descending, keep a state only if it is cheaper than
-        # every state with at least as much capacity.
-        if keep.shape[0] > 1:
-            srt = keep[np.lexsort((new_cost[keep], -new_cap[keep]))]
-            sc = new_cost[srt]
-            prev_min = np.minimum.accumulate(np.concatenate([[np.inf], sc[:-1]]))
-            front = srt[sc < prev_min - (np.abs(sc) * 1e-12 + 1e-15)]
-        else:
-            front = keep
-        layers.append((j, parent[front], r[front].astype(np.int64)))
-        cap = new_cap[front]
-        cost = new_cost[front]
+        incumbent, parents, chosen, cap, cost = step
+        layers.append((j, parents, chosen))
         j += 1
-    final = np.flatnonzero(cap >= need)
-    if final.shape[0] == 0:
+    final = [i for i, x in enumerate(cap) if x >= need]
+    if not final:
         return None
-    best = int(final[np.argmin(cost[final])])
-    r_ord = lo.astype(np.int64)
+    best = min(final, key=lambda i: (cost[i], i))
+    r_ord = list(lo_l)
     idx = best
-    for pos, parent_idx, chosen in reversed(layers):
-        r_ord[pos] = chosen[idx]
-        idx = int(parent_idx[idx])
+    for pos, parent_idx, chosen_r in reversed(layers):
+        r_ord[pos] = chosen_r[idx]
+        idx = parent_idx[idx]
     replicas = p.lo.copy()
-    replicas[order] = r_ord
+    replicas[order] = np.array(r_ord, dtype=np.int64)
     routed = route(p, replicas)
     if routed is None:  # pragma: no cover - the DP only returns plans that cover the need
         return None
     load, obj = routed
     return Solution(replicas=replicas, load=load, objective=obj, solver="dp", optimal=True)
+
+
+def _big_layer(
+    cap: FloatArray,
+    cost: FloatArray,
+    need: float,
+    tol_n: float,
+    c: float,
+    f: float,
+    vp: float,
+    lo: int,
+    hi: int,
+    forced_next: float,
+    xs: FloatArray,
+    ys: FloatArray,
+    incumbent: float,
+) -> tuple[float, list[int], list[int], list[float], list[float]] | None:
+    """One DP layer, vectorised: every state x every replica count, bound, Pareto frontier."""
+    rem = need - cap
+    r_top = np.clip(np.ceil(rem / c - 1e-12), lo, hi)
+    counts = (r_top - lo + 1).astype(np.int64)
+    parent = np.repeat(np.arange(cap.shape[0]), counts)
+    offs = np.arange(parent.shape[0]) - np.repeat(np.cumsum(counts) - counts, counts)
+    r = lo + offs
+    pc = cap[parent]
+    new_cap = pc + r * c
+    new_cap[new_cap >= need - tol_n] = need
+    np.minimum(new_cap, need, out=new_cap)
+    new_cost = cost[parent] + f * r + vp * (new_cap - pc)
+    done = new_cap >= need
+    if done.any():
+        incumbent = min(incumbent, float(new_cost[done].min()) + forced_next)
+    left = need - new_cap
+    bound = new_cost + forced_next + np.interp(left, xs, ys)
+    bound[left > xs[-1] * (1 + _REL_TOL) + 1e-9] = np.inf
+    keep = np.flatnonzero(bound <= incumbent + abs(incumbent) * _REL_TOL + 1e-12)
+    if keep.shape[0] == 0:
+        return None
+    # Pareto frontier: by capacity descending, keep a state only if it is cheaper than every
+    # state with at least as much capacity.
+    srt = keep[np.lexsort((new_cost[keep], -new_cap[keep]))]
+    sc = new_cost[srt]
+    prev_min = np.minimum.accumulate(np.concatenate([[np.inf], sc[:-1]]))
+    front = srt[sc < prev_min - (np.abs(sc) * 1e-12 + 1e-15)]
+    return (
+        incumbent,
+        parent[front].tolist(),
+        r[front].astype(np.int64).tolist(),
+        new_cap[front].tolist(),
+        new_cost[front].tolist(),
+    )
 
 
 _SMALL_LAYER = 96  # below this many candidates a layer runs in plain Python (less overhead)
