@@ -60,22 +60,25 @@ wanted_version() {
     esac
 }
 
-# binary_version_output PATH NAME: what the binary says about its version (first lines only).
+# binary_version_output PATH NAME: the first line of what the binary says about its version.
+# (Captured whole, not piped through `head`: under pipefail, `head` closing the pipe early would
+# make a SIGPIPE'd binary look like a failure.)
 binary_version_output() {
-    local path="$1" name="$2"
+    local path="$1" name="$2" out=""
     case "$name" in
-    kubectl) "$path" version --client 2>/dev/null | head -1 ;;    # "Client Version: v1.36.3"
-    helm) "$path" version --short 2>/dev/null | head -1 ;;        # "v3.22.0+g..."
-    etcd) "$path" --version 2>/dev/null | head -1 ;;              # "etcd Version: 3.6.16"
-    *) "$path" --version 2>/dev/null | head -1 ;;                 # "Kubernetes v1.36.3", "kwok version v0.8.0 ..."
+    kubectl) out="$("$path" version --client 2>/dev/null)" || true ;; # "Client Version: v1.36.3"
+    helm) out="$("$path" version --short 2>/dev/null)" || true ;;     # "v3.22.0+g..."
+    *) out="$("$path" --version 2>/dev/null)" || true ;;              # "Kubernetes v1.36.3", "etcd Version: 3.6.16", "kwok version v0.8.0 ..."
     esac
+    printf '%s\n' "${out%%$'\n'*}"
 }
 
 # has_wanted_version PATH NAME: true if PATH is an executable of the pinned version.
 has_wanted_version() {
-    local path="$1" name="$2"
+    local path="$1" name="$2" out
     [[ -x "$path" ]] || return 1
-    binary_version_output "$path" "$name" | grep -qFw -- "$(wanted_version "$name")"
+    out="$(binary_version_output "$path" "$name")"
+    grep -qFw -- "$(wanted_version "$name")" <<<"$out"
 }
 
 # require_bins: fail with a clear message unless every binary is built at the right version.
