@@ -18,6 +18,7 @@ so the planner never buys a replica only to burn negative-priced power: replicas
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +26,7 @@ import numpy as np
 from .model import Objective, PlanOption, PlanRequest, PoolKey, RegionInput
 from .optimise import FloatArray, IntArray, Problem
 
-__all__ = ["Costing", "build_costing"]
+__all__ = ["Costing", "build_costing", "signals_missing"]
 
 # Objective floor for a replica's fixed cost rate (objective unit per hour).
 FIXED_COST_FLOOR = 1e-6
@@ -127,14 +128,35 @@ class Costing:
         return float(self.cold_start_objective @ added)
 
 
+def _finite(x: float | None) -> float | None:
+    """``x`` if it is a finite number, else None (a missing signal)."""
+    return x if x is not None and math.isfinite(x) else None
+
+
 def _series(now: float | None, forecast: tuple[float, ...], steps: int) -> FloatArray | None:
-    if not forecast:
-        return None if now is None else np.full(steps, float(now))
-    vals = list(forecast[:steps])
-    vals.extend([vals[-1]] * (steps - len(vals)))
+    """Value per horizon step: ``now`` first, then the forecast (non-finite points dropped)."""
+    now = _finite(now)
+    points = [float(x) for x in forecast[:steps] if math.isfinite(x)]
+    if not points:
+        return None if now is None else np.full(steps, now)
+    points.extend([points[-1]] * (steps - len(points)))
     if now is not None:
-        vals[0] = float(now)
-    return np.array(vals, dtype=np.float64)
+        points[0] = now
+    return np.array(points, dtype=np.float64)
+
+
+def signals_missing(region: RegionInput) -> bool:
+    """Whether a region's energy signals are stale, missing or not finite."""
+    return (
+        not region.price_fresh
+        or not region.carbon_fresh
+        or _finite(region.price_per_kwh) is None
+        or _finite(region.carbon_g_per_kwh) is None
+    )
+
+
+def _usable(x: float) -> float:
+    return x if math.isfinite(x) and x > 0 else 0.0
 
 
 def _allowed(req: PlanRequest, regions: list[RegionInput], n_pools: list[int]) -> np.ndarray:
@@ -168,8 +190,8 @@ def build_costing(req: PlanRequest) -> Costing:
     steps = demand.shape[0]
     peak = float(demand.max())
     need = peak * max(req.headroom, 1.0)
-    known_prices = [r.price_per_kwh for r in regions if r.price_per_kwh is not None]
-    known_carbon = [r.carbon_g_per_kwh for r in regions if r.carbon_g_per_kwh is not None]
+    known_prices = [x for r in regions if (x := _finite(r.price_per_kwh)) is not None]
+    known_carbon = [x for r in regions if (x := _finite(r.carbon_g_per_kwh)) is not None]
     # A missing signal is priced pessimistically: the dearest/dirtiest region's value.
     fallback_price = max(known_prices) if known_prices else 0.0
     fallback_carbon = max(known_carbon) if known_carbon else 0.0
@@ -228,7 +250,7 @@ def build_costing(req: PlanRequest) -> Costing:
         carbon_mean = carbon_means[i]
         e_obj_load = e_obj_loads[i]
         e_money_load = e_money_loads[i]
-        pue = max(reg.pue, 1.0)
+        pue = reg.pue if math.isfinite(reg.pue) and reg.pue >= 1.0 else 1.0
         cap_i = UNCAPPED
         if reg.grid_event is not None and reg.grid_event.ends_in_seconds > 0:
             cap_i = max(reg.grid_event.max_replicas, 0)
@@ -238,19 +260,22 @@ def build_costing(req: PlanRequest) -> Costing:
         for pool in pools:
             keys.append(PoolKey(reg.name, pool.gpu_product))
             region_of.append(i)
-            cap = max(pool.capacity_tokens_per_second, 0.0)
-            usable = cap > 0
+            cap = _usable(pool.capacity_tokens_per_second)
+            usable = cap > 0 and math.isfinite(pool.gpu_hour_cost_per_replica)
             quota.append(max(pool.quota_replicas, 0) if usable else 0)
             current.append(max(pool.current_replicas, 0))
             ready.append(max(pool.ready_replicas, 0))
+            gpu_cost = pool.gpu_hour_cost_per_replica if usable else 0.0
+            idle_w = _usable(pool.idle_watts) if usable else 0.0  # bad watts count as 0 W
+            max_w = max(_usable(pool.max_watts), idle_w) if usable else 0.0
             cap_safe = cap if usable else 1.0
-            idle_kw = pool.idle_watts * pue / 1000.0
-            dyn_kw_per_token = (pool.max_watts - pool.idle_watts) * pue / 1000.0 / cap_safe
+            idle_kw = idle_w * pue / 1000.0
+            dyn_kw_per_token = (max_w - idle_w) * pue / 1000.0 / cap_safe
             cols["cap"].append(cap)
-            fo = gpu_weight * pool.gpu_hour_cost_per_replica + idle_kw * e_obj_mean
+            fo = gpu_weight * gpu_cost + idle_kw * e_obj_mean
             cols["fo"].append(max(fo, FIXED_COST_FLOOR))
             cols["vo"].append(dyn_kw_per_token * e_obj_load)
-            cols["fm"].append(pool.gpu_hour_cost_per_replica + idle_kw * e_money_mean)
+            cols["fm"].append(gpu_cost + idle_kw * e_money_mean)
             cols["vm"].append(dyn_kw_per_token * e_money_load)
             cols["idle_w"].append(idle_kw * 1000.0)
             cols["dyn_w"].append(dyn_kw_per_token * 1000.0)

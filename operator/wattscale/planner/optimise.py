@@ -608,19 +608,40 @@ def exhaustive(p: Problem) -> Solution | None:
     """Reference optimum by enumerating every integer plan (small problems only).
 
     Used by the tests and the benchmark to check :func:`solve`; exponential in the pools.
+    Every plan in the bounds is priced with its optimal routing (a fill in increasing ``v``
+    for one population, an LP otherwise) and checked against every constraint.
     """
     import itertools
 
-    best: Solution | None = None
     ranges = [range(int(lo), int(hi) + 1) for lo, hi in zip(p.lo, p.hi, strict=True)]
-    for combo in itertools.product(*ranges):
-        r = np.array(combo, dtype=np.int64)
-        if not coupling_ok(p, r):
-            continue
+    plans = np.array(list(itertools.product(*ranges)), dtype=np.int64).reshape(-1, p.pools)
+    totals = plans.sum(axis=1)
+    onehot = np.zeros((p.pools, p.region_cap.shape[0]))
+    onehot[np.arange(p.pools), p.region_of] = 1.0
+    per_region = plans @ onehot
+    ok = (totals >= p.n_min) & (totals <= p.n_max)
+    ok &= np.all(per_region <= p.region_cap[None, :] + 0.5, axis=1)
+    ok &= (per_region > 0.5).sum(axis=1) >= p.min_regions
+    ok &= plans @ p.capacity >= p.need * (1 - 1e-9) - 1e-9
+    plans = plans[ok]
+    if plans.shape[0] == 0:
+        return None
+    if _single_population(p):
+        order = np.lexsort((np.arange(p.pools), p.per_token))
+        cap = plans[:, order] * p.capacity[order][None, :]
+        before = np.cumsum(cap, axis=1) - cap
+        load_o = np.clip(p.need - before, 0.0, cap)
+        objs = plans @ p.fixed_per_replica + load_o @ p.per_token[order]
+        best = int(np.argmin(objs))
+        load = np.zeros(p.pools)
+        load[order] = load_o[best]
+        return Solution(plans[best], load, float(objs[best]), "exhaustive", True)
+    found: Solution | None = None
+    for r in plans:
         routed = route(p, r)
         if routed is None:
             continue
-        load, obj = routed
-        if best is None or obj < best.objective - 1e-12 * max(1.0, abs(obj)):
-            best = Solution(r, load, obj, "exhaustive", True)
-    return best
+        load_r, obj = routed
+        if found is None or obj < found.objective - 1e-12 * max(1.0, abs(obj)):
+            found = Solution(r, load_r, obj, "exhaustive", True)
+    return found

@@ -25,11 +25,12 @@ Steps, in order (each may add a reason code):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .costing import UNCAPPED, Costing, build_costing
+from .costing import UNCAPPED, Costing, build_costing, signals_missing
 from .model import (
     Action,
     ActionKind,
@@ -473,10 +474,9 @@ def plan(req: PlanRequest, state: PlannerState | None = None) -> Decision:
     # Step 1: hard caps (quota, grid events, max_replicas) bound everything below.
     capped = _hard_cap(co, req, cur)
     # Step 2: inputs.
-    w.missing = (not req.demand_tokens_per_second) or (not req.metrics_fresh)
-    w.stale = any(
-        (not r.price_fresh) or (not r.carbon_fresh) or r.price_per_kwh is None for r in req.regions
-    )
+    demand = req.demand_tokens_per_second
+    w.missing = not demand or not req.metrics_fresh or not all(math.isfinite(x) for x in demand)
+    w.stale = any(signals_missing(r) for r in req.regions)
     if w.missing:
         w.add(ReasonCode.MISSING_METRICS_HOLD)
         target = _top_up_min_replicas(co, req, capped)

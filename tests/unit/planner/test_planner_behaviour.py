@@ -241,3 +241,16 @@ def test_state_round_trips_and_is_deterministic() -> None:
     b = plan(req, PlannerState())
     assert a == b
     assert plan(req, a.state) == plan(req, b.state)
+
+
+def test_non_finite_inputs_hold_instead_of_crashing() -> None:
+    nan = float("nan")
+    d = plan(request(region("A", nan, pool(current=4)), demand=1000.0))
+    assert d.desired[A] == 4  # a NaN price is a missing signal: never down
+    assert ReasonCode.STALE_SIGNALS_HOLD in d.reasons
+    held = plan(request(region("A", 0.1, pool(current=4)), demand_tokens_per_second=(nan, 5.0)))
+    assert held.desired[A] == 4
+    assert held.reason is ReasonCode.MISSING_METRICS_HOLD
+    bad_pool = pool(current=2, capacity=nan)
+    dead = plan(request(region("A", 0.1, bad_pool), region("B", 0.2)))
+    assert dead.desired[B] == 4  # a pool without a usable capacity gets no replicas

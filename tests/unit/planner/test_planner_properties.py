@@ -155,7 +155,7 @@ def test_optimal_against_exhaustive_search(req: PlanRequest) -> None:
     p = co.problem(req)
     # Keep the enumeration small: <= 12 replicas in all, few combinations (routing several
     # populations takes an LP per combination).
-    limit = 3000 if p.shares.shape[0] == 1 else 300
+    limit = 4000 if p.shares.shape[0] == 1 else 120
     hi = p.hi.copy()
     while int(hi.sum()) > 12 or int(np.prod(hi - p.lo + 1)) > limit:
         hi[int(np.argmax(hi))] -= 1
