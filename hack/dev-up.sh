@@ -12,6 +12,8 @@
 #
 # Usage: hack/dev-up.sh [CLUSTER...]     default: the hub and every region (see hack/lib.sh)
 # Idempotent: a cluster that is already up is left alone; a stopped one is started again.
+# WATTSCALE_APPLY_CRDS=0 skips applying crds/*.yaml to the hub (the e2e suite applies them itself,
+# to assert on the API server's verdict). A CRD the API server rejects makes dev-up exit 1.
 # Afterwards:
 #   kubectl --kubeconfig ~/.cache/wattscale/clusters/us-west.kubeconfig get nodes
 # Stop everything with hack/dev-down.sh.
@@ -134,8 +136,12 @@ register_region() {
     log "    hub: secret $SYSTEM_NAMESPACE/region-$region-kubeconfig"
 }
 
+# apply_crds: server-side apply every crds/*.yaml to the hub and wait until it is Established.
+# A CRD the API server rejects is reported (with the server's message) and makes dev-up exit 1 at
+# the very end, after everything else is up.
+crds_rejected=()
 apply_crds() {
-    local crds=()
+    local crds=() f
     shopt -s nullglob
     crds=("$REPO_DIR"/crds/*.yaml)
     shopt -u nullglob
@@ -143,12 +149,16 @@ apply_crds() {
         log "    no crds/*.yaml in the repo yet; skipping"
         return 0
     fi
-    local f
     for f in "${crds[@]}"; do
         # Server-side apply: no last-applied annotation, so large CRDs do not hit its size limit.
-        kc "$WATTSCALE_HUB" apply --server-side --force-conflicts --field-manager=wattscale-dev-up -f "$f" >/dev/null
-        kc "$WATTSCALE_HUB" wait --for=condition=Established --timeout=60s -f "$f" >/dev/null
-        log "    hub: applied and Established: ${f#"$REPO_DIR"/}"
+        if kc "$WATTSCALE_HUB" apply --server-side --force-conflicts \
+            --field-manager=wattscale-dev-up -f "$f" >/dev/null &&
+            kc "$WATTSCALE_HUB" wait --for=condition=Established --timeout=60s -f "$f" >/dev/null; then
+            log "    hub: applied and Established: ${f#"$REPO_DIR"/}"
+        else
+            log "    hub: REJECTED by the API server: ${f#"$REPO_DIR"/} (message above)"
+            crds_rejected+=("${f#"$REPO_DIR"/}")
+        fi
     done
 }
 
@@ -165,11 +175,19 @@ if [[ " ${clusters[*]} " == *" $WATTSCALE_HUB "* ]]; then
         bash -c "kubectl create namespace $SYSTEM_NAMESPACE --dry-run=client -o yaml |
                  kubectl --kubeconfig '$(kubeconfig_of "$WATTSCALE_HUB")' apply -f - >/dev/null"
     for name in $WATTSCALE_REGIONS; do
-        [[ -f "$(kubeconfig_of "$name")" ]] && register_region "$name"
+        if [[ -f "$(kubeconfig_of "$name")" ]]; then register_region "$name"; fi
     done
-    run_step "CRDs on the hub" apply_crds
+    if [[ "${WATTSCALE_APPLY_CRDS:-1}" == 1 ]]; then
+        log "==> CRDs on the hub"
+        apply_crds
+    else
+        log "WATTSCALE_APPLY_CRDS=0: not applying crds/*.yaml"
+    fi
 fi
 
 log "dev stack up in $(($(date +%s) - start_all))s; $(stack_rss_summary)"
 log "kubeconfigs: $WATTSCALE_CLUSTERS_DIR/<cluster>.kubeconfig   (clusters: ${clusters[*]})"
 log "e.g.: kubectl --kubeconfig $(kubeconfig_of "${clusters[-1]}") get nodes -L nvidia.com/gpu.product,topology.kubernetes.io/zone"
+if ((${#crds_rejected[@]})); then
+    die "the clusters are up, but the hub's API server rejected: ${crds_rejected[*]}"
+fi

@@ -34,13 +34,21 @@ die() {
     exit 1
 }
 
-# run_step "description" cmd args...: runs a command, logs how long it took.
+# run_step "description" cmd args...: runs a command (or function), logs how long it took, and
+# returns its exit code. It runs in a subshell with `set -e` in force: calling a function from an
+# `if`/`||` context would otherwise silently disable `set -e` inside it.
 run_step() {
-    local what="$1" start rc=0
+    local what="$1" start rc
     shift
     log "==> $what"
     start=$(date +%s)
-    "$@" || rc=$?
+    set +e
+    (
+        set -e
+        "$@"
+    )
+    rc=$?
+    set -e
     if ((rc != 0)); then
         log "<== $what FAILED (exit $rc) after $(($(date +%s) - start))s"
         return "$rc"

@@ -44,8 +44,11 @@ def stack() -> Iterator[Stack]:
     # Clusters already answering are reused and left running; the others are ours to stop.
     started = [c for c in s.all_clusters if not s.is_ready(c)]
     try:
-        # dev-up is idempotent: for running clusters it only re-applies nodes, Secrets and CRDs.
-        s.up(s.all_clusters)
+        # dev-up is idempotent: for running clusters it only re-applies nodes and Secrets. The CRDs
+        # are applied here instead, so that a CRD the API server rejects fails one test (which
+        # shows the server's message) rather than the whole session.
+        s.up(s.all_clusters, apply_crds=False)
+        s.apply_crds()
     except StackError as exc:
         problem = str(exc)
     if problem:

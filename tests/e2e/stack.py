@@ -58,6 +58,8 @@ class Stack:
     hub: str
     regions: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    # crds/*.yaml file name -> the API server's error, for every CRD the hub rejected.
+    crd_rejections: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_scripts(cls, bin_dir: Path) -> Stack:
@@ -130,17 +132,41 @@ class Stack:
             return False
         return proc.returncode == 0 and proc.stdout.strip() == "ok"
 
-    def up(self, clusters: Sequence[str]) -> None:
+    def up(self, clusters: Sequence[str], apply_crds: bool = True) -> None:
         """Run hack/dev-up.sh for these clusters (idempotent), streaming its log to stderr."""
-        _run_script("dev-up.sh", clusters)
+        _run_script("dev-up.sh", clusters, {"WATTSCALE_APPLY_CRDS": "1" if apply_crds else "0"})
 
     def down(self, clusters: Sequence[str]) -> None:
         _run_script("dev-down.sh", clusters)
 
+    def apply_file(self, cluster: str, path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+        """`kubectl apply -f path` (server-side); returns the result instead of raising."""
+        return self.kubectl(
+            cluster,
+            *("apply", "--server-side", "--force-conflicts", "--field-manager=wattscale-e2e"),
+            *args,
+            *("-f", str(path)),
+            check=False,
+        )
 
-def _run_script(script: str, args: Sequence[str]) -> None:
+    def apply_crds(self) -> dict[str, str]:
+        """Apply every crds/*.yaml to the hub, wait until Established; return the rejections."""
+        rejected = {}
+        for path in sorted((REPO / "crds").glob("*.yaml")):
+            proc = self.apply_file(self.hub, path)
+            if proc.returncode != 0:
+                rejected[path.name] = proc.stderr.strip()
+                continue
+            self.kubectl(self.hub, "wait", "--for=condition=Established", "-f", str(path))
+        self.crd_rejections = rejected
+        return rejected
+
+
+def _run_script(script: str, args: Sequence[str], env: Mapping[str, str] | None = None) -> None:
     cmd = [str(HACK / script), *args]
-    proc = subprocess.run(cmd, stdout=sys.stderr, stderr=sys.stderr, check=False)
+    proc = subprocess.run(
+        cmd, stdout=sys.stderr, stderr=sys.stderr, env={**os.environ, **(env or {})}, check=False
+    )
     if proc.returncode != 0:
         raise StackError(f"`{' '.join(cmd)}` failed with exit code {proc.returncode}")
 
