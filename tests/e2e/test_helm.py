@@ -98,7 +98,24 @@ def test_helm_lint(stack: Stack, helm_env: dict[str, str], values: Path | None) 
     assert "1 chart(s) linted, 0 chart(s) failed" in out
 
 
+@pytest.fixture(scope="module")
+def hub_crds(stack: Stack) -> None:
+    """The chart's CRDs on the hub (as hack/dev-up.sh leaves them), so Regions can be checked."""
+    for crd in sorted((CHART / "crds").glob("*.yaml")):
+        stack.kubectl(
+            stack.hub,
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=wattscale-dev-up",
+            "-f",
+            str(crd),
+        )
+        stack.kubectl(stack.hub, "wait", "--for=condition=Established", "-f", str(crd))
+
+
 @pytest.mark.parametrize("values", VALUE_SETS, ids=_ids)
+@pytest.mark.usefixtures("hub_crds")
 def test_helm_template_renders_and_the_apiserver_accepts_it(
     stack: Stack, helm_env: dict[str, str], kube_version: str, values: Path | None
 ) -> None:
