@@ -57,35 +57,34 @@ DecimalString = Annotated[
     Decimal,
     BeforeValidator(_to_decimal),
     PlainSerializer(lambda d: format(d, "f"), return_type=str),
-    WithJsonSchema({"type": "string", "pattern": DECIMAL_PATTERN}),
+    WithJsonSchema({"type": "string", "pattern": DECIMAL_PATTERN, "maxLength": 32}),
 ]
 """An exact decimal written as a string in YAML ("2.49"), as Kubernetes asks instead of floats."""
 
 
 @dataclass(frozen=True)
 class Rule:
-    """A cross-field rule, checked in Python and emitted as a CEL rule for the API server.
+    """A cross-field rule, checked in Python and (when ``cel`` is set) by the API server.
 
     ``cel`` is evaluated by the API server with ``self`` bound to the model's object;
-    ``check`` is its Python twin. ``message`` is the static text; ``message_expression``
-    (CEL) and ``detail`` (Python) render the same dynamic text when given.
-    ``field`` names the field the error points at (``fieldPath`` in CEL).
+    ``check`` is its Python twin. ``message`` is what both say; ``detail`` (Python only) may add
+    the offending values. CEL messages stay static: a ``messageExpression`` that formats numbers
+    is priced by the API server's cost estimator as an unbounded string and refused.
+    ``cel=None`` marks a rule the schema enforces some other way (e.g. ``x-kubernetes-list-type``)
+    so that only the Python twin is needed. ``field`` names the field the error points at.
     """
 
-    cel: str
+    cel: str | None
     check: Callable[[Any], bool]
     message: str
     field: str | None = None
-    message_expression: str | None = None
     detail: Callable[[Any], str] | None = None
 
     def render(self, obj: Any) -> str:
         return self.detail(obj) if self.detail is not None else self.message
 
     def to_cel(self) -> dict[str, str]:
-        out: dict[str, str] = {"rule": self.cel, "message": self.message}
-        if self.message_expression:
-            out["messageExpression"] = self.message_expression
+        out: dict[str, str] = {"rule": self.cel or "true", "message": self.message}
         if self.field:
             out["fieldPath"] = "." + self.field
         return out
@@ -105,7 +104,9 @@ class ApiModel(BaseModel):
         schema = handler(core_schema)
         if cls.cel_rules:
             target = handler.resolve_ref_schema(schema)
-            target["x-kubernetes-validations"] = [r.to_cel() for r in cls.cel_rules]
+            rules = [r.to_cel() for r in cls.cel_rules if r.cel is not None]
+            if rules:
+                target["x-kubernetes-validations"] = rules
         return schema
 
     @model_validator(mode="after")

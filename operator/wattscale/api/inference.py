@@ -117,12 +117,8 @@ class Slo(ApiModel):
         Rule(
             cel="self.minReplicas <= self.maxReplicas",
             check=lambda m: m.minReplicas <= m.maxReplicas,
-            message="maxReplicas must be >= minReplicas",
+            message="must be >= minReplicas",
             field="maxReplicas",
-            message_expression=(
-                "'must be >= minReplicas (got ' + string(self.maxReplicas) + ' < '"
-                " + string(self.minReplicas) + ')'"
-            ),
             detail=lambda m: f"must be >= minReplicas (got {m.maxReplicas} < {m.minReplicas})",
         ),
         Rule(
@@ -148,8 +144,9 @@ class Placement(ApiModel):
         min_length=1,
         max_length=64,
         description="Names of the Region objects this deployment may run in.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
     )
-    homeRegion: str | None = Field(
+    homeRegion: RegionName | None = Field(
         default=None,
         description=(
             "The region a static deployment would use; the baseline savings are measured "
@@ -205,7 +202,7 @@ class Placement(ApiModel):
 
     cel_rules: ClassVar[tuple[Rule, ...]] = (
         Rule(
-            cel="self.regions.all(r, self.regions.exists_one(s, s == r))",
+            cel=None,  # x-kubernetes-list-type: set makes the API server refuse duplicates
             check=lambda m: len(set(m.regions)) == len(m.regions),
             message="regions must not repeat",
             field="regions",

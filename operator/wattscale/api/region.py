@@ -70,7 +70,9 @@ class GpuOffer(ApiModel):
     """What one GPU product costs and draws in this region, and how many there are."""
 
     product: str = Field(
-        min_length=1, description="GPU product (node label nvidia.com/gpu.product)."
+        min_length=1,
+        max_length=128,
+        description="GPU product (node label nvidia.com/gpu.product).",
     )
     hourlyCost: DecimalString = Field(
         description="Cost of holding one GPU for an hour, in the region's currency: rental "
@@ -89,12 +91,8 @@ class GpuOffer(ApiModel):
         Rule(
             cel="self.idleWatts <= self.maxWatts",
             check=lambda m: m.idleWatts <= m.maxWatts,
-            message="idleWatts must be <= maxWatts",
+            message="must be <= maxWatts",
             field="idleWatts",
-            message_expression=(
-                "'must be <= maxWatts (got ' + string(self.idleWatts) + ' > '"
-                " + string(self.maxWatts) + ')'"
-            ),
             detail=lambda m: f"must be <= maxWatts (got {m.idleWatts} > {m.maxWatts})",
         ),
         Rule(
@@ -127,6 +125,10 @@ class RegionSpec(ApiModel):
         min_length=1,
         max_length=32,
         description="GPU products offered here, with cost, power and quota.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["product"],
+        },
     )
     latency: list[Latency] = Field(
         default_factory=list,
@@ -136,7 +138,7 @@ class RegionSpec(ApiModel):
 
     cel_rules: ClassVar[tuple[Rule, ...]] = (
         Rule(
-            cel="self.gpus.all(g, self.gpus.exists_one(h, h.product == g.product))",
+            cel=None,  # x-kubernetes-list-type: map keyed on product refuses duplicates
             check=lambda m: len({g.product for g in m.gpus}) == len(m.gpus),
             message="each GPU product may be listed once",
             field="gpus",
