@@ -169,7 +169,8 @@ class TraceLoad:
     real (prompt, output) token counts, scaled to ``mean_tokens_per_second`` output tokens/s.
 
     ``time_compression`` 60 plays the trace's hour in one minute; ``bin_seconds`` is the bin of
-    the rate shape in trace time.
+    the rate shape in trace time. ``flat=True`` keeps the token mix but makes the rate constant
+    (for measuring the true capacity of that mix).
     """
 
     def __init__(
@@ -180,6 +181,7 @@ class TraceLoad:
         time_compression: float = 1.0,
         bin_seconds: float = 60.0,
         max_output_tokens: int | None = None,
+        flat: bool = False,
     ) -> None:
         rows = list(csv.DictReader(path.open()))
         if not rows:
@@ -200,7 +202,7 @@ class TraceLoad:
         for t in self.t_rel:
             counts[int(t // bin_seconds)] += 1
         mean_count = sum(counts) / n_bins
-        self.shape = [c / mean_count for c in counts]  # mean 1
+        self.shape = [1.0 if flat else c / mean_count for c in counts]  # mean 1
         self._mean_out = sum(o for _, o in self.tokens) / len(self.tokens)
         self._mean_prompt = sum(p for p, _ in self.tokens) / len(self.tokens)
         self.mean_tokens_per_second = mean_tokens_per_second

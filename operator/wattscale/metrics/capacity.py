@@ -3,16 +3,20 @@
 Pure (numpy only, no I/O), so the planner and the simulator can use it as well.
 
 Model. Let ``x`` be the output tokens/s per replica in a window and ``r`` the window's SLO
-ratio, ``max(ttft_p95 / ttft_slo, tpot_p95 / tpot_slo)``: the SLO holds when ``r <= 1``. The
-capacity ``c`` is the load at which ``r`` crosses 1 (where the windowed p95 meets the SLO half
-the time). We keep a posterior over ``log c`` on a grid:
+ratio, ``max(ttft_p95 / ttft_slo, tpot_p95 / tpot_slo)``: the SLO holds when ``r <= 1``. Window
+p95s are noisy, so around the boundary some windows meet the SLO and some do not. The capacity
+``c`` is the load at which a share ``window_violation_target`` (default 20 %) of windows
+violate: below one half, it keeps a margin for that noise so the long-run p95 holds too. We keep
+a posterior over ``log c`` on a grid:
 
 * prior: log-normal around the user's hint (``sigma_log`` 0.5: "right within a factor ~2");
-* boundary evidence: every informative window votes "c > x" (SLO met) or "c < x" (violated)
-  through a logistic of ``(log c - log x) / s`` mixed with an outlier rate, so a single odd window
-  (a burst of long prompts, a GC pause) cannot move the estimate far;
+* boundary evidence: every informative window votes "met" or "violated" with probability
+  ``logistic((log x - log c50) / s)`` mixed with an outlier rate, so a single odd window (a burst
+  of long prompts, a GC pause) cannot move the estimate far; ``c50`` is where half the windows
+  violate and ``s`` the width of the transition, learned over a small grid (marginalised), with
+  ``log c = log c50 + s * logit(target)``;
 * a robust curve term: the windows below saturation are fitted (Student-t loss on log r) by the
-  queueing-shaped curve ``r(x) = a / (1 - (1 - a) x / c)``, profiled over ``a``. It lets loads
+  queueing-shaped curve ``r(x) = a / (1 - (1 - a) x / c50)``, profiled over ``a``. It lets loads
   below the boundary say how far away the boundary is; it is an extrapolation, so it counts
   half as much as the boundary votes, and it is where the estimate comes from when the load
   never reached the boundary (then it tends to be conservative for latency curves that
@@ -95,7 +99,11 @@ class CapacityLearnerConfig:
     low_load_violation_fraction: float = 0.3
     """Violations below this fraction of the loads where the SLO held (or of the prior, before
     any window met it) are not blamed on load."""
-    boundary_softness_log: float = 0.08
+    window_violation_target: float = 0.2
+    """The capacity is the load at which this share of windows violates the SLO (0.5: the
+    boundary itself). Below 0.5 it absorbs window-to-window noise, so a long-run p95 holds."""
+    softness_grid_log: tuple[float, ...] = (0.03, 0.05, 0.08, 0.12, 0.18, 0.27)
+    """Candidate widths (in log load) of the met/violated transition; learned from the data."""
     outlier_rate: float = 0.03
     autocorrelation_weight: float = 0.3
     half_life_seconds: float | None = 6 * 3600.0
@@ -188,10 +196,10 @@ def _curve_profile_loglik(
     Residuals in log r get a Student-t (nu=4) loss, so outlying windows count little. Returns
     an array like ``grid``, maximised over ``a`` for each ``c``.
     """
-    if len(logx) > 300:
-        idx = np.linspace(0, len(logx) - 1, 300).astype(int)
+    if len(logx) > 200:
+        idx = np.linspace(0, len(logx) - 1, 200).astype(int)
         logx, logr, w = logx[idx], logr[idx], w[idx]
-    a_values = np.linspace(0.02, 0.95, 24)
+    a_values = np.linspace(0.02, 0.95, 16)
     x = np.exp(logx)[None, None, :]
     c = np.exp(grid)[:, None, None]
     a = a_values[None, :, None]
@@ -284,28 +292,47 @@ def estimate_capacity(
 
     lo_grid = min(prior_mu - 4 * prior_sigma, float(logx.min())) - 1.0
     hi_grid = max(prior_mu + 4 * prior_sigma, float(logx.max())) + 1.0
-    grid = np.linspace(lo_grid, hi_grid, cfg.grid_points)
+    grid = np.linspace(lo_grid, hi_grid, cfg.grid_points)  # log of the target capacity
+    log_prior = -0.5 * ((grid - prior_mu) / prior_sigma) ** 2
 
-    logpost = -0.5 * ((grid - prior_mu) / prior_sigma) ** 2
+    # The capacity reported is the load at which a window violates the SLO with probability
+    # ``window_violation_target``. Windows vote through P(violate | x) = logistic((log x -
+    # log c50) / s) with an outlier rate, c50 the load where half the windows violate and s the
+    # width of the transition (window-to-window noise), which is learned over a small grid:
+    # log c = log c50 + s * logit(target).
+    target = min(0.5, max(1e-3, cfg.window_violation_target))
+    logit_target = math.log(target / (1.0 - target))
+    softness = np.array(cfg.softness_grid_log, dtype=np.float64)
+    shift_max = float(softness.max()) * abs(logit_target)
 
-    # Boundary votes: met -> c > x, violated -> c < x.
-    sign = np.where(logr <= 0.0, 1.0, -1.0)
-    z = sign[None, :] * (grid[:, None] - logx[None, :]) / cfg.boundary_softness_log
-    eps = cfg.outlier_rate
-    p = eps + (1.0 - 2.0 * eps) * _logistic(z)
-    logpost = logpost + (np.log(p) * w[None, :]).sum(axis=1)
-
-    # Curve term: a robust fit of the queueing-shaped curve r(x) = a / (1 - (1 - a) x / c)
-    # (r(0) = a, r(c) = 1, blowing up at saturation) to the windows below saturation, profiled
-    # over a; it lets loads below the boundary say how far the boundary is.
     curve_c: float | None = None
+    curve_grid: FloatArray | None = None
+    curve_ll: FloatArray | None = None
     below_sat = logr <= math.log(cfg.curve_max_ratio)
     if int(below_sat.sum()) >= cfg.min_fit_points and cfg.curve_weight > 0:
-        curve = _curve_profile_loglik(
-            grid, logx[below_sat], logr[below_sat], w[below_sat], cfg.latency_noise_log
+        # Curve term: a robust fit of the queueing-shaped curve r(x) = a / (1 - (1 - a) x / c50)
+        # (r(0) = a, r(c50) = 1, blowing up at saturation) to the windows below saturation,
+        # profiled over a: it lets loads below the boundary say how far the boundary is.
+        curve_grid = np.linspace(lo_grid - shift_max, hi_grid + shift_max, 160)
+        curve_ll = cfg.curve_weight * _curve_profile_loglik(
+            curve_grid, logx[below_sat], logr[below_sat], w[below_sat], cfg.latency_noise_log
         )
-        curve_c = float(math.exp(grid[int(np.argmax(curve))]))
-        logpost = logpost + cfg.curve_weight * curve
+        curve_c = float(math.exp(curve_grid[int(np.argmax(curve_ll))]))
+
+    sign = np.where(logr <= 0.0, 1.0, -1.0)
+    eps = cfg.outlier_rate
+    rows = []
+    for s_log in softness:
+        c50 = grid - s_log * logit_target
+        z = sign[None, :] * (c50[:, None] - logx[None, :]) / s_log
+        p = eps + (1.0 - 2.0 * eps) * _logistic(z)
+        row = log_prior + (np.log(p) * w[None, :]).sum(axis=1)
+        if curve_grid is not None and curve_ll is not None:
+            row = row + np.interp(c50, curve_grid, curve_ll)
+        rows.append(row)
+    joint = np.array(rows)
+    joint -= joint.max()
+    logpost = np.log(np.maximum(np.exp(joint).sum(axis=0), 1e-300))
 
     logpost -= logpost.max()
     post = np.exp(logpost)

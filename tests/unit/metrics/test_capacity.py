@@ -31,6 +31,8 @@ def tpot_p95(x: float, noise: float = 0.0) -> float:
 
 # Where 1.3 * 0.008 / (1 - x/4000) = 0.040: x = 4000 * (1 - 0.26) = 2960.
 TRUE_CAPACITY = CEILING * (1 - 1.3 * BASE_STEP / 0.040)
+# TRUE_CAPACITY is the median boundary (half the windows violate there): learn that one.
+MEDIAN = CapacityLearnerConfig(window_violation_target=0.5)
 
 
 def windows(
@@ -73,7 +75,7 @@ def test_no_data_returns_the_prior_with_zero_confidence() -> None:
 
 @pytest.mark.parametrize("hint", [1000.0, 3000.0, 9000.0, None])
 def test_learns_capacity_from_both_sides_whatever_the_hint(hint: float | None) -> None:
-    est = estimate_capacity(windows(400, 0.3, 1.3), SLO, hint)
+    est = estimate_capacity(windows(400, 0.3, 1.3), SLO, hint, MEDIAN)
     assert est.source == "learned"
     assert est.tokens_per_second_per_replica == pytest.approx(TRUE_CAPACITY, rel=0.05)
     assert est.lower_tokens_per_second_per_replica <= TRUE_CAPACITY * 1.02
@@ -83,10 +85,10 @@ def test_learns_capacity_from_both_sides_whatever_the_hint(hint: float | None) -
 
 def test_learns_from_loads_below_the_boundary_only() -> None:
     # Load never reaches capacity: the curve term extrapolates; less confident.
-    est = estimate_capacity(windows(300, 0.3, 0.85), SLO, 1500.0)
+    est = estimate_capacity(windows(300, 0.3, 0.85), SLO, 1500.0, MEDIAN)
     assert est.violations_seen == 0
     assert est.tokens_per_second_per_replica == pytest.approx(TRUE_CAPACITY, rel=0.15)
-    full = estimate_capacity(windows(300, 0.3, 1.3), SLO, 1500.0)
+    full = estimate_capacity(windows(300, 0.3, 1.3), SLO, 1500.0, MEDIAN)
     assert est.confidence < full.confidence
 
 
@@ -97,7 +99,7 @@ def test_robust_to_outlying_windows() -> None:
         x = rng.uniform(0.4, 0.8) * TRUE_CAPACITY if i % 2 else 1.25 * TRUE_CAPACITY
         lat = 0.5 if i % 2 else 0.005
         obs.append(CapacityObservation(x, 0.1, lat, t_seconds=400 * 30 + i))
-    est = estimate_capacity(obs, SLO, 2000.0)
+    est = estimate_capacity(obs, SLO, 2000.0, MEDIAN)
     assert est.tokens_per_second_per_replica == pytest.approx(TRUE_CAPACITY, rel=0.08)
 
 
@@ -106,8 +108,8 @@ def test_no_load_windows_are_refused_and_do_not_move_the_estimate() -> None:
     idle = [CapacityObservation(0.0, None, None, t_seconds=1e5 + i) for i in range(200)] + [
         CapacityObservation(5.0, 0.05, 0.009, t_seconds=2e5 + i) for i in range(200)
     ]
-    with_idle = estimate_capacity(base + idle, SLO, 2000.0)
-    without = estimate_capacity(base, SLO, 2000.0)
+    with_idle = estimate_capacity(base + idle, SLO, 2000.0, MEDIAN)
+    without = estimate_capacity(base, SLO, 2000.0, MEDIAN)
     assert (
         with_idle.observations_rejected.get("no_load", 0)
         + with_idle.observations_rejected.get("no_latency", 0)
@@ -124,7 +126,7 @@ def test_saturated_but_idle_windows_are_refused() -> None:
         CapacityObservation(300.0, 30.0, 0.5, waiting_requests_per_replica=50, t_seconds=float(i))
         for i in range(300)
     ]
-    est = estimate_capacity(windows(200, 0.3, 1.3) + stuck, SLO, 2000.0)
+    est = estimate_capacity(windows(200, 0.3, 1.3) + stuck, SLO, 2000.0, MEDIAN)
     assert est.observations_rejected["low_load_violation"] == 300
     assert est.tokens_per_second_per_replica == pytest.approx(TRUE_CAPACITY, rel=0.06)
     # Only stuck windows: nothing learned, the hint stands.
@@ -148,12 +150,14 @@ def test_ttft_only_slo() -> None:
         x = rng.uniform(200, 1500)
         ttft = 0.05 / max(0.02, 1 - x / 1200) * math.exp(rng.gauss(0, 0.1))
         obs.append(CapacityObservation(x, ttft, None, t_seconds=float(i)))
-    est = estimate_capacity(obs, slo, 500.0)
+    est = estimate_capacity(obs, slo, 500.0, MEDIAN)
     assert est.tokens_per_second_per_replica == pytest.approx(900.0, rel=0.06)
 
 
 def test_learner_keeps_a_bounded_recent_buffer() -> None:
-    learner = CapacityLearner(SLO, 2000.0, CapacityLearnerConfig(max_observations=100))
+    learner = CapacityLearner(
+        SLO, 2000.0, CapacityLearnerConfig(max_observations=100, window_violation_target=0.5)
+    )
     assert learner.estimate().source == "prior"
     learner.observe_many(windows(250, 0.3, 1.3))
     assert len(learner.observations) == 100
@@ -163,7 +167,7 @@ def test_learner_keeps_a_bounded_recent_buffer() -> None:
 
 def test_recency_lets_a_new_capacity_take_over() -> None:
     # The model was replaced by a slower one: old windows are at a higher capacity.
-    cfg = CapacityLearnerConfig(half_life_seconds=3600.0)
+    cfg = CapacityLearnerConfig(half_life_seconds=3600.0, window_violation_target=0.5)
     old = windows(300, 0.3, 1.3, dt=30.0)
     slow = []
     rng = random.Random(9)
@@ -176,3 +180,25 @@ def test_recency_lets_a_new_capacity_take_over() -> None:
         )
     est = estimate_capacity(old + slow, SLO, 2000.0, cfg)
     assert est.tokens_per_second_per_replica == pytest.approx(0.6 * TRUE_CAPACITY, rel=0.08)
+
+
+def test_violation_target_below_half_is_more_conservative() -> None:
+    obs = windows(400, 0.3, 1.3, noise=0.15)
+    median = estimate_capacity(obs, SLO, 2000.0, MEDIAN)
+    default = estimate_capacity(obs, SLO, 2000.0)  # 20 % of windows may violate
+    assert default.tokens_per_second_per_replica < median.tokens_per_second_per_replica
+    assert default.tokens_per_second_per_replica > 0.85 * TRUE_CAPACITY
+    # Check against the data: about a fifth of the windows at that load violate.
+    near = [
+        o
+        for o in obs
+        if abs(o.tokens_per_second_per_replica / default.tokens_per_second_per_replica - 1) < 0.04
+    ]
+    share = sum(1 for o in near if (SLO.ratio(o) or 0) > 1) / len(near)
+    assert 0.0 < share < 0.45
+
+
+def test_hint_too_high_is_corrected_by_violations() -> None:
+    # The hint says 3x; the replica violates whenever loaded above the true capacity.
+    est = estimate_capacity(windows(200, 0.6, 1.4), SLO, 3 * TRUE_CAPACITY, MEDIAN)
+    assert est.tokens_per_second_per_replica == pytest.approx(TRUE_CAPACITY, rel=0.06)

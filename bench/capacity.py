@@ -1,0 +1,225 @@
+"""Capacity-learning benchmark (not a test): learned vs true per-replica capacity.
+
+The vLLM emulator (tests/fakes/vllm_emulator.py) is driven by the Azure LLM conversation trace
+(``../shared/data/traces/azure_llm_2023_conv.csv``): its request-rate shape over the hour in
+1-minute bins and its real prompt/output token counts (mean ~1,155 in / ~211 out). It runs in
+virtual time. Every 30 s a window is measured the way the reader measures it through Prometheus:
+output tokens/s per replica from the counters, and TTFT/TPOT p95 with ``histogram_quantile``'s
+linear interpolation over vLLM's buckets (summed over replicas). Windows feed the
+:class:`CapacityLearner`, whose prior is a deliberately wrong hint.
+
+The true capacity is the largest constant output tokens/s per replica (same token mix) whose
+exact p95 TTFT and TPOT meet the SLO, found by bisection on the same model.
+
+Scenarios (each ``--hours`` of virtual time, the trace looped):
+  fixed       replicas fixed so the trace's peaks reach ~1.25x capacity and the troughs ~0.45x;
+  autoscaled  a reactive policy sizes replicas every 30 s from the measured demand and the
+              learner's current estimate with 20 % headroom, i.e. the loop the operator runs.
+For each, hints of 0.5x, 1x and 2x the true capacity. The last line is
+``capacity_error_max_pct=`` over the scenarios where the load reached the boundary.
+
+Usage: ``python bench/capacity.py [--hours H] [--seed S]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.fakes.vllm_emulator import (
+    Emulator,
+    LoadProfile,
+    Replica,
+    TraceLoad,
+    measure_capacity,
+)
+from wattscale.metrics import (
+    CapacityEstimate,
+    CapacityLearner,
+    CapacityLearnerConfig,
+    CapacityObservation,
+    LatencySlo,
+)
+
+SLO = LatencySlo(ttft_p95_seconds=1.0, tpot_p95_seconds=0.050)
+WINDOW_SECONDS = 30.0
+CONFIG = CapacityLearnerConfig()
+DT_SECONDS = 0.05
+
+
+def histogram_quantile(q: float, bounds: list[float], counts: list[float]) -> float:
+    """Prometheus' histogram_quantile over non-cumulative bucket counts (+Inf last)."""
+    total = sum(counts)
+    if total <= 0:
+        return math.nan
+    rank = q * total
+    acc = 0.0
+    for i, c in enumerate(counts):
+        if acc + c >= rank and c > 0:
+            if i == len(bounds):  # the +Inf bucket: Prometheus returns the last finite bound
+                return bounds[-1]
+            lower = bounds[i - 1] if i > 0 else 0.0
+            return lower + (bounds[i] - lower) * (rank - acc) / c
+        acc += c
+    return bounds[-1]
+
+
+class WindowMeter:
+    """Measures windows as PromQL would: counter and bucket deltas between two instants."""
+
+    def __init__(self, emu: Emulator) -> None:
+        self.emu = emu
+        self.prev: dict[str, tuple[float, list[int], list[int]]] = {}
+        self._snap()
+
+    def _state(self, r: Replica) -> tuple[float, list[int], list[int]]:
+        return (r.generation_tokens_total, list(r.ttft.counts), list(r.tpot.counts))
+
+    def _snap(self) -> None:
+        self.prev = {r.pod: self._state(r) for r in self.emu.replicas}
+
+    def window(self) -> CapacityObservation | None:
+        reps = self.emu.replicas
+        gen = 0.0
+        ttft = [0.0] * (len(reps[0].ttft.bounds) + 1)
+        tpot = [0.0] * (len(reps[0].tpot.bounds) + 1)
+        n = 0
+        for r in reps:
+            if r.pod not in self.prev:
+                continue  # a new pod: its first window starts now
+            g0, t0, p0 = self.prev[r.pod]
+            g1, t1, p1 = self._state(r)
+            gen += g1 - g0
+            ttft = [a + b - c for a, b, c in zip(ttft, t1, t0, strict=True)]
+            tpot = [a + b - c for a, b, c in zip(tpot, p1, p0, strict=True)]
+            n += 1
+        self._snap()
+        if n == 0:
+            return None
+        b = reps[0]
+        t95 = histogram_quantile(0.95, b.ttft.bounds, ttft)
+        p95 = histogram_quantile(0.95, b.tpot.bounds, tpot)
+        return CapacityObservation(
+            tokens_per_second_per_replica=gen / WINDOW_SECONDS / n,
+            ttft_p95_seconds=None if math.isnan(t95) else t95,
+            tpot_p95_seconds=None if math.isnan(p95) else p95,
+            waiting_requests_per_replica=sum(len(r.waiting) for r in reps) / len(reps),
+            replicas=n,
+            t_seconds=self.emu.now,
+        )
+
+
+def run(
+    load: LoadProfile,
+    truth: float,
+    hint: float,
+    hours: float,
+    replicas_fixed: int | None,
+    seed: int,
+) -> tuple[CapacityEstimate, dict[str, float]]:
+    """One scenario; returns the final estimate and a few statistics."""
+    emu = Emulator(load, replicas=replicas_fixed or 1, seed=seed)
+    learner = CapacityLearner(SLO, hint, CONFIG)
+    meter = WindowMeter(emu)
+    steps = int(WINDOW_SECONDS / DT_SECONDS)
+    windows = violating = 0
+    replica_sum = 0
+    loads: list[float] = []
+    while emu.now < hours * 3600:
+        for _ in range(steps):
+            emu.advance(DT_SECONDS)
+        obs = meter.window()
+        if obs is None:
+            continue
+        learner.observe(obs)
+        windows += 1
+        replica_sum += len(emu.replicas)
+        loads.append(obs.tokens_per_second_per_replica / truth)
+        ratio = SLO.ratio(obs)
+        violating += int(ratio is not None and ratio > 1)
+        if replicas_fixed is None:
+            est = learner.estimate(emu.now)
+            demand = obs.tokens_per_second_per_replica * obs.replicas
+            want = max(1, math.ceil(demand * 1.2 / est.tokens_per_second_per_replica))
+            emu.set_replicas(want)
+    est = learner.estimate(emu.now)
+    loads.sort()
+    stats = {
+        "windows": windows,
+        "violating_pct": 100.0 * violating / max(1, windows),
+        "mean_replicas": replica_sum / max(1, windows),
+        "load_p10": loads[len(loads) // 10] if loads else 0.0,
+        "load_p90": loads[9 * len(loads) // 10] if loads else 0.0,
+    }
+    return est, stats
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--hours", type=float, default=2.0)
+    ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--mean-tokens-per-second", type=float, default=6000.0)
+    ap.add_argument("--violation-target", type=float, default=None)
+    ap.add_argument("--scenarios", default="fixed,autoscaled")
+    ap.add_argument("--hints", default="0.5,1,2")
+    args = ap.parse_args()
+    global CONFIG
+    if args.violation_target is not None:
+        CONFIG = CapacityLearnerConfig(window_violation_target=args.violation_target)
+
+    started = time.monotonic()
+    truth = measure_capacity(
+        SLO.ttft_p95_seconds,
+        SLO.tpot_p95_seconds,
+        load_factory=lambda tps: TraceLoad(tps, flat=True),
+        seconds=600.0,
+        iterations=12,
+    )
+    print(
+        f"SLO p95 TTFT <= {SLO.ttft_p95_seconds:g} s, p95 TPOT <= {SLO.tpot_p95_seconds:g} s;"
+        f" Azure conversation token mix; true capacity {truth:.0f} output tok/s/replica"
+        f" ({time.monotonic() - started:.0f} s to measure)"
+    )
+    load = TraceLoad(args.mean_tokens_per_second)
+    # Fixed: mean load per replica ~0.8x capacity, so the trace's peaks (1.54x mean) cross it.
+    fixed = max(1, round(args.mean_tokens_per_second / (0.8 * truth)))
+    header = (
+        f"{'scenario':<11}{'hint':>6}{'learned':>9}{'error':>8}{'80% interval':>17}"
+        f"{'conf':>6}{'windows':>8}{'viol%':>7}{'replicas':>9}{'load p10-p90 (x true)':>23}"
+    )
+    print(header)
+    errors: list[float] = []
+    chosen = args.scenarios.split(",")
+    for scenario, replicas in (("fixed", fixed), ("autoscaled", None)):
+        if scenario not in chosen:
+            continue
+        for factor in (float(h) for h in args.hints.split(",")):
+            est, st = run(load, truth, factor * truth, args.hours, replicas, args.seed)
+            err = est.tokens_per_second_per_replica / truth - 1
+            lo, hi = (
+                est.lower_tokens_per_second_per_replica,
+                est.upper_tokens_per_second_per_replica,
+            )
+            interval = f"[{lo:.0f}, {hi:.0f}]"
+            reached = st["violating_pct"] > 0
+            if reached:
+                errors.append(abs(err))
+            print(
+                f"{scenario:<11}{factor:>5.1f}x{est.tokens_per_second_per_replica:>9.0f}"
+                f"{err:>+8.1%}"
+                f"{interval:>17}"
+                f"{est.confidence:>6.2f}{st['windows']:>8.0f}{st['violating_pct']:>7.1f}"
+                f"{st['mean_replicas']:>9.1f}{st['load_p10']:>15.2f} - {st['load_p90']:.2f}",
+                flush=True,
+            )
+    print(f"elapsed_seconds={time.monotonic() - started:.0f}")
+    print(f"capacity_error_max_pct={100 * max(errors) if errors else float('nan'):.1f}")
+
+
+if __name__ == "__main__":
+    main()
