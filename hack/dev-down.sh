@@ -24,18 +24,27 @@ for name in "${clusters[@]}"; do
     pids="$(cluster_pids "$name")"
     if [[ -x "$KWOKCTL" ]]; then
         # kwokctl stops each component by the pid file it wrote, then removes the cluster's dir.
-        run_step "delete cluster $name" "$KWOKCTL" --name "$name" delete cluster --kubeconfig "" || true
+        # --kubeconfig: a file of ours, so kwokctl never edits ~/.kube/config ("" is refused here).
+        run_step "delete cluster $name" "$KWOKCTL" -v WARN --name "$name" delete cluster \
+            --kubeconfig "$KWOK_WORKDIR/unused.kubeconfig" || true
     fi
     # Belt and braces: stop any of those processes still alive, if it is still ours (its command
     # line mentions this cluster's directory; guards against a reused pid).
+    ours=()
     for pid in $pids; do
-        if grep -qF "clusters/$name/" "/proc/$pid/cmdline" 2>/dev/null; then
-            log "cluster $name: stopping leftover pid $pid"
-            kill "$pid" 2>/dev/null || true
-            sleep 2
-            kill -9 "$pid" 2>/dev/null || true
-        fi
+        if grep -qF "clusters/$name/" "/proc/$pid/cmdline" 2>/dev/null; then ours+=("$pid"); fi
     done
+    if ((${#ours[@]})); then
+        log "cluster $name: stopping leftover pids ${ours[*]}"
+        kill "${ours[@]}" 2>/dev/null || true
+        for _ in 1 2 3 4 5 6 7 8 9 10; do
+            alive=0
+            for pid in "${ours[@]}"; do if kill -0 "$pid" 2>/dev/null; then alive=1; fi; done
+            ((alive)) || break
+            sleep 1
+        done
+        kill -9 "${ours[@]}" 2>/dev/null || true
+    fi
     rm -rf "${KWOK_WORKDIR:?}/clusters/$name"
     rm -f "$WATTSCALE_CLUSTERS_DIR/$name.kubeconfig"
 done

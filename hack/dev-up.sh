@@ -76,7 +76,7 @@ kc() {
 create_cluster() {
     local name="$1"
     # --kubeconfig "" : do not touch ~/.kube/config. --wait: until the apiserver answers.
-    kwokctl --name "$name" create cluster --kubeconfig "" --wait 120s --timeout 5m
+    kwokctl -v WARN --name "$name" create cluster --kubeconfig "" --wait 120s --timeout 5m
     # kwokctl's kubeconfig points at files under its pki/ dir; inline them so the file is
     # self-contained (it is also what goes into the hub's Secret).
     kubectl config view --raw --minify --flatten \

@@ -226,6 +226,12 @@ def test_kubectl_explain_shows_our_field_descriptions(stack: Stack) -> None:
 @pytest.mark.parametrize("example", EXAMPLE_FILES, ids=lambda p: p.name)
 def test_example_passes_api_server_validation(stack: Stack, example: Path) -> None:
     skip_if_crds_rejected(stack)
+    # The namespaces the example lives in must exist, as they would for a user.
+    for doc in load_yaml_docs(example):
+        namespace = doc.get("metadata", {}).get("namespace")
+        if namespace:
+            manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+            stack.apply(stack.hub, manifest)
     # Server-side dry run: the full admission and CEL validation, nothing persisted.
     proc = stack.kubectl(stack.hub, "apply", "--dry-run=server", "-f", str(example), check=False)
     assert proc.returncode == 0, f"{example.name} rejected by the API server:\n{proc.stderr}"
