@@ -31,6 +31,7 @@ SYSTEM_NAMESPACE="wattscale-system"
 if (($#)); then clusters=("$@"); else read -r -a clusters <<<"$WATTSCALE_HUB $WATTSCALE_REGIONS"; fi
 
 require_bins
+lock_stack
 export PATH="$WATTSCALE_BIN_DIR:$PATH"
 export KWOK_WORKDIR="$WATTSCALE_KWOK_WORKDIR"
 mkdir -p "$KWOK_WORKDIR" "$WATTSCALE_CLUSTERS_DIR"

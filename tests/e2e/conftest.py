@@ -1,8 +1,9 @@
 """Fixtures for the e2e suite: the local multi-region Kubernetes stack (hub + 3 regions).
 
 The `stack` fixture (session-scoped) reuses clusters that are already up (e.g. from
-`make dev-up`) and starts the missing ones with hack/dev-up.sh; at the end of the session it stops
-only the clusters it started. Set WATTSCALE_E2E_KEEP=1 to leave them running for the next run.
+`make dev-up`) and starts the missing ones with hack/dev-up.sh; when the last test session using
+the stack ends, it stops only the clusters that test sessions started (see Stack.join/leave).
+Set WATTSCALE_E2E_KEEP=1 to leave them running for the next run.
 
 If the binaries are missing the fixture FAILS (it does not skip): build them with `make bins`.
 """
@@ -41,23 +42,15 @@ def stack() -> Iterator[Stack]:
     if problem:
         pytest.fail(problem, pytrace=False)
     s = Stack.from_scripts(bin_dir)
-    # Clusters already answering are reused and left running; the others are ours to stop.
-    started = [c for c in s.all_clusters if not s.is_ready(c)]
     try:
-        # dev-up is idempotent: for running clusters it only re-applies nodes and Secrets. The CRDs
-        # are applied here instead, so that a CRD the API server rejects fails one test (which
-        # shows the server's message) rather than the whole session.
-        s.up(s.all_clusters, apply_crds=False)
-        s.apply_crds()
+        s.join()
     except StackError as exc:
         problem = str(exc)
     if problem:
-        if started:
-            s.down(started)
+        s.leave()
         pytest.fail(problem, pytrace=False)
     yield s
-    if started and os.environ.get("WATTSCALE_E2E_KEEP") != "1":
-        s.down(started)
+    s.leave(keep=os.environ.get("WATTSCALE_E2E_KEEP") == "1")
 
 
 @pytest.fixture

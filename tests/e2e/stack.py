@@ -8,13 +8,15 @@ come from the scripts (``hack/lib.sh``), so the scripts stay the single source o
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,6 +56,7 @@ class Stack:
     """A handle on the running clusters: kubeconfigs and a kubectl runner."""
 
     bin_dir: Path
+    cache_dir: Path
     clusters_dir: Path
     hub: str
     regions: list[str]
@@ -67,6 +70,7 @@ class Stack:
         env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
         return cls(
             bin_dir=bin_dir,
+            cache_dir=Path(_lib_value("WATTSCALE_CACHE")),
             clusters_dir=Path(_lib_value("WATTSCALE_CLUSTERS_DIR")),
             hub=_lib_value("WATTSCALE_HUB"),
             regions=_lib_value("WATTSCALE_REGIONS").split(),
@@ -160,6 +164,73 @@ class Stack:
             self.kubectl(self.hub, "wait", "--for=condition=Established", "-f", str(path))
         self.crd_rejections = rejected
         return rejected
+
+    # ---- sharing the stack between test sessions ----------------------------------------------
+    # Several pytest sessions (two terminals, two developers on one machine) may use the stack at
+    # once. Each registers its pid under e2e-sessions/; clusters a session had to start are noted
+    # in e2e-sessions/started, and the LAST session to leave stops them. Clusters that were
+    # already running when the first session came (e.g. from `make dev-up`) are never stopped.
+
+    @property
+    def _sessions_dir(self) -> Path:
+        return self.cache_dir / "e2e-sessions"
+
+    @contextlib.contextmanager
+    def _sessions_locked(self) -> Iterator[Path]:
+        d = self._sessions_dir
+        d.mkdir(parents=True, exist_ok=True)
+        with (d / ".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield d
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def join(self) -> list[str]:
+        """Bring the stack up (reusing what runs) and register this session; the started ones."""
+        with self._sessions_locked() as d:
+            started = [c for c in self.all_clusters if not self.is_ready(c)]
+            if started:
+                # Recorded first: if dev-up fails half-way, the last session still cleans up.
+                noted = _read_lines(d / "started")
+                (d / "started").write_text("".join(f"{c}\n" for c in {*noted, *started}))
+            (d / str(os.getpid())).touch()
+            # dev-up is idempotent: for running clusters it only re-applies nodes and Secrets.
+            self.up(self.all_clusters, apply_crds=False)
+            # The CRDs are applied here instead, so that a CRD the API server rejects fails one
+            # test (showing the server's message) rather than the whole session.
+            self.apply_crds()
+            return started
+
+    def leave(self, keep: bool = False) -> list[str]:
+        """Unregister this session; if it was the last one, stop what sessions started."""
+        with self._sessions_locked() as d:
+            (d / str(os.getpid())).unlink(missing_ok=True)
+            others = [p for p in d.iterdir() if p.name.isdigit() and _alive(int(p.name))]
+            for p in d.iterdir():
+                if p.name.isdigit() and p not in others:
+                    p.unlink(missing_ok=True)  # a session that died without leaving
+            if others or keep:
+                return []
+            started = sorted(_read_lines(d / "started"))
+            if started:
+                self.down(started)
+            (d / "started").unlink(missing_ok=True)
+            return started
+
+
+def _read_lines(path: Path) -> set[str]:
+    return set(path.read_text().split()) if path.exists() else set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _run_script(script: str, args: Sequence[str], env: Mapping[str, str] | None = None) -> None:
