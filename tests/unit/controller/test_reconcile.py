@@ -67,6 +67,13 @@ class Harness:
         self.events += [(e.reason, e.message) for e in out.events]
         return out
 
+    def serve(self, tokens_per_second: float, passes: int = 4) -> None:
+        """Start, then let the loop settle on a steady load for a few passes."""
+        self.step()
+        self.load.tokens_per_second = tokens_per_second
+        for _ in range(passes):
+            self.step()
+
     def replicas(self) -> dict[str, int]:
         return {n: r.cluster.replicas(NAME) for n, r in self.regions.items()}
 
@@ -118,10 +125,7 @@ def test_unknown_region_is_reported_and_nothing_is_touched() -> None:
 
 def test_dead_price_feed_holds_and_never_scales_down() -> None:
     h = Harness()
-    h.step()
-    h.load.tokens_per_second = 30_000.0
-    for _ in range(4):
-        h.step()
+    h.serve(30_000.0)
     before = sum(h.replicas().values())
     for r in h.regions.values():
         r.price.break_with_outage()
@@ -136,10 +140,7 @@ def test_dead_price_feed_holds_and_never_scales_down() -> None:
 
 def test_prometheus_down_is_not_read_as_no_load() -> None:
     h = Harness()
-    h.step()
-    h.load.tokens_per_second = 30_000.0
-    for _ in range(4):
-        h.step()
+    h.serve(30_000.0)
     before = sum(h.replicas().values())
     for r in h.regions.values():
         r.metrics.down = True
@@ -151,10 +152,7 @@ def test_prometheus_down_is_not_read_as_no_load() -> None:
 
 def test_unreachable_region_is_replaced_elsewhere_and_left_alone() -> None:
     h = Harness()
-    h.step()
-    h.load.tokens_per_second = 20_000.0
-    for _ in range(4):
-        h.step()
+    h.serve(20_000.0)
     east = h.region("us-east").cluster
     running = east.replicas(NAME)
     assert running > 0
@@ -171,10 +169,7 @@ def test_unreachable_region_is_replaced_elsewhere_and_left_alone() -> None:
 
 def test_manual_scale_is_reverted_and_reported() -> None:
     h = Harness()
-    h.step()
-    h.load.tokens_per_second = 10_000.0
-    for _ in range(3):
-        h.step()
+    h.serve(10_000.0, passes=3)
     east = h.region("us-east").cluster
     want = east.replicas(NAME)
     east.deployments[(NS, "llama-vllm")]["spec"]["replicas"] = want + 5
@@ -215,10 +210,7 @@ def test_paused_freezes_replicas() -> None:
 
 def test_status_reports_money_power_carbon_and_savings() -> None:
     h = Harness()
-    h.step()
-    h.load.tokens_per_second = 20_000.0
-    for _ in range(16):  # past the 300 s scale-down window, so the count has settled
-        h.step()
+    h.serve(20_000.0, passes=16)  # past the 300 s scale-down window, so the count has settled
     s = h.status
     assert s["currency"] == "USD"
     assert float(s["costPerHour"]) > 0
@@ -232,10 +224,7 @@ def test_status_reports_money_power_carbon_and_savings() -> None:
 
 def test_restart_does_not_scale_down_at_once() -> None:
     h = Harness()
-    h.step()
-    h.load.tokens_per_second = 30_000.0
-    for _ in range(4):
-        h.step()
+    h.serve(30_000.0)
     before = sum(h.replicas().values())
     # A new operator process: fresh memory, same status and clusters.
     h.reconciler = Reconciler(h.directory, Settings(interval_seconds=30), clock=h.clock)
