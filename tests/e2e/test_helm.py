@@ -12,7 +12,11 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import sys
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -195,18 +199,36 @@ def test_schema_refuses_an_unknown_value(
 # ---- install into the hub ------------------------------------------------------------------------
 
 
+def _gpu_offer() -> dict[str, Any]:
+    return {
+        "product": "NVIDIA-H100-80GB-HBM3",
+        "hourlyCost": "2.30",
+        "idleWatts": 90,
+        "maxWatts": 700,
+        "available": 8,
+    }
+
+
 @pytest.fixture(scope="module")
 def release(
     stack: Stack, helm_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
-    """A release of the chart in a fresh namespace of the hub, with one Region from values."""
+    """A release of the chart in a fresh namespace of the hub, with two Regions from values.
+
+    ``region`` is the hub itself (no clusterRef); ``member`` is the first region cluster, reached
+    through a copy of its kubeconfig Secret in the release namespace (the only namespace whose
+    Secrets the chart lets the operator read).
+    """
     suffix = uuid.uuid4().hex[:6]
     info = {
         "name": f"ws-{suffix}",
         "namespace": f"e2e-helm-{suffix}",
         "region": f"e2e-helm-{suffix}",
+        "member": f"e2e-helm-{suffix}-member",
+        "member_cluster": stack.regions[0],
     }
     info["fullname"] = f"{info['name']}-wattscale"
+    secret_name = f"region-{info['member_cluster']}-kubeconfig"
     values = tmp_path_factory.mktemp("values") / "values.yaml"
     values.write_text(
         yaml.safe_dump(
@@ -217,17 +239,23 @@ def release(
                         "name": info["region"],
                         "spec": {
                             "energy": {"currency": "EUR", "pue": "1.15"},
-                            "gpus": [
-                                {
-                                    "product": "NVIDIA-H100-80GB-HBM3",
-                                    "hourlyCost": "2.30",
-                                    "idleWatts": 90,
-                                    "maxWatts": 700,
-                                    "available": 8,
-                                }
-                            ],
+                            "gpus": [_gpu_offer()],
                         },
-                    }
+                    },
+                    {
+                        "name": info["member"],
+                        "labels": {"e2e.wattscale.io/member": "true"},
+                        "spec": {
+                            "clusterRef": {
+                                "kubeconfigSecretRef": {
+                                    "namespace": info["namespace"],
+                                    "name": secret_name,
+                                    "key": "kubeconfig",
+                                }
+                            },
+                            "gpus": [_gpu_offer()],
+                        },
+                    },
                 ],
             }
         )
@@ -241,6 +269,18 @@ def release(
         info["namespace"],
         "pod-security.kubernetes.io/enforce=restricted",
         "pod-security.kubernetes.io/warn=restricted",
+    )
+    kubeconfig = stack.kubeconfig(info["member_cluster"]).read_text()
+    stack.kubectl(
+        stack.hub,
+        "create",
+        "secret",
+        "generic",
+        secret_name,
+        "-n",
+        info["namespace"],
+        "--from-literal",
+        f"kubeconfig={kubeconfig}",
     )
     helm(
         stack,
@@ -419,3 +459,190 @@ def test_upgrade_then_uninstall_leaves_nothing_behind(
     )
     assert left.stdout.strip() == ""
     stack.kubectl(stack.hub, "delete", "namespace", ns, "--wait=false", check=False)
+
+
+# ---- the operator itself, under the chart's ServiceAccount ---------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def service_account_kubeconfig(stack: Stack, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig for the hub that authenticates as ``namespace/account`` (a bound token)."""
+    admin = yaml.safe_load(stack.kubeconfig(stack.hub).read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    token = stack.kubectl(
+        stack.hub, "create", "token", account, "-n", namespace, "--duration=1h"
+    ).stdout.strip()
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "hub", "cluster": cluster}],
+                "users": [{"name": account, "user": {"token": token}}],
+                "contexts": [{"name": "sa", "context": {"cluster": "hub", "user": account}}],
+                "current-context": "sa",
+            }
+        )
+    )
+    path.chmod(0o600)
+    return path
+
+
+def _http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            return int(resp.status), resp.read().decode(errors="replace")
+    except (urllib.error.URLError, OSError) as err:
+        return 0, str(err)
+
+
+def test_the_operator_runs_under_the_service_account(
+    stack: Stack, release: dict[str, str], tmp_path: Path
+) -> None:
+    """Smoke test that the chart's RBAC is not too little: `wattscale run` out of cluster with the
+    ServiceAccount's token reconciles Regions (hub and member) and an InferenceDeployment on the
+    hub (finalizer, status, vLLM Deployment, Event), then cleans up on deletion, never Forbidden.
+
+    It watches only its own namespace so that it cannot disturb other tests' objects; the
+    cluster-wide rights are checked by the can-i matrix above. The full scenario under this
+    identity is issue 9's remaining TODO.
+    """
+    ns = f"e2e-helm-op-{uuid.uuid4().hex[:6]}"
+    stack.kubectl(stack.hub, "create", "namespace", ns)
+    kubeconfig = service_account_kubeconfig(
+        stack, release["namespace"], release["fullname"], tmp_path / "sa.kubeconfig"
+    )
+    health_port, metrics_port = _free_port(), _free_port()
+    env = dict(stack.env)
+    env.update(
+        KUBECONFIG=str(kubeconfig),
+        WATTSCALE_OPERATOR_NAMESPACE=release["namespace"],
+        WATTSCALE_REGION_INTERVAL_SECONDS="2",
+    )
+    log_path = tmp_path / "operator.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "wattscale.cli",
+        "run",
+        "--standalone",
+        "--namespace",
+        ns,
+        "--interval",
+        "2",
+        "--metrics-port",
+        str(metrics_port),
+        "--metrics-address",
+        "127.0.0.1",
+        "--liveness",
+        f"http://127.0.0.1:{health_port}/healthz",
+    ]
+    name = "tiny"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+
+    def output() -> str:
+        return log_path.read_text(errors="replace")[-6000:]
+
+    def alive() -> None:
+        assert proc.poll() is None, f"the operator exited ({proc.returncode}):\n{output()}"
+
+    try:
+        wait_for(
+            "kopf's /healthz",
+            lambda: _http_get(f"http://127.0.0.1:{health_port}/healthz")[0] == 200,
+            timeout=60,
+        )
+
+        def reachable(region: str) -> bool:
+            alive()
+            status = stack.get_json(stack.hub, "region", region).get("status") or {}
+            return status.get("reachable") is True
+
+        wait_for(
+            "the hub Region to be reported reachable",
+            lambda: reachable(release["region"]),
+            timeout=90,
+        )
+        wait_for(
+            "the member Region (kubeconfig Secret) to be reachable",
+            lambda: reachable(release["member"]),
+            timeout=90,
+        )
+
+        stack.apply(
+            stack.hub,
+            {
+                "apiVersion": "wattscale.io/v1alpha1",
+                "kind": "InferenceDeployment",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {
+                    "model": "Qwen/Qwen2.5-0.5B-Instruct",
+                    "engine": {"gpuProduct": "NVIDIA-H100-80GB-HBM3", "gpusPerReplica": 1},
+                    "slo": {"ttftP95Ms": 500, "tpotP95Ms": 50, "minReplicas": 1, "maxReplicas": 2},
+                    "placement": {"regions": [release["region"]], "coldStartSeconds": 5},
+                    "capacity": {"tokensPerSecondPerReplica": 5000},
+                },
+            },
+        )
+
+        def handled() -> dict[str, Any] | None:
+            alive()
+            obj = stack.get_json(stack.hub, "inferencedeployment", name, "-n", ns)
+            done = "wattscale.io/cleanup" in (obj["metadata"].get("finalizers") or [])
+            done = done and (obj.get("status") or {}).get("observedGeneration") is not None
+            return obj if done else None
+
+        wait_for("finalizer and status on the InferenceDeployment", handled, timeout=120)
+        wait_for(
+            "the vLLM Deployment on the hub",
+            lambda: (
+                stack.kubectl(
+                    stack.hub, "get", "deployment", f"{name}-vllm", "-n", ns, check=False
+                ).returncode
+                == 0
+            ),
+            timeout=120,
+        )
+
+        def posted_event() -> bool:
+            events = stack.get_json(stack.hub, "events", "-n", ns)["items"]
+            return any(e["involvedObject"].get("name") == name for e in events)
+
+        wait_for("an Event on the InferenceDeployment", posted_event, timeout=120)
+        code, body = _http_get(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert code == 200
+        assert f'wattscale_region_available{{region="{release["member"]}"}} 1.0' in body
+
+        stack.kubectl(stack.hub, "delete", "inferencedeployment", name, "-n", ns, "--wait=false")
+        wait_for(
+            "the finalizer to remove the vLLM Deployment and let the object go",
+            lambda: (
+                stack.kubectl(
+                    stack.hub, "get", "inferencedeployment,deployment", "-n", ns, "-o", "name"
+                ).stdout.strip()
+                == ""
+            ),
+            timeout=120,
+        )
+        alive()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        stack.kubectl(stack.hub, "delete", "namespace", ns, "--wait=false", check=False)
+    forbidden = [
+        line
+        for line in log_path.read_text(errors="replace").splitlines()
+        if "Forbidden" in line or " 403" in line or "forbidden" in line
+    ]
+    assert not forbidden, "the operator hit RBAC refusals:\n" + "\n".join(forbidden[:20])
