@@ -348,19 +348,7 @@ def _big_layer(
     )
 
 
-_SMALL_LAYER = 96  # below this many candidates a layer runs in plain Python (less overhead)
-
-
-def _interp(x: float, xs: list[float], ys: list[float]) -> float:
-    i = bisect.bisect_right(xs, x)
-    if i <= 0:
-        return ys[0]
-    if i >= len(xs):
-        return ys[-1]
-    x0, x1 = xs[i - 1], xs[i]
-    if x1 <= x0:
-        return ys[i - 1]
-    return ys[i - 1] + (ys[i] - ys[i - 1]) * (x - x0) / (x1 - x0)
+_SMALL_LAYER = 128  # up to this many candidates a layer runs in plain Python
 
 
 def _small_layer(
@@ -378,40 +366,77 @@ def _small_layer(
     ys: list[float],
     incumbent: float,
 ) -> tuple[float, list[int], list[int], list[float], list[float]] | None:
-    """One DP layer in plain Python: the same rules as the vectorised layer in solve_dp."""
-    cand: list[tuple[float, float, int, int, float]] = []
+    """One DP layer in plain Python: the same rules as :func:`_big_layer`.
+
+    For one state the bound is convex in the replica count (the pools after this one are at
+    least as dear per token/s as this one's ``vp``), so the scan over counts stops as soon as
+    the bound is above the incumbent and no longer falling.
+    """
+    cand: list[tuple[float, float, int, int]] = []
     x_max = xs[-1] * (1 + _REL_TOL) + 1e-9
-    for s_idx, (cp, co) in enumerate(zip(cap, cost, strict=True)):
+    n_x = len(xs)
+    bisect_right = bisect.bisect_right
+    rel = _REL_TOL
+    for s_idx in range(len(cap)):
+        cp = cap[s_idx]
+        co = cost[s_idx]
         rem = need - cp
         top = min(max(math.ceil(rem / c - 1e-12), lo), hi) if rem > 0 else lo
+        prev = math.inf
         for r in range(lo, top + 1):
             nc = cp + r * c
             if nc >= need - tol_n:
                 nc = need
             nco = co + f * r + vp * (nc - cp)
-            if nc >= need:
-                incumbent = min(incumbent, nco + forced_next)
             left = need - nc
-            if left > x_max:
+            if left <= 0.0:
+                bound = nco + forced_next
+                if bound < incumbent:
+                    incumbent = bound
+            elif left > x_max:
                 continue
-            cand.append((nc, nco, s_idx, r, nco + forced_next + _interp(left, xs, ys)))
-    limit = incumbent + abs(incumbent) * _REL_TOL + 1e-12
-    kept = [x for x in cand if x[4] <= limit]
-    if not kept:
+            else:
+                i = bisect_right(xs, left)
+                if i >= n_x:
+                    lb = ys[-1]
+                else:
+                    x0 = xs[i - 1]
+                    x1 = xs[i]
+                    lb = (
+                        ys[i - 1] + (ys[i] - ys[i - 1]) * (left - x0) / (x1 - x0)
+                        if x1 > x0
+                        else ys[i - 1]
+                    )
+                bound = nco + forced_next + lb
+            if bound > incumbent + abs(incumbent) * rel + 1e-12:
+                if bound >= prev:
+                    break
+                prev = bound
+                continue
+            prev = bound
+            cand.append((nc, nco, s_idx, r))
+    limit = incumbent + abs(incumbent) * rel + 1e-12
+    # Candidates kept before the incumbent fell further are only extra states (harmless);
+    # complete ones that are now dearer than the incumbent are dropped.
+    if not cand:
         return None
-    kept.sort(key=lambda x: (-x[0], x[1]))
+    cand.sort(key=lambda x: (-x[0], x[1]))
     parents: list[int] = []
     rs: list[int] = []
     caps: list[float] = []
     costs: list[float] = []
     best = math.inf
-    for nc, nco, s_idx, r, _ in kept:
-        if nco < best - (abs(nco) * 1e-12 + 1e-15):
+    for nc, nco, s_idx, r in cand:
+        if nco < best - (abs(nco) * 1e-12 + 1e-15) and not (
+            nc >= need and nco + forced_next > limit
+        ):
             best = nco
             parents.append(s_idx)
             rs.append(r)
             caps.append(nc)
             costs.append(nco)
+    if not parents:
+        return None
     return incumbent, parents, rs, caps, costs
 
 
