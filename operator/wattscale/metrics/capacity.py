@@ -104,6 +104,8 @@ class CapacityLearnerConfig:
     boundary itself). Below 0.5 it absorbs window-to-window noise, so a long-run p95 holds."""
     softness_grid_log: tuple[float, ...] = (0.03, 0.05, 0.08, 0.12, 0.18, 0.27)
     """Candidate widths (in log load) of the met/violated transition; learned from the data."""
+    softness_prior_median_log: float = 0.06
+    """Prior median of that width (log-normal, sd 0.7): few windows do not imply a wide one."""
     outlier_rate: float = 0.03
     autocorrelation_weight: float = 0.3
     half_life_seconds: float | None = 6 * 3600.0
@@ -326,7 +328,8 @@ def estimate_capacity(
         c50 = grid - s_log * logit_target
         z = sign[None, :] * (c50[:, None] - logx[None, :]) / s_log
         p = eps + (1.0 - 2.0 * eps) * _logistic(z)
-        row = log_prior + (np.log(p) * w[None, :]).sum(axis=1)
+        s_prior = -0.5 * (math.log(s_log / cfg.softness_prior_median_log) / 0.7) ** 2
+        row = log_prior + s_prior + (np.log(p) * w[None, :]).sum(axis=1)
         if curve_grid is not None and curve_ll is not None:
             row = row + np.interp(c50, curve_grid, curve_ll)
         rows.append(row)

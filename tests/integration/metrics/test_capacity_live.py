@@ -20,7 +20,10 @@ from wattscale.metrics import CapacityLearner, LatencySlo
 
 pytestmark = pytest.mark.integration
 
-SLO = LatencySlo(ttft_p95_seconds=0.3, tpot_p95_seconds=0.050)
+# TTFT binds (queueing); the TPOT target is loose. A TPOT target of 50 ms would sit on vLLM's
+# bucket bound: histogram_quantile then reads ~48 ms over a wide range of loads (it interpolates
+# inside 25-50 ms), which says little about where the boundary is.
+SLO = LatencySlo(ttft_p95_seconds=0.3, tpot_p95_seconds=0.100)
 RAMP_SECONDS = 12.0
 # Short requests (250 prompt, 50 output tokens) so the engine settles within a second or two.
 PROMPT, OUTPUT = 250, 50
