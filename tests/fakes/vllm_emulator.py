@@ -16,8 +16,9 @@ Tests only; the product never imports this. What it emulates, at the real interf
 * ``/sd``: Prometheus HTTP service discovery listing those endpoints with the target labels a
   Kubernetes pod-SD + ``labelmap`` config would produce (``namespace``, ``pod``,
   ``wattscale_io_deployment``), so scaling the emulator changes what Prometheus scrapes;
-* ``/control`` (POST JSON) and ``/state`` (GET) for the e2e suite: set load and replicas, kill
-  or revive a pod's endpoint.
+* ``/control`` (POST JSON) and ``/state`` (GET) for the e2e suite: ``{"replicas": 3}``,
+  ``{"tokens_per_second": 2000}`` (add ``"trace": true, "time_compression": 60`` for the Azure
+  trace shape), ``{"kill_pod": "<pod>"}`` / ``{"revive_pod": "<pod>"}``.
 
 Serving model (per replica, continuous batching, fluid in small time steps): requests arrive
 (Poisson, round-robin over replicas), wait in a FIFO queue, are admitted while the batch has
@@ -805,7 +806,12 @@ def _make_handler(server: EmulatorServer) -> type[BaseHTTPRequestHandler]:
                 if "replicas" in cmd:
                     emu.set_replicas(int(cmd["replicas"]))
                 if "tokens_per_second" in cmd:
-                    emu.set_load(ConstantLoad(float(cmd["tokens_per_second"])))
+                    tps = float(cmd["tokens_per_second"])
+                    if cmd.get("trace"):
+                        compression = float(cmd.get("time_compression", 60.0))
+                        emu.set_load(TraceLoad(tps, time_compression=compression))
+                    else:
+                        emu.set_load(ConstantLoad(tps))
                 if "kill_pod" in cmd:
                     emu.set_endpoint_alive(str(cmd["kill_pod"]), False)
                 if "revive_pod" in cmd:
