@@ -174,8 +174,11 @@ def _suffix_bounds(
     return xs, ys, forced
 
 
-def solve_dp(p: Problem) -> Solution | None:
-    """Exact optimum for one population, ignoring totals, region caps and min_regions."""
+def solve_dp(p: Problem, hint: IntArray | None = None) -> Solution | None:
+    """Exact optimum for one population, ignoring totals, region caps and min_regions.
+
+    ``hint`` (e.g. the current plan) only seeds the incumbent; it never changes the answer.
+    """
     need = p.need
     usable = np.flatnonzero(p.hi > 0)
     if usable.shape[0] == 0:
@@ -197,6 +200,9 @@ def solve_dp(p: Problem) -> Solution | None:
         _greedy_upper_bound(f, vp, c, lo, hi, need),
         _rounding_upper_bound(f, vp, c, lo, hi, need, r_frac),
     )
+    if hint is not None:
+        h = np.clip(hint[order].astype(np.float64), lo, hi)
+        incumbent = min(incumbent, float(_plan_costs(f, vp, c, h[None, :], need)[0]))
     # The LP value is convex in each pool's bound, so moving pool j k replicas away from its
     # LP value costs at least k times the first replica's reduced cost: with k * slope > gap
     # the move cannot beat the incumbent. This narrows every pool but the break pool(s).
@@ -618,10 +624,13 @@ def solve_milp(p: Problem, time_limit_seconds: float = MILP_TIME_LIMIT_SECONDS) 
     return Solution(r, load, obj, "milp", bool(res.status == 0))
 
 
-def solve(p: Problem) -> Solution | None:
-    """Exact optimum of ``p``: the fast path when its answer is feasible, else HiGHS."""
+def solve(p: Problem, hint: IntArray | None = None) -> Solution | None:
+    """Exact optimum of ``p``: the fast path when its answer is feasible, else HiGHS.
+
+    ``hint``, a plan that is probably good (the current one), only speeds the search up.
+    """
     if _single_population(p):
-        sol = solve_dp(p)
+        sol = solve_dp(p, hint)
         if sol is None:
             return None  # the relaxation is infeasible, so is the problem
         if coupling_ok(p, sol.replicas):

@@ -208,8 +208,8 @@ def _binding(co: Costing, req: PlanRequest, p: Problem, r: IntArray, w: _Work) -
     return "need"
 
 
-def _solve(p: Problem, w: _Work) -> Solution | None:
-    sol = solve(p)
+def _solve(p: Problem, w: _Work, hint: IntArray | None = None) -> Solution | None:
+    sol = solve(p, hint)
     if sol is not None:
         if w.solver != "milp":
             w.solver = sol.solver
@@ -221,7 +221,7 @@ def _optimise(co: Costing, req: PlanRequest, cur: IntArray, w: _Work) -> tuple[I
     """Steps 3 and 4: the optimum, then the hysteresis against the no-move baseline."""
     lo = np.minimum(cur, co.quota) if w.stale else np.zeros_like(cur)
     p = co.problem(req, lo=lo)
-    opt = _solve(p, w)
+    opt = _solve(p, w, cur)
     if opt is None:
         w.infeasible = True
         w.binding, code = _diagnose(co, req, p)
@@ -235,7 +235,7 @@ def _optimise(co: Costing, req: PlanRequest, cur: IntArray, w: _Work) -> tuple[I
         return r_opt, p
     base: Solution | None = None
     if np.any(cur > 0):
-        base = _solve(co.problem(req, lo=lo, hi=np.minimum(cur, co.quota)), w)
+        base = _solve(co.problem(req, lo=lo, hi=np.minimum(cur, co.quota)), w, cur)
         if base is None and np.any(r_opt < cur):
             base = _solve(co.problem(req, lo=np.maximum(lo, np.minimum(cur, co.quota))), w)
     if base is None or np.array_equal(base.replicas, r_opt):
