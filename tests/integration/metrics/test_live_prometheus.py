@@ -197,3 +197,17 @@ def test_prometheus_stopped_gives_missing_quickly(own_stack) -> None:  # type: i
     history = reader.read_demand_history(target, end - timedelta(minutes=5), end)
     assert history.status is ReadingStatus.MISSING
     assert history.points == ()
+
+
+def test_pod_regex_selection_reads_the_same(shared_stack: Stack) -> None:
+    # Clusters that keep no pod labels: select by the Deployment's pod-name pattern instead.
+    d = shared_stack.deployments["steady"]
+    by_label = shared_stack.reader().read(d.target)
+    by_regex = shared_stack.reader(selection="pod_regex", dcgm_selection="pod_regex").read(d.target)
+    assert by_regex.pods_reporting == 2
+    assert by_regex.gpus_reporting == 2
+    assert by_regex.generation_tokens_per_second.status is ReadingStatus.OK
+    assert by_regex.generation_tokens_per_second.value == pytest.approx(
+        by_label.generation_tokens_per_second.value, rel=0.03
+    )
+    assert by_regex.gpu_power_watts.value == pytest.approx(by_label.gpu_power_watts.value, rel=0.05)
