@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from wattscale.cli_simulate import REGION_UTC_OFFSET_HOURS
+from wattscale.sim.policies.base import Policy
+from wattscale.sim.policies.wattscale import WattscalePolicy
 from wattscale.sim.run import simulate
 from wattscale.sim.scenario import build_scenario
 
@@ -60,6 +63,7 @@ class Case:
     period: str
     gpu_hour_cost: float
     days: float
+    headroom: float | None = None
 
     @property
     def label(self) -> str:
@@ -87,7 +91,11 @@ def run_case(case: Case) -> dict[str, Any]:
         gpu_hour_cost=case.gpu_hour_cost,
         trace_tz_offset_hours=REGION_UTC_OFFSET_HOURS[regions[0]],
     )
-    result = simulate(scenario, ["wattscale", *BASELINES, "oracle"])
+    factories: dict[str, Callable[[], Policy]] = {}
+    if case.headroom is not None:
+        headroom = case.headroom
+        factories["wattscale"] = lambda: WattscalePolicy(headroom=headroom)
+    result = simulate(scenario, ["wattscale", *BASELINES, "oracle"], factories=factories)
     doc = result.to_json()
     ws = result.results["wattscale"]
     beaten = [
@@ -111,12 +119,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--days", type=float, default=14.0)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--headroom",
+        type=float,
+        help="sensitivity only: wattscale's headroom factor instead of the API default (1.2)",
+    )
     args = parser.parse_args(argv)
     if not (data_dir() / "prices").is_dir():
         print(f"no data at {data_dir()} (set WATTSCALE_DATA_DIR)", file=sys.stderr)
         return 2
     cases = [
-        Case(trio, period, gpu, args.days)
+        Case(trio, period, gpu, args.days, args.headroom)
         for trio in TRIOS
         for period in PERIODS
         for gpu in GPU_HOUR_COSTS

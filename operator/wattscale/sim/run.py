@@ -125,8 +125,13 @@ def simulate(
     policies: list[str],
     progress: Callable[[str, int], Progress | None] | None = None,
     oracle_integer: bool = False,
+    factories: dict[str, Callable[[], Policy]] | None = None,
 ) -> SimulationResult:
-    """Replay each policy (the oracle is solved, then accounted the same way)."""
+    """Replay each policy (the oracle is solved, then accounted the same way).
+
+    `factories` replaces how named policies are built (sensitivity studies).
+    """
+    make = {**FACTORIES, **(factories or {})}
     out = SimulationResult(scenario=scenario)
     for name in policies:
         if name == "oracle":
@@ -137,5 +142,5 @@ def simulate(
                 tick(scenario.minutes - 1)
             continue
         tick = progress(name, scenario.minutes) if progress is not None else None
-        out.results[name] = replay(FACTORIES[name](), scenario, tick)
+        out.results[name] = replay(make[name](), scenario, tick)
     return out

@@ -22,7 +22,7 @@ def _args(data: Path, *extra: str) -> list[str]:
         "--carbon-dir", str(data / "carbon"),
         "--regions", "A,B",
         "--start", "2024-01-01",
-        "--days", "1",
+        "--days", "0.5",
         "--peak-replicas", "4",
         "--policies", BASELINES,
         "--no-progress",

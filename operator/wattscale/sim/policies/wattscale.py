@@ -72,10 +72,19 @@ class WattscalePolicy:
 
     name = "wattscale"
 
-    def __init__(self) -> None:
+    def __init__(self, headroom: float | None = None, horizon_minutes: int | None = None) -> None:
+        """Defaults are the operator's; the overrides exist for sensitivity studies only."""
         self._state = PlannerState()
         self._knobs = _defaults()
+        if headroom is not None:
+            self._knobs["headroom"] = headroom
+        self._horizon_minutes = horizon_minutes
         self._forecaster = warm_start([], ForecastConfig(step_seconds=STEP_SECONDS))
+
+    def _steps(self, cold_start_s: float) -> int:
+        if self._horizon_minutes is not None:
+            return self._horizon_minutes
+        return horizon_steps(cold_start_s)
 
     def initial(self, scenario: Scenario) -> IntArray:
         """Start as the planner would place the first minute's demand (warm, like every policy)."""
@@ -92,7 +101,7 @@ class WattscalePolicy:
             np.asarray(scenario.price_usd_mwh[:24], dtype=np.float64),
             0,
             np.asarray(scenario.carbon_g_per_kwh[0], dtype=np.float64),
-            (first,) * horizon_steps(scenario.model.cold_start_s),
+            (first,) * self._steps(scenario.model.cold_start_s),
         )
         decision = plan(request, None)
         return self._vector(scenario.regions, decision.target)
@@ -103,7 +112,7 @@ class WattscalePolicy:
             # The last completed minute is what the controller measures now.
             seconds = (obs.minute - 1) * STEP_SECONDS
             self._forecaster = observe(self._forecaster, seconds, float(past[-1]))
-        steps = horizon_steps(obs.model.cold_start_s)
+        steps = self._steps(obs.model.cold_start_s)
         forecast = horizon(self._forecaster, steps, FORECAST_K_SIGMA) if past.shape[0] else ()
         request = self._request(
             obs.regions,

@@ -1,0 +1,68 @@
+"""The replay loop shows policies only the past and published prices; wattscale runs the planner."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.unit.sim.conftest import ScenarioFactory
+from wattscale.sim.engine import replay
+from wattscale.sim.policies.base import IntArray, Observation
+from wattscale.sim.run import simulate
+from wattscale.sim.scenario import Scenario
+
+pytestmark = pytest.mark.unit
+
+
+class Spy:
+    """Holds one replica and records what it was shown."""
+
+    name = "spy"
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int, int, int]] = []
+
+    def initial(self, scenario: Scenario) -> IntArray:
+        return np.array([1], dtype=np.int64)
+
+    def decide(self, obs: Observation) -> IntArray:
+        self.seen.append(
+            (
+                obs.minute,
+                obs.past_demand_tokens_per_s.shape[0],
+                obs.known_prices_usd_mwh.shape[0],
+                obs.past_carbon_g_per_kwh.shape[0],
+            )
+        )
+        return np.array([1], dtype=np.int64)
+
+
+def test_policies_see_the_past_and_published_prices_only(
+    scenario_from_arrays: ScenarioFactory,
+) -> None:
+    minutes = 2 * 1440
+    sc = scenario_from_arrays(np.full(minutes, 1000.0), np.full((72, 1), 50.0))
+    spy = Spy()
+    replay(spy, sc)
+    for minute, past, prices, carbon in spy.seen:
+        assert past == minute
+        day, hour = divmod(minute // 60, 24)
+        assert prices == (day + 1) * 24 + (24 if hour >= 12 else 0)
+        assert carbon == minute // 60 + 1
+
+
+@pytest.mark.parametrize("gpu_hour_cost", [0.0, 2.5])
+def test_wattscale_meets_the_slo_and_does_not_beat_the_oracle(
+    scenario_from_arrays: ScenarioFactory, gpu_hour_cost: float
+) -> None:
+    minutes = 2 * 60
+    t = np.arange(minutes)
+    demand = 6300.0 * (2.0 + 1.5 * np.sin(2 * np.pi * t / minutes) ** 2)
+    prices = np.column_stack([np.full(26, 80.0), np.linspace(20.0, 120.0, 26)])
+    sc = scenario_from_arrays(demand, prices, gpu_hour_cost=gpu_hour_cost, quota=10)
+    result = simulate(sc, ["wattscale", "static", "oracle"])
+    ws, oracle = result.results["wattscale"], result.results["oracle"]
+    assert ws.slo_attainment >= 0.99
+    if ws.slo_attainment >= oracle.slo_attainment:
+        assert ws.total_cost >= oracle.total_cost
+    assert ws.total_cost < result.results["static"].total_cost
