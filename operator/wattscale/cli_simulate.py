@@ -61,7 +61,7 @@ def add_simulate_parser(subparsers: argparse._SubParsersAction[argparse.Argument
         description=(
             "Replay a load trace and hourly prices/carbon through wattscale's planner and "
             "baselines (static, reactive, carbon-capped, greedy) and the offline optimum "
-            "(oracle). With no arguments: a bundled 7-day sample of real US data. "
+            "(oracle). With no arguments: 3 days of a bundled 7-day sample of real US data. "
             f"Costs are in {CURRENCY} (prices' price_usd_mwh column, fixed FX)."
         ),
     )

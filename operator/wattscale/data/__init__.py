@@ -11,4 +11,4 @@ SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 SAMPLE_TRACE = SAMPLE_DIR / "traces" / "servegen_language_m-large_rate_10min.csv"
 SAMPLE_REGIONS = ("US-CAL-CISO", "US-TEX-ERCO", "US-MIDA-PJM")
 SAMPLE_START = "2024-07-08"
-SAMPLE_DAYS = 7
+SAMPLE_DAYS = 3
