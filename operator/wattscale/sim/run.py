@@ -134,13 +134,13 @@ def simulate(
     make = {**FACTORIES, **(factories or {})}
     out = SimulationResult(scenario=scenario)
     for name in policies:
+        tick = progress(name, scenario.minutes) if progress is not None else None
         if name == "oracle":
             solution = solve_oracle(scenario, integer=oracle_integer)
             out.oracle = solution
             out.results[name] = account(name, scenario, solution.trajectory, (solution.label,))
-            if progress is not None and (tick := progress(name, scenario.minutes)) is not None:
+            if tick is not None:
                 tick(scenario.minutes - 1)
             continue
-        tick = progress(name, scenario.minutes) if progress is not None else None
         out.results[name] = replay(make[name](), scenario, tick)
     return out
