@@ -22,11 +22,17 @@ Two exact solvers:
   dynamic programme over pools in that order, with state = capacity reached so far (capped at
   ``N``), computes the optimum. After shifting ``v`` by its minimum (which changes the objective
   by the constant ``v_min N``) a state with more capacity and less cost dominates one with less
-  capacity and more cost, so only the Pareto frontier is kept; states whose cost plus an LP
-  lower bound on the rest exceeds the best complete plan are dropped. Both prunings are exact.
+  capacity and more cost, so only the Pareto frontier is kept. Exact prunings keep it small:
+  an LP lower bound on the rest of the pools against the best complete plan so far (seeded
+  by rounding the LP, a greedy and the caller's hint), and bound tightening by LP reduced
+  costs (the LP value is convex in each pool's bound, so moving a pool k replicas away from
+  its LP value costs at least k times its reduced cost; moves dearer than the gap between the
+  incumbent and the LP bound are cut).
 * :func:`solve_milp`, HiGHS through ``scipy.optimize.milp``, for everything else (several
   latency-restricted populations, region caps spanning pools, min_regions, total bounds) when
   the fast path's optimum of the relaxation violates them.
+
+:func:`exhaustive` enumerates every plan: the reference the tests and the benchmark use.
 
 :func:`solve` runs the fast path, checks the coupling constraints on its result (a relaxation's
 optimum that is feasible is optimal) and falls back to HiGHS only when one is violated.
