@@ -16,7 +16,7 @@ import pytest
 
 from tests.fakes.vllm_emulator import ConstantLoad, Emulator, RampLoad, measure_capacity
 from tests.integration.metrics.live import Stack
-from wattscale.metrics import CapacityLearner, LatencySlo
+from wattscale.metrics import CapacityLearner, LatencySlo, fit_power_model
 
 pytestmark = pytest.mark.integration
 
@@ -55,11 +55,15 @@ def test_learned_capacity_is_close_to_the_true_one(own_stack) -> None:  # type: 
     start = datetime.now(tz=UTC)
     with emu.lock:
         emu.set_load(RampLoad(0.5 * truth, 1.3 * truth, RAMP_SECONDS, PROMPT, OUTPUT, emu.now))
-    time.sleep(RAMP_SECONDS + 1.0)
-    end = datetime.now(tz=UTC)
-
     reader = stack.reader(rate_window_seconds=3)
     target = stack.deployments["d"].target
+    # Meanwhile, collect per-GPU (utilisation, watts) points for the power model.
+    power_samples = []
+    deadline = time.monotonic() + RAMP_SECONDS + 1.0
+    while time.monotonic() < deadline:
+        power_samples.extend(reader.read_gpu_power_samples(target))
+        time.sleep(0.5)
+    end = datetime.now(tz=UTC)
     windows = reader.read_capacity_history(target, start + timedelta(seconds=3), end, 1.0)
     assert len(windows) >= 10
 
@@ -79,3 +83,13 @@ def test_learned_capacity_is_close_to_the_true_one(own_stack) -> None:  # type: 
     assert est.violations_seen > 0
     assert abs(error) < 0.15
     assert est.confidence > 0.5
+
+    # The power model recovered from the same run (emulated: 110 W idle, 690 W at full load).
+    model = fit_power_model(power_samples, emu.params.gpu_product)
+    print(
+        f"power model: idle {model.idle_watts:.0f} W, max {model.max_watts:.0f} W from"
+        f" {model.samples} samples over utilisation span {model.utilization_span:.2f}"
+    )
+    assert model.source == "fitted"
+    assert model.idle_watts == pytest.approx(emu.params.idle_watts, abs=40)
+    assert model.max_watts == pytest.approx(emu.params.max_watts, abs=40)
