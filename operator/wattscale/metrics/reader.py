@@ -101,7 +101,9 @@ def _scalar(samples: list[_Sample]) -> float | None:
 class MetricsReader:
     """Reads one region's Prometheus for the deployments the operator manages.
 
-    ``client`` replaces ``PrometheusConnect`` (tests); ``clock`` returns unix seconds.
+    ``headers`` carries e.g. ``Authorization: Bearer ...``; ``disable_ssl`` skips TLS
+    verification. ``client`` replaces ``PrometheusConnect`` (tests); ``clock`` returns unix
+    seconds.
     """
 
     def __init__(
@@ -111,6 +113,7 @@ class MetricsReader:
         *,
         region: str | None = None,
         headers: dict[str, str] | None = None,
+        disable_ssl: bool = False,
         client: PromClient | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -125,6 +128,7 @@ class MetricsReader:
             client = PrometheusConnect(
                 url=url,
                 headers=headers,
+                disable_ssl=disable_ssl,
                 retry=retry,
                 timeout=self.config.query_timeout_seconds,
             )
