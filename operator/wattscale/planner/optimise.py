@@ -180,6 +180,141 @@ def _suffix_bounds(
     return xs, ys, forced
 
 
+@dataclass(frozen=True)
+class _IntegerBound:
+    """A second lower bound for suffixes whose pools all have one capacity ``c``.
+
+    Covering ``rem`` then takes at least ``ceil(rem / c)`` replicas, so the completion costs
+    at least (fixed cost of ``ceil(rem / c) * c`` of capacity, forced capacity free) +
+    (routing ``rem`` at the cheapest ``vp``): both filled fractionally, each a valid bound.
+    """
+
+    capacity: list[float]  # per suffix: the common capacity, or 0.0 when mixed
+    xs_fixed: list[list[float]]
+    ys_fixed: list[list[float]]
+    xs_route: list[list[float]]
+    ys_route: list[list[float]]
+
+
+def _integer_bounds(
+    f: FloatArray, vp: FloatArray, c: FloatArray, lo: FloatArray, hi: FloatArray
+) -> _IntegerBound:
+    j_n = c.shape[0]
+    rows = np.arange(j_n + 1)[:, None]
+    active = hi > 0
+    common: list[float] = []
+    for j in range(j_n + 1):
+        caps = c[j:][active[j:]]
+        same = caps.shape[0] > 0 and float(caps.max() - caps.min()) <= 1e-9 * float(caps.max())
+        common.append(float(caps[0]) if same else 0.0)
+
+    def fill(unit: FloatArray, seg: FloatArray, owner: IntArray) -> tuple[FloatArray, FloatArray]:
+        order = np.lexsort((owner, unit))
+        caps_m = (owner[order][None, :] >= rows) * seg[order][None, :]
+        zeros = np.zeros((j_n + 1, 1))
+        x = np.hstack([zeros, np.cumsum(caps_m, axis=1)])
+        y = np.hstack([zeros, np.cumsum(caps_m * unit[order][None, :], axis=1)])
+        return x, y
+
+    idx = np.arange(j_n)
+    xf, yf = fill(
+        np.concatenate([np.zeros(j_n), f / c]),
+        np.concatenate([lo * c, (hi - lo) * c]),
+        np.concatenate([idx, idx]),
+    )
+    xv, yv = fill(vp, hi * c, idx)
+    return _IntegerBound(common, xf.tolist(), yf.tolist(), xv.tolist(), yv.tolist())
+
+
+def _pl(x: float, xs: list[float], ys: list[float]) -> float:
+    """Piecewise-linear interpolation on non-decreasing ``xs`` (clamped at the ends)."""
+    i = bisect.bisect_right(xs, x)
+    if i >= len(xs):
+        return ys[-1]
+    if i <= 0:
+        return ys[0]
+    x0 = xs[i - 1]
+    x1 = xs[i]
+    return ys[i - 1] + (ys[i] - ys[i - 1]) * (x - x0) / (x1 - x0) if x1 > x0 else ys[i - 1]
+
+
+def _integer_lb(ib: _IntegerBound, j: int, rem: float) -> float:
+    """The integer bound for pools ``j..`` covering ``rem`` (0 when it does not apply)."""
+    c = ib.capacity[j]
+    if c <= 0.0 or rem <= 0.0:
+        return 0.0
+    cover = math.ceil(rem / c - 1e-9) * c
+    return _pl(cover, ib.xs_fixed[j], ib.ys_fixed[j]) + _pl(rem, ib.xs_route[j], ib.ys_route[j])
+
+
+def solve_one_capacity(p: Problem) -> Solution | None:
+    """Exact optimum when every usable pool has the same capacity and no lower bound.
+
+    Then an optimal plan has ``n = ceil(N / c)`` replicas, all fully loaded but one (a
+    replica carrying nothing could go, saving its fixed cost > 0; two partly loaded ones
+    could shift load to the lower ``v`` until one is full or empty). So: the ``n - 1`` full
+    replicas are the cheapest ``F + v c`` units, and the partial one, carrying
+    ``N - (n - 1) c``, goes where ``F + v rem`` plus the quota correction is least.
+    """
+    usable = np.flatnonzero(p.hi > 0)
+    need = p.need
+    if usable.shape[0] == 0:
+        return None if need > 0 else _empty_solution(p)
+    c = float(p.capacity[usable[0]])
+    n_units = int(p.hi[usable].sum())
+    n = max(math.ceil(need / c - 1e-9), 0)
+    if n > n_units:
+        return None
+    replicas = np.zeros(p.pools, dtype=np.int64)
+    if n == 0:
+        return Solution(replicas, np.zeros(p.pools), 0.0, "dp", True)
+    rem = need - (n - 1) * c
+    g = p.fixed_per_replica[usable] + p.per_token[usable] * c
+    order = usable[np.lexsort((usable, g))]  # pools by full-replica cost
+    g_sorted = p.fixed_per_replica[order] + p.per_token[order] * c
+    counts = p.hi[order]
+    unit_g = np.repeat(g_sorted, counts)
+    unit_owner = np.repeat(order, counts)
+    prefix = np.concatenate([[0.0], np.cumsum(unit_g)])
+    used = np.bincount(unit_owner[: n - 1], minlength=p.pools)[usable]
+    full_cost = np.where(
+        used < p.hi[usable],
+        prefix[n - 1],
+        prefix[min(n, unit_g.shape[0])] - g,
+    )
+    exhausted = used >= p.hi[usable]
+    if n >= unit_g.shape[0] + 1:
+        full_cost = np.where(exhausted, np.inf, full_cost)
+    total = full_cost + p.fixed_per_replica[usable] + p.per_token[usable] * rem
+    best = int(np.lexsort((usable, total))[0])
+    m = int(usable[best])
+    if not math.isfinite(float(total[best])):
+        return None
+    # Rebuild the plan: the n - 1 cheapest units, skipping one of m's if m was exhausted.
+    taken = unit_owner[: n - 1]
+    if exhausted[best]:
+        # Drop the last of m's units among the first n - 1, take the n-th unit instead.
+        m_positions = np.flatnonzero(taken == m)
+        keep = np.ones(n - 1, dtype=bool)
+        keep[m_positions[-1]] = False
+        taken = np.concatenate([taken[keep], unit_owner[n - 1 : n]])
+    replicas += np.bincount(taken, minlength=p.pools).astype(np.int64)
+    replicas[m] += 1
+    routed = route(p, replicas)
+    if routed is None:  # pragma: no cover - n replicas of c cover the need
+        return None
+    load, obj = routed
+    return Solution(replicas, load, obj, "dp", True)
+
+
+def _one_capacity(p: Problem) -> bool:
+    usable = p.hi > 0
+    if not np.any(usable) or np.any(p.lo > 0):
+        return False
+    caps = p.capacity[usable]
+    return float(caps.max() - caps.min()) <= 1e-12 * float(caps.max())
+
+
 def solve_dp(p: Problem, hint: IntArray | None = None) -> Solution | None:
     """Exact optimum for one population, ignoring totals, region caps and min_regions.
 
@@ -224,6 +359,7 @@ def solve_dp(p: Problem, hint: IntArray | None = None) -> Solution | None:
     lo = np.where(at_hi, np.maximum(lo, hi - k_down), lo)
     hi = np.where(at_lo, np.minimum(hi, lo + k_up), hi)
     xs, ys, forced_f = _suffix_bounds(f, vp, c, lo.astype(np.int64), hi.astype(np.int64))
+    ib = _integer_bounds(f, vp, c, lo, hi)
 
     # The DP itself, in plain Python lists (frontiers are small); big layers use numpy.
     xs_rows: list[list[float]] = xs.tolist()
@@ -269,6 +405,8 @@ def solve_dp(p: Problem, hint: IntArray | None = None) -> Solution | None:
                 xs_rows[j + 1],
                 ys_rows[j + 1],
                 incumbent,
+                ib,
+                j + 1,
             )
         else:
             step = _big_layer(
@@ -285,6 +423,8 @@ def solve_dp(p: Problem, hint: IntArray | None = None) -> Solution | None:
                 xs[j + 1],
                 ys[j + 1],
                 incumbent,
+                ib,
+                j + 1,
             )
         if step is None:
             return None
@@ -323,6 +463,8 @@ def _big_layer(
     xs: FloatArray,
     ys: FloatArray,
     incumbent: float,
+    ib: _IntegerBound,
+    nxt: int,
 ) -> tuple[float, list[int], list[int], list[float], list[float]] | None:
     """One DP layer, vectorised: every state x every replica count, bound, Pareto frontier."""
     rem = need - cap
@@ -340,7 +482,15 @@ def _big_layer(
     if done.any():
         incumbent = min(incumbent, float(new_cost[done].min()) + forced_next)
     left = need - new_cap
-    bound = new_cost + forced_next + np.interp(left, xs, ys)
+    lb = np.interp(left, xs, ys)
+    c_next = ib.capacity[nxt]
+    if c_next > 0.0:
+        cover = np.ceil(np.maximum(left, 0.0) / c_next - 1e-9) * c_next
+        alt = np.interp(cover, ib.xs_fixed[nxt], ib.ys_fixed[nxt]) + np.interp(
+            left, ib.xs_route[nxt], ib.ys_route[nxt]
+        )
+        lb = np.maximum(lb, np.where(left > 0.0, alt, 0.0))
+    bound = new_cost + forced_next + lb
     bound[left > xs[-1] * (1 + _REL_TOL) + 1e-9] = np.inf
     keep = np.flatnonzero(bound <= incumbent + abs(incumbent) * _REL_TOL + 1e-12)
     if keep.shape[0] == 0:
@@ -377,18 +527,22 @@ def _small_layer(
     xs: list[float],
     ys: list[float],
     incumbent: float,
+    ib: _IntegerBound,
+    nxt: int,
 ) -> tuple[float, list[int], list[int], list[float], list[float]] | None:
     """One DP layer in plain Python: the same rules as :func:`_big_layer`.
 
-    For one state the bound is convex in the replica count (the pools after this one are at
-    least as dear per token/s as this one's ``vp``), so the scan over counts stops as soon as
-    the bound is above the incumbent and no longer falling.
+    For one state the LP bound is convex in the replica count (the pools after this one are
+    at least as dear per token/s as this one's ``vp``), so the scan over counts stops as soon
+    as that bound is above the incumbent and no longer falling. (The integer bound, a step
+    function, only prunes single candidates.)
     """
     cand: list[tuple[float, float, int, int]] = []
     x_max = xs[-1] * (1 + _REL_TOL) + 1e-9
     n_x = len(xs)
     bisect_right = bisect.bisect_right
     rel = _REL_TOL
+    integer = ib.capacity[nxt] > 0.0
     for s_idx in range(len(cap)):
         cp = cap[s_idx]
         co = cost[s_idx]
@@ -402,7 +556,7 @@ def _small_layer(
             nco = co + f * r + vp * (nc - cp)
             left = need - nc
             if left <= 0.0:
-                bound = nco + forced_next
+                bound = convex = nco + forced_next
                 if bound < incumbent:
                     incumbent = bound
             elif left > x_max:
@@ -419,13 +573,16 @@ def _small_layer(
                         if x1 > x0
                         else ys[i - 1]
                     )
-                bound = nco + forced_next + lb
-            if bound > incumbent + abs(incumbent) * rel + 1e-12:
-                if bound >= prev:
-                    break
-                prev = bound
+                convex = nco + forced_next + lb
+                bound = convex
+                if integer:
+                    bound = max(bound, nco + forced_next + _integer_lb(ib, nxt, left))
+            limit_now = incumbent + abs(incumbent) * rel + 1e-12
+            if convex > limit_now and convex >= prev:
+                break  # the LP bound is convex in r: every larger r is out too
+            prev = convex
+            if bound > limit_now:
                 continue
-            prev = bound
             cand.append((nc, nco, s_idx, r))
     limit = incumbent + abs(incumbent) * rel + 1e-12
     # Candidates kept before the incumbent fell further are only extra states (harmless);
@@ -636,7 +793,7 @@ def solve(p: Problem, hint: IntArray | None = None) -> Solution | None:
     ``hint``, a plan that is probably good (the current one), only speeds the search up.
     """
     if _single_population(p):
-        sol = solve_dp(p, hint)
+        sol = solve_one_capacity(p) if _one_capacity(p) else solve_dp(p, hint)
         if sol is None:
             return None  # the relaxation is infeasible, so is the problem
         if coupling_ok(p, sol.replicas):
