@@ -94,6 +94,8 @@ class CapacityLearnerConfig:
     no_hint_tokens_per_second: float = 1000.0
     no_hint_sigma_log: float = 2.0
     min_tokens_per_second_per_replica: float = 1.0
+    max_tokens_per_second_per_replica: float = 1e7
+    """Above this a window is a measurement glitch (counter reset artefact), not load."""
     min_load_fraction: float = 0.05
     """Windows below this fraction of the reference load carry no capacity information."""
     low_load_violation_fraction: float = 0.3
@@ -176,7 +178,7 @@ def classify(
     SLO has been seen to hold, else the prior) decides whether a violation can be blamed on load.
     """
     x = obs.tokens_per_second_per_replica
-    if not math.isfinite(x) or x < 0:
+    if not math.isfinite(x) or x < 0 or x > config.max_tokens_per_second_per_replica:
         return Verdict.INVALID, None
     r = slo.ratio(obs)
     if r is None:
@@ -224,8 +226,13 @@ def estimate_capacity(
     """Posterior capacity (output tokens/s per replica) from windows and the hint (prior)."""
     cfg = config or CapacityLearnerConfig()
     obs = list(observations)
-    if hint_tokens_per_second and hint_tokens_per_second > 0:
-        prior_mu, prior_sigma = math.log(hint_tokens_per_second), cfg.prior_sigma_log
+    if (
+        hint_tokens_per_second
+        and math.isfinite(hint_tokens_per_second)
+        and hint_tokens_per_second > 0
+    ):
+        hint = min(max(hint_tokens_per_second, 1e-3), cfg.max_tokens_per_second_per_replica)
+        prior_mu, prior_sigma = math.log(hint), cfg.prior_sigma_log
     else:
         prior_mu, prior_sigma = math.log(cfg.no_hint_tokens_per_second), cfg.no_hint_sigma_log
 
@@ -233,7 +240,7 @@ def estimate_capacity(
         [
             o.tokens_per_second_per_replica
             for o in obs
-            if math.isfinite(o.tokens_per_second_per_replica)
+            if 0 <= o.tokens_per_second_per_replica <= cfg.max_tokens_per_second_per_replica
         ],
         dtype=np.float64,
     )
@@ -251,8 +258,9 @@ def estimate_capacity(
         for o in obs
         if (ratio := slo.ratio(o)) is not None
         and ratio <= 1.0
-        and math.isfinite(o.tokens_per_second_per_replica)
-        and o.tokens_per_second_per_replica >= cfg.min_tokens_per_second_per_replica
+        and cfg.min_tokens_per_second_per_replica
+        <= o.tokens_per_second_per_replica
+        <= cfg.max_tokens_per_second_per_replica
     ]
     violation_reference = (
         float(np.quantile(np.array(met_loads), 0.9)) if met_loads else math.exp(prior_mu)

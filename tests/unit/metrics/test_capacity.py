@@ -6,6 +6,8 @@ import math
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wattscale.metrics import (
     CapacityLearner,
@@ -202,3 +204,38 @@ def test_hint_too_high_is_corrected_by_violations() -> None:
     # The hint says 3x; the replica violates whenever loaded above the true capacity.
     est = estimate_capacity(windows(200, 0.6, 1.4), SLO, 3 * TRUE_CAPACITY, MEDIAN)
     assert est.tokens_per_second_per_replica == pytest.approx(TRUE_CAPACITY, rel=0.06)
+
+
+finite_or_none = st.one_of(
+    st.none(),
+    st.floats(min_value=0.0, max_value=1e4),
+    st.just(math.nan),
+    st.just(math.inf),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.builds(
+            CapacityObservation,
+            tokens_per_second_per_replica=st.floats(allow_nan=True, allow_infinity=True),
+            ttft_p95_seconds=finite_or_none,
+            tpot_p95_seconds=finite_or_none,
+        ),
+        max_size=40,
+    ),
+    st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+)
+def test_never_raises_and_stays_finite(obs: list[CapacityObservation], hint: float | None) -> None:
+    est = estimate_capacity(obs, SLO, hint)
+    for value in (
+        est.tokens_per_second_per_replica,
+        est.lower_tokens_per_second_per_replica,
+        est.upper_tokens_per_second_per_replica,
+    ):
+        assert math.isfinite(value)
+        assert value > 0
+    assert est.lower_tokens_per_second_per_replica <= est.tokens_per_second_per_replica
+    assert est.tokens_per_second_per_replica <= est.upper_tokens_per_second_per_replica
+    assert 0.0 <= est.confidence <= 1.0
