@@ -183,13 +183,18 @@ class MetricsReader:
     # -- the main read -----------------------------------------------------------------------
 
     def read(
-        self, target: DeploymentTarget, *, expected_pods: int | None = None
+        self,
+        target: DeploymentTarget,
+        *,
+        expected_pods: int | None = None,
+        expected_gpus: int | None = None,
     ) -> DeploymentReadings:
         """Read every quantity of ``target`` now.
 
         ``expected_pods`` is what the controller knows from Kubernetes (ready replicas); the
         reader also counts the deployment's scrape targets (``up``), and any pod known but not
-        reporting makes the readings Partial.
+        reporting makes the readings Partial. ``expected_gpus`` (ready replicas x GPUs per
+        replica) does the same for the GPU readings.
         """
         session = _Session(self)
         q = self.queries
@@ -238,9 +243,22 @@ class MetricsReader:
         dcgm_age = session.scalar(q.dcgm_age(target))
 
         def gpu(promql: str) -> Reading:
-            return session.reading(
+            reading = session.reading(
                 promql, dcgm_age, pods_reporting, pods_expected, cfg.stale_after_seconds
             )
+            if (
+                reading.status is ReadingStatus.OK
+                and expected_gpus is not None
+                and gpus_reporting < expected_gpus
+            ):
+                return Reading(
+                    reading.value,
+                    ReadingStatus.PARTIAL,
+                    reading.age_seconds,
+                    pods_reporting,
+                    f"{gpus_reporting} of {expected_gpus} GPUs reporting",
+                )
+            return reading
 
         vllm = {
             "request_rate_per_second": make(q.request_rate(target), "requests"),

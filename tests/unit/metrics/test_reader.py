@@ -228,6 +228,15 @@ def test_partial_scrape_from_up_and_expected() -> None:
     assert d.ttft_p95_seconds.status is ReadingStatus.PARTIAL
 
 
+def test_missing_gpu_series_make_gpu_readings_partial() -> None:
+    q = QueryBuilder()
+    d = reader(healthy(q, pods=2)).read(T, expected_pods=2, expected_gpus=4)
+    assert d.generation_tokens_per_second.status is ReadingStatus.OK
+    assert d.gpu_power_watts.status is ReadingStatus.PARTIAL
+    assert d.gpu_power_watts.reason == "2 of 4 GPUs reporting"
+    assert reader(healthy(q, pods=2)).read(T, expected_gpus=2).gpu_power_watts.ok
+
+
 def test_stale_samples() -> None:
     q = QueryBuilder()
     d = reader(healthy(q, age=600.0), stale_after_seconds=90).read(T)
