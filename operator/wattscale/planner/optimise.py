@@ -201,12 +201,20 @@ def _integer_bounds(
 ) -> _IntegerBound:
     j_n = c.shape[0]
     rows = np.arange(j_n + 1)[:, None]
-    active = hi > 0
-    common: list[float] = []
-    for j in range(j_n + 1):
-        caps = c[j:][active[j:]]
-        same = caps.shape[0] > 0 and float(caps.max() - caps.min()) <= 1e-9 * float(caps.max())
-        common.append(float(caps[0]) if same else 0.0)
+    # Common capacity of each suffix, scanning from the end (0.0 once capacities differ).
+    common = [0.0] * (j_n + 1)
+    seen = 0.0
+    mixed = False
+    for j, (cj, hj) in enumerate(zip(c.tolist()[::-1], hi.tolist()[::-1], strict=True)):
+        if hj > 0 and not mixed:
+            if seen == 0.0:
+                seen = cj
+            elif abs(cj - seen) > 1e-9 * max(cj, seen):
+                mixed = True
+        common[j_n - 1 - j] = 0.0 if mixed else seen
+    if not any(common):
+        empty: list[list[float]] = []
+        return _IntegerBound(common, empty, empty, empty, empty)
 
     def fill(unit: FloatArray, seg: FloatArray, owner: IntArray) -> tuple[FloatArray, FloatArray]:
         order = np.lexsort((owner, unit))
