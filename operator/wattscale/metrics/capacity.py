@@ -329,15 +329,21 @@ def estimate_capacity(
         )
         curve_c = float(math.exp(curve_grid[int(np.argmax(curve_ll))]))
 
-    sign = np.where(logr <= 0.0, 1.0, -1.0)
+    # Votes only depend on (log x, met or not, weight): pool them in 1 % load bins.
+    sign_all = np.where(logr <= 0.0, 1.0, -1.0)
+    keys = np.round(logx / 0.01).astype(np.int64) * 2 + (sign_all > 0)
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    vote_w = np.bincount(inverse, weights=w)
+    vote_x = (uniq // 2).astype(np.float64) * 0.01
+    sign = np.where(uniq % 2 == 1, 1.0, -1.0)
     eps = cfg.outlier_rate
     rows = []
     for s_log in softness:
         c50 = grid - s_log * logit_target
-        z = sign[None, :] * (c50[:, None] - logx[None, :]) / s_log
+        z = sign[None, :] * (c50[:, None] - vote_x[None, :]) / s_log
         p = eps + (1.0 - 2.0 * eps) * _logistic(z)
         s_prior = -0.5 * (math.log(s_log / cfg.softness_prior_median_log) / 0.7) ** 2
-        row = log_prior + s_prior + (np.log(p) * w[None, :]).sum(axis=1)
+        row = log_prior + s_prior + (np.log(p) * vote_w[None, :]).sum(axis=1)
         if curve_grid is not None and curve_ll is not None:
             row = row + np.interp(c50, curve_grid, curve_ll)
         rows.append(row)
