@@ -929,7 +929,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--model", default="meta-llama/Llama-3.1-8B-Instruct")
     ap.add_argument("--legacy-names", action="store_true", help="serve older vLLM metric names")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--gpus-per-replica", type=int, default=1)
+    ap.add_argument("--gpu-product", default=EngineParams.gpu_product)
     args = ap.parse_args(argv)
+    params = EngineParams(gpus_per_replica=args.gpus_per_replica, gpu_product=args.gpu_product)
     load: LoadProfile
     if args.trace:
         load = TraceLoad(args.tokens_per_second, time_compression=args.time_compression)
@@ -943,6 +946,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         model=args.model,
         legacy_names=args.legacy_names,
         seed=args.seed,
+        params=params,
     )
     server = EmulatorServer(emu, port=args.port).start()
     print(f"vllm emulator on http://{server.address} (SD at /sd, control at /control)", flush=True)
