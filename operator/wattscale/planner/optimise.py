@@ -200,7 +200,6 @@ def _integer_bounds(
     f: FloatArray, vp: FloatArray, c: FloatArray, lo: FloatArray, hi: FloatArray
 ) -> _IntegerBound:
     j_n = c.shape[0]
-    rows = np.arange(j_n + 1)[:, None]
     # Common capacity of each suffix, scanning from the end (0.0 once capacities differ).
     common = [0.0] * (j_n + 1)
     seen = 0.0
@@ -216,22 +215,30 @@ def _integer_bounds(
         empty: list[list[float]] = []
         return _IntegerBound(common, empty, empty, empty, empty)
 
+    # Only the one-capacity tail of the order needs tables (rows t0..j_n, pools t0..).
+    t0 = next(j for j in range(j_n + 1) if common[j] > 0.0)
+    rows = np.arange(t0, j_n + 1)[:, None]
+    tail = np.arange(t0, j_n)
+    pad: list[list[float]] = [[] for _ in range(t0)]
+
     def fill(unit: FloatArray, seg: FloatArray, owner: IntArray) -> tuple[FloatArray, FloatArray]:
         order = np.lexsort((owner, unit))
         caps_m = (owner[order][None, :] >= rows) * seg[order][None, :]
-        zeros = np.zeros((j_n + 1, 1))
+        zeros = np.zeros((rows.shape[0], 1))
         x = np.hstack([zeros, np.cumsum(caps_m, axis=1)])
         y = np.hstack([zeros, np.cumsum(caps_m * unit[order][None, :], axis=1)])
         return x, y
 
-    idx = np.arange(j_n)
+    ft, ct, lt, ht = f[t0:], c[t0:], lo[t0:], hi[t0:]
     xf, yf = fill(
-        np.concatenate([np.zeros(j_n), f / c]),
-        np.concatenate([lo * c, (hi - lo) * c]),
-        np.concatenate([idx, idx]),
+        np.concatenate([np.zeros(tail.shape[0]), ft / ct]),
+        np.concatenate([lt * ct, (ht - lt) * ct]),
+        np.concatenate([tail, tail]),
     )
-    xv, yv = fill(vp, hi * c, idx)
-    return _IntegerBound(common, xf.tolist(), yf.tolist(), xv.tolist(), yv.tolist())
+    xv, yv = fill(vp[t0:], ht * ct, tail)
+    return _IntegerBound(
+        common, pad + xf.tolist(), pad + yf.tolist(), pad + xv.tolist(), pad + yv.tolist()
+    )
 
 
 def _pl(x: float, xs: list[float], ys: list[float]) -> float:
