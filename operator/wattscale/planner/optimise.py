@@ -274,10 +274,10 @@ def solve_one_capacity(p: Problem) -> Solution | None:
     usable = np.flatnonzero(p.hi > 0)
     need = p.need
     if usable.shape[0] == 0:
-        return None if need > 0 else _empty_solution(p)
+        return None if need > 1e-9 else _empty_solution(p)
     c = float(p.capacity[usable[0]])
     n_units = int(p.hi[usable].sum())
-    n = max(math.ceil(need / c - 1e-9), 0)
+    n = max(math.ceil((need - need * _REL_TOL - 1e-9) / c), 0)
     if n > n_units:
         return None
     replicas = np.zeros(p.pools, dtype=np.int64)
@@ -338,7 +338,7 @@ def solve_dp(p: Problem, hint: IntArray | None = None) -> Solution | None:
     need = p.need
     usable = np.flatnonzero(p.hi > 0)
     if usable.shape[0] == 0:
-        return None if need > 0 else _empty_solution(p)
+        return None if need > 1e-9 else _empty_solution(p)
     vmin = float(np.min(p.per_token[usable]))
     order = usable[np.lexsort((usable, p.per_token[usable]))]
     j_n = order.shape[0]
@@ -349,7 +349,7 @@ def solve_dp(p: Problem, hint: IntArray | None = None) -> Solution | None:
     hi = p.hi[order].astype(np.float64)
     if need > float(hi @ c) * (1 + _REL_TOL) + 1e-9:
         return None
-    tol_n = need * _REL_TOL + 1e-12
+    tol_n = need * _REL_TOL + 1e-9
     # LP relaxation and an incumbent from rounding it.
     lp_value, r_frac, lam_left, lam_right = _lp(f, vp, c, lo, hi, need, float(f @ lo))
     incumbent = min(
