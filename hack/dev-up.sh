@@ -77,7 +77,10 @@ kc() {
 create_cluster() {
     local name="$1"
     # --kubeconfig "" : do not touch ~/.kube/config. --wait: until the apiserver answers.
-    kwokctl -v WARN --name "$name" create cluster --kubeconfig "" --wait 120s --timeout 5m
+    # {WATTSCALE_LOCK_FD}>&- : the daemons kwokctl forks must not inherit our lock's file
+    # descriptor, or they would hold the dev-stack lock for as long as they run.
+    kwokctl -v WARN --name "$name" create cluster --kubeconfig "" --wait 120s --timeout 5m \
+        {WATTSCALE_LOCK_FD}>&-
     # kwokctl's kubeconfig points at files under its pki/ dir; inline them so the file is
     # self-contained (it is also what goes into the hub's Secret).
     kubectl config view --raw --minify --flatten \

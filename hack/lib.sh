@@ -135,11 +135,12 @@ stack_rss_summary() {
 
 # lock_stack: hold an exclusive lock on the dev stack until the calling script exits, so that two
 # dev-up/dev-down runs (two terminals, two test sessions) never interleave. Waits up to 10 min.
+# Anything long-lived started while holding it must be started with {WATTSCALE_LOCK_FD}>&-.
 lock_stack() {
     mkdir -p "$WATTSCALE_CACHE"
-    exec {WATTSCALE_LOCK_FD}>"$WATTSCALE_CACHE/dev-stack.lock"
+    exec {WATTSCALE_LOCK_FD}>"$WATTSCALE_CACHE/dev-stack.flock"
     if ! flock -n "$WATTSCALE_LOCK_FD"; then
-        log "another dev-up/dev-down holds $WATTSCALE_CACHE/dev-stack.lock; waiting for it"
-        flock -w 600 "$WATTSCALE_LOCK_FD" || die "gave up waiting for $WATTSCALE_CACHE/dev-stack.lock"
+        log "another dev-up/dev-down holds $WATTSCALE_CACHE/dev-stack.flock; waiting for it"
+        flock -w 600 "$WATTSCALE_LOCK_FD" || die "gave up waiting for $WATTSCALE_CACHE/dev-stack.flock"
     fi
 }
