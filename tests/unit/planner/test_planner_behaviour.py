@@ -254,3 +254,19 @@ def test_non_finite_inputs_hold_instead_of_crashing() -> None:
     bad_pool = pool(current=2, capacity=nan)
     dead = plan(request(region("A", 0.1, bad_pool), region("B", 0.2)))
     assert dead.desired[B] == 4  # a pool without a usable capacity gets no replicas
+
+
+def test_max_shift_per_step_limits_a_move() -> None:
+    req = request(
+        region("A", 0.50, pool(current=4)),
+        region("B", 0.00),
+        demand_tokens_per_second=(20000.0,) * 60,
+        min_savings_percent=1.0,
+        cold_start_seconds=120.0,
+        max_shift_per_step=2,
+    )
+    d = plan(req)
+    assert d.target == {A: 0, B: 4}
+    assert d.desired == {A: 4, B: 2}
+    assert ReasonCode.RATE_LIMITED in d.reasons
+    assert d.reason is ReasonCode.SHIFT_STARTED
