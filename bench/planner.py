@@ -44,13 +44,18 @@ PRODUCTS = {
 
 
 def _regions(
-    rng: random.Random, prices: list[float], state: dict[tuple[str, str], int]
+    rng: random.Random,
+    prices: list[float],
+    state: dict[tuple[str, str], int],
+    products: tuple[str, ...],
 ) -> tuple[RegionInput, ...]:
     out = []
     for i, price in enumerate(prices):
         name = f"r{i:02d}"
         pools = []
         for product, (cap, cost) in PRODUCTS.items():
+            if product not in products:
+                continue
             pw = replica_power(product, 1)
             cur = state.get((name, product), 0)
             pools.append(
@@ -79,7 +84,11 @@ def _regions(
 
 
 def bench_latency(
-    decisions: int, seed: int, explain: bool, repeat: int = 1
+    decisions: int,
+    seed: int,
+    explain: bool,
+    repeat: int = 1,
+    products: tuple[str, ...] = tuple(PRODUCTS),
 ) -> tuple[list[float], list[float], Counter[str]]:
     """Replay a control loop; each decision is timed ``repeat`` times, keeping the fastest.
 
@@ -100,7 +109,7 @@ def bench_latency(
         prices = [p + rng.gauss(0, 0.01) for p in prices]
         req = PlanRequest(
             now_seconds=t,
-            regions=_regions(rng, prices, current),
+            regions=_regions(rng, prices, current, products),
             demand_tokens_per_second=tuple(demand * (1 + 0.01 * k) for k in range(10)),
             max_replicas=200,
             min_savings_percent=2.0,
@@ -207,12 +216,22 @@ def main() -> None:
 
     plan(PlanRequest(now_seconds=0.0, regions=(), demand_tokens_per_second=(1.0,)))  # warm up
     print(f"load average at start: {os.getloadavg()} on {os.cpu_count()} CPUs")
+    # One GPU product per region (the common case: the closed-form path), then the headline
+    # scenario with three products per region (the DP), explain off and on.
+    one, one_cpu, _ = bench_latency(args.decisions, args.seed, True, args.repeat, ("H100",))
+    q1 = statistics.quantiles(one, n=100)
+    q1c = statistics.quantiles(one_cpu, n=100)
+    print(
+        f"latency 10 regions x 1 product (H100), explain=True: wall p50_ms={q1[49]:.3f} "
+        f"p99_ms={q1[98]:.3f}; cpu p50_ms={q1c[49]:.3f} p99_ms={q1c[98]:.3f}"
+    )
     for explain in (False, True):
         times, cpu, reasons = bench_latency(args.decisions, args.seed, explain, args.repeat)
         q = statistics.quantiles(times, n=100)
         qc = statistics.quantiles(cpu, n=100)
         print(
-            f"latency explain={explain} repeat={args.repeat}: decisions={len(times)} "
+            f"latency 10 regions x 3 products, explain={explain} repeat={args.repeat}: "
+            f"decisions={len(times)} "
             f"wall p50_ms={q[49]:.3f} "
             f"p90_ms={q[89]:.3f} p99_ms={q[98]:.3f} max_ms={max(times):.3f}; "
             f"cpu p50_ms={qc[49]:.3f} p99_ms={qc[98]:.3f}"
