@@ -81,7 +81,9 @@ def test_learned_capacity_is_close_to_the_true_one(own_stack) -> None:  # type: 
     )
     assert est.source == "learned"
     assert est.violations_seen > 0
-    assert abs(error) < 0.15
+    # Observed -8 % to -11 % over repeated runs: 11 short windows leave the transition width
+    # uncertain, and the learner then errs low. Overestimating is the harmful direction.
+    assert -0.20 < error < 0.10
     assert est.confidence > 0.5
 
     # The power model recovered from the same run (emulated: 110 W idle, 690 W at full load).
