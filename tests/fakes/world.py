@@ -16,8 +16,8 @@ from tests.cases.malformed import example
 from wattscale.clusters.client import ClusterUnreachableError, WorkloadState
 from wattscale.clusters.render import Manifest
 from wattscale.controller.regions import RegionDirectory
-from wattscale.metrics import DeploymentReadings, DeploymentTarget
-from wattscale.metrics.readings import Reading, ReadingStatus
+from wattscale.metrics import CapacityObservation, DeploymentReadings, DeploymentTarget
+from wattscale.metrics.readings import DemandHistory, DemandPoint, Reading, ReadingStatus
 from wattscale.signals import Point, Series, SignalError, Unreachable
 
 T0 = datetime(2024, 7, 1, 12, 0, tzinfo=UTC)
@@ -153,6 +153,19 @@ class FakeMetrics:
     load: Load
     down: bool = False
     reads: list[str] = field(default_factory=list)
+
+    history: list[tuple[float, float]] = field(default_factory=list)
+
+    def read_demand_history(
+        self, target: DeploymentTarget, start: datetime, end: datetime, step_seconds: float
+    ) -> DemandHistory:
+        points = tuple(DemandPoint(t, v) for t, v in self.history)
+        return DemandHistory(points, ReadingStatus.OK, step_seconds)
+
+    def read_capacity_history(
+        self, target: DeploymentTarget, start: datetime, end: datetime, step_seconds: float
+    ) -> list[CapacityObservation]:
+        return []
 
     def read(
         self, target: DeploymentTarget, *, expected_pods: int | None = None

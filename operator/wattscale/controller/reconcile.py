@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -45,7 +45,12 @@ from wattscale.controller.settings import Settings
 from wattscale.controller.status import RegionCost, condition, money, now_rfc3339, region_cost
 from wattscale.forecast.holt import ForecastConfig, Forecaster, horizon, warm_start
 from wattscale.forecast.holt import observe as forecast_observe
-from wattscale.metrics import CapacityLearner, LatencySlo, observation_from_readings
+from wattscale.metrics import (
+    CapacityLearner,
+    DeploymentTarget,
+    LatencySlo,
+    observation_from_readings,
+)
 from wattscale.planner import (
     Decision,
     PlannerState,
@@ -91,6 +96,7 @@ class Memory:
     drain_since: dict[str, float] = field(default_factory=dict)
     last_event: tuple[str, str] | None = None
     last_warnings: frozenset[str] = frozenset()
+    warm: bool = False
 
 
 class Reconciler:
@@ -170,6 +176,8 @@ class Reconciler:
 
         mem = self._memory_for(namespace, name, spec)
         regions = observe(self.directory, spec, name, namespace, now)
+        if not mem.warm:
+            _warm_start(mem, regions, name, namespace, now)
         demand = measure_demand(spec, regions)
         product = spec.engine.gpuProduct
 
@@ -598,6 +606,38 @@ class Reconciler:
 
 
 # ------------------------------------------------------------------------------------- helpers
+
+WARM_START_DEMAND = timedelta(days=2)
+WARM_START_CAPACITY = timedelta(hours=6)
+
+
+def _warm_start(
+    mem: Memory, regions: list[RegionObservation], name: str, namespace: str, now: datetime
+) -> None:
+    """After a (re)start: replay demand and capacity history from each region's Prometheus.
+
+    Demand is summed over regions per timestamp, so the forecaster remembers the day's shape
+    and a restart does not forget it. A region whose history cannot be read adds nothing.
+    """
+    target = DeploymentTarget(namespace=namespace, deployment=name)
+    demand: dict[float, float] = {}
+    for obs in regions:
+        reader = obs.runtime.metrics if obs.runtime else None
+        if reader is None or not obs.available:
+            continue
+        try:
+            history = reader.read_demand_history(target, now - WARM_START_DEMAND, now, 60.0)
+            for point in history.points:
+                t = round(point.t_seconds)
+                demand[t] = demand.get(t, 0.0) + point.tokens_per_second
+            mem.learner.observe_many(
+                reader.read_capacity_history(target, now - WARM_START_CAPACITY, now, 60.0)
+            )
+        except Exception:  # history only makes the next pass better; never fail for it
+            log.exception("region %s: warm start from Prometheus history failed", obs.name)
+    if demand:
+        mem.forecaster = warm_start(sorted(demand.items()), mem.forecaster.config)
+    mem.warm = True
 
 
 def _gpu_cost(o: RegionObservation, replicas: int, spec: InferenceDeploymentSpec) -> float:

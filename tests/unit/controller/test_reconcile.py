@@ -266,3 +266,19 @@ def test_price_jump_moves_replicas_make_before_break() -> None:
     shifts = [reason for reason, _ in h.events if reason.startswith("Shift")]
     assert shifts[0] == "ShiftStarted"
     assert shifts[-1] == "ShiftCompleted"
+
+
+def test_restart_warm_starts_the_forecaster_from_prometheus_history() -> None:
+    h = Harness()
+    now = h.clock.now + 30  # the time of the first pass
+
+    def daily(t: float) -> float:
+        """A daily peak of 30k tok/s in the hour that starts now; 5k otherwise."""
+        return 30_000.0 if 0 <= (t - now) % 86400 < 3600 else 5_000.0
+
+    h.region("us-east").metrics.history = [
+        (now - 60 * k, daily(now - 60 * k)) for k in range(1, 3 * 1440)
+    ]
+    h.serve(5_000.0, passes=1)
+    forecast = h.status["explanation"]["forecastTokensPerSecond"]
+    assert forecast > 15_000, "the forecaster forgot the daily peak that three days of history show"
