@@ -11,7 +11,10 @@ and tokens/s routed x. Constraints, the same as the simulator's:
   (valid for any real policy, whose Ready counts are whole numbers; it tightens the relaxation);
 - quota: n[t,i] <= quota_i.
 
-Objective: the accounting's cost (GPU-hours + idle and load-dependent energy x price), exactly.
+Objective: the accounting's cost (GPU-hours + idle and load-dependent energy x price), exactly,
+except that, like the planner, the oracle does not hold replicas only to be paid for burning
+negative-priced power (idle energy is priced at max(price, 0) in its objective; the schedule is
+then costed at the real prices, and the unrestricted LP's optimum is reported as the bound).
 
 By default the LP relaxation (fractional replicas) is solved: a valid lower bound on the cost of
 any policy that keeps every minute within the safe utilisation. `integer=True` asks for the MILP
@@ -21,7 +24,7 @@ any policy that keeps every minute within the safe utilisation. `integer=True` a
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -89,7 +92,28 @@ class _Builder:
 def solve_oracle(
     scenario: Scenario, integer: bool = False, time_limit_s: float = 600.0
 ) -> OracleSolution:
-    """Solve the whole-horizon problem and return the schedule as a trajectory."""
+    """Solve the whole-horizon problem and return the schedule as a trajectory.
+
+    Like the planner, the oracle does not hold a replica only to be paid for burning
+    negative-priced power: in its objective a replica's idle energy is priced at max(price, 0)
+    (load still goes where power is cheapest, negative prices included). Its schedule is then
+    costed at the real prices. When the period has negative prices, the unrestricted LP is
+    solved as well and its optimum is the reported `lower_bound`.
+    """
+    solution = _solve(scenario, integer, time_limit_s, floor_idle_price=True)
+    if float(np.min(scenario.minute_prices())) < 0:
+        strict = _solve(scenario, False, time_limit_s, floor_idle_price=False)
+        return replace(
+            solution,
+            lower_bound=min(strict.lower_bound, solution.lower_bound),
+            solve_seconds=solution.solve_seconds + strict.solve_seconds,
+        )
+    return solution
+
+
+def _solve(
+    scenario: Scenario, integer: bool, time_limit_s: float, floor_idle_price: bool
+) -> OracleSolution:
     model = scenario.model
     minutes, regions = scenario.minutes, len(scenario.regions)
     lag = model.cold_start_minutes
@@ -104,8 +128,13 @@ def solve_oracle(
 
     price = scenario.minute_prices()  # (T, R) USD/MWh
     usd_per_kwh = price / 1000.0
-    per_replica = (
+    idle_usd_per_kwh = np.maximum(usd_per_kwh, 0.0) if floor_idle_price else usd_per_kwh
+    per_replica_true = (
         scenario.gpu_hour_cost / 60.0 + model.idle_watts * model.pue / 1000.0 / 60.0 * usd_per_kwh
+    )
+    per_replica = (
+        scenario.gpu_hour_cost / 60.0
+        + model.idle_watts * model.pue / 1000.0 / 60.0 * idle_usd_per_kwh
     )
     per_token = (
         (model.max_watts - model.idle_watts)
@@ -196,12 +225,15 @@ def solve_oracle(
     for k in range(lag):
         ready[k:] -= starts[: minutes - k]
     ready = np.maximum(ready, 0.0)
-    bound = float(getattr(result, "mip_dual_bound", None) or result.fun)
-    if not integer:
-        bound = float(result.fun)
+    bound = float(result.fun)
+    if integer:
+        bound = float(getattr(result, "mip_dual_bound", None) or result.fun)
+    # The schedule at the real prices (differs from result.fun only with floored idle prices).
+    x = sol[x_off:init_off].reshape(minutes, regions)
+    true_cost = float(np.sum(n * per_replica_true) + np.sum(x * per_token))
     return OracleSolution(
         trajectory=Trajectory(allocated=n, ready=ready, starts=starts, stops=stops),
-        objective=float(result.fun),
+        objective=true_cost,
         lower_bound=bound,
         integer=integer,
         status=str(result.message),
