@@ -4,18 +4,22 @@
 - a Deployment asking for one GPU becomes Ready on a fake GPU node (scheduler + KWOK);
 - one asking for more GPUs than any node has stays Pending, visibly Unschedulable;
 - our CRDs are accepted by a real kube-apiserver and `kubectl explain` shows their descriptions;
-- every example in examples/ passes the real API server's validation (server-side dry run).
+- every example in examples/ passes the real API server's validation (server-side dry run);
+- every malformed object of tests/cases/malformed.py is refused with the message a person needs.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from stack import REPO, Stack, wait_for
+
+from tests.cases.malformed import CASES, Case
 
 # The session fixture may build the stack inside the first test; allow for a slow, cold start.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -226,12 +230,30 @@ def test_kubectl_explain_shows_our_field_descriptions(stack: Stack) -> None:
 @pytest.mark.parametrize("example", EXAMPLE_FILES, ids=lambda p: p.name)
 def test_example_passes_api_server_validation(stack: Stack, example: Path) -> None:
     skip_if_crds_rejected(stack)
-    # The namespaces the example lives in must exist, as they would for a user.
-    for doc in load_yaml_docs(example):
+    ensure_namespaces(stack, load_yaml_docs(example))
+    # Server-side dry run: the full admission and CEL validation, nothing persisted.
+    proc = stack.kubectl(stack.hub, "apply", "--dry-run=server", "-f", str(example), check=False)
+    assert proc.returncode == 0, f"{example.name} rejected by the API server:\n{proc.stderr}"
+
+
+def ensure_namespaces(stack: Stack, docs: list[dict[str, Any]]) -> None:
+    """Create the namespaces the documents live in, as a user would have."""
+    for doc in docs:
         namespace = doc.get("metadata", {}).get("namespace")
         if namespace:
             manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
             stack.apply(stack.hub, manifest)
-    # Server-side dry run: the full admission and CEL validation, nothing persisted.
-    proc = stack.kubectl(stack.hub, "apply", "--dry-run=server", "-f", str(example), check=False)
-    assert proc.returncode == 0, f"{example.name} rejected by the API server:\n{proc.stderr}"
+
+
+@needs_crds
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_malformed_object_is_refused_with_a_readable_message(stack: Stack, case: Case) -> None:
+    skip_if_crds_rejected(stack)
+    ensure_namespaces(stack, [case.doc])
+    proc = stack.kubectl(
+        stack.hub, "create", "--dry-run=server", "-f", "-", stdin=json.dumps(case.doc), check=False
+    )
+    assert proc.returncode != 0, f"the API server accepted the malformed object {case.name}"
+    assert case.server_says in proc.stderr, (
+        f"{case.name}: expected the API server to say {case.server_says!r}, it said:\n{proc.stderr}"
+    )
