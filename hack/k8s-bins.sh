@@ -49,6 +49,8 @@ TIMEV=()
 [[ -x /usr/bin/time ]] && TIMEV=(/usr/bin/time -f '    (peak RSS of biggest process: %M KiB, wall %e s)')
 
 mkdir -p "$WATTSCALE_BIN_DIR" "$WATTSCALE_SRC_DIR"
+# Two builds at once (two terminals, two test runs) would write the same files: take turns.
+take_lock bins 3600
 log "bin dir: $WATTSCALE_BIN_DIR"
 log "go: $("$GO" version), GOMODCACHE=$("$GO" env GOMODCACHE), GOCACHE=$("$GO" env GOCACHE)"
 

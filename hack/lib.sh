@@ -136,11 +136,15 @@ stack_rss_summary() {
 # lock_stack: hold an exclusive lock on the dev stack until the calling script exits, so that two
 # dev-up/dev-down runs (two terminals, two test sessions) never interleave. Waits up to 10 min.
 # Anything long-lived started while holding it must be started with {WATTSCALE_LOCK_FD}>&-.
-lock_stack() {
+lock_stack() { take_lock dev-stack 600; }
+
+# take_lock NAME SECONDS: hold $WATTSCALE_CACHE/NAME.flock until the calling script exits.
+take_lock() {
+    local file="$WATTSCALE_CACHE/$1.flock"
     mkdir -p "$WATTSCALE_CACHE"
-    exec {WATTSCALE_LOCK_FD}>"$WATTSCALE_CACHE/dev-stack.flock"
+    exec {WATTSCALE_LOCK_FD}>"$file"
     if ! flock -n "$WATTSCALE_LOCK_FD"; then
-        log "another dev-up/dev-down holds $WATTSCALE_CACHE/dev-stack.flock; waiting for it"
-        flock -w 600 "$WATTSCALE_LOCK_FD" || die "gave up waiting for $WATTSCALE_CACHE/dev-stack.flock"
+        log "another process holds $file; waiting for it (up to $2 s)"
+        flock -w "$2" "$WATTSCALE_LOCK_FD" || die "gave up waiting for $file"
     fi
 }
