@@ -21,10 +21,10 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from wattscale.data import SAMPLE_DAYS, SAMPLE_DIR, SAMPLE_REGIONS, SAMPLE_START, SAMPLE_TRACE
-from wattscale.sim.errors import SimInputError
+from wattscale.sim.errors import OutsideDataError, SimInputError
 from wattscale.sim.model import ReplicaModel
 from wattscale.sim.run import CURRENCY, POLICY_NAMES, SimulationResult, parse_policies, simulate
-from wattscale.sim.scenario import build_scenario
+from wattscale.sim.scenario import Scenario, build_scenario
 from wattscale.sim.series import DEFAULT_MAX_GAP_HOURS
 
 EXIT_OK = 0
@@ -251,7 +251,29 @@ def _run(args: argparse.Namespace) -> SimulationResult:
     offset = args.trace_tz_offset_hours
     if offset is None:
         offset = REGION_UTC_OFFSET_HOURS.get(home, 0.0)
-    scenario = build_scenario(
+    try:
+        scenario = _scenario(args, regions, home, start, days, offset)
+    except OutsideDataError as problem:
+        if args.prices_dir is None:
+            raise SimulateUsageError(
+                f"{problem}; the bundled sample covers 2024-07-08..2024-07-15 only: "
+                "pass --prices-dir and --carbon-dir for other periods"
+            ) from None
+        raise
+    show = not args.no_progress and sys.stderr.isatty()
+    with _progress(show) as progress:
+        return simulate(scenario, policies, progress, oracle_integer=args.oracle_integer)
+
+
+def _scenario(
+    args: argparse.Namespace,
+    regions: list[str],
+    home: str,
+    start: datetime,
+    days: float,
+    offset: float,
+) -> Scenario:
+    return build_scenario(
         trace=args.trace or SAMPLE_TRACE,
         prices_dir=args.prices_dir or SAMPLE_DIR / "prices",
         carbon_dir=args.carbon_dir or SAMPLE_DIR / "carbon",
@@ -266,9 +288,6 @@ def _run(args: argparse.Namespace) -> SimulationResult:
         quota_per_region=args.quota_per_region,
         max_gap_hours=args.max_gap_hours,
     )
-    show = not args.no_progress and sys.stderr.isatty()
-    with _progress(show) as progress:
-        return simulate(scenario, policies, progress, oracle_integer=args.oracle_integer)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
