@@ -156,89 +156,94 @@ def coupling_ok(p: Problem, r: IntArray) -> bool:
     return int(np.count_nonzero(per_region > 0.5)) >= p.min_regions
 
 
-def _suffix_bounds(
-    f: FloatArray, vp: FloatArray, c: FloatArray, lo: IntArray, hi: IntArray
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Per suffix of the ordered pools: breakpoints of the LP lower bound on routing ``rem``.
+class _Bounds:
+    """Lower bounds on completing the DP from pool ``j`` on, built per suffix on demand.
 
-    The relaxation pays the forced replicas' fixed cost, then fills ``rem`` with forced
-    capacity at ``vp`` per token/s and extra capacity at ``F/c + vp``, cheapest first. Row
-    ``j`` of the returned (x, y) holds the bound for pools ``j..``; ``forced`` their fixed cost.
-    """
-    j_n = c.shape[0]
-    unit = np.concatenate([vp, f / c + vp])
-    seg_cap = np.concatenate([lo * c, (hi - lo) * c])
-    owner = np.concatenate([np.arange(j_n), np.arange(j_n)])
-    order = np.lexsort((owner, unit))
-    mask = owner[order][None, :] >= np.arange(j_n + 1)[:, None]
-    caps = mask * seg_cap[order][None, :]
-    zeros = np.zeros((j_n + 1, 1))
-    xs = np.hstack([zeros, np.cumsum(caps, axis=1)])
-    ys = np.hstack([zeros, np.cumsum(caps * unit[order][None, :], axis=1)])
-    fl = f * lo
-    forced = np.concatenate([np.cumsum(fl[::-1])[::-1], [0.0]])
-    return xs, ys, forced
+    * LP bound: pay the forced replicas' fixed cost, then fill ``rem`` with forced capacity at
+      ``vp`` per token/s and extra capacity at ``F/c + vp``, cheapest first.
+    * Integer bound, for suffixes whose pools all have one capacity ``c``: covering ``rem``
+      takes at least ``ceil(rem / c)`` replicas, so the completion costs at least the fixed
+      cost of ``ceil(rem / c) * c`` of capacity (forced capacity free) plus routing ``rem`` at
+      the cheapest ``vp``, both filled fractionally.
 
-
-@dataclass(frozen=True)
-class _IntegerBound:
-    """A second lower bound for suffixes whose pools all have one capacity ``c``.
-
-    Covering ``rem`` then takes at least ``ceil(rem / c)`` replicas, so the completion costs
-    at least (fixed cost of ``ceil(rem / c) * c`` of capacity, forced capacity free) +
-    (routing ``rem`` at the cheapest ``vp``): both filled fractionally, each a valid bound.
+    Only the suffixes where the DP branches are ever asked for, so tables are built lazily.
     """
 
-    capacity: list[float]  # per suffix: the common capacity, or 0.0 when mixed
-    xs_fixed: list[list[float]]
-    ys_fixed: list[list[float]]
-    xs_route: list[list[float]]
-    ys_route: list[list[float]]
+    def __init__(
+        self, f: FloatArray, vp: FloatArray, c: FloatArray, lo: FloatArray, hi: FloatArray
+    ) -> None:
+        j_n = c.shape[0]
+        idx = np.arange(j_n)
+        owner = np.concatenate([idx, idx])
+        seg = np.concatenate([lo * c, (hi - lo) * c])
+        self._lp = self._sorted(np.concatenate([vp, f / c + vp]), seg, owner)
+        self._fixed = self._sorted(np.concatenate([np.zeros(j_n), f / c]), seg, owner)
+        self._route = self._sorted(vp, hi * c, idx)
+        fl = (f * lo).tolist()
+        self.forced = [0.0] * (j_n + 1)  # fixed cost of the forced replicas of pools j..
+        for j in range(j_n - 1, -1, -1):
+            self.forced[j] = self.forced[j + 1] + fl[j]
+        # Common capacity of each suffix, scanning from the end (0.0 once capacities differ).
+        self.capacity = [0.0] * (j_n + 1)
+        seen = 0.0
+        mixed = False
+        for j in range(j_n - 1, -1, -1):
+            cj = float(c[j])
+            if hi[j] > 0 and not mixed:
+                if seen == 0.0:
+                    seen = cj
+                elif abs(cj - seen) > 1e-9 * max(cj, seen):
+                    mixed = True
+            self.capacity[j] = 0.0 if mixed else seen
+        self._cache: dict[tuple[int, int], tuple[FloatArray, FloatArray, list[float], list[float]]]
+        self._cache = {}
 
-
-def _integer_bounds(
-    f: FloatArray, vp: FloatArray, c: FloatArray, lo: FloatArray, hi: FloatArray
-) -> _IntegerBound:
-    j_n = c.shape[0]
-    # Common capacity of each suffix, scanning from the end (0.0 once capacities differ).
-    common = [0.0] * (j_n + 1)
-    seen = 0.0
-    mixed = False
-    for j, (cj, hj) in enumerate(zip(c.tolist()[::-1], hi.tolist()[::-1], strict=True)):
-        if hj > 0 and not mixed:
-            if seen == 0.0:
-                seen = cj
-            elif abs(cj - seen) > 1e-9 * max(cj, seen):
-                mixed = True
-        common[j_n - 1 - j] = 0.0 if mixed else seen
-    if not any(common):
-        empty: list[list[float]] = []
-        return _IntegerBound(common, empty, empty, empty, empty)
-
-    # Only the one-capacity tail of the order needs tables (rows t0..j_n, pools t0..).
-    t0 = next(j for j in range(j_n + 1) if common[j] > 0.0)
-    rows = np.arange(t0, j_n + 1)[:, None]
-    tail = np.arange(t0, j_n)
-    pad: list[list[float]] = [[] for _ in range(t0)]
-
-    def fill(unit: FloatArray, seg: FloatArray, owner: IntArray) -> tuple[FloatArray, FloatArray]:
+    @staticmethod
+    def _sorted(
+        unit: FloatArray, seg: FloatArray, owner: IntArray
+    ) -> tuple[FloatArray, FloatArray, IntArray]:
         order = np.lexsort((owner, unit))
-        caps_m = (owner[order][None, :] >= rows) * seg[order][None, :]
-        zeros = np.zeros((rows.shape[0], 1))
-        x = np.hstack([zeros, np.cumsum(caps_m, axis=1)])
-        y = np.hstack([zeros, np.cumsum(caps_m * unit[order][None, :], axis=1)])
-        return x, y
+        keep = seg[order] > 0
+        return unit[order][keep], seg[order][keep], owner[order][keep]
 
-    ft, ct, lt, ht = f[t0:], c[t0:], lo[t0:], hi[t0:]
-    xf, yf = fill(
-        np.concatenate([np.zeros(tail.shape[0]), ft / ct]),
-        np.concatenate([lt * ct, (ht - lt) * ct]),
-        np.concatenate([tail, tail]),
-    )
-    xv, yv = fill(vp[t0:], ht * ct, tail)
-    return _IntegerBound(
-        common, pad + xf.tolist(), pad + yf.tolist(), pad + xv.tolist(), pad + yv.tolist()
-    )
+    def _row(self, kind: int, j: int) -> tuple[FloatArray, FloatArray, list[float], list[float]]:
+        key = (kind, j)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        unit, seg, owner = (self._lp, self._fixed, self._route)[kind]
+        mask = owner >= j
+        caps = seg[mask]
+        x = np.concatenate([[0.0], np.cumsum(caps)])
+        y = np.concatenate([[0.0], np.cumsum(caps * unit[mask])])
+        out = (x, y, x.tolist(), y.tolist())
+        self._cache[key] = out
+        return out
+
+    def lp(self, j: int) -> tuple[FloatArray, FloatArray, list[float], list[float]]:
+        """Breakpoints (arrays and lists) of the LP bound for pools ``j..``."""
+        return self._row(0, j)
+
+    def integer(self, j: int, rem: float) -> float:
+        """The integer bound for pools ``j..`` covering ``rem`` (0 when it does not apply)."""
+        c = self.capacity[j]
+        if c <= 0.0 or rem <= 0.0:
+            return 0.0
+        cover = math.ceil(rem / c - 1e-9) * c
+        _, _, xf, yf = self._row(1, j)
+        _, _, xv, yv = self._row(2, j)
+        return _pl(cover, xf, yf) + _pl(rem, xv, yv)
+
+    def integer_many(self, j: int, rem: FloatArray) -> FloatArray:
+        """:meth:`integer` for an array of ``rem`` (zeros when it does not apply)."""
+        c = self.capacity[j]
+        if c <= 0.0:
+            return np.zeros_like(rem)
+        xf, yf, _, _ = self._row(1, j)
+        xv, yv, _, _ = self._row(2, j)
+        cover = np.ceil(np.maximum(rem, 0.0) / c - 1e-9) * c
+        alt = np.interp(cover, xf, yf) + np.interp(rem, xv, yv)
+        return np.where(rem > 0.0, alt, 0.0)
 
 
 def _pl(x: float, xs: list[float], ys: list[float]) -> float:
@@ -251,15 +256,6 @@ def _pl(x: float, xs: list[float], ys: list[float]) -> float:
     x0 = xs[i - 1]
     x1 = xs[i]
     return ys[i - 1] + (ys[i] - ys[i - 1]) * (x - x0) / (x1 - x0) if x1 > x0 else ys[i - 1]
-
-
-def _integer_lb(ib: _IntegerBound, j: int, rem: float) -> float:
-    """The integer bound for pools ``j..`` covering ``rem`` (0 when it does not apply)."""
-    c = ib.capacity[j]
-    if c <= 0.0 or rem <= 0.0:
-        return 0.0
-    cover = math.ceil(rem / c - 1e-9) * c
-    return _pl(cover, ib.xs_fixed[j], ib.ys_fixed[j]) + _pl(rem, ib.xs_route[j], ib.ys_route[j])
 
 
 def solve_one_capacity(p: Problem) -> Solution | None:
@@ -373,13 +369,9 @@ def solve_dp(p: Problem, hint: IntArray | None = None) -> Solution | None:
         k_up = np.where(up > 0, np.floor(gap / up), np.inf)
     lo = np.where(at_hi, np.maximum(lo, hi - k_down), lo)
     hi = np.where(at_lo, np.minimum(hi, lo + k_up), hi)
-    xs, ys, forced_f = _suffix_bounds(f, vp, c, lo.astype(np.int64), hi.astype(np.int64))
-    ib = _integer_bounds(f, vp, c, lo, hi)
+    bounds = _Bounds(f, vp, c, lo, hi)
 
     # The DP itself, in plain Python lists (frontiers are small); big layers use numpy.
-    xs_rows: list[list[float]] = xs.tolist()
-    ys_rows: list[list[float]] = ys.tolist()
-    forced_l: list[float] = forced_f.tolist()
     f_l: list[float] = f.tolist()
     vp_l: list[float] = vp.tolist()
     c_l: list[float] = c.tolist()
@@ -416,11 +408,11 @@ def solve_dp(p: Problem, hint: IntArray | None = None) -> Solution | None:
                 vp_l[j],
                 lo_l[j],
                 hi_l[j],
-                forced_l[j + 1],
-                xs_rows[j + 1],
-                ys_rows[j + 1],
+                bounds.forced[j + 1],
+                bounds.lp(j + 1)[2],
+                bounds.lp(j + 1)[3],
                 incumbent,
-                ib,
+                bounds,
                 j + 1,
             )
         else:
@@ -434,11 +426,11 @@ def solve_dp(p: Problem, hint: IntArray | None = None) -> Solution | None:
                 vp_l[j],
                 lo_l[j],
                 hi_l[j],
-                forced_l[j + 1],
-                xs[j + 1],
-                ys[j + 1],
+                bounds.forced[j + 1],
+                bounds.lp(j + 1)[0],
+                bounds.lp(j + 1)[1],
                 incumbent,
-                ib,
+                bounds,
                 j + 1,
             )
         if step is None:
@@ -478,7 +470,7 @@ def _big_layer(
     xs: FloatArray,
     ys: FloatArray,
     incumbent: float,
-    ib: _IntegerBound,
+    bounds: _Bounds,
     nxt: int,
 ) -> tuple[float, list[int], list[int], list[float], list[float]] | None:
     """One DP layer, vectorised: every state x every replica count, bound, Pareto frontier."""
@@ -498,13 +490,8 @@ def _big_layer(
         incumbent = min(incumbent, float(new_cost[done].min()) + forced_next)
     left = need - new_cap
     lb = np.interp(left, xs, ys)
-    c_next = ib.capacity[nxt]
-    if c_next > 0.0:
-        cover = np.ceil(np.maximum(left, 0.0) / c_next - 1e-9) * c_next
-        alt = np.interp(cover, ib.xs_fixed[nxt], ib.ys_fixed[nxt]) + np.interp(
-            left, ib.xs_route[nxt], ib.ys_route[nxt]
-        )
-        lb = np.maximum(lb, np.where(left > 0.0, alt, 0.0))
+    if bounds.capacity[nxt] > 0.0:
+        lb = np.maximum(lb, bounds.integer_many(nxt, left))
     bound = new_cost + forced_next + lb
     bound[left > xs[-1] * (1 + _REL_TOL) + 1e-9] = np.inf
     keep = np.flatnonzero(bound <= incumbent + abs(incumbent) * _REL_TOL + 1e-12)
@@ -542,7 +529,7 @@ def _small_layer(
     xs: list[float],
     ys: list[float],
     incumbent: float,
-    ib: _IntegerBound,
+    bounds: _Bounds,
     nxt: int,
 ) -> tuple[float, list[int], list[int], list[float], list[float]] | None:
     """One DP layer in plain Python: the same rules as :func:`_big_layer`.
@@ -557,7 +544,7 @@ def _small_layer(
     n_x = len(xs)
     bisect_right = bisect.bisect_right
     rel = _REL_TOL
-    integer = ib.capacity[nxt] > 0.0
+    integer = bounds.capacity[nxt] > 0.0
     for s_idx in range(len(cap)):
         cp = cap[s_idx]
         co = cost[s_idx]
@@ -591,7 +578,7 @@ def _small_layer(
                 convex = nco + forced_next + lb
                 bound = convex
                 if integer:
-                    bound = max(bound, nco + forced_next + _integer_lb(ib, nxt, left))
+                    bound = max(bound, nco + forced_next + bounds.integer(nxt, left))
             limit_now = incumbent + abs(incumbent) * rel + 1e-12
             if convex > limit_now and convex >= prev:
                 break  # the LP bound is convex in r: every larger r is out too
