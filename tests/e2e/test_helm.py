@@ -19,7 +19,7 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -587,11 +587,17 @@ def test_the_operator_runs_under_the_service_account(
     def alive() -> None:
         assert proc.poll() is None, f"the operator exited ({proc.returncode}):\n{output()}"
 
+    def wait(what: str, probe: Callable[[], object], timeout: float) -> None:
+        try:
+            wait_for(what, probe, timeout=timeout)
+        except AssertionError as err:
+            raise AssertionError(f"{err}\n--- operator log (tail) ---\n{output()}") from None
+
     try:
-        wait_for(
+        wait(
             "kopf's /healthz",
             lambda: _http_get(f"http://127.0.0.1:{health_port}/healthz")[0] == 200,
-            timeout=60,
+            timeout=180,  # importing the stack and kopf's start-up are slow on a busy 2-CPU box
         )
 
         def reachable(region: str) -> bool:
@@ -599,12 +605,12 @@ def test_the_operator_runs_under_the_service_account(
             status = stack.get_json(stack.hub, "region", region).get("status") or {}
             return status.get("reachable") is True
 
-        wait_for(
+        wait(
             "the hub Region to be reported reachable",
             lambda: reachable(release["region"]),
             timeout=90,
         )
-        wait_for(
+        wait(
             "the member Region (kubeconfig Secret) to be reachable",
             lambda: reachable(release["member"]),
             timeout=90,
@@ -633,8 +639,8 @@ def test_the_operator_runs_under_the_service_account(
             done = done and (obj.get("status") or {}).get("observedGeneration") is not None
             return obj if done else None
 
-        wait_for("finalizer and status on the InferenceDeployment", handled, timeout=120)
-        wait_for(
+        wait("finalizer and status on the InferenceDeployment", handled, timeout=120)
+        wait(
             "the vLLM Deployment on the hub",
             lambda: (
                 stack.kubectl(
@@ -649,13 +655,13 @@ def test_the_operator_runs_under_the_service_account(
             events = stack.get_json(stack.hub, "events", "-n", ns)["items"]
             return any(e["involvedObject"].get("name") == name for e in events)
 
-        wait_for("an Event on the InferenceDeployment", posted_event, timeout=120)
+        wait("an Event on the InferenceDeployment", posted_event, timeout=120)
         code, body = _http_get(f"http://127.0.0.1:{metrics_port}/metrics")
         assert code == 200
         assert f'wattscale_region_available{{region="{release["member"]}"}} 1.0' in body
 
         stack.kubectl(stack.hub, "delete", "inferencedeployment", name, "-n", ns, "--wait=false")
-        wait_for(
+        wait(
             "the finalizer to remove the vLLM Deployment and let the object go",
             lambda: (
                 stack.kubectl(
