@@ -60,6 +60,9 @@ def run_operator(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # kopf logs every successful timer run at INFO: one line per object every interval.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings = Settings.from_env(
         interval_seconds=args.interval,
         region_interval_seconds=args.interval,

@@ -111,6 +111,9 @@ class World:
     board: PriceBoard
     rigs: dict[str, RegionRig]
     total_tokens_per_second: float = 0.0
+    """What users send; the balancer ramps the offered load towards it at ``ramp_per_second``."""
+    ramp_per_second: float = 250.0
+    offered_tokens_per_second: float = 0.0
     operator: subprocess.Popen[bytes] | None = None
     operator_log: Path | None = None
     metrics_port: int = 0
@@ -147,8 +150,12 @@ class World:
                 continue
             self.ready_history.append((time.time(), ready))
             total = sum(ready.values())
+            # Users do not arrive all at once: the offered load ramps towards the target.
+            gap = self.total_tokens_per_second - self.offered_tokens_per_second
+            step = self.ramp_per_second * 0.5
+            self.offered_tokens_per_second += max(-step, min(step, gap))
             for region, rig in self.rigs.items():
-                share = self.total_tokens_per_second * ready[region] / total if total else 0.0
+                share = self.offered_tokens_per_second * ready[region] / total if total else 0.0
                 rig.control(replicas=ready[region], tokens_per_second=share)
             self._stop.wait(0.5)
 
@@ -315,7 +322,9 @@ def deployment_manifest(name: str, namespace: str, regions: list[str]) -> dict[s
         "spec": {
             "model": "meta-llama/Llama-3.1-8B-Instruct",
             "engine": {"gpuProduct": PRODUCT, "gpusPerReplica": 1},
-            "slo": {"ttftP95Ms": 500, "tpotP95Ms": 50, "minReplicas": 1, "maxReplicas": 10},
+            # The emulator's replica (tests/fakes/vllm_emulator.py) serves ~2,500 output tok/s
+            # within these targets.
+            "slo": {"ttftP95Ms": 1000, "tpotP95Ms": 50, "minReplicas": 1, "maxReplicas": 24},
             "placement": {
                 "regions": regions,
                 "homeRegion": regions[0],
@@ -326,7 +335,7 @@ def deployment_manifest(name: str, namespace: str, regions: list[str]) -> dict[s
                 "drainSeconds": 2,
                 "maxShiftPerStep": 4,
             },
-            "capacity": {"tokensPerSecondPerReplica": 5000},
+            "capacity": {"tokensPerSecondPerReplica": 2500},
         },
     }
 

@@ -88,6 +88,12 @@ def build_registry(
     def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings)
 
+    @kopf.on.login(registry=registry)
+    def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # A custom registry has none of kopf's default login handlers: use the same
+        # credentials as our own clients (in-cluster, else KUBECONFIG / ~/.kube/config).
+        return kopf.login_via_client(**kwargs)
+
     # --- Regions: keep the directory in step, and report each region's health and feeds.
 
     @kopf.on.resume(*REGIONS, registry=registry)
