@@ -12,6 +12,7 @@ source "$HACK_DIR/lib.sh"
 
 if (($#)); then clusters=("$@"); else read -r -a clusters <<<"$WATTSCALE_HUB $WATTSCALE_REGIONS"; fi
 export KWOK_WORKDIR="$WATTSCALE_KWOK_WORKDIR"
+lock_stack
 KWOKCTL="$WATTSCALE_BIN_DIR/kwokctl"
 
 for name in "${clusters[@]}"; do
