@@ -150,7 +150,7 @@ CASES: list[Case] = [
     ),
     Case(
         "unknown_price_source",
-        _edit(REG, "spec.energy.price", {"type": "nordpool", "area": "SE3"}),
+        _edit(REG, "spec.energy.price", {"type": "nordpool"}),
         "spec.energy.price: type must be one of 'entsoe', 'electricityMaps', 'tou', 'csv', "
         "'prometheus' (got 'nordpool')",
         'spec.energy.price.type: Unsupported value: "nordpool"',
