@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -245,18 +246,24 @@ def _gpu_offer() -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def release(
-    stack: Stack, helm_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, str]]:
-    """A release of the chart in a fresh namespace of the hub, with two Regions from values.
+WATTSCALE_CRDS = ("inferencedeployments.wattscale.io", "regions.wattscale.io")
 
-    ``region`` is the hub itself (no clusterRef); ``member`` is the first region cluster, reached
-    through a copy of its kubeconfig Secret in the release namespace (the only namespace whose
-    Secrets the chart lets the operator read).
+
+@contextlib.contextmanager
+def installed(
+    stack: Stack, helm_env: dict[str, str], cluster: str, workdir: Path
+) -> Iterator[dict[str, str]]:
+    """A release of the chart in a fresh namespace of ``cluster``, with two Regions from values.
+
+    ``region`` is that cluster itself (no clusterRef); ``member`` is the first region cluster,
+    reached through a copy of its kubeconfig Secret in the release namespace (the only namespace
+    whose Secrets the chart lets the operator read). The namespace enforces the "restricted" Pod
+    Security Standard, so the operator pod must pass it. CRDs that helm had to install are
+    deleted afterwards (helm itself never deletes CRDs).
     """
     suffix = uuid.uuid4().hex[:6]
     info = {
+        "cluster": cluster,
         "name": f"ws-{suffix}",
         "namespace": f"e2e-helm-{suffix}",
         "region": f"e2e-helm-{suffix}",
@@ -265,7 +272,7 @@ def release(
     }
     info["fullname"] = f"{info['name']}-wattscale"
     secret_name = f"region-{info['member_cluster']}-kubeconfig"
-    values = tmp_path_factory.mktemp("values") / "values.yaml"
+    values = workdir / "values.yaml"
     values.write_text(
         yaml.safe_dump(
             {
@@ -296,48 +303,87 @@ def release(
             }
         )
     )
-    # The namespace enforces the "restricted" Pod Security Standard: the operator pod must pass.
-    stack.kubectl(stack.hub, "create", "namespace", info["namespace"])
-    stack.kubectl(
-        stack.hub,
-        "label",
-        "namespace",
-        info["namespace"],
-        "pod-security.kubernetes.io/enforce=restricted",
-        "pod-security.kubernetes.io/warn=restricted",
-    )
-    kubeconfig = stack.kubeconfig(info["member_cluster"]).read_text()
-    stack.kubectl(
-        stack.hub,
-        "create",
-        "secret",
-        "generic",
-        secret_name,
-        "-n",
-        info["namespace"],
-        "--from-literal",
-        f"kubeconfig={kubeconfig}",
-    )
-    helm(
-        stack,
-        helm_env,
-        "install",
-        info["name"],
-        str(CHART),
-        "--namespace",
-        info["namespace"],
-        "-f",
-        str(values),
-        "--timeout",
-        "2m",
-    )
+    env = {**helm_env, "KUBECONFIG": str(stack.kubeconfig(cluster))}
+    had_crds = stack.kubectl(cluster, "get", "crd", *WATTSCALE_CRDS, check=False).returncode == 0
+    stack.kubectl(cluster, "create", "namespace", info["namespace"])
     try:
+        stack.kubectl(
+            cluster,
+            "label",
+            "namespace",
+            info["namespace"],
+            "pod-security.kubernetes.io/enforce=restricted",
+            "pod-security.kubernetes.io/warn=restricted",
+        )
+        kubeconfig = stack.kubeconfig(info["member_cluster"]).read_text()
+        stack.kubectl(
+            cluster,
+            "create",
+            "secret",
+            "generic",
+            secret_name,
+            "-n",
+            info["namespace"],
+            "--from-literal",
+            f"kubeconfig={kubeconfig}",
+        )
+        helm(
+            stack,
+            env,
+            "install",
+            info["name"],
+            str(CHART),
+            "--namespace",
+            info["namespace"],
+            "-f",
+            str(values),
+            "--timeout",
+            "2m",
+        )
         yield info
     finally:
-        helm(stack, helm_env, "uninstall", info["name"], "-n", info["namespace"], check=False)
+        # An operator that ran against these Regions left kopf's finalizer on them (its Region
+        # timer needs one) and is gone now: release them, or the uninstall leaves them hanging.
+        for region in (info["region"], info["member"]):
+            stack.kubectl(
+                cluster,
+                "patch",
+                "region",
+                region,
+                "--type=merge",
+                "-p",
+                '{"metadata":{"finalizers":null}}',
+                check=False,
+            )
+        helm(stack, env, "uninstall", info["name"], "-n", info["namespace"], check=False)
         stack.kubectl(
-            stack.hub, "delete", "namespace", info["namespace"], "--wait=false", check=False
+            cluster, "delete", "namespace", info["namespace"], "--wait=false", check=False
         )
+        if not had_crds:
+            stack.kubectl(cluster, "delete", "crd", *WATTSCALE_CRDS, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def release(
+    stack: Stack, helm_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    """The chart installed on the hub (see :func:`installed`)."""
+    with installed(stack, helm_env, stack.hub, tmp_path_factory.mktemp("hub-release")) as info:
+        yield info
+
+
+@pytest.fixture(scope="module")
+def isolated_release(
+    stack: Stack, helm_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    """The chart installed on the last region cluster, used as a hub of its own.
+
+    Region objects are cluster-scoped, so an operator on the shared hub would see (and report on)
+    every other test session's Regions. On this cluster it sees only the release's two.
+    """
+    cluster = stack.regions[-1]
+    with installed(stack, helm_env, cluster, tmp_path_factory.mktemp("own-release")) as info:
+        yield info
 
 
 def test_install_creates_crds_and_the_operator(stack: Stack, release: dict[str, str]) -> None:
@@ -396,6 +442,17 @@ def test_the_operator_pod_is_admitted_under_the_restricted_pod_security_standard
         ).stdout
         raise AssertionError(f"no operator pod; events in the namespace:\n{events}") from None
     assert len(found) == 1
+
+
+def test_install_brings_the_crds_to_a_cluster_without_them(
+    stack: Stack, isolated_release: dict[str, str]
+) -> None:
+    cluster = isolated_release["cluster"]
+    for crd in WATTSCALE_CRDS:
+        conditions = stack.get_json(cluster, "crd", crd)["status"]["conditions"]
+        assert any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+    for region in (isolated_release["region"], isolated_release["member"]):
+        stack.get_json(cluster, "region", region)
 
 
 def test_rbac_objects_exist(stack: Stack, release: dict[str, str]) -> None:
@@ -502,19 +559,21 @@ def test_upgrade_then_uninstall_leaves_nothing_behind(
 # ---- the operator itself, under the chart's ServiceAccount ---------------------------------------
 
 
-def service_account_kubeconfig(stack: Stack, namespace: str, account: str, path: Path) -> Path:
-    """A kubeconfig for the hub that authenticates as ``namespace/account`` (a bound token)."""
-    admin = yaml.safe_load(stack.kubeconfig(stack.hub).read_text())
-    cluster = admin["clusters"][0]["cluster"]
+def service_account_kubeconfig(
+    stack: Stack, cluster: str, namespace: str, account: str, path: Path
+) -> Path:
+    """A kubeconfig for ``cluster`` authenticating as ``namespace/account`` (a bound token)."""
+    admin = yaml.safe_load(stack.kubeconfig(cluster).read_text())
+    endpoint = admin["clusters"][0]["cluster"]
     token = stack.kubectl(
-        stack.hub, "create", "token", account, "-n", namespace, "--duration=1h"
+        cluster, "create", "token", account, "-n", namespace, "--duration=1h"
     ).stdout.strip()
     path.write_text(
         yaml.safe_dump(
             {
                 "apiVersion": "v1",
                 "kind": "Config",
-                "clusters": [{"name": "hub", "cluster": cluster}],
+                "clusters": [{"name": "hub", "cluster": endpoint}],
                 "users": [{"name": account, "user": {"token": token}}],
                 "contexts": [{"name": "sa", "context": {"cluster": "hub", "user": account}}],
                 "current-context": "sa",
@@ -534,20 +593,23 @@ def _http_get(url: str) -> tuple[int, str]:
 
 
 def test_the_operator_runs_under_the_service_account(
-    stack: Stack, release: dict[str, str], tmp_path: Path
+    stack: Stack, isolated_release: dict[str, str], tmp_path: Path
 ) -> None:
     """Smoke test that the chart's RBAC is not too little: `wattscale run` out of cluster with the
     ServiceAccount's token reconciles Regions (hub and member) and an InferenceDeployment on the
     hub (finalizer, status, vLLM Deployment, Event), then cleans up on deletion, never Forbidden.
 
-    It watches only its own namespace so that it cannot disturb other tests' objects; the
-    cluster-wide rights are checked by the can-i matrix above. The full scenario under this
-    identity is issue 9's remaining TODO.
+    It runs on a cluster of its own (see ``isolated_release``) and watches only its own
+    namespace, so that it cannot disturb other tests' objects; the cluster-wide rights are
+    checked by the SubjectAccessReview matrix above. The full scenario under this identity is
+    issue 9's remaining TODO.
     """
+    release = isolated_release
+    cluster = release["cluster"]
     ns = f"e2e-helm-op-{uuid.uuid4().hex[:6]}"
-    stack.kubectl(stack.hub, "create", "namespace", ns)
+    stack.kubectl(cluster, "create", "namespace", ns)
     kubeconfig = service_account_kubeconfig(
-        stack, release["namespace"], release["fullname"], tmp_path / "sa.kubeconfig"
+        stack, cluster, release["namespace"], release["fullname"], tmp_path / "sa.kubeconfig"
     )
     health_port, metrics_port = free_port(), free_port()
     env = dict(stack.env)
@@ -599,11 +661,11 @@ def test_the_operator_runs_under_the_service_account(
 
         def reachable(region: str) -> bool:
             alive()
-            status = stack.get_json(stack.hub, "region", region).get("status") or {}
+            status = stack.get_json(cluster, "region", region).get("status") or {}
             return status.get("reachable") is True
 
         wait(
-            "the hub Region to be reported reachable",
+            "the Region of the cluster itself to be reported reachable",
             lambda: reachable(release["region"]),
             timeout=90,
         )
@@ -614,7 +676,7 @@ def test_the_operator_runs_under_the_service_account(
         )
 
         stack.apply(
-            stack.hub,
+            cluster,
             {
                 "apiVersion": "wattscale.io/v1alpha1",
                 "kind": "InferenceDeployment",
@@ -631,17 +693,17 @@ def test_the_operator_runs_under_the_service_account(
 
         def handled() -> dict[str, Any] | None:
             alive()
-            obj = stack.get_json(stack.hub, "inferencedeployment", name, "-n", ns)
+            obj = stack.get_json(cluster, "inferencedeployment", name, "-n", ns)
             done = "wattscale.io/cleanup" in (obj["metadata"].get("finalizers") or [])
             done = done and (obj.get("status") or {}).get("observedGeneration") is not None
             return obj if done else None
 
         wait("finalizer and status on the InferenceDeployment", handled, timeout=120)
         wait(
-            "the vLLM Deployment on the hub",
+            "the vLLM Deployment on the cluster itself",
             lambda: (
                 stack.kubectl(
-                    stack.hub, "get", "deployment", f"{name}-vllm", "-n", ns, check=False
+                    cluster, "get", "deployment", f"{name}-vllm", "-n", ns, check=False
                 ).returncode
                 == 0
             ),
@@ -649,7 +711,7 @@ def test_the_operator_runs_under_the_service_account(
         )
 
         def posted_event() -> bool:
-            events = stack.get_json(stack.hub, "events", "-n", ns)["items"]
+            events = stack.get_json(cluster, "events", "-n", ns)["items"]
             return any(e["involvedObject"].get("name") == name for e in events)
 
         wait("an Event on the InferenceDeployment", posted_event, timeout=120)
@@ -657,12 +719,12 @@ def test_the_operator_runs_under_the_service_account(
         assert code == 200
         assert f'wattscale_region_available{{region="{release["member"]}"}} 1.0' in body
 
-        stack.kubectl(stack.hub, "delete", "inferencedeployment", name, "-n", ns, "--wait=false")
+        stack.kubectl(cluster, "delete", "inferencedeployment", name, "-n", ns, "--wait=false")
         wait(
             "the finalizer to remove the vLLM Deployment and let the object go",
             lambda: (
                 stack.kubectl(
-                    stack.hub, "get", "inferencedeployment,deployment", "-n", ns, "-o", "name"
+                    cluster, "get", "inferencedeployment,deployment", "-n", ns, "-o", "name"
                 ).stdout.strip()
                 == ""
             ),
@@ -676,7 +738,7 @@ def test_the_operator_runs_under_the_service_account(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
-        stack.kubectl(stack.hub, "delete", "namespace", ns, "--wait=false", check=False)
+        stack.kubectl(cluster, "delete", "namespace", ns, "--wait=false", check=False)
     forbidden = [
         line
         for line in log_path.read_text(errors="replace").splitlines()
