@@ -195,7 +195,9 @@ def _query_variable(name: str, label: str, query: str) -> JSON:
         "type": "query",
         "datasource": DS,
         "definition": query,
-        "query": {"query": query, "refId": f"{name}-values", "qryType": 1},
+        # A plain label_values(...) string: the form every Grafana version reads (newer ones
+        # migrate it to their structured editor on load).
+        "query": query,
         "refresh": 2,
         "includeAll": True,
         "multi": True,
