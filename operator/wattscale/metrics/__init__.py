@@ -46,11 +46,21 @@ from wattscale.metrics.readings import (
 )
 
 
-def observation_from_readings(readings: DeploymentReadings) -> CapacityObservation | None:
+def observation_from_readings(
+    readings: DeploymentReadings,
+    *,
+    window_seconds: float | None = None,
+    replicas_changed: bool = False,
+) -> CapacityObservation | None:
     """The capacity-learning window of one read, or None when load or replicas are unknown.
 
     Latency readings that are not usable are passed as None (the learner then refuses the
-    window if no latency is left).
+    window if no latency is left). ``window_seconds`` is the reader's rate window
+    (``MetricsConfig.rate_window_seconds``; None: the learner assumes 120 s);
+    ``replicas_changed`` says the serving replicas changed within that window (scaled, became
+    Ready, restarted), which the learner cannot always see from ``pods_reporting`` alone. The
+    learner refuses such windows, and those whose latencies are a backlog from before, as
+    ``transient``.
     """
     per_replica = readings.generation_tokens_per_second_per_replica()
     if per_replica is None:
@@ -69,6 +79,8 @@ def observation_from_readings(readings: DeploymentReadings) -> CapacityObservati
         else None,
         replicas=readings.pods_reporting,
         t_seconds=readings.observed_at.timestamp(),
+        window_seconds=window_seconds,
+        replicas_changed=replicas_changed,
     )
 
 

@@ -23,9 +23,26 @@ a posterior over ``log c`` on a grid:
   steepen late, and optimistic for ones that are flat and then fall off a cliff).
 
 Windows that say nothing about capacity are refused, with a reason: no load (tokens/s below a
-floor or a small fraction of the loads seen), missing latency, and violations at low load
+floor or a small fraction of the loads seen), missing latency, violations at low load
 ("saturated but idle": cold start, a stuck engine, a queue of huge prompts with little output),
-which would otherwise teach a capacity near zero.
+which would otherwise teach a capacity near zero, and transients. A window is steady-state
+evidence only if the load per replica it reports is the load its latencies answer to; it is
+refused as ``transient`` when
+
+* the replica count changed within its attribution span (new replicas have no history and
+  read a low ``rate()``, removed ones leave their counts behind: tokens/s per replica is wrong),
+  for every window; or, for a violating window,
+* a neighbouring window (over the attribution span before it, or the next window after it)
+  carried a load per replica more than ``transient_load_tolerance`` higher: the violation is
+  the backlog of that heavier load (a queue draining after an overload or a scale-up, FIFO
+  requests that arrived under the old load) or the window straddles the onset of an overload
+  (its p95 comes from the heavy part, its tokens/s is the average with the light part).
+
+The attribution span of a window ending at ``t`` is ``[t - W - B, t]``: ``W`` its length (the
+``rate()`` window) and ``B`` its p95 TTFT, capped at ``transient_backlog_max_windows x W``,
+since the requests that got their first token in the window arrived up to ``B`` earlier. The
+cap bounds how long violations can be blamed on the past: a deployment that keeps violating at
+a steady load and replica count is overloaded, and teaches a lower capacity.
 
 Observations are weighted by recency (half-life) and discounted for autocorrelation (consecutive
 windows overlap), so confidence does not grow without bound from one long steady period.
@@ -33,6 +50,7 @@ windows overlap), so confidence does not grow without bound from one long steady
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import deque
 from collections.abc import Iterable
@@ -55,6 +73,13 @@ class CapacityObservation:
     waiting_requests_per_replica: float | None = None
     replicas: int = 1
     t_seconds: float | None = None
+    window_seconds: float | None = None
+    """Length of the window the rates and p95s are taken over (the reader's ``rate()`` window);
+    None: ``CapacityLearnerConfig.default_window_seconds``."""
+    replicas_changed: bool = False
+    """The caller knows the set of serving replicas changed within this window (scaled,
+    became Ready, removed, restarted). Changes of ``replicas`` between windows are detected
+    without it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +107,8 @@ class Verdict(StrEnum):
     NO_LATENCY = "no_latency"
     NO_LOAD = "no_load"
     LOW_LOAD_VIOLATION = "low_load_violation"
+    TRANSIENT = "transient"
+    """A scale change or a heavier load nearby: the window is not steady-state evidence."""
     INVALID = "invalid"
 
 
@@ -119,6 +146,20 @@ class CapacityLearnerConfig:
     latency_noise_log: float = 0.1
     """Typical scatter of a window's log p95 around the curve."""
     min_fit_points: int = 8
+    default_window_seconds: float = 120.0
+    """Window length assumed for observations that do not say (the operator's rate window)."""
+    transient_load_tolerance: float = 0.2
+    """A violating window is refused when a neighbouring window carried this much more load
+    per replica (0.2: 20 %); smaller than typical window-to-window noise is too strict."""
+    transient_settle_windows: float = 0.5
+    """After a replica change, windows are refused until it is this many window lengths older
+    than their start: new replicas fill their batch, and their ``rate()`` its window."""
+    transient_drain_tolerance: float = 0.5
+    """A violating window is refused as a draining queue when an earlier window of its span
+    was saturated (ratio above ``curve_max_ratio``) and this much worse (0.5: 1.5x)."""
+    transient_backlog_max_windows: float = 5.0
+    """Cap on the backlog part of the attribution span, in window lengths: violations that
+    persist longer than that at a steady load and replica count count as overload."""
     grid_points: int = 400
     lower_quantile: float = 0.1
     upper_quantile: float = 0.9
@@ -171,11 +212,13 @@ def classify(
     load_reference_tokens_per_second: float,
     violation_reference_tokens_per_second: float,
     config: CapacityLearnerConfig,
+    transient: bool = False,
 ) -> tuple[Verdict, float | None]:
     """Decide whether a window informs capacity; returns (verdict, SLO ratio).
 
     ``load_reference`` sets the no-load floor; ``violation_reference`` (the load at which the
     SLO has been seen to hold, else the prior) decides whether a violation can be blamed on load.
+    ``transient`` is the verdict of :func:`transient_windows` for this window.
     """
     x = obs.tokens_per_second_per_replica
     if not math.isfinite(x) or x < 0 or x > config.max_tokens_per_second_per_replica:
@@ -189,7 +232,130 @@ def classify(
         return Verdict.NO_LOAD, r
     if r > 1.0 and x < config.low_load_violation_fraction * violation_reference_tokens_per_second:
         return Verdict.LOW_LOAD_VIOLATION, r
+    if transient:
+        return Verdict.TRANSIENT, r
     return Verdict.USED, r
+
+
+def transient_windows(
+    observations: list[CapacityObservation],
+    slo: LatencySlo,
+    config: CapacityLearnerConfig | None = None,
+) -> list[bool]:
+    """For each window (same order), whether it is a transient (see the module docstring).
+
+    Windows are put in time order; those without ``t_seconds`` are transient only when they
+    say ``replicas_changed``. A window is judged with its neighbours on both sides, so the
+    newest one may be used now and refused once the next one shows it was the onset of a step.
+    Pure; O(n x windows per span).
+    """
+    cfg = config or CapacityLearnerConfig()
+    out = [o.replicas_changed for o in observations]
+    timed = sorted(
+        (
+            i
+            for i, o in enumerate(observations)
+            if o.t_seconds is not None and math.isfinite(o.t_seconds)
+        ),
+        key=lambda i: float(observations[i].t_seconds or 0.0),
+    )
+    if not timed:
+        return out
+    times = [float(observations[i].t_seconds or 0.0) for i in timed]
+    loads = [observations[i].tokens_per_second_per_replica for i in timed]
+    ratios = [slo.ratio(observations[i]) for i in timed]
+    # Scale events: the earliest instant a change between two windows can have happened (just
+    # after the previous window ended), or the window's start when the caller flags one.
+    # Windows are compared by load only within a segment of constant replicas: across a change
+    # the load per replica moves because the divisor did, which the change rule covers.
+    events: list[float] = []
+    segment: list[int] = []
+    for k, i in enumerate(timed):
+        o = observations[i]
+        changed = k > 0 and observations[timed[k - 1]].replicas != o.replicas
+        if o.replicas_changed:
+            events.append(times[k] - _window_of(o, cfg))
+        if changed:
+            events.append(times[k - 1])
+        segment.append((segment[-1] if segment else 0) + int(changed or o.replicas_changed))
+    events.sort()
+    tol = 1.0 + cfg.transient_load_tolerance
+    for k, i in enumerate(timed):
+        o = observations[i]
+        t, w, x, r = times[k], _window_of(o, cfg), loads[k], ratios[k]
+        violated = r is not None and r > 1.0
+        backlog = 0.0
+        if violated and o.ttft_p95_seconds is not None and math.isfinite(o.ttft_p95_seconds):
+            backlog = min(max(0.0, o.ttft_p95_seconds), cfg.transient_backlog_max_windows * w)
+        start = t - w - max(backlog, cfg.transient_settle_windows * w)
+        # A replica change within the window: its load per replica is wrong. A change before
+        # it but within the backlog part of the span: its latencies may be the old backlog,
+        # unless the queue has grown since the change (overload at the current size).
+        j = bisect.bisect_left(events, start)
+        if j < len(events) and events[j] < t:
+            settle = (1.0 + cfg.transient_settle_windows) * w
+            in_window = events[bisect.bisect_left(events, t) - 1] >= t - settle
+            if in_window or not _queue_grew(observations, timed, segment, k):
+                out[i] = True
+                continue
+        if not violated or r is None or not math.isfinite(x):
+            continue
+        lo = bisect.bisect_left(times, start)
+        hi = bisect.bisect_right(times, t + w)
+        for m in range(lo, hi):
+            if m == k or segment[m] != segment[k] or not math.isfinite(loads[m]):
+                continue
+            overlaps = abs(times[m] - t) < 0.45 * w
+            rm = ratios[m]
+            if (
+                # a heavier load over the span or the next window: its backlog, or an onset
+                loads[m] > x * tol
+                # a lighter load in an overlapping window: the load moved within this one
+                or (overlaps and loads[m] * tol < x)
+                # a queue draining: an earlier window was saturated, and worse than this one
+                # or with at least twice the queue
+                or (
+                    times[m] < t
+                    and rm is not None
+                    and rm > cfg.curve_max_ratio
+                    and (
+                        rm > r * (1.0 + cfg.transient_drain_tolerance)
+                        or _queue_halved(observations[timed[m]], o)
+                    )
+                )
+            ):
+                out[i] = True
+                break
+    return out
+
+
+def _queue_grew(
+    observations: list[CapacityObservation], timed: list[int], segment: list[int], k: int
+) -> bool:
+    """Whether waiting requests per replica grew since the first window of ``k``'s segment."""
+    k0 = k
+    while k0 > 0 and segment[k0 - 1] == segment[k]:
+        k0 -= 1
+    first = observations[timed[k0]].waiting_requests_per_replica
+    now = observations[timed[k]].waiting_requests_per_replica
+    if k0 == k or first is None or now is None:
+        return False
+    return now > first * 1.05 and now - first >= 1.0
+
+
+def _queue_halved(before: CapacityObservation, after: CapacityObservation) -> bool:
+    """Whether waiting requests per replica fell to half or less (from at least one)."""
+    w0, w1 = before.waiting_requests_per_replica, after.waiting_requests_per_replica
+    if w0 is None or w1 is None:
+        return False
+    return w0 >= 1.0 and w1 <= 0.5 * w0
+
+
+def _window_of(obs: CapacityObservation, cfg: CapacityLearnerConfig) -> float:
+    w = obs.window_seconds
+    if w is None or not math.isfinite(w) or w <= 0:
+        return cfg.default_window_seconds
+    return float(w)
 
 
 def _curve_profile_loglik(
@@ -251,12 +417,15 @@ def estimate_capacity(
     if busy.size:
         reference = min(reference, float(np.quantile(busy, 0.95)))
 
+    transient = transient_windows(obs, slo, cfg)
+
     # The reference for "is this violation due to load": loads at which the SLO was met
     # (a high quantile), else the prior median.
     met_loads = [
         o.tokens_per_second_per_replica
-        for o in obs
-        if (ratio := slo.ratio(o)) is not None
+        for o, moving in zip(obs, transient, strict=True)
+        if not moving
+        and (ratio := slo.ratio(o)) is not None
         and ratio <= 1.0
         and cfg.min_tokens_per_second_per_replica
         <= o.tokens_per_second_per_replica
@@ -270,8 +439,8 @@ def estimate_capacity(
     xs: list[float] = []
     rs: list[float] = []
     ts: list[float | None] = []
-    for o in obs:
-        verdict, r = classify(o, slo, reference, violation_reference, cfg)
+    for o, moving in zip(obs, transient, strict=True):
+        verdict, r = classify(o, slo, reference, violation_reference, cfg, moving)
         if verdict is not Verdict.USED or r is None:
             rejected[verdict.value] = rejected.get(verdict.value, 0) + 1
             continue
