@@ -1,7 +1,8 @@
 """Cost model: turns a PlanRequest into the optimiser's arrays and prices any replica vector.
 
 Cost rate of pool j (one GPU product in region i) holding r_j replicas that carry load x_j of
-the need N (tokens/s, demand peak x headroom), averaged over the horizon steps t::
+the need N (tokens/s: headroom x the demand peak over the *sizing window*, cold start + two
+control intervals, see :func:`sizing_steps`), averaged over the horizon steps t::
 
     gpu_hour_cost_j * r_j                                          currency/h
   + PUE_i * (r_j * idle_j + (max_j - idle_j) * x_j / N * d_t / cap_j) / 1000 * e_it   per step
@@ -182,13 +183,30 @@ def _shares(req: PlanRequest) -> FloatArray:
     return s / total if total > 0 else np.full(s.shape[0], 1.0 / s.shape[0])
 
 
+SIZING_INTERVALS = 2
+"""Capacity started now must cover demand until it is Ready plus this many control intervals."""
+
+
+def sizing_steps(req: PlanRequest, steps: int) -> int:
+    """How many leading horizon steps the capacity must cover.
+
+    A replica started now is Ready after the cold start; demand further out can still be met by
+    replicas started later. So the need is the peak over cold start + a couple of intervals,
+    while prices are averaged over the whole horizon (which decides whether a move pays).
+    Sizing for the peak of a long horizon instead buys the next hour's capacity an hour early.
+    """
+    window = max(req.cold_start_seconds, 0.0) + SIZING_INTERVALS * max(req.interval_seconds, 0.0)
+    step = req.horizon_step_seconds if req.horizon_step_seconds > 0 else window or 1.0
+    return max(1, min(steps, math.ceil(window / step)))
+
+
 def build_costing(req: PlanRequest) -> Costing:
     """Price every pool of ``req`` over its horizon (see the module docstring)."""
     regions = sorted(req.regions, key=lambda r: r.name)
     demand = np.array(req.demand_tokens_per_second or (0.0,), dtype=np.float64)
     demand = np.maximum(np.nan_to_num(demand, nan=0.0), 0.0)
     steps = demand.shape[0]
-    peak = float(demand.max())
+    peak = float(demand[: sizing_steps(req, steps)].max())
     need = peak * max(req.headroom, 1.0)
     known_prices = [x for r in regions if (x := _finite(r.price_per_kwh)) is not None]
     known_carbon = [x for r in regions if (x := _finite(r.carbon_g_per_kwh)) is not None]

@@ -179,7 +179,9 @@ class PlanRequest:
     """Everything one decision needs. ``now_seconds`` is any monotonic clock (epoch is fine).
 
     ``demand_tokens_per_second`` is the demand forecast over the horizon (index 0 = now);
-    empty means the metrics are missing. Capacity must cover ``headroom`` x the horizon peak.
+    empty means the metrics are missing. Capacity must cover ``headroom`` x the peak over the
+    first ``cold_start_seconds + 2 x interval_seconds`` (what can still arrive before replicas
+    started now are Ready); prices are averaged over the whole horizon.
     """
 
     now_seconds: float
