@@ -14,7 +14,13 @@ exact p95 TTFT and TPOT meet the SLO, found by bisection on the same model.
 Scenarios (each ``--hours`` of virtual time, the trace looped):
   fixed       replicas fixed so the trace's peaks reach ~1.25x capacity and the troughs ~0.45x;
   autoscaled  a reactive policy sizes replicas every 30 s from the measured demand and the
-              learner's current estimate with 20 % headroom, i.e. the loop the operator runs.
+              learner's current estimate with 20 % headroom, i.e. the loop the operator runs;
+  step        the operator e2e test's situation, for ``--step-seconds``: fixed-size requests
+              (1,000 in / 200 out), load stepping from 1,500 to 9,000 output tok/s after 60 s,
+              the same autoscaler every 2 s with new replicas serving 4 s after the decision
+              (scale-down after 10 s), windows as the operator reads them in that test: an 8-s
+              ``rate()`` window read every 2 s, tokens/s divided by the pods reporting now.
+              Overloads, draining queues and scale changes: the transients.
 For each, hints of 0.5x, 1x and 2x the true capacity. The last line is
 ``capacity_error_max_pct=`` over the scenarios where the load reached the boundary.
 
@@ -32,6 +38,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.fakes.vllm_emulator import (
+    TPOT_BUCKETS_SECONDS,
+    TTFT_BUCKETS_SECONDS,
+    ConstantLoad,
     Emulator,
     LoadProfile,
     Replica,
@@ -111,7 +120,113 @@ class WindowMeter:
             waiting_requests_per_replica=sum(len(r.waiting) for r in reps) / len(reps),
             replicas=n,
             t_seconds=self.emu.now,
+            window_seconds=WINDOW_SECONDS,
         )
+
+
+Snapshot = dict[str, tuple[Replica, float, list[int], list[int]]]
+
+
+class RateWindowMeter:
+    """Overlapping windows as ``sum(rate(x[w]))`` read every loop: per-replica tokens/s is
+    divided by the pods reporting now (a new pod counts fully, its counter covers part of the
+    window; a removed pod's counts stay in the window), p95s over the pods' summed buckets."""
+
+    def __init__(self, emu: Emulator, window_seconds: float) -> None:
+        self.emu = emu
+        self.window_seconds = window_seconds
+        self.history: list[tuple[float, Snapshot]] = []
+        self.snapshot()
+
+    def snapshot(self) -> None:
+        snap = {
+            r.pod: (r, r.generation_tokens_total, list(r.ttft.counts), list(r.tpot.counts))
+            for r in self.emu.replicas
+        }
+        self.history.append((self.emu.now, snap))
+        self.history = [h for h in self.history if h[0] >= self.emu.now - 3 * self.window_seconds]
+
+    def window(self) -> CapacityObservation:
+        self.snapshot()
+        now, cur = self.history[-1]
+        _, base = min(self.history, key=lambda h: abs(h[0] - (now - self.window_seconds)))
+        gen = 0.0
+        ttft = [0.0] * (len(TTFT_BUCKETS_SECONDS) + 1)
+        tpot = [0.0] * (len(TPOT_BUCKETS_SECONDS) + 1)
+        for pod in set(cur) | set(base):
+            if pod in cur:
+                _, g1, a1, b1 = cur[pod]
+            else:
+                rep = base[pod][0]
+                g1, a1, b1 = rep.generation_tokens_total, rep.ttft.counts, rep.tpot.counts
+            g0, a0, b0 = base[pod][1:] if pod in base else (0.0, [0] * len(a1), [0] * len(b1))
+            gen += g1 - g0
+            ttft = [s + x - y for s, x, y in zip(ttft, a1, a0, strict=True)]
+            tpot = [s + x - y for s, x, y in zip(tpot, b1, b0, strict=True)]
+        pods = len(self.emu.replicas)
+        t95 = histogram_quantile(0.95, list(TTFT_BUCKETS_SECONDS), ttft)
+        p95 = histogram_quantile(0.95, list(TPOT_BUCKETS_SECONDS), tpot)
+        return CapacityObservation(
+            tokens_per_second_per_replica=gen / self.window_seconds / pods,
+            ttft_p95_seconds=None if math.isnan(t95) else t95,
+            tpot_p95_seconds=None if math.isnan(p95) else p95,
+            waiting_requests_per_replica=sum(len(r.waiting) for r in self.emu.replicas) / pods,
+            replicas=pods,
+            t_seconds=self.emu.now,
+            window_seconds=self.window_seconds,
+        )
+
+
+def run_step(
+    truth: float, hint: float, seconds: float, seed: int
+) -> tuple[CapacityEstimate, dict[str, float]]:
+    """The step scenario (see the module docstring)."""
+    loop, ready, down_after, dt = 2.0, 4.0, 10.0, DT_SECONDS
+    emu = Emulator(ConstantLoad(1500.0), replicas=1, seed=seed)
+    learner = CapacityLearner(SLO, hint, CONFIG)
+    meter = RateWindowMeter(emu, 8.0)
+    pending: list[tuple[float, int]] = []
+    down_since: float | None = None
+    windows = violating = replica_sum = 0
+    min_estimate = math.inf
+    while emu.now < seconds:
+        for _ in range(round(loop / dt)):
+            emu.advance(dt)
+            if pending and pending[0][0] <= emu.now:
+                emu.set_replicas(pending.pop(0)[1])
+        if emu.now >= 60.0:
+            emu.set_load(ConstantLoad(9000.0))
+        obs = meter.window()
+        learner.observe(obs)
+        windows += 1
+        replica_sum += len(emu.replicas)
+        ratio = SLO.ratio(obs)
+        violating += int(ratio is not None and ratio > 1)
+        capacity = learner.estimate(emu.now).tokens_per_second_per_replica
+        min_estimate = min(min_estimate, capacity)
+        want = max(1, math.ceil(obs.tokens_per_second_per_replica * obs.replicas * 1.2 / capacity))
+        target = pending[-1][1] if pending else len(emu.replicas)
+        if want > target:
+            pending.append((emu.now + ready, want))
+            down_since = None
+        elif want < target:
+            down_since = emu.now if down_since is None else down_since
+            if emu.now - down_since >= down_after:
+                emu.set_replicas(want)
+                pending.clear()
+                down_since = None
+        else:
+            down_since = None
+    est = learner.estimate(emu.now)
+    stats = {
+        "windows": windows,
+        "violating_pct": 100.0 * violating / max(1, windows),
+        "mean_replicas": replica_sum / max(1, windows),
+        "final_replicas": len(emu.replicas),
+        "min_estimate": min_estimate / truth,
+        "transient": est.observations_rejected.get("transient", 0),
+    }
+    return est, stats
 
 
 def run(
@@ -165,8 +280,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--mean-tokens-per-second", type=float, default=6000.0)
     ap.add_argument("--violation-target", type=float, default=None)
-    ap.add_argument("--scenarios", default="fixed,autoscaled")
+    ap.add_argument("--scenarios", default="fixed,autoscaled,step")
     ap.add_argument("--hints", default="0.5,1,2")
+    ap.add_argument("--step-seconds", type=float, default=600.0)
     args = ap.parse_args()
     global CONFIG
     if args.violation_target is not None:
@@ -215,6 +331,33 @@ def main() -> None:
                 f"{interval:>17}"
                 f"{est.confidence:>6.2f}{st['windows']:>8.0f}{st['violating_pct']:>7.1f}"
                 f"{st['mean_replicas']:>9.1f}{st['load_p10']:>15.2f} - {st['load_p90']:.2f}",
+                flush=True,
+            )
+    if "step" in chosen:
+        step_truth = measure_capacity(SLO.ttft_p95_seconds, SLO.tpot_p95_seconds)
+        print(
+            f"step: 1,000-in/200-out requests, true capacity {step_truth:.0f} output tok/s/replica;"
+            " 9,000 tok/s needs"
+            f" {math.ceil(9000 * 1.2 / step_truth)} replicas at 20 % headroom"
+        )
+        print(
+            f"{'scenario':<11}{'hint':>6}{'learned':>9}{'error':>8}{'80% interval':>17}"
+            f"{'conf':>6}{'windows':>8}{'viol%':>7}{'transient':>10}{'lowest (x true)':>16}"
+            f"{'replicas end':>13}"
+        )
+        for factor in (float(h) for h in args.hints.split(",")):
+            est, st = run_step(step_truth, factor * step_truth, args.step_seconds, args.seed)
+            err = est.tokens_per_second_per_replica / step_truth - 1
+            errors.append(abs(err))
+            interval = (
+                f"[{est.lower_tokens_per_second_per_replica:.0f},"
+                f" {est.upper_tokens_per_second_per_replica:.0f}]"
+            )
+            print(
+                f"{'step':<11}{factor:>5.1f}x{est.tokens_per_second_per_replica:>9.0f}"
+                f"{err:>+8.1%}{interval:>17}{est.confidence:>6.2f}{st['windows']:>8.0f}"
+                f"{st['violating_pct']:>7.1f}{st['transient']:>10.0f}{st['min_estimate']:>16.2f}"
+                f"{st['final_replicas']:>13.0f}",
                 flush=True,
             )
     print(f"elapsed_seconds={time.monotonic() - started:.0f}")
