@@ -80,6 +80,7 @@ def observation_from_readings(
         replicas=readings.pods_reporting,
         t_seconds=readings.observed_at.timestamp(),
         window_seconds=window_seconds,
+        source=readings.region,
         replicas_changed=replicas_changed,
     )
 

@@ -76,6 +76,9 @@ class CapacityObservation:
     window_seconds: float | None = None
     """Length of the window the rates and p95s are taken over (the reader's ``rate()`` window);
     None: ``CapacityLearnerConfig.default_window_seconds``."""
+    source: str | None = None
+    """Where the window was measured (the region): windows are compared with those of the same
+    source only, since each region has its own replicas and queues."""
     replicas_changed: bool = False
     """The caller knows the set of serving replicas changed within this window (scaled,
     became Ready, removed, restarted). Changes of ``replicas`` between windows are detected
@@ -244,23 +247,32 @@ def transient_windows(
 ) -> list[bool]:
     """For each window (same order), whether it is a transient (see the module docstring).
 
-    Windows are put in time order; those without ``t_seconds`` are transient only when they
+    Windows are compared only with windows of the same ``source`` (each region's replicas are
+    their own), put in time order; those without ``t_seconds`` are transient only when they
     say ``replicas_changed``. A window is judged with its neighbours on both sides, so the
     newest one may be used now and refused once the next one shows it was the onset of a step.
     Pure; O(n x windows per span).
     """
     cfg = config or CapacityLearnerConfig()
     out = [o.replicas_changed for o in observations]
-    timed = sorted(
-        (
-            i
-            for i, o in enumerate(observations)
-            if o.t_seconds is not None and math.isfinite(o.t_seconds)
-        ),
-        key=lambda i: float(observations[i].t_seconds or 0.0),
-    )
-    if not timed:
-        return out
+    groups: dict[str | None, list[int]] = {}
+    for i, o in enumerate(observations):
+        if o.t_seconds is not None and math.isfinite(o.t_seconds):
+            groups.setdefault(o.source, []).append(i)
+    for members in groups.values():
+        timed = sorted(members, key=lambda i: float(observations[i].t_seconds or 0.0))
+        _flag_transients(observations, timed, slo, cfg, out)
+    return out
+
+
+def _flag_transients(
+    observations: list[CapacityObservation],
+    timed: list[int],
+    slo: LatencySlo,
+    cfg: CapacityLearnerConfig,
+    out: list[bool],
+) -> None:
+    """:func:`transient_windows` for the windows ``timed`` (indices, time order) of one source."""
     times = [float(observations[i].t_seconds or 0.0) for i in timed]
     loads = [observations[i].tokens_per_second_per_replica for i in timed]
     ratios = [slo.ratio(observations[i]) for i in timed]
@@ -326,7 +338,6 @@ def transient_windows(
             ):
                 out[i] = True
                 break
-    return out
 
 
 def _queue_grew(

@@ -287,3 +287,46 @@ def test_windows_without_time_are_judged_only_by_their_flag() -> None:
         CapacityObservation(2000.0, 3.0, 0.03, replicas_changed=True),
     ]
     assert transient_windows(obs, SLO) == [False, True]
+
+
+def test_regions_are_judged_apart() -> None:
+    # Two regions with 3 and 2 replicas report in turn: no change in either.
+    obs = [
+        dataclasses.replace(
+            _w(15.0 * i, 2000.0 if i % 2 else 1500.0, 3.0, replicas=3 if i % 2 else 2),
+            source="us-east" if i % 2 else "us-west",
+        )
+        for i in range(12)
+    ]
+    assert transient_windows(obs, SLO) == [False] * 12
+    # Without sources they look like a replica change every window.
+    anonymous = [dataclasses.replace(o, source=None) for o in obs]
+    assert all(transient_windows(anonymous, SLO)[1:])
+
+
+def test_observation_from_readings_carries_window_region_and_change() -> None:
+    from datetime import UTC, datetime
+
+    from wattscale.metrics import (
+        DeploymentReadings,
+        Reading,
+        ReadingStatus,
+        observation_from_readings,
+    )
+
+    def ok(v: float) -> Reading:
+        return Reading(v, ReadingStatus.OK, 1.0, 2)
+
+    readings = DeploymentReadings(
+        "llm", "llama", "us-east", datetime(2026, 1, 1, tzinfo=UTC), True, 2, 2,
+        *(ok(1.0) for _ in range(2)), ok(4000.0), ok(20.0), ok(6.0), ok(0.5),
+        ok(0.1), ok(0.4), ok(0.02), ok(0.04), ok(900.0), ok(1e5), ok(0.7), 2,
+    )  # fmt: skip
+    obs = observation_from_readings(readings, window_seconds=8.0, replicas_changed=True)
+    assert obs is not None
+    assert obs.tokens_per_second_per_replica == 2000.0
+    assert obs.waiting_requests_per_replica == 3.0
+    assert (obs.window_seconds, obs.source, obs.replicas_changed) == (8.0, "us-east", True)
+    plain = observation_from_readings(readings)
+    assert plain is not None
+    assert (plain.window_seconds, plain.replicas_changed) == (None, False)

@@ -126,7 +126,7 @@ def test_healthy_read() -> None:
     assert all(r.ok for r in d.readings().values())
     assert d.generation_tokens_per_second_per_replica() == 1000.0
     obs = observation_from_readings(d)
-    assert obs == CapacityObservation(1000.0, 0.09, 0.03, 0.0, 2, NOW)
+    assert obs == CapacityObservation(1000.0, 0.09, 0.03, 0.0, 2, NOW, source="eu")
 
 
 def test_prometheus_down_is_missing_everywhere_and_stops_early() -> None:
