@@ -26,23 +26,30 @@ Windows that say nothing about capacity are refused, with a reason: no load (tok
 floor or a small fraction of the loads seen), missing latency, violations at low load
 ("saturated but idle": cold start, a stuck engine, a queue of huge prompts with little output),
 which would otherwise teach a capacity near zero, and transients. A window is steady-state
-evidence only if the load per replica it reports is the load its latencies answer to; it is
-refused as ``transient`` when
+evidence only if the load per replica it reports is the load its latencies answer to. Let ``W``
+be its length (the ``rate()`` window) and ``B`` its p95 TTFT capped at
+``transient_backlog_max_windows x W`` (the requests that got their first token in it arrived
+up to ``B`` earlier). It is refused as ``transient`` when
 
-* the replica count changed within its attribution span (new replicas have no history and
-  read a low ``rate()``, removed ones leave their counts behind: tokens/s per replica is wrong),
-  for every window; or, for a violating window,
-* a neighbouring window (over the attribution span before it, or the next window after it)
-  carried a load per replica more than ``transient_load_tolerance`` higher: the violation is
-  the backlog of that heavier load (a queue draining after an overload or a scale-up, FIFO
-  requests that arrived under the old load) or the window straddles the onset of an overload
-  (its p95 comes from the heavy part, its tokens/s is the average with the light part).
+* the replica count changed within ``(1 + transient_settle_windows) x W`` before its end (new
+  replicas count fully but their counters cover part of the window and their batch is still
+  filling, removed ones leave their counts behind: tokens/s per replica is wrong), for every
+  window; for a violating window also when it changed within ``W + B`` and the queue (waiting
+  requests per replica) has not grown since (the latencies are the old backlog, not an
+  overload at the current size);
+* violating, a neighbour of the same replica count within ``[t - W - B, t + W]`` carried
+  ``transient_load_tolerance`` more load per replica (the backlog of that heavier load, or the
+  onset of an overload: p95 from the heavy part, tokens/s averaged with the light part), or
+  as much less in a window overlapping it by more than half (the load moved within it);
+* violating, an earlier window within ``W + B`` was saturated (ratio above
+  ``curve_max_ratio``) and worse by ``transient_drain_tolerance`` or with twice the queue: a
+  queue draining.
 
-The attribution span of a window ending at ``t`` is ``[t - W - B, t]``: ``W`` its length (the
-``rate()`` window) and ``B`` its p95 TTFT, capped at ``transient_backlog_max_windows x W``,
-since the requests that got their first token in the window arrived up to ``B`` earlier. The
-cap bounds how long violations can be blamed on the past: a deployment that keeps violating at
-a steady load and replica count is overloaded, and teaches a lower capacity.
+The cap on ``B`` bounds how long violations can be blamed on the past: a deployment that keeps
+violating at a steady load and replica count is overloaded, and teaches a lower capacity. Met
+windows are refused only around replica changes: an optimistic window is corrected by later
+violations, a pessimistic estimate never sees the load that would correct it. Windows are
+compared only with those of the same ``source`` (region).
 
 Observations are weighted by recency (half-life) and discounted for autocorrelation (consecutive
 windows overlap), so confidence does not grow without bound from one long steady period.
