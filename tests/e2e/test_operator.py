@@ -95,10 +95,12 @@ def test_replicas_grow_with_load_before_the_slo_breaks(world: World) -> None:
 
 
 def test_price_jump_moves_replicas_make_before_break(world: World) -> None:
-    needed = _total_ready(world.ready_replicas())
     world.wait(
-        "replicas are all in us-east", lambda: world.desired()["us-east"] == needed, timeout=60
+        "replicas are all in us-east",
+        lambda: world.desired()["us-east"] == sum(world.desired().values()),
+        timeout=60,
     )
+    needed = world.desired()["us-east"]
     mark = len(world.ready_history)
     world.board.prices["us-east"] = 1.50  # a price spike at home
     world.wait(
@@ -108,10 +110,10 @@ def test_price_jump_moves_replicas_make_before_break(world: World) -> None:
         ),
         timeout=180,
     )
-    during = [_total_ready(r) for _, r in world.ready_history[mark:]]
-    assert min(during) >= needed, f"Ready replicas dropped during the move: {during}"
-    reasons = [e["reason"] for e in world.events()]
-    assert "ShiftStarted" in reasons, reasons
+    during = [r for _, r in world.ready_history[mark:]]
+    assert min(_total_ready(r) for r in during) >= needed, f"Ready dropped in the move: {during}"
+    overlap = [r for r in during if r["us-east"] > 0 and r["us-west"] > 0]
+    assert overlap, "the new replicas never ran beside the old ones (break before make)"
 
 
 def test_grid_event_moves_load_out_for_its_duration(world: World) -> None:

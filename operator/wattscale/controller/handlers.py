@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kubernetes import client, config
@@ -71,6 +71,7 @@ def build_registry(
     """Register every handler on a fresh registry; returns it and the Reconciler it drives."""
     registry = kopf.OperatorRegistry()
     metrics = metrics or OperatorMetrics()
+    hub: client.ApiClient | None = None
     if directory is None:
         hub = hub_api_client()
         secrets = hub_secret_reader(client.CoreV1Api(hub), settings.operator_namespace)
@@ -87,6 +88,22 @@ def build_registry(
     @kopf.on.startup(registry=registry)
     def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings)
+        if hub is not None:
+            # Know every Region before the first InferenceDeployment pass, so that a restart
+            # does not briefly judge deployments as naming unknown regions.
+            try:
+                api = client.CustomObjectsApi(hub)
+                found = cast(
+                    dict[str, Any], api.list_cluster_custom_object(*REGIONS, _request_timeout=30)
+                )
+            except Exception as err:  # the Region handlers will fill the directory anyway
+                log.warning("could not list Regions at startup: %s", err)
+                return
+            for item in found.get("items", []):
+                meta = item.get("metadata", {})
+                directory.upsert(
+                    meta["name"], int(meta.get("generation") or 0), item.get("spec") or {}
+                )
 
     @kopf.on.login(registry=registry)
     def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
