@@ -19,6 +19,8 @@ import math
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.fakes.vllm_emulator import (
     TPOT_BUCKETS_SECONDS,
@@ -217,7 +219,7 @@ def _w(
     ttft: float,
     replicas: int = 4,
     tpot: float = 0.03,
-    **kw: bool,
+    replicas_changed: bool = False,
 ) -> CapacityObservation:
     return CapacityObservation(
         tokens_per_second_per_replica=x,
@@ -226,7 +228,7 @@ def _w(
         replicas=replicas,
         t_seconds=t,
         window_seconds=30.0,
-        **kw,
+        replicas_changed=replicas_changed,
     )
 
 
@@ -318,10 +320,28 @@ def test_observation_from_readings_carries_window_region_and_change() -> None:
         return Reading(v, ReadingStatus.OK, 1.0, 2)
 
     readings = DeploymentReadings(
-        "llm", "llama", "us-east", datetime(2026, 1, 1, tzinfo=UTC), True, 2, 2,
-        *(ok(1.0) for _ in range(2)), ok(4000.0), ok(20.0), ok(6.0), ok(0.5),
-        ok(0.1), ok(0.4), ok(0.02), ok(0.04), ok(900.0), ok(1e5), ok(0.7), 2,
-    )  # fmt: skip
+        namespace="llm",
+        deployment="llama",
+        region="us-east",
+        observed_at=datetime(2026, 1, 1, tzinfo=UTC),
+        prometheus_reachable=True,
+        pods_reporting=2,
+        pods_expected=2,
+        request_rate_per_second=ok(20.0),
+        prompt_tokens_per_second=ok(20000.0),
+        generation_tokens_per_second=ok(4000.0),
+        running_requests=ok(20.0),
+        waiting_requests=ok(6.0),
+        kv_cache_usage_ratio=ok(0.5),
+        ttft_p50_seconds=ok(0.1),
+        ttft_p95_seconds=ok(0.4),
+        tpot_p50_seconds=ok(0.02),
+        tpot_p95_seconds=ok(0.04),
+        gpu_power_watts=ok(900.0),
+        gpu_energy_joules=ok(1e5),
+        gpu_utilization_ratio=ok(0.7),
+        gpus_reporting=2,
+    )
     obs = observation_from_readings(readings, window_seconds=8.0, replicas_changed=True)
     assert obs is not None
     assert obs.tokens_per_second_per_replica == 2000.0
@@ -330,3 +350,33 @@ def test_observation_from_readings_carries_window_region_and_change() -> None:
     plain = observation_from_readings(readings)
     assert plain is not None
     assert (plain.window_seconds, plain.replicas_changed) == (None, False)
+
+
+_any_float = st.floats(allow_nan=True, allow_infinity=True)
+_maybe_float = st.one_of(st.none(), _any_float)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.builds(
+            CapacityObservation,
+            tokens_per_second_per_replica=_any_float,
+            ttft_p95_seconds=_maybe_float,
+            tpot_p95_seconds=_maybe_float,
+            waiting_requests_per_replica=_maybe_float,
+            replicas=st.integers(min_value=0, max_value=5),
+            t_seconds=st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
+            window_seconds=_maybe_float,
+            source=st.sampled_from([None, "a", "b"]),
+            replicas_changed=st.booleans(),
+        ),
+        max_size=30,
+    )
+)
+def test_transient_flags_never_raise_and_keep_the_order(obs: list[CapacityObservation]) -> None:
+    flags = transient_windows(obs, SLO)
+    assert len(flags) == len(obs)
+    assert all(f for o, f in zip(obs, flags, strict=True) if o.replicas_changed)
+    est = estimate_capacity(obs, SLO, 2500.0)
+    assert math.isfinite(est.tokens_per_second_per_replica)
