@@ -97,6 +97,8 @@ class Memory:
     last_event: tuple[str, str] | None = None
     last_warnings: frozenset[str] = frozenset()
     warm: bool = False
+    ready_seen: dict[str, tuple[int, float]] = field(default_factory=dict)
+    """Per region: the Ready count last seen and since when (for capacity windows)."""
 
 
 class Reconciler:
@@ -188,9 +190,17 @@ class Reconciler:
         fc = horizon(mem.forecaster, steps, FORECAST_K_SIGMA) if demand.fresh else ()
 
         # Capacity: the hint is the prior, measurements correct it.
+        window_s = float(self.settings.rate_window_seconds)
         for obs in regions:
+            seen = mem.ready_seen.get(obs.name)
+            if seen is None or seen[0] != obs.ready:
+                seen = mem.ready_seen[obs.name] = (obs.ready, now_s)
             if obs.readings is not None:
-                window = observation_from_readings(obs.readings)
+                window = observation_from_readings(
+                    obs.readings,
+                    window_seconds=window_s,
+                    replicas_changed=now_s - seen[1] < window_s,
+                )
                 if window is not None:
                     mem.learner.observe(window)
         estimate = mem.learner.estimate(now_s)

@@ -360,6 +360,8 @@ class MetricsReader:
                     waiting_requests_per_replica=None if waiting is None else waiting / pods,
                     replicas=int(pods),
                     t_seconds=t,
+                    window_seconds=float(self.config.rate_window_seconds),
+                    source=self.region or "",
                 )
             )
         return out

@@ -299,8 +299,8 @@ def test_capacity_history_joins_by_time() -> None:
     start = datetime.fromtimestamp(NOW, tz=UTC)
     obs = reader(answers).read_capacity_history(T, start, start)
     assert obs == [
-        CapacityObservation(1000.0, 0.1, 0.02, 0.0, 2, NOW),
-        CapacityObservation(1500.0, 0.2, 0.05, 2.0, 2, NOW + 60),
+        CapacityObservation(1000.0, 0.1, 0.02, 0.0, 2, NOW, window_seconds=120.0, source="eu"),
+        CapacityObservation(1500.0, 0.2, 0.05, 2.0, 2, NOW + 60, window_seconds=120.0, source="eu"),
     ]
 
 
