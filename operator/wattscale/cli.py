@@ -65,7 +65,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """The "try it in one command" path: the API, the examples, then a week of real prices."""
+    """The "try it in one command" path: the API, the examples, then days of real prices."""
     from wattscale.api.crdgen import crds
     from wattscale.cli_simulate import main as simulate_main
 
@@ -81,7 +81,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         if _cmd_validate(argparse.Namespace(files=[str(p) for p in examples])) != 0:
             return 1
     print(
-        "\nReplaying a week of real US prices and carbon through the planner, against the"
+        "\nReplaying bundled days of real US prices and carbon through the planner, against the"
         " baselines and the offline optimum (the embedded default of `wattscale simulate`):"
     )
     return simulate_main([])
