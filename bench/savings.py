@@ -64,6 +64,7 @@ class Case:
     gpu_hour_cost: float
     days: float
     headroom: float | None = None
+    horizon_minutes: int | None = None
 
     @property
     def label(self) -> str:
@@ -92,9 +93,9 @@ def run_case(case: Case) -> dict[str, Any]:
         trace_tz_offset_hours=REGION_UTC_OFFSET_HOURS[regions[0]],
     )
     factories: dict[str, Callable[[], Policy]] = {}
-    if case.headroom is not None:
-        headroom = case.headroom
-        factories["wattscale"] = lambda: WattscalePolicy(headroom=headroom)
+    if case.headroom is not None or case.horizon_minutes is not None:
+        headroom, minutes = case.headroom, case.horizon_minutes
+        factories["wattscale"] = lambda: WattscalePolicy(headroom=headroom, horizon_minutes=minutes)
     result = simulate(scenario, ["wattscale", *BASELINES, "oracle"], factories=factories)
     doc = result.to_json()
     ws = result.results["wattscale"]
@@ -148,12 +149,17 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         help="sensitivity only: wattscale's headroom factor instead of the API default (1.2)",
     )
+    parser.add_argument(
+        "--horizon-minutes",
+        type=int,
+        help="sensitivity only: wattscale's planning horizon instead of the controller's (60)",
+    )
     args = parser.parse_args(argv)
     if not (data_dir() / "prices").is_dir():
         print(f"no data at {data_dir()} (set WATTSCALE_DATA_DIR)", file=sys.stderr)
         return 2
     cases = [
-        Case(trio, period, gpu, args.days, args.headroom)
+        Case(trio, period, gpu, args.days, args.headroom, args.horizon_minutes)
         for trio in TRIOS
         for period in PERIODS
         for gpu in GPU_HOUR_COSTS
