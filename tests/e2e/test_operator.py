@@ -103,6 +103,10 @@ def test_price_jump_moves_replicas_make_before_break(world: World) -> None:
     needed = world.desired()["us-east"]
     mark = len(world.ready_history)
     world.board.prices["us-east"] = 1.50  # a price spike at home
+    pending = world.stack.kubectl(
+        "us-west", "get", "pods", "-A", "--field-selector=status.phase=Pending", "--no-headers"
+    ).stdout
+    assert not pending.strip(), f"us-west already has Pending pods (GPUs taken?):\n{pending}"
     world.wait(
         "replicas leave us-east for us-west (the next cheapest)",
         lambda: (
@@ -147,18 +151,20 @@ def test_hand_scaled_deployment_is_reverted(world: World) -> None:
     region = max(world.desired(), key=lambda r: world.desired()[r])
     want = world.desired()[region]
     world.stack.kubectl(
-        region, "scale", "deployment", "llama-vllm", "-n", world.namespace, f"--replicas={want + 3}"
+        region,
+        "scale",
+        "deployment",
+        "llama-vllm",
+        "-n",
+        world.namespace,
+        f"--replicas={want + 3}",
     )
-    world.wait(
-        "the operator sets the replicas back",
-        lambda: (
-            world.stack.get_json(region, "deployment", "llama-vllm", "-n", world.namespace)["spec"][
-                "replicas"
-            ]
-            == want
-        ),
-        timeout=60,
-    )
+
+    def reverted() -> bool:
+        live = world.stack.get_json(region, "deployment", "llama-vllm", "-n", world.namespace)
+        return bool(live["spec"]["replicas"] == world.desired()[region] < want + 3)
+
+    world.wait("the operator sets the replicas back", reverted, timeout=60)
     assert "ManualScaleReverted" in [e["reason"] for e in world.events()]
 
 

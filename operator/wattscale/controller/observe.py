@@ -34,6 +34,9 @@ class RegionObservation:
     signals: RegionSnapshot | None = None
     readings: DeploymentReadings | None = None
     errors: list[str] = field(default_factory=list)
+    last_desired: int | None = None
+    """What the operator last set here (from status): the plan's "current", so that a count
+    changed by hand is treated as drift to revert, not as a decision to build on."""
 
     @property
     def ready(self) -> int:
@@ -41,7 +44,11 @@ class RegionObservation:
 
     @property
     def current(self) -> int:
-        return self.workload.specReplicas if self.available else 0
+        if not self.available:
+            return 0
+        if self.last_desired is not None and self.workload.exists:
+            return self.last_desired
+        return self.workload.specReplicas
 
 
 def _observe_region(

@@ -128,11 +128,15 @@ def region_input(
     price_fresh = carbon_fresh = False
     if snap is not None and snap.price is not None:
         price = _finite(snap.price_per_kwh(now))  # None when missing or stale
-        price_fresh = price is not None and snap.price.is_fresh(now)
+        # A failing feed is not fresh even while cached day-ahead points still cover now:
+        # prices may have been re-published, so the planner holds (never scales down).
+        price_fresh = price is not None and snap.price.is_fresh(now) and snap.price.error is None
         price_fc = _forecast(snap.price.series, now, horizon_steps, step)
     if snap is not None and snap.carbon is not None:
         carbon = _finite(snap.carbon_g_per_kwh(now))
-        carbon_fresh = carbon is not None and snap.carbon.is_fresh(now)
+        carbon_fresh = (
+            carbon is not None and snap.carbon.is_fresh(now) and snap.carbon.error is None
+        )
         carbon_fc = _forecast(snap.carbon.series, now, horizon_steps, step)
     if region.energy.carbon is None:
         carbon, carbon_fresh = 0.0, True  # no carbon feed configured: carbon is not a factor

@@ -178,6 +178,10 @@ class Reconciler:
 
         mem = self._memory_for(namespace, name, spec)
         regions = observe(self.directory, spec, name, namespace, now)
+        last_set = {r.get("name"): r.get("desiredReplicas") for r in old.get("regions") or []}
+        for obs in regions:
+            value = last_set.get(obs.name)
+            obs.last_desired = int(value) if isinstance(value, int) else None
         if not mem.warm:
             _warm_start(mem, regions, name, namespace, now)
         demand = measure_demand(spec, regions)
