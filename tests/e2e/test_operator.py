@@ -109,9 +109,7 @@ def test_price_jump_moves_replicas_make_before_break(world: World) -> None:
     assert not pending.strip(), f"us-west already has Pending pods (GPUs taken?):\n{pending}"
     world.wait(
         "replicas leave us-east for us-west (the next cheapest)",
-        lambda: (
-            world.ready_replicas()["us-east"] == 0 and world.ready_replicas()["us-west"] >= needed
-        ),
+        lambda: world.ready_replicas()["us-east"] == 0 and world.desired()["us-west"] >= needed,
         timeout=180,
     )
     during = [r for _, r in world.ready_history[mark:]]
