@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from wattscale.api.inference import InferenceDeploymentSpec
 from wattscale.controller.observe import RegionObservation
 from wattscale.planner import (
+    HORIZON_STEP_SECONDS,
     GridEvent,
     LatencyBudget,
     Objective,
@@ -26,6 +27,7 @@ from wattscale.planner import (
     PoolInput,
     Population,
     RegionInput,
+    horizon_steps,
 )
 from wattscale.signals import Series
 
@@ -33,7 +35,6 @@ DEFAULT_CAPACITY_TOKENS_PER_SECOND = 2000.0
 """Used only when neither a hint nor a learned value exists: deliberately low (scales up)."""
 SLO_BREACH_DEMAND_FACTOR = 1.15
 """When p95 latency is over target, demand is taken as at least 115 % of what is served."""
-HORIZON_STEP_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def region_input(
     obs: RegionObservation,
     capacity_tokens_per_second: float,
     now: datetime,
-    horizon_steps: int,
+    steps: int,
 ) -> RegionInput | None:
     """The planner's view of one region, or None when it cannot host this deployment at all."""
     runtime = obs.runtime
@@ -131,13 +132,13 @@ def region_input(
         # A failing feed is not fresh even while cached day-ahead points still cover now:
         # prices may have been re-published, so the planner holds (never scales down).
         price_fresh = price is not None and snap.price.is_fresh(now) and snap.price.error is None
-        price_fc = _forecast(snap.price.series, now, horizon_steps, step)
+        price_fc = _forecast(snap.price.series, now, steps, step)
     if snap is not None and snap.carbon is not None:
         carbon = _finite(snap.carbon_g_per_kwh(now))
         carbon_fresh = (
             carbon is not None and snap.carbon.is_fresh(now) and snap.carbon.error is None
         )
-        carbon_fc = _forecast(snap.carbon.series, now, horizon_steps, step)
+        carbon_fc = _forecast(snap.carbon.series, now, steps, step)
     if region.energy.carbon is None:
         carbon, carbon_fresh = 0.0, True  # no carbon feed configured: carbon is not a factor
     return RegionInput(
@@ -176,16 +177,6 @@ def _forecast(
     return tuple(out)
 
 
-MIN_HORIZON_SECONDS = 3600.0
-"""A move must pay for its cold start within the next hour of known prices (DESIGN.md §1)."""
-
-
-def horizon_steps(spec: InferenceDeploymentSpec, interval_seconds: float) -> int:
-    """The next hour, or cold start plus a few control intervals if that is longer."""
-    horizon = max(MIN_HORIZON_SECONDS, spec.placement.coldStartSeconds + 4 * interval_seconds)
-    return math.ceil(horizon / HORIZON_STEP_SECONDS)
-
-
 def build_request(
     spec: InferenceDeploymentSpec,
     regions: Sequence[RegionObservation],
@@ -198,7 +189,7 @@ def build_request(
     time_scale: float = 1.0,
 ) -> PlanRequest:
     """The full planner request for one decision."""
-    steps = horizon_steps(spec, interval_seconds)
+    steps = horizon_steps(spec.placement.coldStartSeconds, interval_seconds)
     inputs = [region_input(spec, o, capacity_tokens_per_second, now, steps) for o in regions]
     demand_series: tuple[float, ...] = ()
     if demand.fresh and demand.tokens_per_second is not None:

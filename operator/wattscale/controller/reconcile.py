@@ -34,10 +34,8 @@ from wattscale.clusters.render import (
 from wattscale.controller.observe import RegionObservation, observe
 from wattscale.controller.planning import (
     DEFAULT_CAPACITY_TOKENS_PER_SECOND,
-    HORIZON_STEP_SECONDS,
     Demand,
     build_request,
-    horizon_steps,
     measure_demand,
 )
 from wattscale.controller.regions import RegionDirectory
@@ -52,6 +50,8 @@ from wattscale.metrics import (
     observation_from_readings,
 )
 from wattscale.planner import (
+    FORECAST_K_SIGMA,
+    HORIZON_STEP_SECONDS,
     Decision,
     PlannerState,
     PlanOption,
@@ -59,14 +59,12 @@ from wattscale.planner import (
     PoolKey,
     Recommendation,
     RegionInput,
+    horizon_steps,
     plan,
 )
 from wattscale.telemetry.metrics import DeploymentRates, OperatorMetrics, RegionRates
 
 log = logging.getLogger(__name__)
-
-FORECAST_K_SIGMA = 1.0
-"""Plan for the forecast's mean + 1 sigma: an upper quantile, for SLO safety."""
 
 
 @dataclass(frozen=True)
@@ -190,7 +188,7 @@ class Reconciler:
         # Forecast: learn from fresh demand only; plan the upper quantile over the horizon.
         if demand.fresh and demand.tokens_per_second is not None:
             mem.forecaster = forecast_observe(mem.forecaster, now_s, demand.tokens_per_second)
-        steps = horizon_steps(spec, self.settings.interval_seconds)
+        steps = horizon_steps(spec.placement.coldStartSeconds, self.settings.interval_seconds)
         fc = horizon(mem.forecaster, steps, FORECAST_K_SIGMA) if demand.fresh else ()
 
         # Capacity: the hint is the prior, measurements correct it.

@@ -13,6 +13,7 @@ No I/O. The public API is small:
 See docs/planner.md for the model, the formulation and the guard-rails.
 """
 
+from .horizon import FORECAST_K_SIGMA, HORIZON_STEP_SECONDS, horizon_steps
 from .model import (
     Action,
     ActionKind,
@@ -36,6 +37,8 @@ from .power import DEFAULT_GPU_POWER, GpuPower, ReplicaPower, replica_power
 
 __all__ = [
     "DEFAULT_GPU_POWER",
+    "FORECAST_K_SIGMA",
+    "HORIZON_STEP_SECONDS",
     "Action",
     "ActionKind",
     "Decision",
@@ -54,6 +57,7 @@ __all__ = [
     "Recommendation",
     "RegionInput",
     "ReplicaPower",
+    "horizon_steps",
     "plan",
     "replica_power",
 ]

@@ -21,7 +21,6 @@ energy first) stands in for the published traffic weights, identically for every
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -29,11 +28,13 @@ import numpy as np
 from wattscale.api.inference import Placement, Slo
 from wattscale.forecast import ForecastConfig, horizon, observe, warm_start
 from wattscale.planner import (
+    FORECAST_K_SIGMA,
     PlannerState,
     PlanRequest,
     PoolInput,
     PoolKey,
     RegionInput,
+    horizon_steps,
     plan,
 )
 from wattscale.sim.policies.base import FloatArray, IntArray, Observation
@@ -41,16 +42,6 @@ from wattscale.sim.scenario import Scenario
 
 GPU_PRODUCT = "NVIDIA-H100-80GB-HBM3"
 STEP_SECONDS = 60.0
-# Mirrors wattscale.controller: MIN_HORIZON_SECONDS, FORECAST_K_SIGMA, horizon_steps().
-MIN_HORIZON_SECONDS = 3600.0
-INTERVALS_AFTER_COLD_START = 4
-FORECAST_K_SIGMA = 1.0
-
-
-def horizon_steps(cold_start_s: float, interval_s: float = STEP_SECONDS) -> int:
-    """The controller's horizon: an hour, or cold start plus four intervals if longer."""
-    seconds = max(MIN_HORIZON_SECONDS, cold_start_s + INTERVALS_AFTER_COLD_START * interval_s)
-    return math.ceil(seconds / STEP_SECONDS)
 
 
 def _defaults() -> dict[str, Any]:
@@ -84,7 +75,7 @@ class WattscalePolicy:
     def _steps(self, cold_start_s: float) -> int:
         if self._horizon_minutes is not None:
             return self._horizon_minutes
-        return horizon_steps(cold_start_s)
+        return horizon_steps(cold_start_s, STEP_SECONDS)
 
     def initial(self, scenario: Scenario) -> IntArray:
         """Start as the planner would place the first minute's demand (warm, like every policy)."""
