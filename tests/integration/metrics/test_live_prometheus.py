@@ -40,8 +40,11 @@ def test_rates_gauges_and_pods_match_the_offered_load(shared_stack: Stack) -> No
     # 2,000 output tok/s of 1,000-in/200-out requests: 10 req/s, 10,000 prompt tok/s.
     assert r.generation_tokens_per_second.status is ReadingStatus.OK
     assert r.generation_tokens_per_second.value == pytest.approx(2000.0, rel=0.04)
-    assert r.prompt_tokens_per_second.value == pytest.approx(10000.0, rel=0.04)
-    assert r.request_rate_per_second.value == pytest.approx(10.0, rel=0.04)
+    # Prompt tokens and requests are counted at admission, 1,000 tokens at a time: a 5-s window
+    # holds ~50 requests, so +-1 request is 2 %, and rate()'s extrapolation over 1-s scrapes
+    # (late on a loaded machine) adds a request or two more. Output tokens flow smoothly.
+    assert r.prompt_tokens_per_second.value == pytest.approx(10000.0, rel=0.10)
+    assert r.request_rate_per_second.value == pytest.approx(10.0, rel=0.10)
     # Little's law: in flight ~ 10 req/s x (~0.2 s of decode) per the model; bounded sanity.
     assert r.running_requests.value is not None
     assert 2 <= r.running_requests.value <= 60
