@@ -9,6 +9,7 @@ killed mid-shift, and a Region that does not exist.
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,9 @@ pytestmark = pytest.mark.e2e
 
 REGIONS = ["us-west", "us-east", "eu-central"]
 PRICES = {"us-west": 0.20, "us-east": 0.05, "eu-central": 0.30}
+EMULATED_CAPACITY_TOKENS_PER_SECOND = 2500.0
+"""Output tok/s one emulated vLLM replica serves within p95 TTFT 1 s / TPOT 50 ms (measured by
+bisection on the emulator: ~2,566 tok/s; docs/metrics.md)."""
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +117,10 @@ def test_price_jump_moves_replicas_make_before_break(world: World) -> None:
         timeout=180,
     )
     during = [r for _, r in world.ready_history[mark:]]
-    assert min(_total_ready(r) for r in during) >= needed, f"Ready dropped in the move: {during}"
+    # What the SLO needs: the offered load over what one emulated replica serves within it
+    # (not `needed`, which also holds any surplus the capacity estimate had bought).
+    slo_needs = math.ceil(world.total_tokens_per_second / EMULATED_CAPACITY_TOKENS_PER_SECOND)
+    assert min(_total_ready(r) for r in during) >= slo_needs, f"Ready dropped in the move: {during}"
     overlap = [r for r in during if r["us-east"] > 0 and r["us-west"] > 0]
     assert overlap, "the new replicas never ran beside the old ones (break before make)"
 
