@@ -13,7 +13,6 @@ splits the users' total load over all Ready replicas.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -355,7 +354,3 @@ def build_world(stack: Stack, namespace: str, name: str, prices: dict[str, float
     for region, rig in rigs.items():
         stack.apply(stack.hub, region_manifest(region, board, rig.prometheus.url))
     return world
-
-
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "") not in ("", "0")
