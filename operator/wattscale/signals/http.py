@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import email.utils
 import logging
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -201,3 +202,35 @@ def _reason(exc: BaseException) -> str:
         if i >= 0:
             return text[i:].split("'")[0].split(")")[0][:160]
     return type(exc).__name__
+
+
+TokenFetch = Callable[[datetime], tuple[str | None, datetime]]
+"""Fetches a bearer token as of ``now``: (token or None, when it stops being valid)."""
+
+
+class BearerToken:
+    """A bearer token fetched on demand, reused until it expires, renewed once on a 401."""
+
+    def __init__(self, fetch: TokenFetch) -> None:
+        self._fetch = fetch
+        self._token: str | None = None
+        self._expiry: datetime | None = None
+        self._lock = threading.Lock()
+
+    def headers(self, now: datetime, renew: bool = False) -> dict[str, str]:
+        """The Authorization header (empty when the source needs no token)."""
+        with self._lock:
+            if renew or self._token is None or self._expiry is None or now >= self._expiry:
+                self._token, self._expiry = self._fetch(now)
+            return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+
+    def get(
+        self, http: HttpClient, url: str, params: Mapping[str, Any], now: datetime
+    ) -> requests.Response:
+        """GET with the token; on a 401 (expired or revoked) renew it and try once more."""
+        resp = http.request(
+            "GET", url, params=params, headers=self.headers(now), accept_status=(401,)
+        )
+        if resp.status_code == 401:
+            resp = http.request("GET", url, params=params, headers=self.headers(now, renew=True))
+        return resp

@@ -19,7 +19,6 @@ A cap of 1.0 is no event; 0.0 excludes the region.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,7 +35,7 @@ from wattscale.signals.base import (
     to_float,
     utc,
 )
-from wattscale.signals.http import HttpClient
+from wattscale.signals.http import BearerToken, HttpClient
 
 NAME = "openadr3"
 PAGE = 50
@@ -183,9 +182,7 @@ class OpenAdrSource:
         self.config = config
         self.ctx = ctx
         self._base = config.baseUrl.rstrip("/")
-        self._token: str | None = None
-        self._token_expiry: datetime | None = None
-        self._lock = threading.Lock()
+        self._token = BearerToken(self._fetch_token)
         self.http = HttpClient(
             NAME,
             timeout_seconds=config.timeoutSeconds,
@@ -196,10 +193,10 @@ class OpenAdrSource:
             ),
         )
 
-    def _fetch_token(self, now: datetime) -> str | None:
+    def _fetch_token(self, now: datetime) -> tuple[str | None, datetime]:
         cfg = self.config
         if cfg.clientIdSecretRef is None or cfg.clientSecretSecretRef is None:
-            return None
+            return None, now  # the VTN needs no token
         client_id = resolve_secret(self.ctx, cfg.clientIdSecretRef, NAME, "client id")
         secret = resolve_secret(self.ctx, cfg.clientSecretSecretRef, NAME, "client secret")
         url = cfg.tokenUrl or f"{self._base}/auth/token"
@@ -226,26 +223,10 @@ class OpenAdrSource:
         if not isinstance(token, str) or not token:
             raise AuthError(NAME, "token endpoint answered without access_token", "check tokenUrl")
         expires = to_float(body.get("expires_in")) or 3600.0
-        self._token = token
-        self._token_expiry = now + timedelta(seconds=max(30.0, expires * 0.9))
-        return token
-
-    def _headers(self, now: datetime, renew: bool = False) -> dict[str, str]:
-        with self._lock:
-            token = self._token
-            if renew or token is None or self._token_expiry is None or now >= self._token_expiry:
-                token = self._fetch_token(now)
-        return {"Authorization": f"Bearer {token}"} if token else {}
+        return token, now + timedelta(seconds=max(30.0, expires * 0.9))
 
     def _get_json(self, path: str, params: Mapping[str, Any], now: datetime) -> object:
-        url = f"{self._base}{path}"
-        resp = self.http.request(
-            "GET", url, params=params, headers=self._headers(now), accept_status=(401,)
-        )
-        if resp.status_code == 401:
-            resp = self.http.request(
-                "GET", url, params=params, headers=self._headers(now, renew=True)
-            )
+        resp = self._token.get(self.http, f"{self._base}{path}", params, now)
         try:
             return resp.json()
         except ValueError:

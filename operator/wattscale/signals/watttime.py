@@ -13,7 +13,6 @@ Values in lbs/MWh are converted to gCO2eq/kWh (x 0.453592).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,7 +32,7 @@ from wattscale.signals.base import (
     resolve_secret,
     utc,
 )
-from wattscale.signals.http import HttpClient
+from wattscale.signals.http import BearerToken, HttpClient
 
 NAME = "wattTime"
 TOKEN_LIFETIME = timedelta(minutes=30)
@@ -91,9 +90,7 @@ class WattTimeSource:
         self.config = config
         self.ctx = ctx
         self._base = config.baseUrl.rstrip("/")
-        self._token: str | None = None
-        self._token_expiry: datetime | None = None
-        self._lock = threading.Lock()
+        self._token = BearerToken(self._login)
         self.http = HttpClient(
             NAME,
             timeout_seconds=config.timeoutSeconds,
@@ -106,7 +103,7 @@ class WattTimeSource:
             ),
         )
 
-    def _login(self, now: datetime) -> str:
+    def _login(self, now: datetime) -> tuple[str | None, datetime]:
         user = resolve_secret(self.ctx, self.config.usernameSecretRef, NAME, "username")
         password = resolve_secret(self.ctx, self.config.passwordSecretRef, NAME, "password")
         resp = self.http.request("GET", f"{self._base}/login", auth=(user, password))
@@ -116,29 +113,10 @@ class WattTimeSource:
             token = None
         if not isinstance(token, str) or not token:
             raise AuthError(NAME, "login answered without a token", "check the WattTime account")
-        self._token = token
-        self._token_expiry = now + TOKEN_LIFETIME - TOKEN_MARGIN
-        return token
+        return token, now + TOKEN_LIFETIME - TOKEN_MARGIN
 
     def _get(self, path: str, params: Mapping[str, Any], now: datetime) -> object:
-        with self._lock:
-            token = self._token
-            if token is None or self._token_expiry is None or now >= self._token_expiry:
-                token = self._login(now)
-        url = f"{self._base}{path}"
-        resp = self.http.request(
-            "GET",
-            url,
-            params=params,
-            headers={"Authorization": f"Bearer {token}"},
-            accept_status=(401,),
-        )
-        if resp.status_code == 401:  # expired or revoked: log in again once
-            with self._lock:
-                token = self._login(now)
-            resp = self.http.request(
-                "GET", url, params=params, headers={"Authorization": f"Bearer {token}"}
-            )
+        resp = self._token.get(self.http, f"{self._base}{path}", params, now)
         try:
             return resp.json()
         except ValueError:
