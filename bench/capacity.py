@@ -37,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.fakes.autoscaler import ColdStartAutoscaler
 from tests.fakes.vllm_emulator import (
     TPOT_BUCKETS_SECONDS,
     TTFT_BUCKETS_SECONDS,
@@ -185,15 +186,13 @@ def run_step(
     emu = Emulator(ConstantLoad(1500.0), replicas=1, seed=seed)
     learner = CapacityLearner(SLO, hint, CONFIG)
     meter = RateWindowMeter(emu, 8.0)
-    pending: list[tuple[float, int]] = []
-    down_since: float | None = None
+    scaler = ColdStartAutoscaler(emu, ready, down_after)
     windows = violating = replica_sum = 0
     min_estimate = math.inf
     while emu.now < seconds:
         for _ in range(round(loop / dt)):
             emu.advance(dt)
-            if pending and pending[0][0] <= emu.now:
-                emu.set_replicas(pending.pop(0)[1])
+            scaler.tick()
         if emu.now >= 60.0:
             emu.set_load(ConstantLoad(9000.0))
         obs = meter.window()
@@ -205,18 +204,7 @@ def run_step(
         capacity = learner.estimate(emu.now).tokens_per_second_per_replica
         min_estimate = min(min_estimate, capacity)
         want = max(1, math.ceil(obs.tokens_per_second_per_replica * obs.replicas * 1.2 / capacity))
-        target = pending[-1][1] if pending else len(emu.replicas)
-        if want > target:
-            pending.append((emu.now + ready, want))
-            down_since = None
-        elif want < target:
-            down_since = emu.now if down_since is None else down_since
-            if emu.now - down_since >= down_after:
-                emu.set_replicas(want)
-                pending.clear()
-                down_since = None
-        else:
-            down_since = None
+        scaler.decide(want)
     est = learner.estimate(emu.now)
     stats = {
         "windows": windows,

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.fakes.autoscaler import ColdStartAutoscaler
 from tests.fakes.vllm_emulator import (
     TPOT_BUCKETS_SECONDS,
     TTFT_BUCKETS_SECONDS,
@@ -135,14 +136,12 @@ def autoscaled_step(
     learner = CapacityLearner(SLO, hint)
     meter = PromWindows(emu)
     meter.snapshot()
-    pending: list[tuple[float, int]] = []  # (ready at, replicas)
-    down_since: float | None = None
+    scaler = ColdStartAutoscaler(emu, READY_SECONDS, SCALE_DOWN_AFTER_SECONDS)
     replicas: list[int] = []
     while emu.now < seconds:
         for _ in range(round(LOOP_SECONDS / DT_SECONDS)):
             emu.advance(DT_SECONDS)
-            if pending and pending[0][0] <= emu.now:
-                emu.set_replicas(pending.pop(0)[1])
+            scaler.tick()
         if emu.now >= step_at:
             emu.set_load(ConstantLoad(high))
         obs = meter.window()
@@ -150,18 +149,7 @@ def autoscaled_step(
         capacity = learner.estimate(emu.now).tokens_per_second_per_replica
         demand = obs.tokens_per_second_per_replica * obs.replicas
         want = min(16, max(1, math.ceil(demand * 1.2 / capacity)))
-        target = pending[-1][1] if pending else len(emu.replicas)
-        if want > target:
-            pending.append((emu.now + READY_SECONDS, want))
-            down_since = None
-        elif want < target:
-            down_since = emu.now if down_since is None else down_since
-            if emu.now - down_since >= SCALE_DOWN_AFTER_SECONDS:
-                emu.set_replicas(want)
-                pending.clear()
-                down_since = None
-        else:
-            down_since = None
+        scaler.decide(want)
         replicas.append(len(emu.replicas))
     return Run(learner.estimate(emu.now), replicas, list(learner.observations))
 
