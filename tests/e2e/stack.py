@@ -186,6 +186,22 @@ class Stack:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    @contextlib.contextmanager
+    def regions_owned(self) -> Iterator[None]:
+        """Hold the hub's Regions for one test module at a time.
+
+        Regions are cluster-scoped and named after the stack's regions, so two test sessions
+        that each run an operator world (e.g. two developers' `pytest tests/e2e`) would overwrite
+        each other's feeds. They take turns on this lock instead.
+        """
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        with (self.cache_dir / "regions-owner.flock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def join(self) -> list[str]:
         """Bring the stack up (reusing what runs) and register this session; the started ones."""
         with self._sessions_locked() as d:

@@ -31,6 +31,11 @@ bisection on the emulator: ~2,566 tok/s; docs/metrics.md)."""
 @pytest.fixture(scope="module")
 def world(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     assert stack.regions == REGIONS, f"the stack's regions changed: {stack.regions}"
+    with stack.regions_owned():
+        yield from _world(stack, tmp_path_factory)
+
+
+def _world(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     namespace = f"e2e-op-{uuid.uuid4().hex[:6]}"
     stack.kubectl(stack.hub, "create", "namespace", namespace)
     w = build_world(stack, namespace, "llama", PRICES)
