@@ -12,13 +12,15 @@ splits the users' total load over all Ready replicas.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -354,3 +356,43 @@ def build_world(stack: Stack, namespace: str, name: str, prices: dict[str, float
     for region, rig in rigs.items():
         stack.apply(stack.hub, region_manifest(region, board, rig.prometheus.url))
     return world
+
+
+@contextlib.contextmanager
+def open_world(
+    stack: Stack,
+    tmp: Path,
+    prices: dict[str, float],
+    name: str = "llama",
+    namespace_prefix: str = "e2e-op",
+) -> Iterator[World]:
+    """A running world: a fresh namespace, Regions on the hub, balancer and operator started.
+
+    The caller applies its InferenceDeployment (``deployment_manifest``) and sets the load. On
+    exit the InferenceDeployment goes first (so the operator's finalizer cleans the members),
+    then the operator, rigs, Regions and namespace. Only one world owns the hub's Regions at a
+    time (``Stack.regions_owned``).
+    """
+    with stack.regions_owned():
+        namespace = f"{namespace_prefix}-{uuid.uuid4().hex[:6]}"
+        stack.kubectl(stack.hub, "create", "namespace", namespace)
+        world = build_world(stack, namespace, name, prices)
+        try:
+            world.start_balancer()
+            world.start_operator(tmp)
+            yield world
+        finally:
+            stack.kubectl(
+                stack.hub,
+                "delete",
+                "inferencedeployment",
+                "--all",
+                "-n",
+                namespace,
+                "--timeout=60s",
+                check=False,
+            )
+            world.close()
+            for region in prices:
+                stack.kubectl(stack.hub, "delete", "region", region, "--wait=false", check=False)
+            stack.kubectl(stack.hub, "delete", "namespace", namespace, "--wait=false", check=False)

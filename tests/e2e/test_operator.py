@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import math
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from operator_world import World, build_world, deployment_manifest, region_manifest
+from operator_world import World, deployment_manifest, open_world, region_manifest
 from stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -31,33 +30,10 @@ bisection on the emulator: ~2,566 tok/s; docs/metrics.md)."""
 @pytest.fixture(scope="module")
 def world(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     assert stack.regions == REGIONS, f"the stack's regions changed: {stack.regions}"
-    with stack.regions_owned():
-        yield from _world(stack, tmp_path_factory)
-
-
-def _world(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    namespace = f"e2e-op-{uuid.uuid4().hex[:6]}"
-    stack.kubectl(stack.hub, "create", "namespace", namespace)
-    w = build_world(stack, namespace, "llama", PRICES)
-    w.start_balancer()
-    w.start_operator(tmp_path_factory.mktemp("operator"))
-    w.total_tokens_per_second = 1500.0
-    stack.apply(stack.hub, deployment_manifest("llama", namespace, ["us-west", *REGIONS[1:]]))
-    yield w
-    stack.kubectl(
-        stack.hub,
-        "delete",
-        "inferencedeployment",
-        "llama",
-        "-n",
-        namespace,
-        "--timeout=60s",
-        check=False,
-    )
-    w.close()
-    for region in REGIONS:
-        stack.kubectl(stack.hub, "delete", "region", region, "--wait=false", check=False)
-    stack.kubectl(stack.hub, "delete", "namespace", namespace, "--wait=false", check=False)
+    with open_world(stack, tmp_path_factory.mktemp("operator"), PRICES) as w:
+        w.total_tokens_per_second = 1500.0
+        stack.apply(stack.hub, deployment_manifest("llama", w.namespace, REGIONS))
+        yield w
 
 
 def _total_ready(ready: dict[str, int]) -> int:
