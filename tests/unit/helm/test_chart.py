@@ -219,6 +219,7 @@ def test_schema_rejects_typos_and_bad_types() -> None:
     assert validate(merged(VALUES, {"metrics": {"serviceMonitr": {}}}), SCHEMA)
     assert validate(merged(VALUES, {"metrics": {"port": "9464"}}), SCHEMA)
     assert validate(merged(VALUES, {"image": {"pullPolicy": "Sometimes"}}), SCHEMA)
+    assert validate(merged(VALUES, {"operator": {"replicas": 2}}), SCHEMA)
     assert validate(
         merged(VALUES, {"regions": [{"name": "Bad_Name", "spec": {"gpus": []}}]}), SCHEMA
     )
@@ -284,7 +285,10 @@ def test_expected_templates_exist() -> None:
 
 def test_deployment_is_hardened_and_standalone() -> None:
     text = (CHART / "templates" / "deployment.yaml").read_text(encoding="utf-8")
-    assert re.search(r"replicas: 1\b", text)
+    assert "replicas: {{ .Values.operator.replicas }}" in text
+    assert VALUES["operator"]["replicas"] == 1
+    # 0 (an operator run elsewhere under the ServiceAccount) or 1: kopf --standalone never twice.
+    assert SCHEMA["properties"]["operator"]["properties"]["replicas"]["enum"] == [0, 1]
     assert "type: Recreate" in text
     assert "--standalone" in text
     assert "/healthz" in text
