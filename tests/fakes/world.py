@@ -1,13 +1,14 @@
 """In-memory fakes of a region's cluster, feeds and metrics, for controller unit tests.
 
 They implement the same small surfaces the controller calls (``RegionCluster``'s methods, the
-``SignalSource`` protocol, ``MetricsReader.read``) and record what was done to them, so tests
-assert on behaviour ("scaled us-east to 3") rather than on mocked calls.
+``SignalSource`` protocol, ``MetricsReader.read``, the hub's ``RouteStore``) and record what was
+done to them, so tests assert on behaviour ("scaled us-east to 3") rather than on mocked calls.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 from tests.cases.malformed import example
 from wattscale.clusters.client import ClusterUnreachableError, WorkloadState
 from wattscale.clusters.render import Manifest
+from wattscale.clusters.routes import RouteError
 from wattscale.controller.regions import RegionDirectory
 from wattscale.metrics import CapacityObservation, DeploymentReadings, DeploymentTarget
 from wattscale.metrics.readings import DemandHistory, DemandPoint, Reading, ReadingStatus
@@ -258,3 +260,77 @@ def build_world(
         runtime.metrics = fake.metrics  # type: ignore[assignment]
         world[name] = fake
     return directory, world, load
+
+
+class FakeRoutes:
+    """The hub's HTTPRoutes (``RouteStore``): JSON patches applied for real, faults on demand.
+
+    ``served`` False is a hub without the Gateway API CRDs; ``forbidden`` answers 403 like an
+    operator without the RBAC; ``before_patch`` runs between the read and the write (a
+    concurrent edit), and a failed ``test`` op refuses the whole patch with 422, as the API
+    server does.
+    """
+
+    def __init__(self) -> None:
+        self.routes: dict[tuple[str, str], dict[str, Any]] = {}
+        self.served_api = True
+        self.forbidden = False
+        self.before_patch: list[Callable[[], None]] = []
+        self.patches: list[list[dict[str, Any]]] = []
+        self.discoveries = 0
+
+    def add(self, namespace: str, name: str, backends: list[str], **spec: Any) -> dict[str, Any]:
+        """A route with one rule sending to ``backends`` (weight 1 each, as the API defaults)."""
+        refs = [
+            {"group": "", "kind": "Service", "name": b, "port": 8000, "weight": 1} for b in backends
+        ]
+        route = {
+            "apiVersion": "gateway.networking.k8s.io/v1",
+            "kind": "HTTPRoute",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"parentRefs": [{"name": "gw"}], "rules": [{"backendRefs": refs}], **spec},
+        }
+        self.routes[(namespace, name)] = route
+        return route
+
+    def weights(self, namespace: str, name: str, rule: int = 0) -> dict[str, int]:
+        refs = self.routes[(namespace, name)]["spec"]["rules"][rule]["backendRefs"]
+        return {r["name"]: r.get("weight", 1) for r in refs}
+
+    def _check(self) -> None:
+        if self.forbidden:
+            raise RouteError('httproutes is forbidden: User "wattscale" cannot ...', 403)
+
+    def served(self) -> bool:
+        self.discoveries += 1
+        return self.served_api
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self._check()
+        route = self.routes.get((namespace, name))
+        return copy.deepcopy(route) if route else None
+
+    def patch(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> None:
+        self._check()
+        while self.before_patch:
+            self.before_patch.pop(0)()
+        if (namespace, name) not in self.routes:
+            raise RouteError(f"httproutes {name!r} not found", 404)
+        body = copy.deepcopy(self.routes[(namespace, name)])
+        for op in ops:
+            *parents, last = op["path"].strip("/").split("/")
+            node: Any = body
+            try:
+                for part in parents:
+                    node = node[int(part)] if isinstance(node, list) else node[part]
+                key: Any = int(last) if isinstance(node, list) else last
+                if op["op"] == "test" and node[key] != op["value"]:
+                    raise LookupError(op["path"])
+                if op["op"] == "replace" and isinstance(node, dict) and key not in node:
+                    raise LookupError(op["path"])
+                if op["op"] in ("add", "replace"):
+                    node[key] = op["value"]
+            except (LookupError, IndexError, TypeError) as err:
+                raise RouteError(f"the server rejected our request: {err}", 422) from err
+        self.patches.append(ops)
+        self.routes[(namespace, name)] = body

@@ -17,6 +17,7 @@ from kubernetes import client, config
 from wattscale.api.common import GROUP, VERSION
 from wattscale.clusters.client import ClusterError, RegionCluster
 from wattscale.clusters.render import workload_name
+from wattscale.clusters.routes import HubRoutes
 from wattscale.controller.reconcile import Reconciler
 from wattscale.controller.regions import (
     RegionDirectory,
@@ -83,7 +84,7 @@ def build_registry(
                 stale_after_seconds=max(90.0, settings.rate_window_seconds * 0.75),
             ),
         )
-    reconciler = Reconciler(directory, settings, metrics)
+    reconciler = Reconciler(directory, settings, metrics, routes=HubRoutes(hub) if hub else None)
 
     @kopf.on.startup(registry=registry)
     def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:

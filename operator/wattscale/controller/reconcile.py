@@ -31,6 +31,7 @@ from wattscale.clusters.render import (
     render_service,
     workload_name,
 )
+from wattscale.clusters.routes import RouteStore
 from wattscale.controller.observe import RegionObservation, observe
 from wattscale.controller.planning import (
     DEFAULT_CAPACITY_TOKENS_PER_SECOND,
@@ -41,6 +42,8 @@ from wattscale.controller.planning import (
 from wattscale.controller.regions import RegionDirectory
 from wattscale.controller.settings import Settings
 from wattscale.controller.status import RegionCost, condition, money, now_rfc3339, region_cost
+from wattscale.controller.traffic import CONDITION as TRAFFIC_ROUTED
+from wattscale.controller.traffic import TrafficRouter
 from wattscale.forecast.holt import ForecastConfig, Forecaster, horizon, warm_start
 from wattscale.forecast.holt import observe as forecast_observe
 from wattscale.metrics import (
@@ -108,15 +111,19 @@ class Reconciler:
         settings: Settings,
         metrics: OperatorMetrics | None = None,
         clock: Callable[[], float] = time.time,
+        routes: RouteStore | None = None,
     ) -> None:
         self.directory = directory
         self.settings = settings
         self.metrics = metrics or OperatorMetrics()
         self.clock = clock
+        self.router = TrafficRouter(routes)
+        """Traffic weights onto the HTTPRoute a spec names (routes None: no Gateway API)."""
         self._memory: dict[tuple[str, str], Memory] = {}
 
     def forget(self, namespace: str, name: str) -> None:
         self._memory.pop((namespace, name), None)
+        self.router.forget(namespace, name)
 
     def _memory_for(self, namespace: str, name: str, spec: InferenceDeploymentSpec) -> Memory:
         key = (namespace, name)
@@ -243,7 +250,19 @@ class Reconciler:
                     desired[o.name] = int(decision.desired.get(PoolKey(o.name, product), o.current))
         desired, draining = self._drain(spec, regions, desired, mem, now_s)
 
-        events: list[Event] = []
+        # Traffic first: a region losing its share stops getting requests before it scales down.
+        ratios: dict[str, float] = {}
+        for key, ratio in decision.traffic_weights.items():
+            ratios[key.region] = ratios.get(key.region, 0.0) + ratio
+        routed = self.router.publish(
+            name=name,
+            namespace=namespace,
+            ref=spec.placement.httpRoute,
+            regions=[o.name for o in regions],
+            ratios=ratios,
+            mode=spec.mode,
+        )
+        events = [Event(*e) for e in routed.events] if routed else []
         if spec.mode == "Active":
             events += self._act(spec, name, namespace, regions, desired, old)
 
@@ -265,6 +284,18 @@ class Reconciler:
             now,
             prev_conditions,
         )
+        if routed is not None:
+            outcome.status["conditions"].append(
+                condition(
+                    prev_conditions,
+                    TRAFFIC_ROUTED,
+                    routed.status,
+                    routed.reason,
+                    routed.message,
+                    generation,
+                    now,
+                )
+            )
         outcome.events = events + self._decision_events(mem, outcome, regions)
         self._export(spec, name, namespace, regions, outcome, demand, capacity, mem, now_s)
         mem.last_seconds = now_s
