@@ -77,10 +77,13 @@ kc() {
 create_cluster() {
     local name="$1"
     # --kubeconfig "" : do not touch ~/.kube/config. --wait: until the apiserver answers.
-    # {WATTSCALE_LOCK_FD}>&- : the daemons kwokctl forks must not inherit our lock's file
-    # descriptor, or they would hold the dev-stack lock for as long as they run.
-    kwokctl -v WARN --name "$name" create cluster --kubeconfig "" --wait 120s --timeout 5m \
-        {WATTSCALE_LOCK_FD}>&-
+    # The daemons kwokctl forks must not inherit ANY open file descriptor beyond stdio: one that
+    # holds a lock (ours, or a caller's, e.g. the e2e sessions lock) would stay held for as long
+    # as the cluster runs, and deadlock the next dev-up, dev-down or test session.
+    (
+        close_inherited_fds
+        exec kwokctl -v WARN --name "$name" create cluster --kubeconfig "" --wait 120s --timeout 5m
+    )
     # kwokctl's kubeconfig points at files under its pki/ dir; inline them so the file is
     # self-contained (it is also what goes into the hub's Secret).
     kubectl config view --raw --minify --flatten \

@@ -138,6 +138,16 @@ stack_rss_summary() {
 # Anything long-lived started while holding it must be started with {WATTSCALE_LOCK_FD}>&-.
 lock_stack() { take_lock dev-stack 600; }
 
+# close_inherited_fds: close every file descriptor above stdio in the current (sub)shell; call it
+# in a subshell before starting a daemon, so the daemon cannot keep a caller's lock alive.
+close_inherited_fds() {
+    local fd
+    for fd in /proc/"$BASHPID"/fd/*; do
+        fd="${fd##*/}"
+        if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+}
+
 # take_lock NAME SECONDS: hold $WATTSCALE_CACHE/NAME.flock until the calling script exits.
 take_lock() {
     local file="$WATTSCALE_CACHE/$1.flock"
