@@ -5,6 +5,10 @@ Every call has a timeout and every failure becomes :class:`ClusterUnreachableErr
 instead of crashing. Replica counts go through the Deployment's ``/scale`` subresource; the
 Deployment itself is applied server-side under the ``wattscale`` field manager without
 ``spec.replicas``.
+
+A member cluster is tried once per call, without urllib3's retries: the level-based loop tries
+again on its next pass anyway, and retries would only multiply the time a dead region costs each
+pass (and log a warning per retry).
 """
 
 from __future__ import annotations
@@ -69,6 +73,13 @@ _DRIFT_PATHS: tuple[tuple[str, ...], ...] = (
 )
 
 
+def _cause(err: Exception) -> str:
+    """The root of a connection failure, without urllib3's pool and retry wrapping."""
+    if isinstance(err, urllib3.exceptions.MaxRetryError) and err.reason is not None:
+        return str(err.reason)
+    return str(err)
+
+
 def _dig(obj: Any, path: tuple[str, ...]) -> Any:
     for part in path:
         if isinstance(obj, list):
@@ -106,7 +117,10 @@ class RegionCluster:
         """Build a client from kubeconfig text (as stored in the Region's Secret)."""
         try:
             data = yaml.safe_load(kubeconfig)
-            api = config.new_client_from_config_dict(data)
+            configuration = client.Configuration()
+            config.load_kube_config_from_dict(data, client_configuration=configuration)
+            configuration.retries = 0  # one attempt per call; the loop's next pass is the retry
+            api = client.ApiClient(configuration)
         except Exception as err:  # a malformed kubeconfig is the user's to fix
             raise ClusterRequestError(f"region {name}: kubeconfig is not usable: {err}", 0) from err
         return cls(name, api, timeout_seconds)
@@ -134,7 +148,7 @@ class RegionCluster:
                 f"region {self.name}: {what}: {err.status} {err.reason}", err.status
             ) from err
         except (urllib3.exceptions.HTTPError, OSError) as err:
-            raise ClusterUnreachableError(f"region {self.name}: {what}: {err}") from err
+            raise ClusterUnreachableError(f"region {self.name}: {what}: {_cause(err)}") from err
 
     def check(self) -> str:
         """Raise unless the API server answers; return its version."""
