@@ -243,7 +243,9 @@ class Reconciler:
         if not paused:
             mem.planner_state = decision.state
 
-        desired = {o.name: o.current for o in regions}
+        # An unreachable region keeps what we last set there: nothing is changed there, and
+        # when it answers again the plan builds on what runs there (no made-up 0 to "revert").
+        desired = {o.name: o.current if o.available else o.last_desired or 0 for o in regions}
         if not paused:
             for o in regions:
                 if o.available:
@@ -317,6 +319,8 @@ class Reconciler:
         draining: list[str] = []
         for o in regions:
             if not o.available:
+                # Its drain (if any) starts again when it answers: nothing is lowered meanwhile.
+                mem.drain_since.pop(o.name, None)
                 continue
             if desired[o.name] < o.current:
                 since = mem.drain_since.setdefault(o.name, now_s)
@@ -458,7 +462,8 @@ class Reconciler:
         currencies = {
             o.runtime.spec.energy.currency for o in regions if o.runtime and o.runtime.spec
         }
-        total_desired = sum(desired.values())
+        # Totals are what serves: an unreachable region's replicas are not counted.
+        total_desired = sum(desired[o.name] for o in regions if o.available)
         total_ready = sum(o.ready for o in regions)
         errors = [e for o in regions for e in o.errors]
         signals_fresh = all(r.price_fresh and r.carbon_fresh for r in request.regions)
@@ -469,6 +474,7 @@ class Reconciler:
             reason, message = "Paused", "mode is Paused: replicas are frozen"
         elif draining:
             message += f"; draining {', '.join(draining)} for {spec.placement.drainSeconds}s"
+        message += _unreachable_note(regions, desired)
         if spec.mode == "DryRun":
             message = "DryRun (nothing changed): " + message
         shift = _shift(old.get("shift"), decision, regions, product, draining, now)
@@ -681,6 +687,21 @@ def _warm_start(
     if demand:
         mem.forecaster = warm_start(sorted(demand.items()), mem.forecaster.config)
     mem.warm = True
+
+
+def _unreachable_note(regions: list[RegionObservation], desired: dict[str, int]) -> str:
+    """Say which regions did not answer, and that their replicas are neither counted nor touched."""
+    notes = []
+    for o in regions:
+        if o.available or o.runtime is None or o.runtime.cluster is None:
+            continue  # a region that does not exist or cannot be built is reported elsewhere
+        left = desired[o.name]
+        notes.append(
+            f"{o.name} unreachable: its {left} replicas are not counted, nothing is changed there"
+            if left
+            else f"{o.name} unreachable: nothing is planned there"
+        )
+    return "".join(f"; {n}" for n in notes)
 
 
 def _gpu_cost(o: RegionObservation, replicas: int, spec: InferenceDeploymentSpec) -> float:

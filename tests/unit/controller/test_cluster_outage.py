@@ -1,0 +1,179 @@
+"""A member cluster lost in the middle of a make-before-break shift, and its return.
+
+While a region's cluster does not answer, its replicas count as not serving, the loop restores
+the capacity elsewhere, and nothing is scaled or deleted there; status keeps the count last set
+there (``available: false``). When it answers again, the loop builds on what runs there: the
+shift resumes or the surplus is scaled down make-before-break, without a spurious
+``ManualScaleReverted`` and without ever dropping Ready below the need.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import pytest
+
+from tests.fakes.world import FakeCluster
+from tests.unit.controller.test_reconcile import NAME, Harness
+
+pytestmark = pytest.mark.unit
+
+LOAD_TOKENS_PER_SECOND = 12_000.0
+REPLICA_TOKENS_PER_SECOND = 6_000.0
+"""What one fake replica serves within the SLO (tests/fakes/world.py: Load)."""
+SLO_NEEDS = math.ceil(LOAD_TOKENS_PER_SECOND / REPLICA_TOKENS_PER_SECOND)
+# eu-central is dear, so that a lost region is replaced in the one region the test expects.
+PRICES = {"us-west": 0.20, "us-east": 0.08, "eu-central": 3.00}
+
+
+class Shift:
+    """A harness with replicas that take one pass to become Ready, serving in us-east."""
+
+    def __init__(self) -> None:
+        self.h = Harness(
+            PRICES, placement__minSavingsPercent=1, placement__scaleDownStabilizationSeconds=0
+        )
+        for r in self.h.regions.values():
+            r.cluster.ready_immediately = False
+        self.desired_seen: list[dict[str, int]] = []
+        self.ready_seen: list[int] = []
+        self.h.load.tokens_per_second = LOAD_TOKENS_PER_SECOND
+        self.h.step()
+        for _ in range(6):
+            self.step()
+        assert self.h.replicas()["us-east"] == sum(self.h.replicas().values()) >= SLO_NEEDS
+
+    def cluster(self, region: str) -> FakeCluster:
+        return self.h.region(region).cluster
+
+    def cold_start_done(self) -> None:
+        """Replicas asked for in the last pass become Ready now (also in a cut-off cluster)."""
+        for c in (r.cluster for r in self.h.regions.values()):
+            for key, dep in c.deployments.items():
+                c.ready[key] = dep["spec"]["replicas"]
+
+    def serving(self) -> int:
+        """Ready replicas users can reach (the load balancer cannot reach a lost cluster)."""
+        return sum(sum(c.ready.values()) for c in self.h.load.clusters if c.reachable)
+
+    def step(self, cold_start: bool = True) -> None:
+        self.h.step()
+        self.desired_seen.append(self.desired())
+        self.ready_seen.append(self.serving())
+        if cold_start:
+            self.cold_start_done()
+
+    def desired(self) -> dict[str, int]:
+        return {r["name"]: r["desiredReplicas"] for r in self.h.status["regions"]}
+
+    def region_status(self, region: str) -> dict[str, Any]:
+        return next(r for r in self.h.status["regions"] if r["name"] == region)
+
+    def start_shift_to_us_west(self) -> None:
+        self.desired_seen.clear()  # from here on: what the move and the outage do
+        self.ready_seen.clear()
+        self.h.region("us-east").price.value = 2.0  # a price spike in the serving region
+        self.step(cold_start=False)
+        assert self.h.status["shift"]["toRegion"] == "us-west", self.h.status.get("shift")
+        assert self.h.status["shift"]["phase"] == "ScalingUpTarget"
+        assert self.cluster("us-west").replicas(NAME) > 0
+        assert sum(self.cluster("us-west").ready.values()) == 0
+
+
+def _direction_changes(values: list[int]) -> int:
+    """How often a sequence turns from rising to falling or back."""
+    moves = [b - a for a, b in itertools.pairwise(values) if b != a]
+    return sum(1 for a, b in itertools.pairwise(moves) if (a > 0) != (b > 0))
+
+
+def test_source_lost_mid_shift_is_replaced_and_left_alone_then_drained_on_return() -> None:
+    s = Shift()
+    east = s.cluster("us-east")
+    running = east.replicas(NAME)
+    s.start_shift_to_us_west()
+    east.reachable = False
+    calls = len(east.scale_calls)
+    for _ in range(6):
+        s.step()
+    # Capacity is restored where users can reach it, and nothing was done in the lost region.
+    assert s.serving() >= SLO_NEEDS
+    assert s.cluster("us-west").replicas(NAME) >= SLO_NEEDS
+    assert east.replicas(NAME) == running
+    assert len(east.scale_calls) == calls
+    lost = s.region_status("us-east")
+    assert lost["available"] is False
+    assert lost["desiredReplicas"] == running  # what was last set there, not a made-up 0
+    assert lost["readyReplicas"] == 0
+    assert s.h.status["readyReplicas"] == s.serving()
+    assert "us-east unreachable" in s.h.status["lastDecision"]["message"]
+    problems = [m for reason, m in s.h.events if reason == "RegionProblem" and "us-east" in m]
+    assert len(problems) == 1, "the same problem is posted once, not every pass"
+
+    east.reachable = True
+    back = len(s.ready_seen)
+    for _ in range(8):
+        s.step()
+    reasons = [reason for reason, _ in s.h.events]
+    assert "ManualScaleReverted" not in reasons, "the count we left there is not a hand edit"
+    assert east.replicas(NAME) == 0, "the surplus in the returned region is scaled down"
+    assert s.cluster("us-west").replicas(NAME) >= SLO_NEEDS
+    assert s.desired() == s.h.replicas()
+    assert s.region_status("us-east")["available"] is True
+    assert "shift" not in s.h.status
+    # The lost replicas could not serve until their replacements were Ready; from its return
+    # on, Ready never drops below the need.
+    assert min(s.ready_seen[back:]) >= SLO_NEEDS, s.ready_seen
+    for region in PRICES:
+        series = [d[region] for d in s.desired_seen]
+        assert _direction_changes(series) == 0, (region, series)
+
+
+def test_source_back_before_the_target_is_ready_is_not_dropped() -> None:
+    s = Shift()
+    east = s.cluster("us-east")
+    running = east.replicas(NAME)
+    s.start_shift_to_us_west()
+    east.reachable = False
+    s.step(cold_start=False)  # a short outage: us-west's replicas are still starting
+    east.reachable = True
+    s.step(cold_start=False)
+    assert east.replicas(NAME) == running, "the old replicas went before the new ones were Ready"
+    assert s.serving() >= SLO_NEEDS
+    for _ in range(8):
+        s.step()
+        assert s.serving() >= SLO_NEEDS
+    assert east.replicas(NAME) == 0
+    assert s.cluster("us-west").replicas(NAME) >= SLO_NEEDS
+
+
+def test_target_lost_mid_shift_rolls_back_then_resumes_on_return() -> None:
+    s = Shift()
+    east = s.cluster("us-east")
+    west = s.cluster("us-west")
+    running = east.replicas(NAME)
+    s.start_shift_to_us_west()
+    started = west.replicas(NAME)
+    west.reachable = False
+    calls = len(west.scale_calls)
+    for _ in range(4):
+        s.step()
+    # The move cannot finish: it is dropped (not wedged), the source keeps serving.
+    assert "shift" not in s.h.status
+    assert east.replicas(NAME) == running
+    assert s.serving() >= SLO_NEEDS
+    assert len(west.scale_calls) == calls
+    assert west.replicas(NAME) == started
+    assert s.region_status("us-west")["desiredReplicas"] == started
+
+    west.reachable = True
+    for _ in range(8):
+        s.step()
+    assert "ManualScaleReverted" not in [reason for reason, _ in s.h.events]
+    assert west.replicas(NAME) >= SLO_NEEDS
+    assert east.replicas(NAME) == 0
+    assert s.desired() == s.h.replicas()
+    assert min(s.ready_seen) >= SLO_NEEDS
+    west_series = [d["us-west"] for d in s.desired_seen]
+    assert west_series == sorted(west_series), f"us-west flapped: {west_series}"
