@@ -89,10 +89,21 @@ class HubRoutes:
         if cached is not None and self._clock() - cached[1] < self._ttl:
             return cached[0]
         try:
-            found = self._call(
-                f"discover {GROUP}/{VERSION}", self._custom.get_api_resources, GROUP, VERSION
+            # Raw JSON: the client's typed model rejects lists with fields it does not expect.
+            raw = self._call(
+                f"discover {GROUP}/{VERSION}",
+                self._custom.get_api_resources,
+                GROUP,
+                VERSION,
+                _preload_content=False,
             )
-            answer = any(r.name == PLURAL for r in (found.resources or []))
+            try:
+                found = json.loads(raw.data or b"{}")
+                answer = any(r.get("name") == PLURAL for r in found.get("resources") or [])
+            except (ValueError, AttributeError, TypeError) as err:
+                raise RouteError(
+                    f"discover {GROUP}/{VERSION}: unreadable answer: {err}", 0
+                ) from err
         except RouteError as err:
             if err.status != 404:
                 raise  # not an answer about the API: ask again next time
