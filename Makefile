@@ -5,10 +5,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST := $(BIN)/pytest
 
-.PHONY: help venv lint unit integration e2e test demo crds bins dev-up dev-down prometheus clean
+.PHONY: help venv lint unit integration e2e test demo simulate crds bins dev-up dev-down prometheus clean
 
 help:
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 $(BIN)/wattscale: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -36,7 +36,10 @@ e2e: venv bins ## the slow end-to-end suite on the local multi-region Kubernetes
 
 test: lint unit integration e2e ## everything CI runs, in order: lint, unit, integration, e2e
 
-demo: venv ## the main job on the embedded default
+demo: venv bins prometheus ## the operator live on the local stack, on the example, in accelerated time
+	$(BIN)/python hack/demo.py
+
+simulate: venv ## offline: the planner vs baselines and the optimum on the bundled real-price sample
 	$(BIN)/wattscale demo
 
 crds: venv ## regenerate crds/ (and the chart's copy) from the pydantic models
@@ -48,6 +51,9 @@ bins: ## build the Kubernetes control plane, etcd, kwok and helm into ~/.cache/w
 
 dev-up: venv bins ## hub + three region clusters on loopback with fake GPU nodes
 	hack/dev-up.sh
+
+prometheus: ## install Debian's prometheus binary (no daemon is started)
+	hack/ensure-prometheus.sh
 
 dev-down: ## stop what dev-up started
 	hack/dev-down.sh
