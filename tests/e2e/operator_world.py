@@ -2,8 +2,16 @@
 
 Real parts: the hub and three region clusters (KWOK nodes, real API servers, real Deployment
 controllers), one real Prometheus per region scraping an emulated vLLM/DCGM per region through
-HTTP service discovery, a price feed server answering in the CSV shape of the shared price data,
-and the operator itself as a subprocess (`wattscale run`), exactly as a user starts it.
+HTTP service discovery, a feed server answering price and carbon CSVs in the shape of the shared
+data, and the operator itself as a subprocess (`wattscale run`), exactly as a user starts it out
+of cluster: under the Helm chart's ServiceAccount (the chart is installed on the hub for each
+world, see ``chart.operator_identity``), so every scenario also proves the chart's RBAC is not too
+little; member clusters are reached with the kubeconfigs of the Region Secrets, as in production.
+A world fails at its end if the operator's log shows the API server refusing it anything.
+
+One more real Prometheus scrapes the operator's own ``/metrics`` (1 s, ``honor_labels``, the same
+port across operator restarts), so that tests can run the chart's dashboard queries against what
+the operator exported during the scenario (``World.dashboard_gaps``).
 
 A balancer thread plays the part of the load balancer and the kubelet: it reads each region's
 Ready replicas from its cluster, tells that region's emulator how many vLLM pods it has, and
@@ -27,6 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from chart import Identity, dashboard_gaps, operator_identity, rbac_refusals
 from stack import Stack
 
 from tests.fakes.prometheus import PrometheusServer, free_port, http_sd_config
@@ -35,24 +44,34 @@ from tests.fakes.vllm_emulator import ConstantLoad, Emulator, EmulatorServer
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR_NAMESPACE = "wattscale-system"
 PRODUCT = "NVIDIA-H100-80GB-HBM3"
+CARBON_G_PER_KWH = 300.0
+"""Grid carbon intensity every region's carbon feed reports unless a test sets another."""
 
 
 class PriceBoard:
-    """An HTTP server with one hourly price CSV per region; prices are set by the test."""
+    """An HTTP server with one hourly price CSV and one carbon CSV per region, set by the test.
+
+    ``broken`` regions answer 503 for their price (a dead price feed); carbon keeps answering.
+    """
 
     def __init__(self, prices_per_kwh: dict[str, float]) -> None:
         self.prices = dict(prices_per_kwh)
+        self.carbon = dict.fromkeys(prices_per_kwh, CARBON_G_PER_KWH)
         self.broken: set[str] = set()
         board = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                region = self.path.strip("/").removesuffix(".csv")
-                if region in board.broken or region not in board.prices:
+                kind, _, name = self.path.strip("/").rpartition("/")
+                region = name.removesuffix(".csv")
+                if kind == "carbon" and region in board.carbon:
+                    body = board.carbon_csv(region).encode()
+                elif kind == "" and region in board.prices and region not in board.broken:
+                    body = board.csv(region).encode()
+                else:
                     self.send_response(503)
                     self.end_headers()
                     return
-                body = board.csv(region).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/csv")
                 self.send_header("Content-Length", str(len(body)))
@@ -69,18 +88,30 @@ class PriceBoard:
     def url(self, region: str) -> str:
         return f"http://127.0.0.1:{self.port}/{region}.csv"
 
+    def carbon_url(self, region: str) -> str:
+        return f"http://127.0.0.1:{self.port}/carbon/{region}.csv"
+
     def csv(self, region: str) -> str:
         """The shape of ../shared/data/prices/<REGION>.csv, around now."""
-        hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         per_mwh = self.prices[region] * 1000
         rows = ["timestamp_utc,region,price_per_mwh,currency,price_usd_mwh"]
-        for h in range(-3, 24):
-            t = (hour + timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%SZ")
-            rows.append(f"{t},{region},{per_mwh:.2f},USD,{per_mwh:.2f}")
+        rows += [f"{t},{region},{per_mwh:.2f},USD,{per_mwh:.2f}" for t in _hours_around_now()]
+        return "\n".join(rows) + "\n"
+
+    def carbon_csv(self, region: str) -> str:
+        """The shape of ../shared/data/carbon/<REGION>.csv, around now."""
+        rows = ["timestamp_utc,region,gco2_per_kwh"]
+        rows += [f"{t},{region},{self.carbon[region]:.1f}" for t in _hours_around_now()]
         return "\n".join(rows) + "\n"
 
     def stop(self) -> None:
         self.httpd.shutdown()
+
+
+def _hours_around_now() -> list[str]:
+    """Hourly timestamps from 3 h ago to 23 h ahead, as the shared data writes them."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    return [(hour + timedelta(hours=h)).strftime("%Y-%m-%dT%H:%M:%SZ") for h in range(-3, 24)]
 
 
 @dataclass
@@ -111,13 +142,19 @@ class World:
     name: str
     board: PriceBoard
     rigs: dict[str, RegionRig]
+    identity: Identity
+    """The chart release whose ServiceAccount the operator runs as."""
+    operator_prometheus: PrometheusServer
+    """Scrapes the operator's /metrics on ``metrics_port``."""
+    metrics_port: int
     total_tokens_per_second: float = 0.0
     """What users send; the balancer ramps the offered load towards it at ``ramp_per_second``."""
     ramp_per_second: float = 250.0
     offered_tokens_per_second: float = 0.0
     operator: subprocess.Popen[bytes] | None = None
     operator_log: Path | None = None
-    metrics_port: int = 0
+    operator_logs: list[Path] = field(default_factory=list)
+    """Every log of every operator process this world started (restarts make new ones)."""
     ready_history: list[tuple[float, dict[str, int]]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
@@ -166,13 +203,15 @@ class World:
     # --- the operator ----------------------------------------------------------------------
 
     def start_operator(self, tmp: Path) -> None:
-        self.metrics_port = free_port()
+        """Start `wattscale run` under the chart's ServiceAccount, /metrics on ``metrics_port``."""
         self.operator_log = tmp / f"operator-{int(time.time())}.log"
+        self.operator_logs.append(self.operator_log)
         env = dict(self.stack.env)
         env.update(
-            KUBECONFIG=str(self.stack.kubeconfig(self.stack.hub)),
+            KUBECONFIG=str(self.identity.kubeconfig),
             WATTSCALE_OPERATOR_NAMESPACE=OPERATOR_NAMESPACE,
             WATTSCALE_RATE_WINDOW_SECONDS="8",
+            WATTSCALE_REGION_INTERVAL_SECONDS="2",
         )
         cmd = [
             sys.executable,
@@ -213,6 +252,19 @@ class World:
         if self.operator_log is None or not self.operator_log.exists():
             return ""
         return self.operator_log.read_text(errors="replace")[-chars:]
+
+    def rbac_refusals(self) -> list[str]:
+        """Lines of any of this world's operator logs where the hub refused the operator."""
+        return [
+            f"{log.name}: {line}"
+            for log in self.operator_logs
+            if log.exists()
+            for line in rbac_refusals(log.read_text(errors="replace"))
+        ]
+
+    def dashboard_gaps(self) -> list[str]:
+        """Dashboard queries the operator's Prometheus refuses or has no data for (chart.py)."""
+        return dashboard_gaps(self.operator_prometheus)
 
     # --- reading the InferenceDeployment ---------------------------------------------------
 
@@ -265,8 +317,9 @@ class World:
     def close(self) -> None:
         self._stop.set()
         self.stop_operator()
+        self.operator_prometheus.cleanup()
         for rig in self.rigs.values():
-            rig.prometheus.stop()
+            rig.prometheus.cleanup()
             rig.emulator.stop()
         self.board.stop()
 
@@ -280,6 +333,14 @@ def region_manifest(
         "price": {
             "type": "csv",
             "url": board.url(name),
+            "refreshSeconds": 1,
+            "timeoutSeconds": 2,
+            "maxRetries": 0,
+            "maxAgeSeconds": 10,
+        },
+        "carbon": {
+            "type": "csv",
+            "url": board.carbon_url(name),
             "refreshSeconds": 1,
             "timeoutSeconds": 2,
             "maxRetries": 0,
@@ -341,7 +402,9 @@ def deployment_manifest(name: str, namespace: str, regions: list[str]) -> dict[s
     }
 
 
-def build_world(stack: Stack, namespace: str, name: str, prices: dict[str, float]) -> World:
+def build_world(
+    stack: Stack, namespace: str, name: str, prices: dict[str, float], identity: Identity
+) -> World:
     board = PriceBoard(prices)
     rigs: dict[str, RegionRig] = {}
     for region in prices:
@@ -352,7 +415,26 @@ def build_world(stack: Stack, namespace: str, name: str, prices: dict[str, float
             scrape_interval_seconds=1.0,
         ).start()
         rigs[region] = RegionRig(region, server, prom)
-    world = World(stack=stack, namespace=namespace, name=name, board=board, rigs=rigs)
+    metrics_port = free_port()
+    # The operator's own metrics, as the chart's ServiceMonitor scrapes them (honorLabels keeps
+    # the operator's namespace/deployment labels, which the dashboards select on).
+    operator_scrape = {
+        "job_name": "wattscale",
+        "honor_labels": True,
+        "scrape_interval": "1s",
+        "scrape_timeout": "800ms",
+        "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}],
+    }
+    world = World(
+        stack=stack,
+        namespace=namespace,
+        name=name,
+        board=board,
+        rigs=rigs,
+        identity=identity,
+        operator_prometheus=PrometheusServer([operator_scrape]).start(),
+        metrics_port=metrics_port,
+    )
     for region, rig in rigs.items():
         stack.apply(stack.hub, region_manifest(region, board, rig.prometheus.url))
     return world
@@ -368,31 +450,71 @@ def open_world(
 ) -> Iterator[World]:
     """A running world: a fresh namespace, Regions on the hub, balancer and operator started.
 
-    The caller applies its InferenceDeployment (``deployment_manifest``) and sets the load. On
-    exit the InferenceDeployment goes first (so the operator's finalizer cleans the members),
-    then the operator, rigs, Regions and namespace. Only one world owns the hub's Regions at a
-    time (``Stack.regions_owned``).
+    The operator runs under the ServiceAccount of a chart release made for this world. The
+    caller applies its InferenceDeployment (``deployment_manifest``) and sets the load. On exit
+    the InferenceDeployment goes first (so the operator's finalizer cleans the members), then the
+    operator, rigs, Regions, release and namespace; then, if the operator was ever refused
+    anything (HTTP 403), the world fails with those log lines. Only one world owns the hub's
+    Regions at a time (``Stack.regions_owned``).
     """
     with stack.regions_owned():
+        release_regions(stack, list(prices))  # what a world that died before its cleanup left
         namespace = f"{namespace_prefix}-{uuid.uuid4().hex[:6]}"
         stack.kubectl(stack.hub, "create", "namespace", namespace)
-        world = build_world(stack, namespace, name, prices)
-        try:
-            world.start_balancer()
-            world.start_operator(tmp)
-            yield world
-        finally:
-            stack.kubectl(
-                stack.hub,
-                "delete",
-                "inferencedeployment",
-                "--all",
-                "-n",
-                namespace,
-                "--timeout=60s",
-                check=False,
-            )
-            world.close()
-            for region in prices:
-                stack.kubectl(stack.hub, "delete", "region", region, "--wait=false", check=False)
-            stack.kubectl(stack.hub, "delete", "namespace", namespace, "--wait=false", check=False)
+        with operator_identity(stack, OPERATOR_NAMESPACE, tmp / "identity") as identity:
+            world = build_world(stack, namespace, name, prices, identity)
+            try:
+                world.start_balancer()
+                world.start_operator(tmp)
+                yield world
+            finally:
+                stack.kubectl(
+                    stack.hub,
+                    "delete",
+                    "inferencedeployment",
+                    "--all",
+                    "-n",
+                    namespace,
+                    "--timeout=60s",
+                    check=False,
+                )
+                world.close()
+                release_regions(stack, list(prices))
+                stack.kubectl(
+                    stack.hub, "delete", "namespace", namespace, "--wait=false", check=False
+                )
+        refused = world.rbac_refusals()
+        assert not refused, (
+            "the hub refused the operator (running as the chart's ServiceAccount "
+            f"{identity.service_account}) something: the chart's RBAC is too little:\n"
+            + "\n".join(refused[:20])
+        )
+
+
+def release_regions(stack: Stack, regions: list[str]) -> None:
+    """Delete these Regions from the hub, with no operator running.
+
+    kopf keeps a finalizer on every Region (its health-check timer needs one); an operator that
+    has stopped can no longer remove it, so it is dropped here. Left in place, a Region would
+    hang in deletion and the next world's operator would finish deleting it under that world.
+    """
+    for region in regions:
+        stack.kubectl(
+            stack.hub,
+            "patch",
+            "region",
+            region,
+            "--type=merge",
+            "-p",
+            '{"metadata":{"finalizers":null}}',
+            check=False,
+        )
+        stack.kubectl(
+            stack.hub,
+            "delete",
+            "region",
+            region,
+            "--ignore-not-found",
+            "--timeout=30s",
+            check=False,
+        )

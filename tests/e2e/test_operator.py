@@ -1,10 +1,14 @@
 """The operator, end to end, on the hub + three region clusters (issue 8's headline scenario).
 
-One InferenceDeployment is applied to the hub; the operator (a `wattscale run` subprocess) must
-bring replicas up where power is cheapest, grow them before the SLO breaks when load rises, move
-them make-before-break when that region's price jumps, and move load out of a region while a
-grid event excludes it. Then the faults: a dead price feed, a hand-scaled Deployment, an operator
-killed mid-shift, and a Region that does not exist.
+One InferenceDeployment is applied to the hub; the operator (a `wattscale run` subprocess, under
+the Helm chart's ServiceAccount: see operator_world.py) must bring replicas up where power is
+cheapest, grow them before the SLO breaks when load rises, move them make-before-break when that
+region's price jumps, and move load out of a region while a grid event excludes it. Then the
+faults: a hand-scaled Deployment, an operator killed and restarted, a dead price feed, and a
+Region that does not exist. Last, every dashboard query runs against the real Prometheus that
+scraped the operator all along, and must return data.
+
+The tests run in file order and share one world; each starts from where the previous one left it.
 """
 
 from __future__ import annotations
@@ -154,6 +158,22 @@ def test_hand_scaled_deployment_is_reverted(world: World) -> None:
     assert "ManualScaleReverted" in [e["reason"] for e in world.events()]
 
 
+def test_operator_killed_and_restarted_resumes_without_flapping(
+    world: World, tmp_path: Path
+) -> None:
+    before = world.desired()
+    world.kill_operator()
+    world.start_operator(tmp_path)
+    world.wait(
+        "the restarted operator decides again",
+        lambda: world.status()["lastDecision"]["time"] > "",
+        timeout=60,
+    )
+    time.sleep(10)
+    after = world.desired()
+    assert sum(after.values()) >= sum(before.values()) - 0, (before, after)
+
+
 def test_dead_price_feed_holds_and_reports(world: World) -> None:
     before = sum(world.desired().values())
     world.board.broken = set(REGIONS)
@@ -169,22 +189,6 @@ def test_dead_price_feed_holds_and_reports(world: World) -> None:
     finally:
         world.board.broken = set()
         world.total_tokens_per_second = 9000.0
-
-
-def test_operator_killed_and_restarted_resumes_without_flapping(
-    world: World, tmp_path: Path
-) -> None:
-    before = world.desired()
-    world.kill_operator()
-    world.start_operator(tmp_path)
-    world.wait(
-        "the restarted operator decides again",
-        lambda: world.status()["lastDecision"]["time"] > "",
-        timeout=60,
-    )
-    time.sleep(10)
-    after = world.desired()
-    assert sum(after.values()) >= sum(before.values()) - 0, (before, after)
 
 
 def test_unknown_region_is_a_condition_and_an_event(world: World) -> None:
@@ -215,3 +219,29 @@ def test_unknown_region_is_a_condition_and_an_event(world: World) -> None:
             "--timeout=60s",
             check=False,
         )
+
+
+def test_every_dashboard_query_returns_data_from_the_scenario(world: World) -> None:
+    """Every PromQL expression of every dashboard (panels, template variables, annotations) is
+    accepted by the real Prometheus that scraped the operator through this scenario and returns
+    data, and so does every series selector inside it (chart.dashboard_gaps).
+
+    The scenario provides what the panels show: measured power from the emulated DCGM, carbon
+    from the regions' carbon feeds, feed errors from the dead price feed. That test runs after
+    the restart on purpose: counters start empty in a new operator process, and a counter the
+    current process does not export has no samples in the last ``$__rate_interval``.
+    """
+    prom = world.operator_prometheus
+    prom.wait_for("wattscale_signal_fetch_errors_total", timeout_seconds=30)
+    deadline = time.monotonic() + 30
+    while (gaps := world.dashboard_gaps()) and time.monotonic() < deadline:
+        time.sleep(2)
+    assert not gaps, "dashboard queries without data from the scenario:\n" + "\n".join(gaps)
+    # Panels that compare two series must have both, not just one of them.
+    for both in (
+        'wattscale_power_watts{source="measured"}',  # "Power: modelled vs measured"
+        'wattscale_power_watts{source="modelled"}',
+        'wattscale_capacity_tokens_per_second{source="hint"}',  # "Capacity per replica"
+        'wattscale_capacity_tokens_per_second{source="used"}',
+    ):
+        assert prom.query(both), f"no {both} in the operator's metrics"
