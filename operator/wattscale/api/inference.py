@@ -197,7 +197,10 @@ class Placement(ApiModel):
     )
     httpRoute: NamespacedName | None = Field(
         default=None,
-        description="A Gateway API HTTPRoute whose backend weights follow the traffic weights.",
+        description=(
+            "A Gateway API HTTPRoute in this namespace: its backendRefs named <name>-<region> "
+            "get the traffic weights (per mille); nothing else in the route is changed."
+        ),
     )
 
     cel_rules: ClassVar[tuple[Rule, ...]] = (
