@@ -491,6 +491,7 @@ def test_the_service_account_may_do_what_the_operator_needs(
         "update deployments.apps/scale ml-serving",
         "patch services ml-serving",
         "create namespaces",
+        "get httproutes.gateway.networking.k8s.io ml-serving",
         "patch httproutes.gateway.networking.k8s.io ml-serving",
     ]
     refused = [
@@ -505,6 +506,9 @@ def test_the_service_account_may_do_what_the_operator_needs(
         "update deployments.apps ml-serving",
         "create clusterroles.rbac.authorization.k8s.io",
         "delete httproutes.gateway.networking.k8s.io ml-serving",
+        "update httproutes.gateway.networking.k8s.io ml-serving",
+        "list httproutes.gateway.networking.k8s.io",
+        "patch httproutes.gateway.networking.k8s.io/status ml-serving",
         "create customresourcedefinitions.apiextensions.k8s.io",
     ]
     wrong = [a for a in allowed if not can_i(stack, sa, a)]
