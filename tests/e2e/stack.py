@@ -143,6 +143,84 @@ class Stack:
     def down(self, clusters: Sequence[str]) -> None:
         _run_script("dev-down.sh", clusters)
 
+    # ---- a member cluster going away and coming back (fault tests) ----------------------------
+    # kwokctl's binary runtime keeps a stopped cluster's directory: its ports (kwok.yaml), its
+    # certificates (pki/) and its etcd data, so `start` brings back the same API server at the
+    # same address with the same objects, and the kubeconfig (and the hub's Secret made from it)
+    # stays valid: nothing needs refreshing.
+
+    @property
+    def kwok_workdir(self) -> Path:
+        return Path(_lib_value("WATTSCALE_KWOK_WORKDIR"))
+
+    def _kwokctl(self, name: str, *args: str) -> None:
+        """Run kwokctl on one of our clusters as hack/dev-up.sh does, holding the dev-stack lock.
+
+        The daemons `start` forks inherit no descriptor beyond stdio (``close_fds``, and their
+        output goes to a log file, not a pipe we would wait on), so they hold no caller's lock.
+        """
+        if name not in self.all_clusters:
+            raise StackError(f"{name} is not a cluster of this stack ({self.all_clusters})")
+        env = {**self.env, "KWOK_WORKDIR": str(self.kwok_workdir)}
+        log = self.cache_dir / f"kwokctl-{name}.log"
+        cmd = [str(self.bin_dir / "kwokctl"), "-v", "WARN", "--name", name, *args]
+        with self._stack_locked(), log.open("ab") as out:
+            proc = subprocess.run(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                close_fds=True,
+                check=False,
+                timeout=360,
+            )
+        if proc.returncode != 0:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise StackError(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n{tail}")
+
+    def stop_cluster(self, name: str) -> None:
+        """Stop a cluster's processes (etcd, apiserver, controllers, kwok); keep its data.
+
+        Use :meth:`cluster_stopped` instead, unless you hold the sessions lock yourself.
+        """
+        self._kwokctl(name, "stop", "cluster")
+        wait_for(f"{name}'s API server to stop answering", lambda: not self.is_ready(name), 30)
+
+    def start_cluster(self, name: str, timeout: float = 120) -> None:
+        """Start a stopped cluster again and wait until its API server answers /readyz."""
+        self._kwokctl(name, "start", "cluster", "--wait", f"{int(timeout)}s", "--timeout", "5m")
+        wait_for(f"{name}'s API server to answer again", lambda: self.is_ready(name), timeout)
+
+    @contextlib.contextmanager
+    def cluster_stopped(self, name: str) -> Iterator[None]:
+        """A member cluster stopped for the body of the ``with``, and always started again.
+
+        Holds the sessions lock throughout: another test session joining meanwhile would take
+        the stopped cluster for one it must start (and, as the last to leave, delete). Take
+        :meth:`regions_owned` first (``open_world`` does), so no other operator world runs
+        while a member is down; and keep the body short.
+        """
+        if name == self.hub:
+            raise StackError("the hub is not a member cluster; stopping it stops every world")
+        with self._sessions_locked():
+            self.stop_cluster(name)
+            try:
+                yield
+            finally:
+                self.start_cluster(name)
+
+    @contextlib.contextmanager
+    def _stack_locked(self) -> Iterator[None]:
+        """hack/lib.sh's lock_stack: no dev-up or dev-down runs meanwhile."""
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        with (self.cache_dir / "dev-stack.flock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def apply_file(self, cluster: str, path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         """`kubectl apply -f path` (server-side); returns the result instead of raising."""
         return self.kubectl(
