@@ -84,7 +84,9 @@ def build_registry(
                 stale_after_seconds=max(90.0, settings.rate_window_seconds * 0.75),
             ),
         )
-    reconciler = Reconciler(directory, settings, metrics, routes=HubRoutes(hub) if hub else None)
+    reconciler = Reconciler(
+        directory, settings, metrics, routes=HubRoutes(hub) if hub is not None else None
+    )
 
     @kopf.on.startup(registry=registry)
     def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
