@@ -7,7 +7,12 @@
   ConfigMaps and a Region from values exist, shaped as intended;
 - the hub's RBAC authorizer grants the chart's ServiceAccount what the operator needs and refuses
   what it does not (kubectl auth can-i --as the ServiceAccount);
-- `helm upgrade` and `helm uninstall` work and uninstall leaves no cluster-scoped leftovers.
+- `helm upgrade` and `helm uninstall` work and uninstall leaves no cluster-scoped leftovers;
+- `wattscale run`, out of cluster under the ServiceAccount's token, serves vLLM on the cluster
+  it runs against without a single Forbidden.
+
+The whole operator scenario under that identity, and every dashboard query against the
+Prometheus that scraped it, are in tests/e2e/test_operator.py (see operator_world.py).
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ import contextlib
 import json
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -26,15 +30,13 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_client import start_http_server
+from chart import CHART, helm, helm_environment, rbac_refusals, service_account_kubeconfig
 from stack import REPO, Stack, wait_for
 
-from tests.fakes.prometheus import PrometheusServer, free_port
-from wattscale.telemetry.metrics import DeploymentRates, OperatorMetrics, RegionRates
+from tests.fakes.prometheus import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
-CHART = REPO / "helm" / "wattscale"
 CI_FILES = sorted((CHART / "ci").glob("*.yaml"))
 VALUE_SETS = [None, *CI_FILES]
 # Kinds the hub cannot know (no prometheus-operator CRDs there): rendered, not dry-run applied.
@@ -48,15 +50,7 @@ def _ids(value: Path | None) -> str:
 @pytest.fixture(scope="module")
 def helm_env(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment for helm: our bin dir on PATH, helm's own state in a throw-away dir."""
-    home = tmp_path_factory.mktemp("helm-home")
-    env = dict(stack.env)
-    env.update(
-        HELM_CACHE_HOME=str(home / "cache"),
-        HELM_CONFIG_HOME=str(home / "config"),
-        HELM_DATA_HOME=str(home / "data"),
-        KUBECONFIG=str(stack.kubeconfig(stack.hub)),
-    )
-    return env
+    return helm_environment(stack, tmp_path_factory.mktemp("helm-home"))
 
 
 @pytest.fixture(scope="module")
@@ -64,23 +58,6 @@ def kube_version(stack: Stack) -> str:
     """The hub's Kubernetes version, for `helm template` (which has no cluster to ask)."""
     out = stack.kubectl(stack.hub, "get", "--raw", "/version").stdout
     return str(yaml.safe_load(out)["gitVersion"])
-
-
-def helm(stack: Stack, env: dict[str, str], *args: str, check: bool = True) -> str:
-    """Run the helm we built; fail with its output on error; return stdout."""
-    proc = subprocess.run(
-        [str(stack.bin_dir / "helm"), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"`helm {' '.join(args)}` failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
-        )
-    return proc.stdout
 
 
 def values_args(values: Path | None) -> list[str]:
@@ -563,31 +540,6 @@ def test_upgrade_then_uninstall_leaves_nothing_behind(
 # ---- the operator itself, under the chart's ServiceAccount ---------------------------------------
 
 
-def service_account_kubeconfig(
-    stack: Stack, cluster: str, namespace: str, account: str, path: Path
-) -> Path:
-    """A kubeconfig for ``cluster`` authenticating as ``namespace/account`` (a bound token)."""
-    admin = yaml.safe_load(stack.kubeconfig(cluster).read_text())
-    endpoint = admin["clusters"][0]["cluster"]
-    token = stack.kubectl(
-        cluster, "create", "token", account, "-n", namespace, "--duration=1h"
-    ).stdout.strip()
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "hub", "cluster": endpoint}],
-                "users": [{"name": account, "user": {"token": token}}],
-                "contexts": [{"name": "sa", "context": {"cluster": "hub", "user": account}}],
-                "current-context": "sa",
-            }
-        )
-    )
-    path.chmod(0o600)
-    return path
-
-
 def _http_get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=3) as resp:
@@ -599,14 +551,17 @@ def _http_get(url: str) -> tuple[int, str]:
 def test_the_operator_runs_under_the_service_account(
     stack: Stack, isolated_release: dict[str, str], tmp_path: Path
 ) -> None:
-    """Smoke test that the chart's RBAC is not too little: `wattscale run` out of cluster with the
-    ServiceAccount's token reconciles Regions (hub and member) and an InferenceDeployment on the
-    hub (finalizer, status, vLLM Deployment, Event), then cleans up on deletion, never Forbidden.
+    """The chart's RBAC is not too little for vLLM on the hub itself: `wattscale run` out of
+    cluster with the ServiceAccount's token reconciles a Region without clusterRef and one with
+    a kubeconfig Secret, and an InferenceDeployment served by that cluster (finalizer, status,
+    vLLM Deployment, Event), then cleans up on deletion, never Forbidden.
 
-    It runs on a cluster of its own (see ``isolated_release``) and watches only its own
-    namespace, so that it cannot disturb other tests' objects; the cluster-wide rights are
-    checked by the SubjectAccessReview matrix above. The full scenario under this identity is
-    issue 9's remaining TODO.
+    Every operator world (tests/e2e/operator_world.py, e.g. the scenario of test_operator.py)
+    also runs under the chart's ServiceAccount, but its Regions are all member clusters, reached
+    with their own kubeconfigs: only this test exercises the ``rbac.hubWorkloads`` rules. It runs
+    on a cluster of its own (see ``isolated_release``), installed into a namespace enforcing the
+    "restricted" Pod Security Standard, and watches only its own namespace, so that it cannot
+    disturb other tests' objects.
     """
     release = isolated_release
     cluster = release["cluster"]
@@ -743,126 +698,5 @@ def test_the_operator_runs_under_the_service_account(
             proc.kill()
             proc.wait(timeout=10)
         stack.kubectl(cluster, "delete", "namespace", ns, "--wait=false", check=False)
-    forbidden = [
-        line
-        for line in log_path.read_text(errors="replace").splitlines()
-        if "Forbidden" in line or " 403" in line or "forbidden" in line
-    ]
+    forbidden = rbac_refusals(log_path.read_text(errors="replace"))
     assert not forbidden, "the operator hit RBAC refusals:\n" + "\n".join(forbidden[:20])
-
-
-# ---- every dashboard query against a real Prometheus ---------------------------------------------
-
-
-def dashboard_queries() -> list[tuple[str, str]]:
-    """(where, PromQL) of every panel target, template variable and annotation, as Grafana would
-    send them with every variable set to All and ``$__rate_interval`` to 30s."""
-    out: list[tuple[str, str]] = []
-    for path in sorted((CHART / "dashboards").glob("*.json")):
-        board = json.loads(path.read_text())
-        found = [
-            (f"{panel['title']} {t['refId']}", t["expr"])
-            for panel in board["panels"]
-            for t in panel.get("targets", [])
-        ]
-        for var in board["templating"]["list"]:
-            if var["type"] == "query":
-                # Grafana's label_values(METRIC, LABEL) is, in PromQL, "which LABEL values exist".
-                metric, label = var["definition"][len("label_values(") : -1].rsplit(",", 1)
-                found.append((f"${var['name']}", f"count by ({label.strip()}) ({metric})"))
-        found += [(a["name"], a["expr"]) for a in board["annotations"]["list"] if "expr" in a]
-        for where, expr in found:
-            for var, value in (
-                ("$namespace", ".*"),
-                ("$deployment", ".*"),
-                ("$region", ".*"),
-                ("$__rate_interval", "30s"),
-            ):
-                expr = expr.replace(var, value)
-            out.append((f"{path.name}: {where}", expr))
-    return out
-
-
-def _feed(metrics: OperatorMetrics, step: int) -> None:
-    """One control-loop pass worth of metrics for two deployments in two regions."""
-    for namespace, deployment, currency in (("ml", "llama", "USD"), ("ml", "qwen", "EUR")):
-        regions = tuple(
-            RegionRates(
-                region=region,
-                desired_replicas=2 + (step % 2),
-                ready_replicas=2,
-                traffic_weight_ratio=0.5,
-                power_watts_modelled=1400.0 + 10 * step,
-                power_watts_measured=1350.0 if region == "us-east" else None,
-                energy_cost_per_hour=0.25 if region == "us-east" else -0.02,
-                gpu_cost_per_hour=4.98,
-                carbon_grams_per_hour=520.0,
-            )
-            for region in ("us-east", "eu-central")
-        )
-        metrics.record(
-            DeploymentRates(
-                namespace=namespace,
-                deployment=deployment,
-                currency=currency,
-                regions=regions,
-                counterfactual_cost_per_hour=12.0,
-                ttft_target_seconds=0.5,
-                tpot_target_seconds=0.05,
-                ttft_p95_seconds=0.31,
-                tpot_p95_seconds=0.024,
-                capacity_tokens_per_second=6500.0,
-                capacity_hint_tokens_per_second=7000.0,
-                demand_tokens_per_second=9000.0,
-            ),
-            elapsed_seconds=30.0,
-        )
-        metrics.decisions.labels(namespace, deployment, "ScaleUp" if step % 2 else "Hold").inc()
-    for region, price, carbon in (("us-east", 0.06, 380), ("eu-central", 0.11, 240)):
-        metrics.region_price.labels(region, "USD").set(price)
-        metrics.region_carbon.labels(region).set(carbon)
-        metrics.region_available.labels(region).set(1)
-        metrics.signal_age.labels(region, "price", "csv").set(12 + step)
-        metrics.signal_errors.labels(region, "carbon", "electricityMaps", "HTTP429").inc()
-    metrics.planner_seconds.observe(0.002 + 0.0005 * (step % 3))
-    metrics.reconcile_seconds.observe(0.08 + 0.01 * (step % 4))
-
-
-def test_every_dashboard_query_returns_data_from_a_real_prometheus() -> None:
-    """The dashboards' PromQL, run by a real Prometheus scraping the operator's metric families.
-
-    The families are fed with plausible values by the same ``OperatorMetrics.record()`` the
-    control loop calls, so names, labels and label values are the operator's own. Running the
-    queries against the Prometheus of the full operator scenario is still to do (issue 9).
-    """
-    metrics = OperatorMetrics()
-    port = free_port()
-    server, thread = start_http_server(port, addr="127.0.0.1", registry=metrics.registry)
-    scrape = {
-        "job_name": "wattscale",
-        "honor_labels": True,
-        "scrape_interval": "1s",
-        "scrape_timeout": "800ms",
-        "static_configs": [{"targets": [f"127.0.0.1:{port}"]}],
-    }
-    prom = PrometheusServer([scrape], scrape_interval_seconds=1.0).start()
-    try:
-        for step in range(8):
-            _feed(metrics, step)
-            time.sleep(1.0)
-        prom.wait_for("wattscale_reconcile_duration_seconds_count > 6", timeout_seconds=20)
-        empty, failed = [], []
-        for where, expr in dashboard_queries():
-            try:
-                result = prom.query(expr)
-            except urllib.error.HTTPError as err:
-                failed.append(f"{where}: {err.read().decode(errors='replace')[:300]}")
-                continue
-            if not result:
-                empty.append(f"{where}: {expr}")
-        assert not failed, "queries Prometheus refused:\n" + "\n".join(failed)
-        assert not empty, "queries that returned no data:\n" + "\n".join(empty)
-    finally:
-        prom.cleanup()
-        server.shutdown()
-        thread.join(timeout=5)
