@@ -150,10 +150,14 @@ def build_registry(
         fresh = True
         if runtime.signals is not None:
             snap = runtime.signals.read(now)
+            # Absent, not null: the API server prunes nulls inside list items, and kopf then
+            # warns on every patch that the stored object differs from what it sent.
             signals = [
-                {**entry, "fetchedAt": entry["fetchedAt"].isoformat()}
-                if entry.get("fetchedAt")
-                else {k: v for k, v in entry.items() if k != "fetchedAt"}
+                {
+                    k: v.isoformat() if isinstance(v, datetime) else v
+                    for k, v in entry.items()
+                    if v is not None
+                }
                 for entry in snap.statuses(now)
             ]
             fresh = snap.all_fresh(now)
