@@ -14,7 +14,8 @@ on ``y = log1p(value)`` by default, which makes the daily season multiplicative 
 by a factor over the day, not by a constant) and keeps forecasts positive. Buckets without an
 observation advance level and trend without an update. The residual variance of the one-step
 errors is tracked (EWMA), so :func:`forecast` can return a conservative upper quantile
-``mean + k * sigma_h`` (in log space: a multiplicative band) for SLO safety.
+``mean + k * sigma_h`` (in log space: a multiplicative band) for SLO safety, capped at
+``max_upper_ratio`` times the mean.
 
 With fewer than two seasons of history the season starts at zero and is learnt as data come
 (plain damped Holt until then); ``season_seconds=None`` disables it.
@@ -38,6 +39,10 @@ __all__ = [
 ]
 
 
+EARLY_ERROR_BOUND = math.log(2.0)
+"""Largest one-step error (log space) counted into the residual variance before it is warm."""
+
+
 @dataclass(frozen=True, slots=True)
 class ForecastConfig:
     """Smoothing parameters and the bucket/season lengths."""
@@ -50,6 +55,14 @@ class ForecastConfig:
     phi: float = 0.9  # trend damping per step
     residual_smoothing: float = 0.02  # EWMA weight of squared one-step errors
     log_space: bool = True
+    max_upper_ratio: float = 2.0
+    """The upper quantile is at most this many times the mean forecast.
+
+    The residual variance starts from the first one-step error and forgets slowly (on purpose:
+    after a shock, stay careful for a while), so one early surge (1,500 -> 12,000 tok/s in a
+    minute) would otherwise put the band at 8x the mean for half an hour and size the fleet for
+    load nobody sends. Like the HPA's default scale-up policy (at most double per period), the
+    band may double the plan, not more; a real surge raises the mean itself within a bucket."""
 
     @property
     def season_steps(self) -> int:
@@ -121,9 +134,13 @@ def _apply(f: Forecaster, bucket: int, value: float) -> Forecaster:
         season[bucket % m] = cfg.gamma * (y - new_level) + (1 - cfg.gamma) * s
     rho = cfg.residual_smoothing if f.updates > 1 else 1.0
     # Winsorise at 4 sigma once warm, so one outage does not blow the quantile up for days.
+    # Before that, clip at a doubling (in log space): the first minutes of a new deployment go
+    # from a trickle to full load, a level shift that the level absorbs, not noise.
     if f.updates > 20 and f.residual_var > 0:
         bound = 4.0 * math.sqrt(f.residual_var)
         err = min(max(err, -bound), bound)
+    elif cfg.log_space:
+        err = min(max(err, -EARLY_ERROR_BOUND), EARLY_ERROR_BOUND)
     return replace(
         f,
         level=new_level,
@@ -225,7 +242,10 @@ def forecast(f: Forecaster, steps: int, k_sigma: float = 0.0) -> tuple[float, ..
         damp += phi_h
         mu = f.level + damp * f.trend + season[(start + h - 1) % m]
         sigma = sigma1 * math.sqrt(1.0 + (h - 1) * cfg.alpha * cfg.alpha)
-        out.append(_inv(cfg, mu + k_sigma * sigma))
+        value = _inv(cfg, mu + k_sigma * sigma)
+        if k_sigma > 0:
+            value = min(value, cfg.max_upper_ratio * _inv(cfg, mu))
+        out.append(value)
     return tuple(out)
 
 

@@ -20,6 +20,7 @@ from wattscale.forecast import (
     tune,
     warm_start,
 )
+from wattscale.forecast.holt import EARLY_ERROR_BOUND
 
 pytestmark = pytest.mark.unit
 
@@ -95,6 +96,23 @@ def test_upper_quantile_is_above_mean_and_horizon_covers_now() -> None:
     assert all(u > m for u, m in zip(upper, mean, strict=True))
     surged = observe(f, 60.0 * 60 + 1, 1000.0)
     assert horizon(surged, 3)[0] >= 1000.0
+
+
+def test_one_early_surge_does_not_inflate_the_upper_quantile_beyond_the_cap() -> None:
+    """A new deployment's first minute sees a trickle (10 tok/s while the first replica warms
+    up), then 1,500, 12,000 and 4,000 tok/s. Counted as noise, the first jump alone would put
+    the band at ~100x the mean for half an hour (the residual variance forgets slowly): early
+    errors are clipped, and the band the planner sizes for stays within max_upper_ratio."""
+    cfg = ForecastConfig(step_seconds=60.0)
+    f = warm_start([], cfg)
+    loads = (10.0, 1500.0, 1500.0, 12000.0, 12000.0, 4000.0, 4000.0, 4000.0)
+    for minute, load in enumerate(loads):
+        f = observe(f, 60.0 * minute, load)
+    mean = forecast(f, 10)
+    upper = forecast(f, 10, k_sigma=1.0)
+    assert all(m < u <= cfg.max_upper_ratio * m + 1e-9 for u, m in zip(upper, mean, strict=True))
+    assert math.sqrt(f.residual_var) <= EARLY_ERROR_BOUND
+    assert 3000.0 < mean[0] < 8000.0, mean
 
 
 def test_servegen_m_large_matches_last_value_short_and_beats_it_long() -> None:
