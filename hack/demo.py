@@ -123,9 +123,14 @@ class Replay(threading.Thread):
             self.set_hour(index)
 
 
+def _is_decimal(text: str) -> bool:
+    head, dot, tail = text.partition(".")
+    return bool(dot) and head.isdigit() and tail.isdigit()
+
+
 def watch(stack: Stack, namespace: str) -> subprocess.Popen[str]:
     """`kubectl get inferencedeployments -w`, printing a row only when a column other than AGE
-    changed (the operator refreshes status every loop)."""
+    and COST/H changed (the operator refreshes status, and the cost with the price, every loop)."""
     proc = subprocess.Popen(
         [
             *hub_kubectl(stack),
@@ -147,8 +152,8 @@ def watch(stack: Stack, namespace: str) -> subprocess.Popen[str]:
         last = ""
         assert proc.stdout is not None
         for line in proc.stdout:
-            columns = line.split()
-            key = " ".join(columns[:-1])  # everything but AGE
+            columns = line.split()[:-1]  # AGE is last
+            key = " ".join(c for c in columns if not _is_decimal(c))  # COST/H is the decimal
             if key != last:
                 print("    " + line.rstrip(), flush=True)
                 last = key
