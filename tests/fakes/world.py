@@ -20,7 +20,7 @@ from wattscale.clusters.routes import RouteError
 from wattscale.controller.regions import RegionDirectory
 from wattscale.metrics import CapacityObservation, DeploymentReadings, DeploymentTarget
 from wattscale.metrics.readings import DemandHistory, DemandPoint, Reading, ReadingStatus
-from wattscale.signals import Point, Series, SignalError, Unreachable
+from wattscale.signals import GridEvent, GridEvents, Point, Series, SignalError, Unreachable
 
 T0 = datetime(2024, 7, 1, 12, 0, tzinfo=UTC)
 
@@ -120,6 +120,27 @@ class FakeFeed:
 
     def break_with_outage(self) -> None:
         self.fail = Unreachable(self.name, "connection refused")
+
+
+class FakeGridEvents:
+    """A grid-event feed (the shape OpenADR and the static source return); ``events`` is set by
+    the test as (start, end, cap_fraction) tuples."""
+
+    name = "gridEvents"
+    kind = "gridEvents"
+
+    def __init__(self) -> None:
+        self.events: list[tuple[datetime, datetime | None, float]] = []
+
+    def read(self, now: datetime) -> GridEvents:
+        return GridEvents(
+            source="fake-dr",
+            events=tuple(
+                GridEvent(start, end, cap, "excluded" if cap == 0 else "capped", event_id=f"dr-{i}")
+                for i, (start, end, cap) in enumerate(self.events)
+            ),
+            fetched_at=now,
+        )
 
 
 @dataclass

@@ -29,6 +29,7 @@ from wattscale.planner import (
     RegionInput,
     horizon_steps,
 )
+from wattscale.planner.costing import SIZING_INTERVALS
 from wattscale.signals import Series
 
 DEFAULT_CAPACITY_TOKENS_PER_SECOND = 2000.0
@@ -77,19 +78,35 @@ def measure_demand(spec: InferenceDeploymentSpec, regions: Sequence[RegionObserv
     return Demand(total, breached, True, tuple(notes))
 
 
-def _grid_event(obs: RegionObservation, quota: int, now: datetime) -> GridEvent | None:
+def _grid_event(
+    obs: RegionObservation, quota: int, now: datetime, notice_seconds: float
+) -> GridEvent | None:
+    """The grid event the planner must respect in this region, if any.
+
+    An event in force is a hard cap. Without one, an event announced to start within
+    ``notice_seconds`` (the cold start plus a couple of intervals: what replacements elsewhere
+    need to be Ready) caps the target only, so the planner moves out make-before-break."""
     reading = obs.signals.grid_events if obs.signals else None
     events = reading.events if reading else None
     if events is None:
         return None
-    active = events.active(now)
-    if not active:
+    relevant = events.active(now)
+    if not relevant:
+        horizon = now + timedelta(seconds=max(notice_seconds, 0.0))
+        relevant = [e for e in events.events if now < e.start <= horizon]
+    if not relevant:
         return None
-    cap = min(e.cap_fraction for e in active)
-    ends = [e.end for e in active if e.end is not None]
+    cap = min(e.cap_fraction for e in relevant)
+    ends = [e.end for e in relevant if e.end is not None]
     ends_in = min((e - now).total_seconds() for e in ends) if ends else 3600.0
-    name = ", ".join(sorted({e.event_id or e.kind for e in active}))
-    return GridEvent(max_replicas=math.floor(cap * quota), ends_in_seconds=ends_in, name=name)
+    starts_in = max(0.0, min((e.start - now).total_seconds() for e in relevant))
+    name = ", ".join(sorted({e.event_id or e.kind for e in relevant}))
+    return GridEvent(
+        max_replicas=math.floor(cap * quota),
+        ends_in_seconds=ends_in,
+        name=name,
+        starts_in_seconds=starts_in,
+    )
 
 
 def region_input(
@@ -98,8 +115,11 @@ def region_input(
     capacity_tokens_per_second: float,
     now: datetime,
     steps: int,
+    notice_seconds: float = 0.0,
 ) -> RegionInput | None:
-    """The planner's view of one region, or None when it cannot host this deployment at all."""
+    """The planner's view of one region, or None when it cannot host this deployment at all.
+
+    ``notice_seconds``: how far ahead an announced grid event already shapes the plan."""
     runtime = obs.runtime
     if runtime is None or runtime.spec is None or obs.offer is None:
         return None
@@ -151,7 +171,7 @@ def region_input(
         carbon_forecast_g_per_kwh=carbon_fc,
         price_fresh=price_fresh,
         carbon_fresh=carbon_fresh,
-        grid_event=_grid_event(obs, quota, now),
+        grid_event=_grid_event(obs, quota, now, notice_seconds),
         rtt_ms={lat.population: float(lat.rttMs) for lat in region.latency},
     )
 
@@ -190,7 +210,11 @@ def build_request(
 ) -> PlanRequest:
     """The full planner request for one decision."""
     steps = horizon_steps(spec.placement.coldStartSeconds, interval_seconds)
-    inputs = [region_input(spec, o, capacity_tokens_per_second, now, steps) for o in regions]
+    # Replacements for a region an announced grid event will cap must start this early.
+    notice = spec.placement.coldStartSeconds + SIZING_INTERVALS * interval_seconds
+    inputs = [
+        region_input(spec, o, capacity_tokens_per_second, now, steps, notice) for o in regions
+    ]
     demand_series: tuple[float, ...] = ()
     if demand.fresh and demand.tokens_per_second is not None:
         series = list(forecast_tokens_per_second) or [demand.tokens_per_second]

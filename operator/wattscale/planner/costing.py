@@ -46,7 +46,9 @@ class Costing:
     capacity: FloatArray
     quota: IntArray  # per pool: min(quota, grid cap of a one-pool region, max_replicas)
     pool_quota: IntArray  # per pool: quota (and a one-pool region's grid cap) only
-    region_cap: IntArray
+    region_cap: IntArray  # per region: grid-event caps in force or announced (bounds the target)
+    region_hard_cap: IntArray  # per region: caps in force only (bound the current replicas)
+    hard_quota: IntArray  # per pool: like ``quota``, with only the grid caps in force
     current: IntArray
     ready: IntArray
     fixed_objective: FloatArray  # F_j as optimised (floored)
@@ -233,10 +235,12 @@ def build_costing(req: PlanRequest) -> Costing:
         )
     }
     quota: list[int] = []
+    hard_quota: list[int] = []
     current: list[int] = []
     ready: list[int] = []
     region_of: list[int] = []
     region_cap: list[int] = []
+    region_hard_cap: list[int] = []
     n_pools: list[int] = []
     # Energy series per region (rows) over the horizon steps (columns), then their means.
     price_rows = []
@@ -269,10 +273,12 @@ def build_costing(req: PlanRequest) -> Costing:
         e_obj_load = e_obj_loads[i]
         e_money_load = e_money_loads[i]
         pue = reg.pue if math.isfinite(reg.pue) and reg.pue >= 1.0 else 1.0
-        cap_i = UNCAPPED
+        cap_i = hard_i = UNCAPPED
         if reg.grid_event is not None and reg.grid_event.ends_in_seconds > 0:
             cap_i = max(reg.grid_event.max_replicas, 0)
+            hard_i = cap_i if reg.grid_event.in_force else UNCAPPED
         region_cap.append(cap_i)
+        region_hard_cap.append(hard_i)
         pools = sorted(reg.pools, key=lambda p: p.gpu_product)
         n_pools.append(len(pools))
         for pool in pools:
@@ -281,6 +287,7 @@ def build_costing(req: PlanRequest) -> Costing:
             cap = _usable(pool.capacity_tokens_per_second)
             usable = cap > 0 and math.isfinite(pool.gpu_hour_cost_per_replica)
             quota.append(max(pool.quota_replicas, 0) if usable else 0)
+            hard_quota.append(quota[-1])
             current.append(max(pool.current_replicas, 0))
             ready.append(max(pool.ready_replicas, 0))
             gpu_cost = pool.gpu_hour_cost_per_replica if usable else 0.0
@@ -301,8 +308,9 @@ def build_costing(req: PlanRequest) -> Costing:
             cols["dyn_c"].append(dyn_kw_per_token * carbon_mean)
             cold_h = max(req.cold_start_seconds, 0.0) / 3600.0
             cols["cold"].append(cold_h * max(fo, 0.0))
-        if len(pools) == 1 and cap_i < UNCAPPED:
-            quota[-1] = min(quota[-1], cap_i)  # a single-pool region's cap is a pool bound
+        if len(pools) == 1:  # a single-pool region's cap is a pool bound
+            quota[-1] = min(quota[-1], cap_i)
+            hard_quota[-1] = min(hard_quota[-1], hard_i)
     arr = {k: np.array(v, dtype=np.float64) for k, v in cols.items()}
     horizon_hours = steps * max(req.horizon_step_seconds, 0.0) / 3600.0
     return Costing(
@@ -312,7 +320,9 @@ def build_costing(req: PlanRequest) -> Costing:
         capacity=arr["cap"],
         quota=np.minimum(np.array(quota, dtype=np.int64), max(req.max_replicas, 0)),
         pool_quota=np.array(quota, dtype=np.int64),
+        hard_quota=np.minimum(np.array(hard_quota, dtype=np.int64), max(req.max_replicas, 0)),
         region_cap=np.array(region_cap, dtype=np.int64),
+        region_hard_cap=np.array(region_hard_cap, dtype=np.int64),
         current=np.array(current, dtype=np.int64),
         ready=np.array(ready, dtype=np.int64),
         fixed_objective=arr["fo"],

@@ -107,11 +107,21 @@ class GridEvent:
     """A grid event (demand response, grid stress) limiting a region while it lasts.
 
     ``max_replicas`` caps the region's replicas over all its pools; 0 excludes the region.
+    An event in force (``starts_in_seconds`` <= 0) is a hard cap: replicas above it go now. An
+    announced one (starting within the cold start, so replacements must start now to be Ready
+    in time) caps only the target: the move out of the region is make-before-break, and the
+    region's replicas keep serving until the replacements are Ready or the event begins.
     """
 
     max_replicas: int
     ends_in_seconds: float
     name: str = ""
+    starts_in_seconds: float = 0.0
+
+    @property
+    def in_force(self) -> bool:
+        """Whether the event has begun (a hard cap) rather than being announced."""
+        return self.starts_in_seconds <= 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,10 +68,10 @@ class _Work:
             self.reasons.append(code)
 
 
-def _cap_regions(co: Costing, r: IntArray) -> IntArray:
-    """Trim ``r`` to the region caps, removing the dearest replicas first."""
+def _cap_regions(co: Costing, r: IntArray, caps: IntArray) -> IntArray:
+    """Trim ``r`` to the region ``caps``, removing the dearest replicas first."""
     out = r.copy()
-    for i, cap in enumerate(co.region_cap):
+    for i, cap in enumerate(caps):
         if cap >= UNCAPPED:
             continue
         members = np.flatnonzero(co.region_of == i)
@@ -86,8 +86,11 @@ def _cap_regions(co: Costing, r: IntArray) -> IntArray:
 
 
 def _hard_cap(co: Costing, req: PlanRequest, r: IntArray) -> IntArray:
-    """``r`` within quota, grid-event caps and ``max_replicas`` (dearest replicas go first)."""
-    out = _cap_regions(co, np.minimum(r, co.quota))
+    """``r`` within quota, grid-event caps in force and ``max_replicas`` (dearest go first).
+
+    Announced events are not applied here: they bound the target, so the move out of their
+    region is make-before-break."""
+    out = _cap_regions(co, np.minimum(r, co.hard_quota), co.region_hard_cap)
     excess = int(out.sum()) - max(req.max_replicas, 0)
     for j in np.lexsort((np.arange(out.shape[0]), -co.fixed_objective)):
         if excess <= 0:
@@ -229,7 +232,7 @@ def _optimise(co: Costing, req: PlanRequest, cur: IntArray, w: _Work) -> tuple[I
         if code is not ReasonCode.INFEASIBLE:
             w.add(code)
         best = _fill_cheapest(co, req, np.maximum(lo, np.minimum(cur, co.quota)), p.need)
-        return _top_up_min_replicas(co, req, _cap_regions(co, best)), p
+        return _top_up_min_replicas(co, req, _cap_regions(co, best, co.region_cap)), p
     r_opt = opt.replicas
     if np.all(r_opt <= cur):  # no replica to add: nothing to cold-start, no hysteresis
         return r_opt, p
@@ -277,7 +280,7 @@ def _stabilise(
         high = np.maximum(high, co.vector(past))
     out = np.where(target >= cur, target, np.minimum(cur, high))
     out = np.minimum(out, co.quota)
-    out = _cap_regions(co, out)
+    out = _cap_regions(co, out, co.region_cap)
     if np.any(out > target) and np.any(target < cur):
         w.add(ReasonCode.SCALE_DOWN_STABILISING)
     return out, PlannerState(history=history, shift_pending=state.shift_pending)

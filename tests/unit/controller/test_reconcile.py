@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from tests.cases.malformed import example
-from tests.fakes.world import T0, FakeRegion, build_world
+from tests.fakes.world import T0, FakeGridEvents, FakeRegion, build_world
 from wattscale.controller.reconcile import Outcome, Reconciler
 from wattscale.controller.settings import Settings
 
@@ -266,6 +267,43 @@ def test_price_jump_moves_replicas_make_before_break() -> None:
     shifts = [reason for reason, _ in h.events if reason.startswith("Shift")]
     assert shifts[0] == "ShiftStarted"
     assert shifts[-1] == "ShiftCompleted"
+
+
+def test_announced_grid_event_moves_out_before_it_begins_make_before_break() -> None:
+    """Demand response announced 3 minutes ahead (the example's cold start is 4 minutes): the
+    replacements start at once elsewhere, the region keeps serving until they are Ready, and it
+    is empty before the event begins; Ready never dips below what was serving."""
+    h = Harness(placement__scaleDownStabilizationSeconds=0)
+    for r in h.regions.values():
+        r.cluster.ready_immediately = False
+
+    def cold_start_done() -> None:
+        for c in (r.cluster for r in h.regions.values()):
+            for key, dep in c.deployments.items():
+                c.ready[key] = dep["spec"]["replicas"]
+
+    h.load.tokens_per_second = 12_000.0
+    h.step()
+    for _ in range(6):
+        cold_start_done()
+        h.step()
+    serving = h.replicas()["us-east"]
+    assert serving == sum(h.replicas().values()) > 0
+    feed = FakeGridEvents()
+    h.directory.get("us-east").signals.grid_events = feed  # type: ignore[union-attr]
+    begins = datetime.fromtimestamp(h.clock.now + 180, UTC)
+    feed.events = [(begins, begins + timedelta(hours=1), 0.0)]
+    h.step()
+    assert h.replicas()["us-east"] == serving, "cut before the replacements were Ready"
+    assert sum(h.replicas().values()) > serving, "no replacement started"
+    min_ready = h.ready()
+    for _ in range(4):  # 2 minutes: still before the event
+        cold_start_done()
+        h.step()
+        min_ready = min(min_ready, h.ready())
+    assert h.clock.now < begins.timestamp()
+    assert h.replicas()["us-east"] == 0
+    assert min_ready >= serving
 
 
 def test_restart_warm_starts_the_forecaster_from_prometheus_history() -> None:

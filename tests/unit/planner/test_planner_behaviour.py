@@ -116,6 +116,23 @@ def test_grid_event_excludes_region_at_once() -> None:
     assert d.reason is ReasonCode.GRID_EVENT_CAPPED
 
 
+def test_announced_grid_event_moves_out_make_before_break() -> None:
+    """An event announced to start within the cold start: replacements start now elsewhere,
+    and the region keeps serving until they are Ready (no hard cut before the event begins)."""
+    event = GridEvent(max_replicas=0, ends_in_seconds=3600.0, starts_in_seconds=120.0)
+    a = pool(current=4, ready=4)
+    d = plan(request(region("A", 0.01, a, grid_event=event), region("B", 0.3)))
+    assert d.target == {A: 0, B: 4}
+    assert d.desired == {A: 4, B: 4}  # make before break
+    assert d.reason is not ReasonCode.GRID_EVENT_CAPPED
+    assert d.explanation.binding_constraint == "grid_event:A"
+    ready = plan(
+        request(region("A", 0.01, a, grid_event=event), region("B", 0.3, pool(current=4, ready=4))),
+        d.state,
+    )
+    assert ready.desired == {A: 0, B: 4}  # B serves now: A leaves before the event begins
+
+
 def test_negative_price_is_valid() -> None:
     d = plan(request(region("A", -0.2, pool(cost=0.0)), region("B", 0.1, pool(cost=0.0))))
     assert d.desired == {A: 4, B: 0}  # load goes to the negative price ...
