@@ -8,7 +8,8 @@ decides with `kubectl get inferencedeployments -w` while a short story plays:
 * electricity prices are real: the bundled sample (operator/wattscale/data/sample/prices) for
   CAISO NP15 (us-west), PJM DOM (us-east) and DE-LU (eu-central), one market hour every
   ``--seconds-per-hour`` seconds, served by a local HTTP feed in the CSV shape the operator reads;
-* users' load rises, a demand-response event empties one region for a while, load falls back.
+* users' load rises; a demand-response event, announced 30 s ahead, empties one region for a
+  while (the operator moves out make-before-break before it begins); load falls back.
 
 What cannot run here is emulated at its real interface, as in the e2e tests: vLLM and DCGM
 metrics come from tests/fakes/vllm_emulator.py through a real Prometheus per region, and a
@@ -185,17 +186,20 @@ def story(world: World, args: argparse.Namespace) -> None:
         world.total_tokens_per_second = 12000.0
         time.sleep(beat)
         region = max(world.desired(), key=lambda r: world.desired()[r])
-        say(f"demand response: the grid operator asks {region} to shed all GPU load")
+        begins, ends = time.time() + 30, time.time() + 30 + beat
+        say(
+            f"demand response: the grid operator announces that {region} sheds all GPU load "
+            f"from {time.strftime('%H:%M:%S', time.localtime(begins))} for {beat:.0f} s"
+        )
         rig = world.rigs[region]
-        now = time.time()
         event = {
             "gridEvents": {
                 "type": "static",
                 "refreshSeconds": 1,
                 "events": [
                     {
-                        "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 5)),
-                        "end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + beat)),
+                        "start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(begins)),
+                        "end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ends)),
                         "capFraction": 0.0,
                         "reason": "demo demand response",
                     }
@@ -203,7 +207,7 @@ def story(world: World, args: argparse.Namespace) -> None:
             }
         }
         stack.apply(stack.hub, region_manifest(region, world.board, rig.prometheus.url, event))
-        time.sleep(beat)
+        time.sleep(30 + beat)
         say(f"the event in {region} is over; load falls back to 4,000 tokens/s")
         stack.apply(stack.hub, region_manifest(region, world.board, rig.prometheus.url))
         world.total_tokens_per_second = 4000.0
