@@ -176,6 +176,9 @@ class FakeMetrics:
     load: Load
     down: bool = False
     reads: list[str] = field(default_factory=list)
+    ttft_p95_seconds: float | None = None
+    """When set, the p95 TTFT reported whatever the load now: a rate window that still
+    remembers an overload after replicas were added."""
 
     history: list[tuple[float, float]] = field(default_factory=list)
 
@@ -203,7 +206,7 @@ class FakeMetrics:
 
         tokens = self.load.share(self.cluster)
         u = self.load.utilisation(self.cluster)
-        ttft = 0.1 / (1 - u)
+        ttft = 0.1 / (1 - u) if self.ttft_p95_seconds is None else self.ttft_p95_seconds
         tpot = 0.01 / (1 - u)
         return DeploymentReadings(
             namespace=target.namespace,

@@ -37,6 +37,16 @@ class RegionObservation:
     last_desired: int | None = None
     """What the operator last set here (from status): the plan's "current", so that a count
     changed by hand is treated as drift to revert, not as a decision to build on."""
+    ready_through_window: int | None = None
+    """The fewest Ready replicas seen here over the metrics' rate window: the replicas the
+    latency and throughput readings describe (None: no history, take ``ready``)."""
+
+    @property
+    def ready_in_readings(self) -> int:
+        """Ready replicas that served throughout the readings' window (at most ``ready``)."""
+        if self.ready_through_window is None:
+            return self.ready
+        return min(self.ready, self.ready_through_window)
 
     @property
     def ready(self) -> int:

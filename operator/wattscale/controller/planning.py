@@ -3,10 +3,13 @@
 This is the only place that knows both the API's field names and the planner's: units are
 converted here (milliseconds to seconds, decimal strings to floats, percents to ratios), and the
 rules for unknown inputs live here too: a region whose cluster does not answer offers no new
-capacity (quota = what it already runs, so nothing is deleted there), a missing demand reading is
-passed on as missing (the planner then holds or scales up, never down), and a latency SLO that is
+capacity and none of its replicas count (quota 0; the controller changes nothing there), a
+missing demand reading is passed on as missing (the planner then holds or scales up, never
+down; the replicas last set in an unreachable region count towards what is held, so they are
+replaced elsewhere instead of forgotten), and a latency SLO that is
 being broken lifts demand above what the replicas serve now (measured throughput under-reads
-demand when requests queue).
+demand when requests queue); "the replicas" being those Ready throughout the readings' window,
+so that readings that still describe fewer replicas do not compound the lift pass after pass.
 """
 
 from __future__ import annotations
@@ -197,6 +200,21 @@ def _forecast(
     return tuple(out)
 
 
+def _held_replicas(
+    spec: InferenceDeploymentSpec, regions: Sequence[RegionObservation], demand: Demand
+) -> int:
+    """The fewest replicas to plan: ``minReplicas``, or, while demand cannot be measured and a
+    region that ran replicas does not answer, the replicas last set there plus those Ready in
+    the regions that answer (the planner's hold would otherwise keep only what those run, and
+    the lost ones would not be replaced). Replicas still starting elsewhere are not added: in a
+    make-before-break move they are the lost region's replacements, not extra capacity."""
+    lost = sum(o.last_desired or 0 for o in regions if not o.available)
+    if demand.fresh or lost == 0:
+        return spec.slo.minReplicas
+    held = lost + sum(min(o.ready, o.current) for o in regions if o.available)
+    return min(max(spec.slo.minReplicas, held), spec.slo.maxReplicas)
+
+
 def build_request(
     spec: InferenceDeploymentSpec,
     regions: Sequence[RegionObservation],
@@ -219,7 +237,10 @@ def build_request(
     if demand.fresh and demand.tokens_per_second is not None:
         series = list(forecast_tokens_per_second) or [demand.tokens_per_second]
         if demand.slo_breached:
-            served = sum(o.ready for o in regions) * capacity_tokens_per_second
+            # What the replicas the breach was measured on could serve: replicas that became
+            # Ready within the readings' window did not serve all of it, and counting them
+            # would lift the plan again on every pass until the window catches up.
+            served = sum(o.ready_in_readings for o in regions) * capacity_tokens_per_second
             floor = max(demand.tokens_per_second, served) * SLO_BREACH_DEMAND_FACTOR
             series = [max(v, floor) for v in series]
         demand_series = tuple(max(0.0, v) for v in series)
@@ -240,7 +261,7 @@ def build_request(
         demand_tokens_per_second=demand_series,
         horizon_step_seconds=HORIZON_STEP_SECONDS,
         headroom=1.0 + spec.slo.headroomPercent / 100.0,
-        min_replicas=spec.slo.minReplicas,
+        min_replicas=_held_replicas(spec, regions, demand),
         max_replicas=spec.slo.maxReplicas,
         min_regions=spec.slo.minRegions,
         objective=Objective(placement.objective),

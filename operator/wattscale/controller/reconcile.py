@@ -100,6 +100,9 @@ class Memory:
     warm: bool = False
     ready_seen: dict[str, tuple[int, float]] = field(default_factory=dict)
     """Per region: the Ready count last seen and since when (for capacity windows)."""
+    ready_log: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+    """Per region: (time, Ready count) of the passes within the last rate window, and the last
+    one before it (the count in force when the window began)."""
 
 
 class Reconciler:
@@ -201,6 +204,7 @@ class Reconciler:
         # Capacity: the hint is the prior, measurements correct it.
         window_s = float(self.settings.rate_window_seconds)
         for obs in regions:
+            obs.ready_through_window = _ready_through_window(mem, obs, now_s, window_s)
             seen = mem.ready_seen.get(obs.name)
             if seen is None or seen[0] != obs.ready:
                 seen = mem.ready_seen[obs.name] = (obs.ready, now_s)
@@ -687,6 +691,18 @@ def _warm_start(
     if demand:
         mem.forecaster = warm_start(sorted(demand.items()), mem.forecaster.config)
     mem.warm = True
+
+
+def _ready_through_window(
+    mem: Memory, obs: RegionObservation, now_s: float, window_s: float
+) -> int:
+    """Log this pass's Ready count; return the fewest Ready over the last ``window_s``."""
+    log = mem.ready_log.setdefault(obs.name, [])
+    log.append((now_s, obs.ready))
+    start = now_s - window_s
+    while len(log) > 1 and log[1][0] <= start:
+        log.pop(0)  # the count in force at the window's start is kept
+    return min(count for _, count in log)
 
 
 def _unreachable_note(regions: list[RegionObservation], desired: dict[str, int]) -> str:

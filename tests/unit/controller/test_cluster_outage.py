@@ -177,3 +177,38 @@ def test_target_lost_mid_shift_rolls_back_then_resumes_on_return() -> None:
     assert min(s.ready_seen) >= SLO_NEEDS
     west_series = [d["us-west"] for d in s.desired_seen]
     assert west_series == sorted(west_series), f"us-west flapped: {west_series}"
+
+
+def test_lost_replicas_are_replaced_at_once_when_nothing_else_is_ready() -> None:
+    s = Shift()
+    east = s.cluster("us-east")
+    running = east.replicas(NAME)
+    east.reachable = False
+    s.step(cold_start=False)  # nothing is Ready elsewhere, so demand cannot be measured
+    assert s.h.status["lastDecision"]["reason"] == "MissingMetricsHold"
+    # Holding only what the answering regions run (none) would start minReplicas, and wait a
+    # whole cold start before measuring demand and starting the rest.
+    assert s.cluster("us-west").replicas(NAME) == running
+
+
+def test_an_overload_after_failover_lifts_the_plan_once_per_window_not_every_pass() -> None:
+    s = Shift()
+    east = s.cluster("us-east")
+    west = s.h.region("us-west")
+    east.reachable = False
+    s.step()  # the lost replicas are replaced in us-west, and become Ready
+    replaced = west.cluster.replicas(NAME)
+    # The users failed over onto those replicas and the latency stays over the SLO (a window
+    # that still remembers the overload, then an overload that persists): the rate window is
+    # 120 s, four passes of 30 s.
+    west.metrics.ttft_p95_seconds = 2.0
+    counts = []
+    for _ in range(8):
+        s.step()
+        counts.append(west.cluster.replicas(NAME))
+    # While the window still holds passes with fewer replicas, the breach is not blamed on the
+    # replicas added since: no lift on top of a lift on every pass.
+    assert counts[:4] == [replaced] * 4, counts
+    # Once the window describes only the replicas now serving, a breach that persists is real.
+    assert counts[4] > replaced, counts
+    assert counts[4:] == [counts[4]] * 4, f"the same window lifted it again: {counts}"
