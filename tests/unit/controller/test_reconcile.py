@@ -75,6 +75,17 @@ class Harness:
         for _ in range(passes):
             self.step()
 
+    def slow_cold_starts(self) -> None:
+        """From now on replicas become Ready only at :meth:`cold_start_done`."""
+        for r in self.regions.values():
+            r.cluster.ready_immediately = False
+
+    def cold_start_done(self) -> None:
+        """Replicas asked for in the last pass become Ready now."""
+        for c in (r.cluster for r in self.regions.values()):
+            for key, dep in c.deployments.items():
+                c.ready[key] = dep["spec"]["replicas"]
+
     def replicas(self) -> dict[str, int]:
         return {n: r.cluster.replicas(NAME) for n, r in self.regions.items()}
 
@@ -236,19 +247,12 @@ def test_restart_does_not_scale_down_at_once() -> None:
 
 def test_price_jump_moves_replicas_make_before_break() -> None:
     h = Harness(placement__minSavingsPercent=1, placement__scaleDownStabilizationSeconds=0)
-    for r in h.regions.values():
-        r.cluster.ready_immediately = False
-
-    def cold_start_done() -> None:
-        """Replicas asked for in the last pass become Ready now."""
-        for c in (r.cluster for r in h.regions.values()):
-            for key, dep in c.deployments.items():
-                c.ready[key] = dep["spec"]["replicas"]
+    h.slow_cold_starts()
 
     h.load.tokens_per_second = 12_000.0
     h.step()
     for _ in range(6):
-        cold_start_done()
+        h.cold_start_done()
         h.step()
     needed = h.replicas()["us-east"]
     assert needed == sum(h.replicas().values()) > 0
@@ -259,7 +263,7 @@ def test_price_jump_moves_replicas_make_before_break() -> None:
         h.step()
         min_ready = min(min_ready, h.ready())
         phases.append(h.status.get("shift", {}).get("phase"))
-        cold_start_done()
+        h.cold_start_done()
     assert h.replicas()["us-east"] == 0
     assert h.replicas()["us-west"] >= needed
     assert min_ready >= needed  # never fewer Ready replicas than the SLO needed
@@ -274,18 +278,12 @@ def test_announced_grid_event_moves_out_before_it_begins_make_before_break() -> 
     replacements start at once elsewhere, the region keeps serving until they are Ready, and it
     is empty before the event begins; Ready never dips below what was serving."""
     h = Harness(placement__scaleDownStabilizationSeconds=0)
-    for r in h.regions.values():
-        r.cluster.ready_immediately = False
-
-    def cold_start_done() -> None:
-        for c in (r.cluster for r in h.regions.values()):
-            for key, dep in c.deployments.items():
-                c.ready[key] = dep["spec"]["replicas"]
+    h.slow_cold_starts()
 
     h.load.tokens_per_second = 12_000.0
     h.step()
     for _ in range(6):
-        cold_start_done()
+        h.cold_start_done()
         h.step()
     serving = h.replicas()["us-east"]
     assert serving == sum(h.replicas().values()) > 0
@@ -298,7 +296,7 @@ def test_announced_grid_event_moves_out_before_it_begins_make_before_break() -> 
     assert sum(h.replicas().values()) > serving, "no replacement started"
     min_ready = h.ready()
     for _ in range(4):  # 2 minutes: still before the event
-        cold_start_done()
+        h.cold_start_done()
         h.step()
         min_ready = min(min_ready, h.ready())
     assert h.clock.now < begins.timestamp()
