@@ -169,8 +169,9 @@ def test_price_jump_moves_the_weights_only_once_the_new_replicas_are_ready(world
     assert _without_our_weights(_route(world)) == before
 
 
-def test_a_route_that_does_not_exist_is_a_condition_not_a_crash(world: World) -> None:
-    patch = {"spec": {"placement": {"httpRoute": {"name": "no-such-route"}}}}
+def _name_route(world: World, route: str) -> None:
+    """Point the InferenceDeployment's spec.placement.httpRoute at ``route``."""
+    patch = {"spec": {"placement": {"httpRoute": {"name": route}}}}
     world.stack.kubectl(
         world.stack.hub,
         "patch",
@@ -182,6 +183,10 @@ def test_a_route_that_does_not_exist_is_a_condition_not_a_crash(world: World) ->
         "-p",
         json.dumps(patch),
     )
+
+
+def test_a_route_that_does_not_exist_is_a_condition_not_a_crash(world: World) -> None:
+    _name_route(world, "no-such-route")
     world.wait(
         "TrafficRouted turns False with RouteNotFound",
         lambda: world.condition("TrafficRouted").get("reason") == "RouteNotFound",
@@ -197,18 +202,7 @@ def test_a_route_that_does_not_exist_is_a_condition_not_a_crash(world: World) ->
         lambda: world.condition("Ready").get("status") == "True",
         timeout=60,
     )
-    patch["spec"]["placement"]["httpRoute"]["name"] = ROUTE
-    world.stack.kubectl(
-        world.stack.hub,
-        "patch",
-        "infd",
-        "llama",
-        "-n",
-        world.namespace,
-        "--type=merge",
-        "-p",
-        json.dumps(patch),
-    )
+    _name_route(world, ROUTE)
     world.wait(
         "routed again once the spec names the route",
         lambda: world.condition("TrafficRouted").get("status") == "True",
