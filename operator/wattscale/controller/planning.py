@@ -5,7 +5,7 @@ converted here (milliseconds to seconds, decimal strings to floats, percents to 
 rules for unknown inputs live here too: a region whose cluster does not answer offers no new
 capacity and none of its replicas count (quota 0; the controller changes nothing there), a
 missing demand reading is passed on as missing (the planner then holds or scales up, never
-down; the replicas last set in an unreachable region count towards what is held, so they are
+down; what served before a region was lost counts towards what is held, so its replicas are
 replaced elsewhere instead of forgotten), and a latency SLO that is
 being broken lifts demand above what the replicas serve now (measured throughput under-reads
 demand when requests queue); "the replicas" being those Ready throughout the readings' window,
@@ -200,21 +200,6 @@ def _forecast(
     return tuple(out)
 
 
-def _held_replicas(
-    spec: InferenceDeploymentSpec, regions: Sequence[RegionObservation], demand: Demand
-) -> int:
-    """The fewest replicas to plan: ``minReplicas``, or, while demand cannot be measured and a
-    region that ran replicas does not answer, the replicas last set there plus those Ready in
-    the regions that answer (the planner's hold would otherwise keep only what those run, and
-    the lost ones would not be replaced). Replicas still starting elsewhere are not added: in a
-    make-before-break move they are the lost region's replacements, not extra capacity."""
-    lost = sum(o.last_desired or 0 for o in regions if not o.available)
-    if demand.fresh or lost == 0:
-        return spec.slo.minReplicas
-    held = lost + sum(min(o.ready, o.current) for o in regions if o.available)
-    return min(max(spec.slo.minReplicas, held), spec.slo.maxReplicas)
-
-
 def build_request(
     spec: InferenceDeploymentSpec,
     regions: Sequence[RegionObservation],
@@ -225,8 +210,14 @@ def build_request(
     now_seconds: float,
     interval_seconds: float,
     time_scale: float = 1.0,
+    held_replicas: int = 0,
 ) -> PlanRequest:
-    """The full planner request for one decision."""
+    """The full planner request for one decision.
+
+    ``held_replicas``: while demand cannot be measured, plan at least this many (what served
+    before a region stopped answering, so that its replicas are replaced in the regions that
+    answer; the planner's hold alone would keep only what those run).
+    """
     steps = horizon_steps(spec.placement.coldStartSeconds, interval_seconds)
     # Replacements for a region an announced grid event will cap must start this early.
     notice = spec.placement.coldStartSeconds + SIZING_INTERVALS * interval_seconds
@@ -261,7 +252,11 @@ def build_request(
         demand_tokens_per_second=demand_series,
         horizon_step_seconds=HORIZON_STEP_SECONDS,
         headroom=1.0 + spec.slo.headroomPercent / 100.0,
-        min_replicas=_held_replicas(spec, regions, demand),
+        min_replicas=(
+            spec.slo.minReplicas
+            if demand.fresh
+            else min(max(spec.slo.minReplicas, held_replicas), spec.slo.maxReplicas)
+        ),
         max_replicas=spec.slo.maxReplicas,
         min_regions=spec.slo.minRegions,
         objective=Objective(placement.objective),

@@ -103,6 +103,13 @@ class Memory:
     ready_log: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
     """Per region: (time, Ready count) of the passes within the last rate window, and the last
     one before it (the count in force when the window began)."""
+    answering: frozenset[str] | None = None
+    """The regions whose cluster answered last pass."""
+    answering_changed_at: float | None = None
+    """When a region last stopped or started answering (its users moved: readings settle)."""
+    served_before_loss: int = 0
+    """Ready replicas over all regions just before a region that ran some stopped answering
+    (0 when none is lost): held while demand cannot be measured."""
 
 
 class Reconciler:
@@ -192,7 +199,8 @@ class Reconciler:
             obs.last_desired = int(value) if isinstance(value, int) else None
         if not mem.warm:
             _warm_start(mem, regions, name, namespace, now)
-        demand = measure_demand(spec, regions)
+        window_s = float(self.settings.rate_window_seconds)
+        demand = _settling(mem, regions, measure_demand(spec, regions), now_s, window_s)
         product = spec.engine.gpuProduct
 
         # Forecast: learn from fresh demand only; plan the upper quantile over the horizon.
@@ -202,7 +210,6 @@ class Reconciler:
         fc = horizon(mem.forecaster, steps, FORECAST_K_SIGMA) if demand.fresh else ()
 
         # Capacity: the hint is the prior, measurements correct it.
-        window_s = float(self.settings.rate_window_seconds)
         for obs in regions:
             obs.ready_through_window = _ready_through_window(mem, obs, now_s, window_s)
             seen = mem.ready_seen.get(obs.name)
@@ -233,6 +240,7 @@ class Reconciler:
             now_s,
             self.settings.interval_seconds,
             self.settings.time_scale,
+            held_replicas=mem.served_before_loss,
         )
         if mem.planner_state is None:
             # After a (re)start, pretend the current replicas were recommended just now, so the
@@ -691,6 +699,36 @@ def _warm_start(
     if demand:
         mem.forecaster = warm_start(sorted(demand.items()), mem.forecaster.config)
     mem.warm = True
+
+
+def _settling(
+    mem: Memory, regions: list[RegionObservation], demand: Demand, now_s: float, window_s: float
+) -> Demand:
+    """Track which regions answer; for one rate window after that changes, demand is not fresh.
+
+    When a cluster stops (or starts again) answering, its users move to (or back from) the
+    others, and the readings' rate window still describes the old split: the demand they sum
+    under-reads, and planning on it would scale down the replicas replacing the lost ones. So
+    the plan holds (never down) until the window has passed. When a region that ran replicas is
+    lost, what was Ready everywhere just before is remembered, to be held meanwhile.
+    """
+    answering = frozenset(o.name for o in regions if o.available)
+    if mem.answering is not None and answering != mem.answering:
+        mem.answering_changed_at = now_s
+        if mem.answering - answering:
+            before = sum(seen[0] for name, seen in mem.ready_seen.items() if name in mem.answering)
+            mem.served_before_loss = max(mem.served_before_loss, before)
+    mem.answering = answering
+    if not any(not o.available and (o.last_desired or 0) > 0 for o in regions):
+        mem.served_before_loss = 0
+    since = mem.answering_changed_at
+    if since is None or now_s - since >= window_s or not demand.fresh:
+        return demand
+    note = (
+        f"the regions answering changed {now_s - since:.0f} s ago: demand readings still "
+        f"describe the users' old split for one {window_s:.0f}-s window; holding"
+    )
+    return Demand(demand.tokens_per_second, demand.slo_breached, False, (*demand.notes, note))
 
 
 def _ready_through_window(

@@ -212,3 +212,19 @@ def test_an_overload_after_failover_lifts_the_plan_once_per_window_not_every_pas
     # Once the window describes only the replicas now serving, a breach that persists is real.
     assert counts[4] > replaced, counts
     assert counts[4:] == [counts[4]] * 4, f"the same window lifted it again: {counts}"
+
+
+def test_demand_read_just_after_a_failover_does_not_scale_the_replacements_down() -> None:
+    s = Shift()  # no scale-down window: only the loop's own rule can hold
+    east = s.cluster("us-east")
+    west = s.cluster("us-west")
+    east.reachable = False
+    s.step()
+    replaced = west.replicas(NAME)
+    assert replaced >= SLO_NEEDS
+    # The readings' rate window still holds the time before the users moved: they under-read.
+    s.h.load.tokens_per_second = LOAD_TOKENS_PER_SECOND / 4
+    for _ in range(3):  # the rest of one 120-s window
+        s.step()
+        assert west.replicas(NAME) == replaced
+    assert "demand readings still describe" in " ".join(s.h.status["explanation"]["notes"])
