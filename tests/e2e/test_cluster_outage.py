@@ -1,0 +1,273 @@
+"""A member cluster stopped mid-shift, then started again (issue 8's missing fault test).
+
+Replicas serve in us-east, the cheapest region; us-west then becomes much cheaper and a
+make-before-break shift starts, one replica per step. While us-east still serves, its cluster is
+stopped for real (``kwokctl stop cluster``: etcd, API server and controllers gone; the balancer
+can no longer read its Ready replicas, so its users fail over to the other regions, as behind a
+load balancer whose health checks fail). The source is the stronger case: its capacity is what
+must be restored elsewhere, while a lost *target* only stops a move the source still covers
+(that case is proven in tests/unit/controller/test_cluster_outage.py).
+
+While us-east is down: its Region says so, Ready replicas in the reachable regions reach what
+the SLO needs, the operator explains why and posts the problem once, and tries nothing there.
+When it is back (same address, same certificates, same etcd data): the operator sees its
+replicas again and converges: the plan settles with status equal to every cluster's
+Deployments, Ready never below the need, and no flapping.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from operator_world import World, deployment_manifest, open_world
+from stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+REGIONS = ["us-west", "us-east", "eu-central"]
+PRICES = {"us-west": 0.60, "us-east": 0.30, "eu-central": 0.90}
+LOST = "us-east"
+LOAD_TOKENS_PER_SECOND = 7500.0
+EMULATED_CAPACITY_TOKENS_PER_SECOND = 2500.0
+"""What one emulated replica serves within the SLO (as in test_operator.py; docs/metrics.md)."""
+SLO_NEEDS = math.ceil(LOAD_TOKENS_PER_SECOND / EMULATED_CAPACITY_TOKENS_PER_SECOND)
+
+
+@pytest.fixture(scope="module")
+def world(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    assert stack.regions == REGIONS, f"the stack's regions changed: {stack.regions}"
+    with open_world(stack, tmp_path_factory.mktemp("outage"), PRICES, name="outage") as w:
+        w.total_tokens_per_second = LOAD_TOKENS_PER_SECOND
+        w.ramp_per_second = 1000.0
+        manifest = deployment_manifest(w.name, w.namespace, REGIONS)
+        # One replica per step and no scale-down window: the move is make-before-break from its
+        # first pass and takes several, so the outage lands inside it while the target still
+        # lacks most of the capacity.
+        manifest["spec"]["placement"].update(maxShiftPerStep=1, scaleDownStabilizationSeconds=0)
+        stack.apply(stack.hub, manifest)
+        yield w
+
+
+def _spec_replicas(world: World) -> dict[str, int]:
+    """spec.replicas of our Deployment in every region's cluster (0 where there is none)."""
+    out = {}
+    for region in REGIONS:
+        proc = world.stack.kubectl(
+            region,
+            *("get", "deployment", f"{world.name}-vllm", "-n", world.namespace),
+            *("-o", "jsonpath={.spec.replicas}"),
+            check=False,
+            timeout=10,
+        )
+        text = proc.stdout.strip() if proc.returncode == 0 else ""
+        out[region] = int(text) if text.isdigit() else 0
+    return out
+
+
+def _region_condition(world: World, region: str, type_: str) -> dict[str, Any]:
+    obj = world.stack.get_json(world.stack.hub, "region", region)
+    for c in (obj.get("status") or {}).get("conditions", []):
+        if c["type"] == type_:
+            return dict(c)
+    return {}
+
+
+def _status_region(status: dict[str, Any], region: str) -> dict[str, Any]:
+    return next(r for r in status.get("regions", []) if r["name"] == region)
+
+
+def _events(world: World, reason: str, since: str = "") -> list[str]:
+    return [
+        e.get("message", "")
+        for e in world.events()
+        if e.get("reason") == reason
+        and (e.get("lastTimestamp") or e.get("eventTime") or "") >= since
+    ]
+
+
+def _direction_changes(values: list[int]) -> int:
+    """How often a sequence turns from rising to falling or back (0: monotonic)."""
+    moves = [b - a for a, b in itertools.pairwise(values) if b != a]
+    return sum(1 for a, b in itertools.pairwise(moves) if (a > 0) != (b > 0))
+
+
+class Samples:
+    """What the status said at each poll: desired per region, and each new decision."""
+
+    def __init__(self) -> None:
+        self.desired: list[dict[str, int]] = []
+        self.decisions: list[str] = []
+
+    def take(self, status: dict[str, Any]) -> dict[str, Any]:
+        desired = {r["name"]: r["desiredReplicas"] for r in status.get("regions", [])}
+        self.desired.append({region: desired.get(region, 0) for region in REGIONS})
+        last = status.get("lastDecision") or {}
+        ex = status.get("explanation") or {}
+        line = (
+            f"{last.get('reason')}: {last.get('message')} [demand "
+            f"{ex.get('demandTokensPerSecond')}, need {ex.get('needTokensPerSecond')}, capacity "
+            f"{status.get('capacityTokensPerSecondPerReplica')} ({ex.get('capacitySource')})]"
+        )
+        if not self.decisions or self.decisions[-1] != line:
+            self.decisions.append(line)
+        return status
+
+
+def _runs(values: list[int]) -> str:
+    """A series, short: "4x12 5x3 3x40" (value x how many samples in a row)."""
+    return " ".join(f"{v}x{len(list(g))}" for v, g in itertools.groupby(values))
+
+
+def _reachable_ready(ready: dict[str, int]) -> int:
+    return sum(n for region, n in ready.items() if region != LOST)
+
+
+# One scenario in phases (settle, shift, outage, return), plus the wait for the hub's Regions
+# while another session's world holds them: more than the suite's default 300 s.
+@pytest.mark.timeout(1200)
+def test_member_stopped_mid_shift_is_replaced_then_converges_when_back(world: World) -> None:
+    stack = world.stack
+    seen = Samples()
+
+    def settled_in_lost_region() -> bool:
+        status = seen.take(world.status())
+        desired = seen.desired[-1]
+        return bool(
+            status["lastDecision"]["reason"] == "NoChange"
+            and desired[LOST] == sum(desired.values()) >= SLO_NEEDS
+            and _status_region(status, LOST)["readyReplicas"] == desired[LOST]
+            and status["explanation"].get("demandTokensPerSecond", 0) > 0.9 * LOAD_TOKENS_PER_SECOND
+        )
+
+    world.wait(
+        f"replicas serve {LOAD_TOKENS_PER_SECOND:.0f} tok/s from {LOST}, and the plan settles",
+        settled_in_lost_region,
+        timeout=240,
+    )
+    kubeconfig_before = stack.kubeconfig(LOST).read_bytes()
+    dep = stack.get_json(LOST, "deployment", f"{world.name}-vllm", "-n", world.namespace)
+    uid_before = dep["metadata"]["uid"]
+
+    # --- the shift starts: us-west becomes much cheaper -------------------------------------
+    world.board.prices["us-west"] = 0.02
+    caught: dict[str, Any] | None = None
+    deadline = time.time() + 90
+    while caught is None and time.time() < deadline:
+        status = seen.take(world.status())
+        shift = status.get("shift") or {}
+        if (
+            shift.get("toRegion") == "us-west"
+            and _status_region(status, "us-west")["desiredReplicas"] < SLO_NEEDS
+        ):
+            caught = status
+    assert caught, f"no shift to us-west caught before it had the capacity: {seen.decisions}"
+    lost_serving = _status_region(caught, LOST)["readyReplicas"]
+    assert lost_serving >= SLO_NEEDS, f"{LOST} no longer served when the shift was caught"
+
+    # --- the source region's cluster is stopped in the middle of the move -------------------
+    stopped_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 1))
+    log_mark = len(world.operator_output(10_000_000))
+    with stack.cluster_stopped(LOST):
+        stopped = time.monotonic()
+        stop_mark = len(world.ready_history)
+        outage_sample = len(seen.desired)
+        assert not stack.is_ready(LOST), f"{LOST}'s API server still answers"
+        assert world.ready_replicas()[LOST] == 0, "the balancer still sees the lost replicas"
+        world.wait(
+            f"Ready replicas outside {LOST} reach the SLO's need ({SLO_NEEDS})",
+            lambda: (
+                bool(seen.take(world.status()))
+                and _reachable_ready(world.ready_replicas()) >= SLO_NEEDS
+            ),
+            timeout=120,
+        )
+        restored_s = time.monotonic() - stopped
+        restored_mark = len(world.ready_history)
+        world.wait(
+            f"the {LOST} Region reports its cluster unreachable",
+            lambda: _region_condition(world, LOST, "Reachable").get("status") == "False",
+            timeout=60,
+        )
+        status = seen.take(world.status())
+        lost = _status_region(status, LOST)
+        assert lost["available"] is False, lost
+        assert lost["readyReplicas"] == 0, lost
+        assert lost["desiredReplicas"] > 0, "the count last set there is kept, not made up"
+        assert f"{LOST} unreachable" in status["lastDecision"]["message"], status["lastDecision"]
+        degraded = world.condition("Degraded")
+        assert degraded.get("status") == "True", degraded
+        assert LOST in degraded.get("message", ""), degraded
+        for _ in range(6):  # a few more passes with the region still down
+            seen.take(world.status())
+            time.sleep(1)
+        problems = [m for m in _events(world, "RegionProblem", stopped_at) if LOST in m]
+        assert len(problems) == 1, f"the outage is posted once, not every pass: {problems}"
+        assert not _events(world, "RegionActionFailed", stopped_at), "it acted on a dead region"
+        during = world.operator_output(10_000_000)[log_mark:]
+        assert "Traceback" not in during, during[-3000:]
+        assert "Retrying" not in during, "a warning per urllib3 retry, every pass"
+        last_set_there = _status_region(seen.take(world.status()), LOST)["desiredReplicas"]
+        kept = [_reachable_ready(r) for _, r in world.ready_history[restored_mark:]]
+        assert min(kept) >= SLO_NEEDS, f"the replacements were let go: {_runs(kept)}"
+    outage_s = time.monotonic() - stopped
+
+    # --- the cluster is back: same address, same certificates, same etcd data ----------------
+    back_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 1))
+    ready_mark = len(world.ready_history)
+    back_sample = len(seen.desired)
+    assert stack.kubeconfig(LOST).read_bytes() == kubeconfig_before
+    dep = stack.get_json(LOST, "deployment", f"{world.name}-vllm", "-n", world.namespace)
+    assert dep["metadata"]["uid"] == uid_before, "the Deployment did not survive the restart"
+    assert dep["spec"]["replicas"] == last_set_there, "status did not keep what runs there"
+
+    def converged() -> bool:
+        status = seen.take(world.status())
+        desired = seen.desired[-1]
+        return bool(
+            all(r.get("available") for r in status["regions"])
+            and "shift" not in status
+            and desired[LOST] == 0
+            and desired["us-west"] >= SLO_NEEDS
+            and desired == _spec_replicas(world)
+            and desired == world.ready_replicas()
+            and _region_condition(world, LOST, "Reachable").get("status") == "True"
+        )
+
+    world.wait("the plan settles with every cluster as status says", converged, timeout=180)
+    converged_s = time.monotonic() - stopped - outage_s
+    for _ in range(6):  # a few more passes: settled means it stays so
+        seen.take(world.status())
+        time.sleep(1)
+    assert converged(), f"it moved again after settling: {seen.decisions[-3:]}"
+
+    after = [r for _, r in world.ready_history[ready_mark:]]
+    during_ready = [r for _, r in world.ready_history[stop_mark:ready_mark]]
+    report = [
+        f"caught {caught['shift']['phase']} with desired {seen.desired[outage_sample - 1]}; "
+        f"capacity restored {restored_s:.0f} s after the stop; outage {outage_s:.0f} s; "
+        f"converged {converged_s:.0f} s after the restart",
+        *(
+            f"{region}: desired {_runs([d[region] for d in seen.desired[:outage_sample]])} | "
+            f"out: {_runs([d[region] for d in seen.desired[outage_sample:back_sample]])} | "
+            f"back: {_runs([d[region] for d in seen.desired[back_sample:]])}; Ready out: "
+            f"{_runs([r[region] for r in during_ready])} | back: "
+            f"{_runs([r[region] for r in after])}"
+            for region in REGIONS
+        ),
+        *seen.decisions,
+    ]
+    print("\n" + "\n".join(report))
+    assert min(sum(r.values()) for r in after) >= SLO_NEEDS, "Ready dropped below the need"
+    assert not _events(world, "ManualScaleReverted", back_at), "the returned count was 'reverted'"
+    for region in REGIONS:
+        # Once it is back, each region moves one way only: us-west up (or not at all), us-east
+        # down, eu-central not at all.
+        ready_series = [r[region] for r in after]
+        desired_series = [d[region] for d in seen.desired[back_sample:]]
+        assert _direction_changes(ready_series) == 0, (region, _runs(ready_series))
+        assert _direction_changes(desired_series) == 0, (region, _runs(desired_series))
