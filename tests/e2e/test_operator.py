@@ -64,6 +64,27 @@ def test_replicas_come_up_where_power_is_cheapest(world: World) -> None:
     assert limits == {"nvidia.com/gpu": "1"}
 
 
+def test_regions_report_their_health_and_carry_no_finalizer(world: World) -> None:
+    """Every Region shows Reachable and SignalsFresh, written by the operator's health loop;
+    and no finalizer, so deleting a Region never waits for an operator (kopf would put one on
+    every object a kopf timer watches: the loop is not a kopf timer for that reason)."""
+
+    def healthy(region: str) -> bool:
+        status = world.stack.get_json(world.stack.hub, "region", region).get("status") or {}
+        kinds = {c["type"]: c["status"] for c in status.get("conditions", [])}
+        return status.get("reachable") is True and kinds == {
+            "Reachable": "True",
+            "SignalsFresh": "True",
+        }
+
+    for region in REGIONS:
+        world.wait(
+            f"Region {region} reports Reachable and SignalsFresh", lambda r=region: healthy(r)
+        )
+        meta = world.stack.get_json(world.stack.hub, "region", region)["metadata"]
+        assert not meta.get("finalizers"), f"Region {region} carries {meta['finalizers']}"
+
+
 def test_replicas_grow_with_load_before_the_slo_breaks(world: World) -> None:
     before = _total_ready(world.ready_replicas())
     assert before <= 2, f"{before} replicas for 1,500 tok/s"

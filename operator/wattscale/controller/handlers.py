@@ -7,25 +7,29 @@ an explicit registry by :func:`build_registry`, so intervals come from settings,
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 from wattscale.api.common import GROUP, VERSION
 from wattscale.clusters.client import ClusterError, RegionCluster
 from wattscale.clusters.render import workload_name
 from wattscale.clusters.routes import HubRoutes
 from wattscale.controller.reconcile import Reconciler
+from wattscale.controller.region_health import RegionHealthLoop
 from wattscale.controller.regions import (
     RegionDirectory,
     default_cluster_factory,
     hub_secret_reader,
 )
 from wattscale.controller.settings import ANNOTATION_PREFIX, FINALIZER, Settings
-from wattscale.controller.status import condition, money
+from wattscale.controller.status import condition
 from wattscale.metrics import MetricsConfig
 from wattscale.telemetry.metrics import OperatorMetrics
 
@@ -43,6 +47,29 @@ def hub_api_client() -> client.ApiClient:
     except config.ConfigException:
         api: client.ApiClient = config.new_client_from_config()
         return api
+
+
+def region_status_writer(hub: client.ApiClient | None) -> Callable[[str, dict[str, Any]], bool]:
+    """Write a Region's status through its status subresource (a JSON merge patch)."""
+
+    def write(name: str, status: dict[str, Any]) -> bool:
+        if hub is None:
+            return False
+        try:
+            client.CustomObjectsApi(hub).patch_cluster_custom_object_status(
+                *REGIONS,
+                name,
+                {"status": status},
+                _content_type="application/merge-patch+json",
+                _request_timeout=30,
+            )
+        except ApiException as err:
+            if err.status == 404:
+                return False
+            raise
+        return True
+
+    return write
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -88,6 +115,21 @@ def build_registry(
         directory, settings, metrics, routes=HubRoutes(hub) if hub is not None else None
     )
 
+    health = RegionHealthLoop(
+        directory, region_status_writer(hub), metrics, settings.region_interval_seconds
+    )
+    tasks: list[asyncio.Task[None]] = []
+
+    @kopf.on.startup(registry=registry)
+    async def _start_region_health(**_: Any) -> None:
+        if hub is not None:
+            tasks.append(asyncio.create_task(health.run(), name="region-health"))
+
+    @kopf.on.cleanup(registry=registry)
+    async def _stop_region_health(**_: Any) -> None:
+        for task in tasks:
+            task.cancel()
+
     @kopf.on.startup(registry=registry)
     def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings)
@@ -119,94 +161,15 @@ def build_registry(
     @kopf.on.resume(*REGIONS, registry=registry)
     @kopf.on.create(*REGIONS, registry=registry)
     @kopf.on.update(*REGIONS, field="spec", registry=registry)
-    def region_changed(name: str, spec: Any, meta: Any, **_: Any) -> None:
+    def region_changed(name: str, spec: Any, meta: Any, status: Any, **_: Any) -> None:
         runtime = directory.upsert(name, int(meta.get("generation") or 0), dict(spec))
+        health.seen(name, dict(status))
         for problem in runtime.errors:
             log.warning("region %s: %s", name, problem)
 
     @kopf.on.delete(*REGIONS, registry=registry, optional=True)
     def region_deleted(name: str, **_: Any) -> None:
         directory.remove(name)
-
-    @kopf.timer(*REGIONS, interval=settings.region_interval_seconds, registry=registry)
-    def region_check(
-        name: str, spec: Any, meta: Any, status: Any, patch: kopf.Patch, **_: Any
-    ) -> None:
-        generation = int(meta.get("generation") or 0)
-        runtime = directory.upsert(name, generation, dict(spec))
-        now = datetime.now(UTC)
-        prev = list(status.get("conditions") or [])
-        reachable: bool | None = None
-        problems = list(runtime.errors)
-        if runtime.cluster is not None:
-            try:
-                runtime.cluster.check()
-                reachable = True
-            except ClusterError as unreachable:
-                reachable = False
-                problems.append(str(unreachable))
-        metrics.region_available.labels(name).set(1 if reachable else 0)
-        signals: list[dict[str, Any]] = []
-        fresh = True
-        if runtime.signals is not None:
-            snap = runtime.signals.read(now)
-            # Absent, not null: the API server prunes nulls inside list items, and kopf then
-            # warns on every patch that the stored object differs from what it sent.
-            signals = [
-                {
-                    k: v.isoformat() if isinstance(v, datetime) else v
-                    for k, v in entry.items()
-                    if v is not None
-                }
-                for entry in snap.statuses(now)
-            ]
-            fresh = snap.all_fresh(now)
-            problems += snap.problems(now)
-            currency = runtime.spec.energy.currency if runtime.spec else ""
-            for reading in (snap.price, snap.carbon, snap.grid_events):
-                if reading is None:
-                    continue
-                age = reading.age_seconds(now)
-                if age is not None:
-                    metrics.signal_age.labels(name, reading.name, reading.source_type).set(age)
-                if reading.error is not None:
-                    metrics.signal_errors.labels(
-                        name, reading.name, reading.source_type, type(reading.error).__name__
-                    ).inc()
-            price = snap.price_per_kwh(now)
-            if price is not None:
-                metrics.region_price.labels(name, currency).set(price)
-                patch.status["pricePerKwh"] = money(price, 5)
-            carbon = snap.carbon_g_per_kwh(now)
-            if carbon is not None:
-                metrics.region_carbon.labels(name).set(carbon)
-                patch.status["carbonGramsPerKwh"] = round(carbon)
-        patch.status["observedGeneration"] = generation
-        patch.status["reachable"] = reachable
-        patch.status["signals"] = signals
-        patch.status["conditions"] = [
-            condition(
-                prev,
-                "Reachable",
-                reachable,
-                "ClusterAnswers" if reachable else "ClusterUnreachable",
-                "; ".join(problems) or "the cluster answers",
-                generation,
-                now,
-            ),
-            condition(
-                prev,
-                "SignalsFresh",
-                fresh,
-                "SignalsFresh" if fresh else "SignalsStale",
-                "; ".join(
-                    f"{s['kind']}: {s.get('error', 'stale')}" for s in signals if not s["fresh"]
-                )
-                or "all feeds fresh",
-                generation,
-                now,
-            ),
-        ]
 
     # --- InferenceDeployments: the control loop, and cleanup on deletion.
 
