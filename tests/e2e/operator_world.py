@@ -492,23 +492,8 @@ def open_world(
 
 
 def release_regions(stack: Stack, regions: list[str]) -> None:
-    """Delete these Regions from the hub, with no operator running.
-
-    kopf keeps a finalizer on every Region (its health-check timer needs one); an operator that
-    has stopped can no longer remove it, so it is dropped here. Left in place, a Region would
-    hang in deletion and the next world's operator would finish deleting it under that world.
-    """
+    """Delete these Regions from the hub (they carry no finalizer, so no operator is needed)."""
     for region in regions:
-        stack.kubectl(
-            stack.hub,
-            "patch",
-            "region",
-            region,
-            "--type=merge",
-            "-p",
-            '{"metadata":{"finalizers":null}}',
-            check=False,
-        )
         stack.kubectl(
             stack.hub,
             "delete",

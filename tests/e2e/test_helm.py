@@ -319,19 +319,6 @@ def installed(
         )
         yield info
     finally:
-        # An operator that ran against these Regions left kopf's finalizer on them (its Region
-        # timer needs one) and is gone now: release them, or the uninstall leaves them hanging.
-        for region in (info["region"], info["member"]):
-            stack.kubectl(
-                cluster,
-                "patch",
-                "region",
-                region,
-                "--type=merge",
-                "-p",
-                '{"metadata":{"finalizers":null}}',
-                check=False,
-            )
         helm(stack, env, "uninstall", info["name"], "-n", info["namespace"], check=False)
         stack.kubectl(
             cluster, "delete", "namespace", info["namespace"], "--wait=false", check=False
