@@ -213,13 +213,8 @@ class Stack:
     @contextlib.contextmanager
     def _stack_locked(self) -> Iterator[None]:
         """hack/lib.sh's lock_stack: no dev-up or dev-down runs meanwhile."""
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        with (self.cache_dir / "dev-stack.flock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with _flocked(self.cache_dir / "dev-stack.flock"):
+            yield
 
     def apply_file(self, cluster: str, path: Path, *args: str) -> subprocess.CompletedProcess[str]:
         """`kubectl apply -f path` (server-side); returns the result instead of raising."""
@@ -256,13 +251,8 @@ class Stack:
     @contextlib.contextmanager
     def _sessions_locked(self) -> Iterator[Path]:
         d = self._sessions_dir
-        d.mkdir(parents=True, exist_ok=True)
-        with (d / ".lock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield d
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with _flocked(d / ".lock"):
+            yield d
 
     @contextlib.contextmanager
     def regions_owned(self) -> Iterator[None]:
@@ -272,13 +262,8 @@ class Stack:
         that each run an operator world (e.g. two developers' `pytest tests/e2e`) would overwrite
         each other's feeds. They take turns on this lock instead.
         """
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        with (self.cache_dir / "regions-owner.flock").open("a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with _flocked(self.cache_dir / "regions-owner.flock"):
+            yield
 
     def join(self) -> list[str]:
         """Bring the stack up (reusing what runs) and register this session; the started ones."""
@@ -311,6 +296,18 @@ class Stack:
                 self.down(started)
             (d / "started").unlink(missing_ok=True)
             return started
+
+
+@contextlib.contextmanager
+def _flocked(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (created with its folder if missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _read_lines(path: Path) -> set[str]:

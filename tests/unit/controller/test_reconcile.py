@@ -75,6 +75,15 @@ class Harness:
         for _ in range(passes):
             self.step()
 
+    def serve_with_cold_starts(self, tokens_per_second: float, passes: int = 6) -> None:
+        """Replicas take a pass to become Ready from now on; settle on a steady load."""
+        self.slow_cold_starts()
+        self.load.tokens_per_second = tokens_per_second
+        self.step()
+        for _ in range(passes):
+            self.cold_start_done()
+            self.step()
+
     def slow_cold_starts(self) -> None:
         """From now on replicas become Ready only at :meth:`cold_start_done`."""
         for r in self.regions.values():
@@ -247,13 +256,7 @@ def test_restart_does_not_scale_down_at_once() -> None:
 
 def test_price_jump_moves_replicas_make_before_break() -> None:
     h = Harness(placement__minSavingsPercent=1, placement__scaleDownStabilizationSeconds=0)
-    h.slow_cold_starts()
-
-    h.load.tokens_per_second = 12_000.0
-    h.step()
-    for _ in range(6):
-        h.cold_start_done()
-        h.step()
+    h.serve_with_cold_starts(12_000.0)
     needed = h.replicas()["us-east"]
     assert needed == sum(h.replicas().values()) > 0
     h.region("us-east").price.value = 2.0  # a price spike in the cheap region
@@ -278,13 +281,7 @@ def test_announced_grid_event_moves_out_before_it_begins_make_before_break() -> 
     replacements start at once elsewhere, the region keeps serving until they are Ready, and it
     is empty before the event begins; Ready never dips below what was serving."""
     h = Harness(placement__scaleDownStabilizationSeconds=0)
-    h.slow_cold_starts()
-
-    h.load.tokens_per_second = 12_000.0
-    h.step()
-    for _ in range(6):
-        h.cold_start_done()
-        h.step()
+    h.serve_with_cold_starts(12_000.0)
     serving = h.replicas()["us-east"]
     assert serving == sum(h.replicas().values()) > 0
     feed = FakeGridEvents()
