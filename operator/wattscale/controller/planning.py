@@ -211,9 +211,11 @@ def build_request(
     interval_seconds: float,
     time_scale: float = 1.0,
     held_replicas: int = 0,
+    demand_settling: bool = False,
 ) -> PlanRequest:
     """The full planner request for one decision.
 
+    ``demand_settling``: see :attr:`PlanRequest.demand_settling`.
     ``held_replicas``: while demand cannot be measured, plan at least this many (what served
     before a region stopped answering, so that its replicas are replaced in the regions that
     answer; the planner's hold alone would keep only what those run).
@@ -268,4 +270,5 @@ def build_request(
         max_shift_per_step=placement.maxShiftPerStep,
         latency=latency,
         metrics_fresh=demand.fresh,
+        demand_settling=demand_settling,
     )

@@ -241,6 +241,8 @@ class Reconciler:
             self.settings.interval_seconds,
             self.settings.time_scale,
             held_replicas=mem.served_before_loss,
+            # New replicas' token rates are not in the window yet: demand under-reads.
+            demand_settling=any(o.ready > o.ready_in_readings for o in regions if o.available),
         )
         if mem.planner_state is None:
             # After a (re)start, pretend the current replicas were recommended just now, so the

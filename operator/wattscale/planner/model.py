@@ -213,6 +213,10 @@ class PlanRequest:
     max_shift_per_step: int | None = None  # replicas added for a move (not for capacity)
     latency: LatencyBudget | None = None
     metrics_fresh: bool = True
+    demand_settling: bool = False
+    """Replicas became Ready within the metrics window, so the measured demand may under-read
+    (their rates are not in it yet): plan up on it, or move replicas, but never shrink the
+    fleet's capacity on it."""
     explain: bool = True  # compute the runner-up (one more solve); the simulator may skip it
 
 

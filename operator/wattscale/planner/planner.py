@@ -278,6 +278,9 @@ def _stabilise(
     for h in kept:
         past = dict(h.replicas)
         high = np.maximum(high, co.vector(past))
+    if req.demand_settling and float(co.capacity @ target) < float(co.capacity @ cur):
+        # An under-read may move replicas, not shrink the fleet.
+        high = np.maximum(high, cur)
     out = np.where(target >= cur, target, np.minimum(cur, high))
     out = np.minimum(out, co.quota)
     out = _cap_regions(co, out, co.region_cap)

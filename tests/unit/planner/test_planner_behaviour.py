@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from tests.unit.planner.planner_builders import CAP, pool, region, request
@@ -55,6 +57,22 @@ def test_scale_down_waits_for_window() -> None:
     done = plan(later, held.state)
     assert done.desired[A] == 1
     assert done.reason is ReasonCode.SCALE_DOWN
+
+
+def test_settling_demand_may_not_shrink_the_fleet() -> None:
+    """Replicas that just became Ready are not in the demand readings yet: the low reading
+    (5,000 tok/s against 4 replicas) may not scale down, even with no stabilisation window."""
+    low = request(
+        region("A", 0.1, pool(current=4)),
+        demand=5000.0,
+        scale_down_stabilisation_seconds=0.0,
+        demand_settling=True,
+    )
+    held = plan(low)
+    assert held.target[A] == 1
+    assert held.desired[A] == 4
+    settled = plan(replace(low, demand_settling=False))
+    assert settled.desired[A] == 1
 
 
 def _shift_request(a_current: int, b_current: int, b_ready: int):  # type: ignore[no-untyped-def]
