@@ -98,8 +98,6 @@ class Memory:
     last_event: tuple[str, str] | None = None
     last_warnings: frozenset[str] = frozenset()
     warm: bool = False
-    ready_seen: dict[str, tuple[int, float]] = field(default_factory=dict)
-    """Per region: the Ready count last seen and since when (for capacity windows)."""
     ready_log: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
     """Per region: (time, Ready count) of the passes within the last rate window, and the last
     one before it (the count in force when the window began)."""
@@ -212,14 +210,11 @@ class Reconciler:
         # Capacity: the hint is the prior, measurements correct it.
         for obs in regions:
             obs.ready_through_window = _ready_through_window(mem, obs, now_s, window_s)
-            seen = mem.ready_seen.get(obs.name)
-            if seen is None or seen[0] != obs.ready:
-                seen = mem.ready_seen[obs.name] = (obs.ready, now_s)
             if obs.readings is not None:
                 window = observation_from_readings(
                     obs.readings,
                     window_seconds=window_s,
-                    replicas_changed=now_s - seen[1] < window_s,
+                    replicas_changed=_ready_changed_in_window(mem, obs, now_s, window_s),
                 )
                 if window is not None:
                     mem.learner.observe(window)
@@ -718,7 +713,7 @@ def _settling(
     if mem.answering is not None and answering != mem.answering:
         mem.answering_changed_at = now_s
         if mem.answering - answering:
-            before = sum(seen[0] for name, seen in mem.ready_seen.items() if name in mem.answering)
+            before = sum(log[-1][1] for name, log in mem.ready_log.items() if name in mem.answering)
             mem.served_before_loss = max(mem.served_before_loss, before)
     mem.answering = answering
     if not any(not o.available and (o.last_desired or 0) > 0 for o in regions):
@@ -743,6 +738,14 @@ def _ready_through_window(
     while len(log) > 1 and log[1][0] <= start:
         log.pop(0)  # the count in force at the window's start is kept
     return min(count for _, count in log)
+
+
+def _ready_changed_in_window(
+    mem: Memory, obs: RegionObservation, now_s: float, window_s: float
+) -> bool:
+    """Whether the Ready count changed within the window, or is not known for all of it."""
+    log = mem.ready_log.get(obs.name) or [(now_s, obs.ready)]
+    return log[0][0] > now_s - window_s or any(n != obs.ready for _, n in log)
 
 
 def _unreachable_note(regions: list[RegionObservation], desired: dict[str, int]) -> str:
