@@ -278,15 +278,27 @@ def _stabilise(
     for h in kept:
         past = dict(h.replicas)
         high = np.maximum(high, co.vector(past))
-    if req.demand_settling and float(co.capacity @ target) < float(co.capacity @ cur):
-        # An under-read may move replicas, not shrink the fleet.
-        high = np.maximum(high, cur)
     out = np.where(target >= cur, target, np.minimum(cur, high))
+    if req.demand_settling:
+        out = _keep_capacity(co, out, cur)
     out = np.minimum(out, co.quota)
     out = _cap_regions(co, out, co.region_cap)
     if np.any(out > target) and np.any(target < cur):
         w.add(ReasonCode.SCALE_DOWN_STABILISING)
     return out, PlannerState(history=history, shift_pending=state.shift_pending)
+
+
+def _keep_capacity(co: Costing, r: IntArray, cur: IntArray) -> IntArray:
+    """``r`` with enough of the replicas it removes kept (cheapest first) that its capacity is
+    not below the current one: an under-read may move replicas, not shrink the fleet."""
+    out = r.copy()
+    deficit = float(co.capacity @ cur) - float(co.capacity @ out)
+    per_cap = co.fixed_objective / np.maximum(co.capacity, 1e-9)
+    for j in np.lexsort((np.arange(out.shape[0]), per_cap)):
+        while deficit > 0 and out[j] < cur[j]:
+            out[j] += 1
+            deficit -= float(co.capacity[j])
+    return out
 
 
 def _trim_adds(co: Costing, add: IntArray, limit: int) -> IntArray:
@@ -360,7 +372,10 @@ def _make_before_break(
     removed = 0
     waiting = False
     base_ready = float(co.capacity @ np.minimum(co.ready, desired))
-    floor = min(p.need, base_ready)
+    # While demand settles (under-reads), Ready capacity is kept whole, not only to the need;
+    # unless an announced grid event is emptying a region: that move must end before it begins.
+    settling = req.demand_settling and not np.any(_cap_regions(co, cur, co.region_cap) < cur)
+    floor = base_ready if settling else min(p.need, base_ready)
     order = np.lexsort((np.arange(cur.shape[0]), -co.fixed_objective))
     for j in order:
         for _ in range(int(remove[j])):

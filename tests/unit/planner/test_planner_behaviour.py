@@ -75,6 +75,24 @@ def test_settling_demand_may_not_shrink_the_fleet() -> None:
     assert settled.desired[A] == 1
 
 
+def test_settling_demand_still_moves_make_before_break_within_the_shift_limit() -> None:
+    """Settling keeps the fleet's capacity, not every replica: a move to a cheaper region is
+    still a move (rate-limited by max_shift_per_step, removals wait for readiness)."""
+    req = request(
+        region("A", 3.0, pool(current=6, ready=6)),  # a price spike where it runs
+        region("B", 0.01),
+        cold_start_seconds=60.0,
+        scale_down_stabilisation_seconds=0.0,
+        max_shift_per_step=2,
+        min_savings_percent=0.0,
+        demand_settling=True,
+    )
+    d = plan(req)
+    assert d.target == {A: 0, B: 4}
+    assert d.desired == {A: 6, B: 2}
+    assert ReasonCode.RATE_LIMITED in d.reasons
+
+
 def _shift_request(a_current: int, b_current: int, b_ready: int):  # type: ignore[no-untyped-def]
     return request(
         region("A", 0.50, pool(current=a_current)),
