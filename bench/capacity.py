@@ -38,9 +38,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.fakes.autoscaler import ColdStartAutoscaler
+from tests.fakes.rate_window import RateWindowMeter, histogram_quantile
 from tests.fakes.vllm_emulator import (
-    TPOT_BUCKETS_SECONDS,
-    TTFT_BUCKETS_SECONDS,
     ConstantLoad,
     Emulator,
     LoadProfile,
@@ -60,23 +59,6 @@ SLO = LatencySlo(ttft_p95_seconds=1.0, tpot_p95_seconds=0.050)
 WINDOW_SECONDS = 30.0
 CONFIG = CapacityLearnerConfig()
 DT_SECONDS = 0.05
-
-
-def histogram_quantile(q: float, bounds: list[float], counts: list[float]) -> float:
-    """Prometheus' histogram_quantile over non-cumulative bucket counts (+Inf last)."""
-    total = sum(counts)
-    if total <= 0:
-        return math.nan
-    rank = q * total
-    acc = 0.0
-    for i, c in enumerate(counts):
-        if acc + c >= rank and c > 0:
-            if i == len(bounds):  # the +Inf bucket: Prometheus returns the last finite bound
-                return bounds[-1]
-            lower = bounds[i - 1] if i > 0 else 0.0
-            return lower + (bounds[i] - lower) * (rank - acc) / c
-        acc += c
-    return bounds[-1]
 
 
 class WindowMeter:
@@ -122,59 +104,6 @@ class WindowMeter:
             replicas=n,
             t_seconds=self.emu.now,
             window_seconds=WINDOW_SECONDS,
-        )
-
-
-Snapshot = dict[str, tuple[Replica, float, list[int], list[int]]]
-
-
-class RateWindowMeter:
-    """Overlapping windows as ``sum(rate(x[w]))`` read every loop: per-replica tokens/s is
-    divided by the pods reporting now (a new pod counts fully, its counter covers part of the
-    window; a removed pod's counts stay in the window), p95s over the pods' summed buckets."""
-
-    def __init__(self, emu: Emulator, window_seconds: float) -> None:
-        self.emu = emu
-        self.window_seconds = window_seconds
-        self.history: list[tuple[float, Snapshot]] = []
-        self.snapshot()
-
-    def snapshot(self) -> None:
-        snap = {
-            r.pod: (r, r.generation_tokens_total, list(r.ttft.counts), list(r.tpot.counts))
-            for r in self.emu.replicas
-        }
-        self.history.append((self.emu.now, snap))
-        self.history = [h for h in self.history if h[0] >= self.emu.now - 3 * self.window_seconds]
-
-    def window(self) -> CapacityObservation:
-        self.snapshot()
-        now, cur = self.history[-1]
-        _, base = min(self.history, key=lambda h: abs(h[0] - (now - self.window_seconds)))
-        gen = 0.0
-        ttft = [0.0] * (len(TTFT_BUCKETS_SECONDS) + 1)
-        tpot = [0.0] * (len(TPOT_BUCKETS_SECONDS) + 1)
-        for pod in set(cur) | set(base):
-            if pod in cur:
-                _, g1, a1, b1 = cur[pod]
-            else:
-                rep = base[pod][0]
-                g1, a1, b1 = rep.generation_tokens_total, rep.ttft.counts, rep.tpot.counts
-            g0, a0, b0 = base[pod][1:] if pod in base else (0.0, [0] * len(a1), [0] * len(b1))
-            gen += g1 - g0
-            ttft = [s + x - y for s, x, y in zip(ttft, a1, a0, strict=True)]
-            tpot = [s + x - y for s, x, y in zip(tpot, b1, b0, strict=True)]
-        pods = len(self.emu.replicas)
-        t95 = histogram_quantile(0.95, list(TTFT_BUCKETS_SECONDS), ttft)
-        p95 = histogram_quantile(0.95, list(TPOT_BUCKETS_SECONDS), tpot)
-        return CapacityObservation(
-            tokens_per_second_per_replica=gen / self.window_seconds / pods,
-            ttft_p95_seconds=None if math.isnan(t95) else t95,
-            tpot_p95_seconds=None if math.isnan(p95) else p95,
-            waiting_requests_per_replica=sum(len(r.waiting) for r in self.emu.replicas) / pods,
-            replicas=pods,
-            t_seconds=self.emu.now,
-            window_seconds=self.window_seconds,
         )
 
 

@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.fakes.autoscaler import ColdStartAutoscaler
+from tests.fakes.rate_window import RateWindowMeter
 from tests.fakes.vllm_emulator import (
-    TPOT_BUCKETS_SECONDS,
-    TTFT_BUCKETS_SECONDS,
     ConstantLoad,
     Emulator,
-    Replica,
     measure_capacity,
 )
 from wattscale.metrics import (
@@ -51,70 +49,6 @@ SCALE_DOWN_AFTER_SECONDS = 10.0
 DT_SECONDS = 0.05
 
 
-def histogram_quantile(q: float, bounds: tuple[float, ...], counts: list[float]) -> float:
-    """Prometheus' histogram_quantile over non-cumulative bucket counts (+Inf last)."""
-    total = sum(counts)
-    if total <= 0:
-        return math.nan
-    rank, acc = q * total, 0.0
-    for i, c in enumerate(counts):
-        if acc + c >= rank and c > 0:
-            if i == len(bounds):
-                return bounds[-1]
-            lower = bounds[i - 1] if i > 0 else 0.0
-            return lower + (bounds[i] - lower) * (rank - acc) / c
-        acc += c
-    return bounds[-1]
-
-
-Snapshot = dict[str, tuple[Replica, float, list[int], list[int]]]
-
-
-@dataclass
-class PromWindows:
-    """Overlapping windows as ``sum(rate(...[8s]))`` read every loop, over pods by name."""
-
-    emu: Emulator
-    history: list[tuple[float, Snapshot]] = field(default_factory=list)
-
-    def snapshot(self) -> None:
-        snap = {
-            r.pod: (r, r.generation_tokens_total, list(r.ttft.counts), list(r.tpot.counts))
-            for r in self.emu.replicas
-        }
-        self.history.append((self.emu.now, snap))
-
-    def window(self) -> CapacityObservation:
-        self.snapshot()
-        now, cur = self.history[-1]
-        _, base = min(self.history, key=lambda h: abs(h[0] - (now - WINDOW_SECONDS)))
-        gen = 0.0
-        ttft = [0.0] * (len(TTFT_BUCKETS_SECONDS) + 1)
-        tpot = [0.0] * (len(TPOT_BUCKETS_SECONDS) + 1)
-        for pod in set(cur) | set(base):
-            if pod in cur:
-                _, g1, a1, b1 = cur[pod]
-            else:  # removed: its series still has samples in the window, up to its removal
-                rep = base[pod][0]
-                g1, a1, b1 = rep.generation_tokens_total, rep.ttft.counts, rep.tpot.counts
-            g0, a0, b0 = base[pod][1:] if pod in base else (0.0, [0] * len(a1), [0] * len(b1))
-            gen += g1 - g0
-            ttft = [s + x - y for s, x, y in zip(ttft, a1, a0, strict=True)]
-            tpot = [s + x - y for s, x, y in zip(tpot, b1, b0, strict=True)]
-        pods = len(self.emu.replicas)
-        t95 = histogram_quantile(0.95, TTFT_BUCKETS_SECONDS, ttft)
-        p95 = histogram_quantile(0.95, TPOT_BUCKETS_SECONDS, tpot)
-        return CapacityObservation(
-            tokens_per_second_per_replica=gen / WINDOW_SECONDS / pods,
-            ttft_p95_seconds=None if math.isnan(t95) else t95,
-            tpot_p95_seconds=None if math.isnan(p95) else p95,
-            waiting_requests_per_replica=sum(len(r.waiting) for r in self.emu.replicas) / pods,
-            replicas=pods,
-            t_seconds=self.emu.now,
-            window_seconds=WINDOW_SECONDS,
-        )
-
-
 @dataclass
 class Run:
     estimate: CapacityEstimate
@@ -134,8 +68,7 @@ def autoscaled_step(
     """The operator's loop around one deployment in virtual time."""
     emu = Emulator(ConstantLoad(low), replicas=1, seed=seed)
     learner = CapacityLearner(SLO, hint)
-    meter = PromWindows(emu)
-    meter.snapshot()
+    meter = RateWindowMeter(emu, WINDOW_SECONDS)
     scaler = ColdStartAutoscaler(emu, READY_SECONDS, SCALE_DOWN_AFTER_SECONDS)
     replicas: list[int] = []
     while emu.now < seconds:
@@ -186,8 +119,7 @@ def test_steady_overload_with_fixed_replicas_teaches_a_lower_capacity(
 ) -> None:
     """No scale change, a steady load above the truth: every violation is real and counts."""
     emu = Emulator(ConstantLoad(2 * 1.25 * true_capacity), replicas=2, seed=5)
-    meter = PromWindows(emu)
-    meter.snapshot()
+    meter = RateWindowMeter(emu, WINDOW_SECONDS)
     learner = CapacityLearner(SLO, 2.0 * true_capacity)
     while emu.now < 60.0:
         for _ in range(round(LOOP_SECONDS / DT_SECONDS)):
