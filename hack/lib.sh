@@ -9,7 +9,7 @@
 K8S_VERSION="${K8S_VERSION:-1.36.3}"   # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
 ETCD_VERSION="${ETCD_VERSION:-3.6.16}"
 KWOK_VERSION="${KWOK_VERSION:-0.8.0}"  # kwok (the fake-kubelet controller) and kwokctl
-HELM_VERSION="${HELM_VERSION:-3.22.0}"
+HELM_VERSION="${HELM_VERSION:-3.21.4}"
 
 # ---- where things go ---------------------------------------------------------------------------
 WATTSCALE_CACHE="${WATTSCALE_CACHE:-$HOME/.cache/wattscale}"
@@ -75,7 +75,7 @@ binary_version_output() {
     local path="$1" name="$2" out=""
     case "$name" in
     kubectl) out="$("$path" version --client 2>/dev/null)" || true ;; # "Client Version: v1.36.3"
-    helm) out="$("$path" version --short 2>/dev/null)" || true ;;     # "v3.22.0+g..."
+    helm) out="$("$path" version --short 2>/dev/null)" || true ;;     # "v3.21.4+g..."
     *) out="$("$path" --version 2>/dev/null)" || true ;;              # "Kubernetes v1.36.3", "etcd Version: 3.6.16", "kwok version v0.8.0 ..."
     esac
     printf '%s\n' "${out%%$'\n'*}"
