@@ -17,7 +17,7 @@ from tests.cases.malformed import example
 from wattscale.clusters.client import ClusterUnreachableError, WorkloadState
 from wattscale.clusters.render import Manifest
 from wattscale.clusters.routes import RouteError
-from wattscale.controller.regions import RegionDirectory
+from wattscale.fleet.regions import RegionDirectory
 from wattscale.metrics import CapacityObservation, DeploymentReadings, DeploymentTarget
 from wattscale.metrics.readings import DemandHistory, DemandPoint, Reading, ReadingStatus
 from wattscale.signals import GridEvent, GridEvents, Point, Series, SignalError, Unreachable

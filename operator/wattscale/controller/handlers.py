@@ -23,13 +23,13 @@ from wattscale.clusters.render import workload_name
 from wattscale.clusters.routes import HubRoutes
 from wattscale.controller.reconcile import Reconciler
 from wattscale.controller.region_health import RegionHealthLoop
-from wattscale.controller.regions import (
+from wattscale.controller.settings import ANNOTATION_PREFIX, FINALIZER, Settings
+from wattscale.controller.status import condition
+from wattscale.fleet.regions import (
     RegionDirectory,
     default_cluster_factory,
     hub_secret_reader,
 )
-from wattscale.controller.settings import ANNOTATION_PREFIX, FINALIZER, Settings
-from wattscale.controller.status import condition
 from wattscale.metrics import MetricsConfig
 from wattscale.telemetry.metrics import OperatorMetrics
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from wattscale.api.inference import InferenceDeploymentSpec
-from wattscale.controller.observe import RegionObservation
+from wattscale.fleet.observe import RegionObservation
 from wattscale.planner import (
     HORIZON_STEP_SECONDS,
     GridEvent,

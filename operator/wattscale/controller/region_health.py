@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from wattscale.clusters.client import ClusterError
-from wattscale.controller.regions import RegionDirectory, RegionRuntime
 from wattscale.controller.status import condition, money
+from wattscale.fleet.regions import RegionDirectory, RegionRuntime
 from wattscale.telemetry.metrics import OperatorMetrics
 
 log = logging.getLogger(__name__)

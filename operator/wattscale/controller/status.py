@@ -1,4 +1,4 @@
-"""Status helpers: conditions that keep their transition time, and money/energy accounting.
+"""Status helpers: Events, conditions that keep their transition time, money/energy accounting.
 
 Per region, the cost rate of ``r`` replicas serving ``load`` tokens/s is
 ``r x gpuHourCost + P x PUE x price / 1000`` with ``P = r x idle + (max - idle) x load / cap``
@@ -12,6 +12,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post on the InferenceDeployment."""
+
+    type: str  # Normal | Warning
+    reason: str
+    message: str
 
 
 @dataclass(frozen=True)

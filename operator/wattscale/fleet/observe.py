@@ -15,7 +15,7 @@ from wattscale.api.inference import InferenceDeploymentSpec
 from wattscale.api.region import GpuOffer
 from wattscale.clusters.client import ClusterError, WorkloadState
 from wattscale.clusters.render import workload_name
-from wattscale.controller.regions import RegionDirectory, RegionRuntime
+from wattscale.fleet.regions import RegionDirectory, RegionRuntime
 from wattscale.metrics import DeploymentReadings, DeploymentTarget
 from wattscale.signals.region import RegionSnapshot
 

@@ -1,0 +1,154 @@
+"""What one InferenceDeployment keeps between passes, and how a pass updates it.
+
+Nothing here must survive a restart: the forecaster, the capacity learner, the planner's
+stabilisation history, drain timers and the Ready log only make the next pass better, and are
+rebuilt conservatively after one (the forecaster and learner from Prometheus history; the
+stabilisation history seeded with the replicas that run now, so a restarted operator never
+scales down at once).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from wattscale.api.inference import InferenceDeploymentSpec
+from wattscale.controller.planning import Demand
+from wattscale.fleet.observe import RegionObservation
+from wattscale.forecast.holt import ForecastConfig, Forecaster, warm_start
+from wattscale.metrics import CapacityLearner, DeploymentTarget, LatencySlo
+from wattscale.planner import HORIZON_STEP_SECONDS, PlannerState
+
+log = logging.getLogger(__name__)
+
+WARM_START_DEMAND = timedelta(days=2)
+WARM_START_CAPACITY = timedelta(hours=6)
+
+
+@dataclass
+class Memory:
+    """Per-deployment state kept between passes (rebuilt after a restart)."""
+
+    forecaster: Forecaster
+    learner: CapacityLearner
+    planner_state: PlannerState | None = None
+    last_seconds: float | None = None
+    drain_since: dict[str, float] = field(default_factory=dict)
+    last_event: tuple[str, str] | None = None
+    last_warnings: frozenset[str] = frozenset()
+    warm: bool = False
+    ready_log: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+    """Per region: (time, Ready count) of the passes within the last rate window, and the last
+    one before it (the count in force when the window began)."""
+    answering: frozenset[str] | None = None
+    """The regions whose cluster answered last pass."""
+    answering_changed_at: float | None = None
+    """When a region last stopped or started answering (its users moved: readings settle)."""
+    served_before_loss: int = 0
+    """Ready replicas over all regions just before a region that ran some stopped answering
+    (0 when none is lost): held while demand cannot be measured."""
+
+
+class Memories:
+    """Every deployment's :class:`Memory`, by (namespace, name)."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[str, str], Memory] = {}
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._by_key.pop((namespace, name), None)
+
+    def get(self, namespace: str, name: str, spec: InferenceDeploymentSpec) -> Memory:
+        """This deployment's memory (new when first seen); follows SLO and hint changes."""
+        key = (namespace, name)
+        mem = self._by_key.get(key)
+        slo = LatencySlo(spec.slo.ttftP95Ms / 1000.0, spec.slo.tpotP95Ms / 1000.0)
+        hint = spec.capacity.tokensPerSecondPerReplica
+        if mem is None:
+            config = ForecastConfig(step_seconds=HORIZON_STEP_SECONDS)
+            mem = Memory(
+                warm_start([], config), CapacityLearner(slo, float(hint) if hint else None)
+            )
+            self._by_key[key] = mem
+        else:  # the SLO or hint may have changed: the learner keeps its windows
+            mem.learner.slo = slo
+            mem.learner.hint_tokens_per_second = float(hint) if hint else None
+        return mem
+
+
+def warm(
+    mem: Memory, regions: list[RegionObservation], name: str, namespace: str, now: datetime
+) -> None:
+    """After a (re)start: replay demand and capacity history from each region's Prometheus.
+
+    Demand is summed over regions per timestamp, so the forecaster remembers the day's shape
+    and a restart does not forget it. A region whose history cannot be read adds nothing.
+    """
+    target = DeploymentTarget(namespace=namespace, deployment=name)
+    demand: dict[float, float] = {}
+    for obs in regions:
+        reader = obs.runtime.metrics if obs.runtime else None
+        if reader is None or not obs.available:
+            continue
+        try:
+            history = reader.read_demand_history(target, now - WARM_START_DEMAND, now, 60.0)
+            for point in history.points:
+                t = round(point.t_seconds)
+                demand[t] = demand.get(t, 0.0) + point.tokens_per_second
+            mem.learner.observe_many(
+                reader.read_capacity_history(target, now - WARM_START_CAPACITY, now, 60.0)
+            )
+        except Exception:  # history only makes the next pass better; never fail for it
+            log.exception("region %s: warm start from Prometheus history failed", obs.name)
+    if demand:
+        mem.forecaster = warm_start(sorted(demand.items()), mem.forecaster.config)
+    mem.warm = True
+
+
+def settling(
+    mem: Memory, regions: list[RegionObservation], demand: Demand, now_s: float, window_s: float
+) -> Demand:
+    """Track which regions answer; for one rate window after that changes, demand is not fresh.
+
+    When a cluster stops (or starts again) answering, its users move to (or back from) the
+    others, and the readings' rate window still describes the old split: the demand they sum
+    under-reads, and planning on it would scale down the replicas replacing the lost ones. So
+    the plan holds (never down) until the window has passed. When a region that ran replicas is
+    lost, what was Ready everywhere just before is remembered, to be held meanwhile.
+    """
+    answering = frozenset(o.name for o in regions if o.available)
+    if mem.answering is not None and answering != mem.answering:
+        mem.answering_changed_at = now_s
+        if mem.answering - answering:
+            before = sum(log[-1][1] for name, log in mem.ready_log.items() if name in mem.answering)
+            mem.served_before_loss = max(mem.served_before_loss, before)
+    mem.answering = answering
+    if not any(not o.available and (o.last_desired or 0) > 0 for o in regions):
+        mem.served_before_loss = 0
+    since = mem.answering_changed_at
+    if since is None or now_s - since >= window_s or not demand.fresh:
+        return demand
+    note = (
+        f"the regions answering changed {now_s - since:.0f} s ago: demand readings still "
+        f"describe the users' old split for one {window_s:.0f}-s window; holding"
+    )
+    return Demand(demand.tokens_per_second, demand.slo_breached, False, (*demand.notes, note))
+
+
+def ready_through_window(mem: Memory, obs: RegionObservation, now_s: float, window_s: float) -> int:
+    """Log this pass's Ready count; return the fewest Ready over the last ``window_s``."""
+    log = mem.ready_log.setdefault(obs.name, [])
+    log.append((now_s, obs.ready))
+    start = now_s - window_s
+    while len(log) > 1 and log[1][0] <= start:
+        log.pop(0)  # the count in force at the window's start is kept
+    return min(count for _, count in log)
+
+
+def ready_changed_in_window(
+    mem: Memory, obs: RegionObservation, now_s: float, window_s: float
+) -> bool:
+    """Whether the Ready count changed within the window, or is not known for all of it."""
+    log = mem.ready_log.get(obs.name) or [(now_s, obs.ready)]
+    return log[0][0] > now_s - window_s or any(n != obs.ready for _, n in log)

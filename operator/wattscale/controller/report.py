@@ -1,0 +1,516 @@
+"""Report one pass: the status, its conditions, Events and the exported metrics.
+
+Everything here describes what the pass saw and did; nothing decides. The status carries the
+plan per region with its cost, power and carbon rates, the counterfactual (the SLO-safe count
+all in the home region, at its price now) and the savings against it, the decision's reason and
+explanation, the make-before-break move in progress, and the conditions Ready, SLOMet,
+SignalsFresh, Degraded (and TrafficRouted when a route is managed). Events: one per change of
+decision, one Warning per new problem, not one per pass.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from wattscale.api.inference import InferenceDeploymentSpec
+from wattscale.controller.memory import Memory
+from wattscale.controller.planning import Demand
+from wattscale.controller.status import (
+    Event,
+    RegionCost,
+    condition,
+    money,
+    now_rfc3339,
+    region_cost,
+)
+from wattscale.controller.traffic import CONDITION as TRAFFIC_ROUTED
+from wattscale.controller.traffic import RouteReport
+from wattscale.fleet.observe import RegionObservation
+from wattscale.planner import Decision, PlanOption, PlanRequest, PoolKey, RegionInput
+from wattscale.telemetry.metrics import DeploymentRates, OperatorMetrics, RegionRates
+
+
+@dataclass
+class Outcome:
+    """What one pass wants written back: the status, and Events to post."""
+
+    status: dict[str, Any]
+    events: list[Event] = field(default_factory=list)
+    decision: Decision | None = None
+
+
+@dataclass(frozen=True)
+class PassFacts:
+    """What one pass saw and decided: everything its report is made of."""
+
+    spec: InferenceDeploymentSpec
+    name: str
+    namespace: str
+    regions: list[RegionObservation]
+    demand: Demand
+    forecast: tuple[float, ...]
+    capacity: float
+    capacity_source: str
+    request: PlanRequest
+    decision: Decision
+    desired: dict[str, int]
+    draining: list[str]
+    old: dict[str, Any]
+    generation: int | None
+    now: datetime
+
+    @property
+    def load(self) -> float:
+        """Demand now, else the forecast's peak (what the cost rates are computed for)."""
+        return self.demand.tokens_per_second or (max(self.forecast) if self.forecast else 0.0)
+
+
+def report(
+    facts: PassFacts,
+    routed: RouteReport | None,
+    events: list[Event],
+    mem: Memory,
+    metrics: OperatorMetrics,
+    now_s: float,
+) -> Outcome:
+    """The status and Events for this pass; exports its rates and remembers what was said."""
+    outcome = build_status(facts)
+    if routed is not None:
+        prev = facts.old.get("conditions") or []
+        outcome.status["conditions"].append(
+            condition(
+                prev,
+                TRAFFIC_ROUTED,
+                routed.status,
+                routed.reason,
+                routed.message,
+                facts.generation,
+                facts.now,
+            )
+        )
+    outcome.events = events + decision_events(mem, outcome, facts.regions)
+    export(facts, outcome, mem, metrics, now_s)
+    return outcome
+
+
+def build_status(facts: PassFacts) -> Outcome:
+    """The status: per-region rates, totals, the decision and its explanation, conditions."""
+    spec, regions, desired = facts.spec, facts.regions, facts.desired
+    inputs = {r.name: r for r in facts.request.regions}
+    costs = _region_costs(facts, inputs)
+    total_cost = sum(c.cost_per_hour for c in costs.values())
+    counterfactual = _counterfactual(
+        spec,
+        facts.request,
+        facts.load,
+        facts.decision.explanation.need_tokens_per_second,
+        facts.capacity,
+    )
+    savings = None
+    if counterfactual and counterfactual > 0:
+        savings = 100.0 * (counterfactual - total_cost) / counterfactual
+    currencies = {o.runtime.spec.energy.currency for o in regions if o.runtime and o.runtime.spec}
+    # Totals are what serves: an unreachable region's replicas are not counted.
+    total_desired = sum(desired[o.name] for o in regions if o.available)
+    reason, message = _decision_text(facts)
+    status: dict[str, Any] = {
+        "observedGeneration": facts.generation,
+        "replicas": total_desired,
+        "readyReplicas": sum(o.ready for o in regions),
+        "regionsSummary": ",".join(f"{o.name}={desired[o.name]}" for o in regions),
+        "regions": [_region_row(facts, o, costs[o.name]) for o in regions],
+        "currency": next(iter(currencies)) if len(currencies) == 1 else None,
+        "costPerHour": money(total_cost),
+        "powerWatts": round(sum(c.power_watts for c in costs.values())),
+        "carbonGramsPerHour": round(sum(c.carbon_grams_per_hour for c in costs.values())),
+        "counterfactualCostPerHour": money(counterfactual),
+        "savingsPercent": money(savings, 1),
+        "capacityTokensPerSecondPerReplica": round(facts.capacity),
+        "shift": _shift(
+            facts.old.get("shift"),
+            facts.decision,
+            regions,
+            spec.engine.gpuProduct,
+            facts.draining,
+            facts.now,
+        ),
+        "lastDecision": {"time": now_rfc3339(facts.now), "reason": reason, "message": message},
+        "explanation": _explanation(facts, inputs),
+    }
+    status["conditions"] = _conditions(facts, total_desired)
+    return Outcome(status=_drop_none(status), decision=facts.decision)
+
+
+def _region_costs(facts: PassFacts, inputs: dict[str, RegionInput]) -> dict[str, RegionCost]:
+    """Each region's rates for max(desired, Ready) replicas serving its share of the load."""
+    weights = _weights(facts.decision)
+    costs: dict[str, RegionCost] = {}
+    for o in facts.regions:
+        ri = inputs.get(o.name)
+        pool = ri.pools[0] if ri else None
+        cost = RegionCost(0, 0.0, 0.0, 0.0, 0.0)
+        if ri is not None and pool is not None:
+            cost = region_cost(
+                replicas=max(facts.desired[o.name], o.ready),
+                load_tokens_per_second=facts.load * weights.get(o.name, 0.0),
+                capacity_tokens_per_second=facts.capacity,
+                idle_watts=pool.idle_watts,
+                max_watts=pool.max_watts,
+                gpu_hour_cost_per_replica=pool.gpu_hour_cost_per_replica,
+                pue=ri.pue,
+                price_per_kwh=ri.price_per_kwh,
+                carbon_g_per_kwh=ri.carbon_g_per_kwh,
+            )
+        costs[o.name] = cost
+    return costs
+
+
+def _region_row(facts: PassFacts, o: RegionObservation, cost: RegionCost) -> dict[str, Any]:
+    """One entry of ``status.regions``."""
+    weight = _weights(facts.decision).get(o.name, 0.0)
+    return {
+        "name": o.name,
+        "desiredReplicas": facts.desired[o.name],
+        "readyReplicas": o.ready,
+        "trafficWeightPercent": round(100 * weight),
+        "costPerHour": money(cost.cost_per_hour),
+        "powerWatts": round(cost.power_watts),
+        "carbonGramsPerHour": round(cost.carbon_grams_per_hour),
+        "available": o.available,
+    }
+
+
+def _weights(decision: Decision) -> dict[str, float]:
+    return {k.region: w for k, w in decision.traffic_weights.items()}
+
+
+def _decision_text(facts: PassFacts) -> tuple[str, str]:
+    """``lastDecision``'s reason and message, with the mode, drains and unreachable regions."""
+    spec = facts.spec
+    reason = facts.decision.reason.value
+    message = facts.decision.message
+    if spec.mode == "Paused":
+        reason, message = "Paused", "mode is Paused: replicas are frozen"
+    elif facts.draining:
+        message += f"; draining {', '.join(facts.draining)} for {spec.placement.drainSeconds}s"
+    message += _unreachable_note(facts.regions, facts.desired)
+    if spec.mode == "DryRun":
+        message = "DryRun (nothing changed): " + message
+    return reason, message
+
+
+def _explanation(facts: PassFacts, inputs: dict[str, RegionInput]) -> dict[str, Any]:
+    """``status.explanation``: what the decision was made from, and its alternatives."""
+    expl = facts.decision.explanation
+    fc = facts.forecast
+    return {
+        "demandTokensPerSecond": _int(facts.demand.tokens_per_second),
+        "forecastTokensPerSecond": _int(max(fc) if fc else None),
+        "needTokensPerSecond": _int(expl.need_tokens_per_second),
+        "capacitySource": facts.capacity_source,
+        "bindingConstraint": expl.binding_constraint,
+        "chosen": _summary(expl.chosen),
+        "runnerUp": _summary(expl.runner_up),
+        "current": _summary(expl.current),
+        "regions": [_region_inputs(o, inputs.get(o.name)) for o in facts.regions],
+        "notes": list(facts.demand.notes) + list(expl.notes),
+    }
+
+
+def _conditions(facts: PassFacts, total_desired: int) -> list[dict[str, Any]]:
+    """Ready, SLOMet, SignalsFresh and Degraded."""
+    prev = facts.old.get("conditions") or []
+    gen, now, regions = facts.generation, facts.now, facts.regions
+    total_ready = sum(o.ready for o in regions)
+    errors = [e for o in regions for e in o.errors]
+    signals_fresh = all(r.price_fresh and r.carbon_fresh for r in facts.request.regions)
+    slo_met = _slo_met(facts.spec, regions)
+    return [
+        condition(
+            prev,
+            "Ready",
+            total_desired > 0 and total_ready >= total_desired,
+            "ReplicasReady" if total_ready >= total_desired else "ReplicasStarting",
+            f"{total_ready}/{total_desired} replicas ready",
+            gen,
+            now,
+        ),
+        condition(prev, "SLOMet", slo_met[0], slo_met[1], slo_met[2], gen, now),
+        condition(
+            prev,
+            "SignalsFresh",
+            signals_fresh,
+            "SignalsFresh" if signals_fresh else "SignalsStale",
+            _signals_message(regions, facts.request),
+            gen,
+            now,
+        ),
+        condition(
+            prev,
+            "Degraded",
+            bool(errors),
+            "RegionErrors" if errors else "AllRegionsHealthy",
+            "; ".join(errors) if errors else "every region answered",
+            gen,
+            now,
+        ),
+    ]
+
+
+def _counterfactual(
+    spec: InferenceDeploymentSpec,
+    request: PlanRequest,
+    load: float,
+    need: float,
+    capacity: float,
+) -> float | None:
+    """The planner's SLO-safe count, all in the home region, at its price now."""
+    home = spec.placement.homeRegion or spec.placement.regions[0]
+    ri = next((r for r in request.regions if r.name == home), None)
+    if ri is None or capacity <= 0:
+        return None
+    pool = ri.pools[0]
+    count = max(spec.slo.minReplicas, math.ceil(need / capacity) if need > 0 else 0)
+    count = min(count, spec.slo.maxReplicas)
+    return region_cost(
+        replicas=count,
+        load_tokens_per_second=load,
+        capacity_tokens_per_second=capacity,
+        idle_watts=pool.idle_watts,
+        max_watts=pool.max_watts,
+        gpu_hour_cost_per_replica=pool.gpu_hour_cost_per_replica,
+        pue=ri.pue,
+        price_per_kwh=ri.price_per_kwh,
+        carbon_g_per_kwh=ri.carbon_g_per_kwh,
+    ).cost_per_hour
+
+
+def decision_events(mem: Memory, outcome: Outcome, regions: list[RegionObservation]) -> list[Event]:
+    """One Event per change of decision, one Warning per new problem."""
+    events: list[Event] = []
+    last = outcome.status["lastDecision"]
+    key = (last["reason"], outcome.status["regionsSummary"])
+    if key != mem.last_event:
+        mem.last_event = key
+        events.append(Event("Normal", last["reason"], last["message"]))
+    warnings = frozenset(e for o in regions for e in o.errors)
+    for problem in sorted(warnings - mem.last_warnings):
+        events.append(Event("Warning", "RegionProblem", problem))
+    mem.last_warnings = warnings
+    return events
+
+
+def export(
+    facts: PassFacts, outcome: Outcome, mem: Memory, metrics: OperatorMetrics, now_s: float
+) -> None:
+    """The deployment's rates as the operator's own Prometheus metrics."""
+    spec, regions, status = facts.spec, facts.regions, outcome.status
+    elapsed = 0.0 if mem.last_seconds is None else now_s - mem.last_seconds
+    by_name = {r["name"]: r for r in status["regions"]}
+    rates: list[RegionRates] = []
+    for o in regions:
+        r = by_name[o.name]
+        measured = None
+        if o.readings is not None and o.readings.gpu_power_watts.usable:
+            measured = o.readings.gpu_power_watts.value
+        cost = float(r.get("costPerHour") or 0)
+        rates.append(
+            RegionRates(
+                region=o.name,
+                desired_replicas=r["desiredReplicas"],
+                ready_replicas=r["readyReplicas"],
+                traffic_weight_ratio=r["trafficWeightPercent"] / 100.0,
+                power_watts_modelled=float(r.get("powerWatts") or 0),
+                power_watts_measured=measured,
+                energy_cost_per_hour=cost - _gpu_cost(o, r["desiredReplicas"], spec),
+                gpu_cost_per_hour=_gpu_cost(o, r["desiredReplicas"], spec),
+                carbon_grams_per_hour=float(r.get("carbonGramsPerHour") or 0),
+            )
+        )
+    hint = spec.capacity.tokensPerSecondPerReplica
+    metrics.record(
+        DeploymentRates(
+            namespace=facts.namespace,
+            deployment=facts.name,
+            currency=status.get("currency") or "mixed",
+            regions=tuple(rates),
+            counterfactual_cost_per_hour=float(status.get("counterfactualCostPerHour") or 0),
+            ttft_target_seconds=spec.slo.ttftP95Ms / 1000.0,
+            tpot_target_seconds=spec.slo.tpotP95Ms / 1000.0,
+            ttft_p95_seconds=_p95(regions, "ttft_p95_seconds"),
+            tpot_p95_seconds=_p95(regions, "tpot_p95_seconds"),
+            capacity_tokens_per_second=facts.capacity,
+            capacity_hint_tokens_per_second=float(hint) if hint else None,
+            demand_tokens_per_second=facts.demand.tokens_per_second,
+        ),
+        elapsed_seconds=elapsed,
+    )
+    metrics.decisions.labels(facts.namespace, facts.name, status["lastDecision"]["reason"]).inc()
+
+
+def _unreachable_note(regions: list[RegionObservation], desired: dict[str, int]) -> str:
+    """Say which regions did not answer, and that their replicas are neither counted nor touched."""
+    notes = []
+    for o in regions:
+        if o.available or o.runtime is None or o.runtime.cluster is None:
+            continue  # a region that does not exist or cannot be built is reported elsewhere
+        left = desired[o.name]
+        notes.append(
+            f"{o.name} unreachable: its {left} replicas are not counted, nothing is changed there"
+            if left
+            else f"{o.name} unreachable: nothing is planned there"
+        )
+    return "".join(f"; {n}" for n in notes)
+
+
+def _gpu_cost(o: RegionObservation, replicas: int, spec: InferenceDeploymentSpec) -> float:
+    if o.offer is None:
+        return 0.0
+    return replicas * float(o.offer.hourlyCost) * spec.engine.gpusPerReplica
+
+
+def _p95(regions: list[RegionObservation], attr: str) -> float | None:
+    """The worst usable p95 over regions (the SLO must hold everywhere)."""
+    values = []
+    for o in regions:
+        if o.readings is None:
+            continue
+        reading = getattr(o.readings, attr)
+        if reading.usable and reading.value is not None and math.isfinite(reading.value):
+            values.append(float(reading.value))
+    return max(values) if values else None
+
+
+def _slo_met(
+    spec: InferenceDeploymentSpec, regions: list[RegionObservation]
+) -> tuple[bool | None, str, str]:
+    ttft = _p95(regions, "ttft_p95_seconds")
+    tpot = _p95(regions, "tpot_p95_seconds")
+    if ttft is None and tpot is None:
+        return None, "NoLatencyReadings", "no usable TTFT/TPOT readings yet"
+    parts = []
+    ok = True
+    if ttft is not None:
+        ok &= ttft * 1000 <= spec.slo.ttftP95Ms
+        parts.append(f"p95 TTFT {ttft * 1000:.0f} ms (target {spec.slo.ttftP95Ms} ms)")
+    if tpot is not None:
+        ok &= tpot * 1000 <= spec.slo.tpotP95Ms
+        parts.append(f"p95 TPOT {tpot * 1000:.0f} ms (target {spec.slo.tpotP95Ms} ms)")
+    return ok, "WithinSLO" if ok else "SLOBreached", "; ".join(parts)
+
+
+def _signals_message(regions: list[RegionObservation], request: PlanRequest) -> str:
+    stale = [r.name for r in request.regions if not (r.price_fresh and r.carbon_fresh)]
+    errors = [
+        f"{o.name} {p}" for o in regions if o.signals for p in o.signals.problems(o.signals.at)
+    ]
+    if not stale and not errors:
+        return "all price and carbon feeds are fresh"
+    parts = []
+    if stale:
+        parts.append(f"stale or missing in {', '.join(stale)}: holding (never scaling down)")
+    return "; ".join(parts + errors)
+
+
+def _region_inputs(o: RegionObservation, ri: RegionInput | None) -> dict[str, Any]:
+    """What one region contributed to the decision, for status.explanation."""
+    if ri is None:
+        return {"name": o.name, "signalsFresh": False, "available": o.available}
+    return {
+        "name": o.name,
+        "pricePerKwh": money(ri.price_per_kwh, 5),
+        "carbonGramsPerKwh": _int(ri.carbon_g_per_kwh),
+        "signalsFresh": ri.price_fresh and ri.carbon_fresh,
+        "gridEventCapReplicas": ri.grid_event.max_replicas if ri.grid_event else None,
+        "available": o.available,
+    }
+
+
+def _summary(option: PlanOption | None) -> dict[str, Any] | None:
+    if option is None:
+        return None
+    return {
+        "replicas": {k.region: v for k, v in option.replicas.items()},
+        "costPerHour": money(option.cost_per_hour),
+        "powerWatts": round(option.energy_watts),
+        "carbonGramsPerHour": round(option.carbon_g_per_hour),
+    }
+
+
+def _shift(
+    old: dict[str, Any] | None,
+    decision: Decision,
+    regions: list[RegionObservation],
+    product: str,
+    draining: list[str],
+    now: datetime,
+) -> dict[str, Any] | None:
+    """The make-before-break move in progress, derived from the plan (level-based)."""
+    up = [o.name for o in regions if decision.target.get(PoolKey(o.name, product), 0) > o.current]
+    down = [o.name for o in regions if decision.target.get(PoolKey(o.name, product), 0) < o.current]
+    if not (up and down):
+        return None
+    waiting = any(
+        o.ready < decision.target.get(PoolKey(o.name, product), 0) for o in regions if o.name in up
+    )
+    if waiting:
+        phase = "ScalingUpTarget"
+    elif draining:
+        phase = "Draining"
+    else:
+        phase = "ScalingDownSource"
+    moved = sum(
+        o.current - decision.target.get(PoolKey(o.name, product), 0)
+        for o in regions
+        if o.name in down
+    )
+    stamp = now_rfc3339(now)
+    same = old and old.get("fromRegion") == down[0] and old.get("toRegion") == up[0]
+    return {
+        "phase": phase,
+        "fromRegion": down[0],
+        "toRegion": up[0],
+        "replicas": max(1, moved),
+        "startedAt": old["startedAt"] if same and old else stamp,
+        "phaseStartedAt": old["phaseStartedAt"]
+        if same and old and old.get("phase") == phase
+        else stamp,
+    }
+
+
+def _int(value: float | None) -> int | None:
+    return None if value is None or not math.isfinite(value) else round(value)
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def invalid(
+    old: dict[str, Any],
+    generation: int | None,
+    now: datetime,
+    problems: list[str],
+    reason: str = "InvalidSpec",
+) -> Outcome:
+    """A spec the operator cannot act on: say why, touch nothing."""
+    message = "; ".join(problems)
+    prev = old.get("conditions") or []
+    status = {
+        "observedGeneration": generation,
+        "lastDecision": {"time": now_rfc3339(now), "reason": reason, "message": message},
+        "conditions": [
+            condition(prev, "Ready", False, reason, message, generation, now),
+            condition(prev, "Degraded", True, reason, message, generation, now),
+        ],
+    }
+    before = (old.get("lastDecision") or {}).get("message")
+    events = [] if before == message else [Event("Warning", reason, message)]
+    return Outcome(status=_drop_none(status), events=events)
