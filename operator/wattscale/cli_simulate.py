@@ -22,6 +22,7 @@ from rich.table import Table
 
 from wattscale.data import SAMPLE_DAYS, SAMPLE_DIR, SAMPLE_REGIONS, SAMPLE_START, SAMPLE_TRACE
 from wattscale.sim.errors import OutsideDataError, SimInputError
+from wattscale.sim.markets import load_table
 from wattscale.sim.model import ReplicaModel
 from wattscale.sim.run import CURRENCY, POLICY_NAMES, SimulationResult, parse_policies, simulate
 from wattscale.sim.scenario import Scenario, build_scenario
@@ -115,6 +116,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         "--oracle-integer",
         action="store_true",
         help="solve the oracle as a MILP (whole replicas) instead of its LP relaxation",
+    )
+    p.add_argument(
+        "--price-markets",
+        type=Path,
+        metavar="FILE.csv",
+        help="how each region's prices are published (region,kind,publish_local_time,time_zone): "
+        "rows replace the shipped table; regions no table lists replay as real-time",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run_simulate)
@@ -287,6 +295,7 @@ def _scenario(
         trace_tz_offset_hours=offset,
         quota_per_region=args.quota_per_region,
         max_gap_hours=args.max_gap_hours,
+        price_markets=load_table(args.price_markets),
     )
 
 

@@ -58,7 +58,7 @@ def replay(policy: Policy, scenario: Scenario, progress: Progress | None = None)
             ready=ready.copy(),
             loading=loading,
             past_demand_tokens_per_s=demand[:t],
-            known_prices_usd_mwh=scenario.price_usd_mwh[: scenario.known_price_hours(t)],
+            known_prices_usd_mwh=scenario.known_prices(t),
             past_carbon_g_per_kwh=carbon[: t // 60 + 1],
             mean_output_tokens=scenario.load.mean_output_tokens,
         )

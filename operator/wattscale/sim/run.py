@@ -115,6 +115,19 @@ class SimulationResult:
                 "ttft_slo_ms": sc.model.ttft_slo_ms,
                 "tpot_slo_ms": sc.model.tpot_slo_ms,
                 "price_column": "price_usd_mwh (fixed FX, see the data README)",
+                "price_markets": {
+                    r.region: {
+                        "kind": r.kind,
+                        "publish_local_time": (
+                            None
+                            if r.publish_local_time is None
+                            else r.publish_local_time.strftime("%H:%M")
+                        ),
+                        "time_zone": r.time_zone,
+                        "source": r.source,
+                    }
+                    for r in sc.price_knowledge.rules
+                },
             },
             "warnings": list(sc.warnings),
         }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import numpy.typing as npt
 
 from wattscale.sim.errors import OutsideDataError, SimInputError
 from wattscale.sim.load import Load, build_load, read_trace
+from wattscale.sim.markets import MarketRule, PriceKnowledge, load_table, rules_for
 from wattscale.sim.model import ReplicaModel
 from wattscale.sim.series import DEFAULT_MAX_GAP_HOURS, load_carbon, load_prices
 
@@ -23,8 +25,6 @@ FloatArray = npt.NDArray[np.float64]
 
 MINUTES_PER_HOUR = 60
 MINUTES_PER_DAY = 1440
-# Day-ahead prices for the next UTC day are taken as known from this hour (UTC) of the day before.
-DAY_AHEAD_PUBLISH_HOUR_UTC = 12
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,10 @@ class Scenario:
     peak_replicas: int
     min_replicas: int = 1
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    # How each region's prices are published (`sim.markets`); empty: every region real-time.
+    markets: tuple[MarketRule, ...] = ()
+    # Prices of the hour before `start` (what a real-time feed shows at minute 0); None: hour 0's.
+    price_lead_usd_mwh: FloatArray | None = None
 
     @property
     def home(self) -> int:
@@ -65,12 +69,18 @@ class Scenario:
         idx = np.arange(self.minutes) // MINUTES_PER_HOUR
         return np.asarray(self.carbon_g_per_kwh[idx], dtype=np.float64)
 
-    def known_price_hours(self, minute: int) -> int:
-        """Hours of prices (from the start) known at `minute`: today, plus tomorrow after noon."""
-        now = self.start + timedelta(minutes=minute)
-        day_end = (minute // MINUTES_PER_DAY + 1) * 24
-        known = day_end + (24 if now.hour >= DAY_AHEAD_PUBLISH_HOUR_UTC else 0)
-        return min(known, int(self.price_usd_mwh.shape[0]))
+    @cached_property
+    def price_knowledge(self) -> PriceKnowledge:
+        """What every (non-oracle) policy knows of prices at each minute (`sim.markets`)."""
+        rules = self.markets or rules_for(self.regions, {})
+        lead = self.price_lead_usd_mwh
+        if lead is None:
+            lead = self.price_usd_mwh[0]
+        return PriceKnowledge(self.price_usd_mwh, lead, rules, self.start, self.minutes)
+
+    def known_prices(self, minute: int) -> FloatArray:
+        """USD/MWh per hour from the start as a live operator sees them at `minute`."""
+        return self.price_knowledge.view(minute)
 
 
 def build_scenario(
@@ -88,8 +98,13 @@ def build_scenario(
     trace_tz_offset_hours: float = 0.0,
     quota_per_region: int | None = None,
     max_gap_hours: int = DEFAULT_MAX_GAP_HOURS,
+    price_markets: dict[str, MarketRule] | None = None,
 ) -> Scenario:
-    """Read the files and build a scenario; every problem is a `SimInputError`."""
+    """Read the files and build a scenario; every problem is a `SimInputError`.
+
+    `price_markets`: how each region's prices are published (default: the shipped table,
+    `sim.markets.load_table`); regions it does not list are real-time.
+    """
     model = model or ReplicaModel()
     if not regions:
         raise SimInputError("no regions given")
@@ -136,6 +151,14 @@ def build_scenario(
         warnings.extend(series.warnings)
         prices.append(series.values)
     n_price_hours = min(p.shape[0] for p in prices)
+    lead = _lead_prices(prices_dir, regions, start, max_gap_hours, [p[0] for p in prices])
+    table = load_table() if price_markets is None else price_markets
+    markets = rules_for(regions, table)
+    warnings.extend(
+        f"{r.region}: not in the price-market table, replayed as real-time (nothing known ahead)"
+        for r in markets
+        if r.region not in table
+    )
     missing_carbon: list[str] = []
     for region in regions:
         cseries = load_carbon(carbon_dir, region, start, hours, max_gap_hours)
@@ -171,4 +194,24 @@ def build_scenario(
         quota=tuple([quota] * len(regions)),
         peak_replicas=peak_replicas,
         warnings=tuple(warnings),
+        markets=markets,
+        price_lead_usd_mwh=lead,
     )
+
+
+def _lead_prices(
+    prices_dir: Path,
+    regions: list[str],
+    start: datetime,
+    max_gap_hours: int,
+    first: list[float],
+) -> FloatArray:
+    """Each region's price in the hour before `start` (hour 0's when the file starts there)."""
+    out = []
+    for region, fallback in zip(regions, first, strict=True):
+        try:
+            before = load_prices(prices_dir, region, start - timedelta(hours=1), 1, max_gap_hours)
+            out.append(float(before.values[0]))
+        except SimInputError:
+            out.append(float(fallback))
+    return np.asarray(out, dtype=np.float64)

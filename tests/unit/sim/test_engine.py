@@ -41,14 +41,18 @@ def test_policies_see_the_past_and_published_prices_only(
     scenario_from_arrays: ScenarioFactory,
 ) -> None:
     minutes = 2 * 1440
-    sc = scenario_from_arrays(np.full(minutes, 1000.0), np.full((72, 1), 50.0))
+    prices = np.arange(72.0)[:, None] + 10.0
+    sc = scenario_from_arrays(np.full(minutes, 1000.0), prices)  # no table: real-time
     spy = Spy()
     replay(spy, sc)
-    for minute, past, prices, carbon in spy.seen:
+    for minute, past, hours, carbon in spy.seen:
         assert past == minute
-        day, hour = divmod(minute // 60, 24)
-        assert prices == (day + 1) * 24 + (24 if hour >= 12 else 0)
+        assert hours == minute // 60 + 1
         assert carbon == minute // 60 + 1
+    # The hour being served is unknown: the last completed hour's price is carried forward.
+    view = sc.known_prices(125)
+    assert view[1, 0] == prices[1, 0]
+    assert view[2, 0] == prices[1, 0]
 
 
 @pytest.mark.parametrize("gpu_hour_cost", [0.0, 2.5])

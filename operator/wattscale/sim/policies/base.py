@@ -2,9 +2,9 @@
 
 A policy is asked once per simulated minute for the replicas it wants allocated per region (Ready
 plus loading). It sees an `Observation`: the past only (served load up to the previous minute,
-carbon up to the current hour), prices as far as they are published (today, and tomorrow's
-day-ahead prices after noon UTC), and the replicas it has. The oracle alone is given the
-`Scenario` itself (perfect foresight), through `plan`.
+carbon up to the current hour), prices as a live operator would know them (`sim.markets`: each
+market's published prices, then the operator's persistence forecast), and the replicas it has.
+The oracle alone is given the `Scenario` itself (perfect foresight), through `plan`.
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ class Observation:
     ready: IntArray  # per region, Ready now
     loading: IntArray  # per region, started and not Ready yet
     past_demand_tokens_per_s: FloatArray  # (minute,): demand of minutes 0..minute-1
-    known_prices_usd_mwh: FloatArray  # (hours known from the start, regions)
+    # (hours from the start, regions): published prices, then each region's last known value
+    # carried forward (the operator's forecast); read-only, shared between minutes.
+    known_prices_usd_mwh: FloatArray
     past_carbon_g_per_kwh: FloatArray  # (current hour + 1, regions); NaN where unknown
     mean_output_tokens: float
 

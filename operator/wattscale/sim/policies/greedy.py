@@ -27,7 +27,7 @@ class GreedyPolicy:
         self._target = 0
 
     def initial(self, scenario: Scenario) -> IntArray:
-        self._target = int(np.argmin(scenario.price_usd_mwh[0]))
+        self._target = int(np.argmin(scenario.known_prices(0)[0]))
         first = float(scenario.load.output_tokens_per_s[0])
         n = max(
             scenario.min_replicas,

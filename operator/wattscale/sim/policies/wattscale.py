@@ -8,8 +8,9 @@ Kubernetes types), from:
   Holt-Winters with a daily season, started empty at the beginning of the period), asked for
   its mean + 1 sigma over the controller's horizon: one hour, or the cold start plus four
   intervals if longer, in 1-minute steps;
-- prices as published at that time: the rest of today, and tomorrow's day-ahead prices after
-  12:00 UTC; the current carbon intensity (no carbon forecast);
+- prices as a live operator knows them at that minute (`sim.markets`: each market's published
+  prices, then the last known value carried forward, as the controller and planner do with a
+  feed); the current carbon intensity (no carbon forecast);
 - the replicas per region (current = Ready + loading, and Ready);
 - the InferenceDeployment defaults of the API (headroom 20 %, minSavingsPercent 5,
   maxShiftPerStep 2, scale-down stabilisation 300 s; coldStartSeconds from the scenario), the
@@ -89,7 +90,7 @@ class WattscalePolicy:
             scenario.min_replicas,
             obs_ready,
             obs_ready,
-            np.asarray(scenario.price_usd_mwh[:24], dtype=np.float64),
+            scenario.known_prices(0),
             0,
             np.asarray(scenario.carbon_g_per_kwh[0], dtype=np.float64),
             (first,) * self._steps(scenario.model.cold_start_s),
