@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import urllib3
-import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from wattscale.clusters.kubeconfig import KubeconfigError, inline_kubeconfig
 from wattscale.clusters.render import (
     ANNOTATION_OWNER,
     FIELD_MANAGER,
@@ -51,6 +51,10 @@ class ClusterRequestError(ClusterError):
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
         self.status = status
+
+
+class KubeconfigRefusedError(ClusterRequestError):
+    """A Region's kubeconfig is malformed or asks for more than inline credentials."""
 
 
 @dataclass(frozen=True)
@@ -116,13 +120,18 @@ class RegionCluster:
     ) -> RegionCluster:
         """Build a client from kubeconfig text (as stored in the Region's Secret)."""
         try:
-            data = yaml.safe_load(kubeconfig)
+            data = inline_kubeconfig(kubeconfig)
+        except KubeconfigError as err:
+            raise KubeconfigRefusedError(f"region {name}: {err}", 0) from None
+        try:
             configuration = client.Configuration()
             config.load_kube_config_from_dict(data, client_configuration=configuration)
             configuration.retries = 0  # one attempt per call; the loop's next pass is the retry
             api = client.ApiClient(configuration)
-        except Exception as err:  # a malformed kubeconfig is the user's to fix
-            raise ClusterRequestError(f"region {name}: kubeconfig is not usable: {err}", 0) from err
+        except Exception as err:  # e.g. base64 that does not decode; its text may quote the data
+            raise KubeconfigRefusedError(
+                f"region {name}: kubeconfig is not usable ({type(err).__name__})", 0
+            ) from None
         return cls(name, api, timeout_seconds)
 
     @classmethod

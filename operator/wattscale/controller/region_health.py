@@ -47,6 +47,8 @@ def region_status(
         except ClusterError as unreachable:
             reachable = False
             problems.append(str(unreachable))
+    elif runtime.spec is not None:
+        reachable = False  # no client could be built (a missing Secret, a refused kubeconfig)
     metrics.region_available.labels(name).set(1 if reachable else 0)
     signals: list[dict[str, Any]] = []
     fresh = True
@@ -140,7 +142,11 @@ class RegionHealthLoop:
 
     def check(self, name: str) -> None:
         """One Region, once: never raises (a failing Region must not stop the others)."""
-        runtime = self.directory.get(name)
+        try:
+            runtime = self.directory.refresh(name)  # a created or rotated Secret heals it here
+        except Exception:
+            log.exception("region %s: re-reading its Secrets failed", name)
+            runtime = self.directory.get(name)
         if runtime is None:
             self._conditions.pop(name, None)
             return
