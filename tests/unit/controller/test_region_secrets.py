@@ -15,7 +15,7 @@ import pytest
 from tests.fakes.apiserver import FakeApiServer
 from wattscale.api.sources import SecretKeyRef
 from wattscale.controller.region_health import RegionHealthLoop
-from wattscale.controller.regions import RegionDirectory, default_cluster_factory
+from wattscale.fleet.regions import RegionDirectory, default_cluster_factory
 from wattscale.telemetry.metrics import OperatorMetrics
 
 pytestmark = pytest.mark.unit
