@@ -198,7 +198,7 @@ def print_table(result: SimulationResult, console: Console) -> None:
     for name, r in result.results.items():
         label = name
         if name == "oracle" and result.oracle is not None and not result.oracle.integer:
-            label = "oracle (LP bound)"
+            label = "oracle (LP)"
         table.add_row(
             label,
             f"{r.total_cost:,.2f}",
@@ -215,6 +215,11 @@ def print_table(result: SimulationResult, console: Console) -> None:
     head = result.headline()
     if head:
         console.print("  ".join(f"{k}={v:.4f}" for k, v in head.items()))
+    if result.oracle is not None:
+        console.print(
+            f"proven lower bound on any schedule that serves each minute's demand in that "
+            f"minute: {result.oracle.lower_bound:,.2f} {CURRENCY}"
+        )
 
 
 def run_simulate(args: argparse.Namespace) -> int:

@@ -5,10 +5,12 @@ replicas, and the replica starts and stops. The router then decides which Ready 
 minute's demand (`route`), and the totals follow:
 
 - GPU cost = allocated replicas x gpu_hour_cost x 1/60 h;
-- energy = (allocated x idle W + served tokens/s x (max - idle) W / capacity) x PUE x 1/60 h;
+- energy = (each Ready replica's power at its throughput + loading replicas' empty power) x PUE
+  x 1/60 h (`ReplicaModel.board_watts`, calibrated on ML.ENERGY's H100 points);
 - energy cost = energy x the hour's price (USD/MWh; negative prices are real and kept);
 - carbon = energy x the hour's direct intensity (gCO2/kWh), where the region has carbon data;
-- SLO attainment = requests meeting TTFT and TPOT SLOs / all requests (`ReplicaModel`);
+- SLO attainment = requests meeting TTFT and TPOT SLOs / all requests, each region's backlog
+  carried from minute to minute (`serve`, `model.serve_minute`);
 - migrations = a replica start in one region matched with a stop in another region within
   the cold start plus 15 minutes (a move, whichever came first); `cold_starts` counts all starts.
 
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from wattscale.sim.model import serve_minute
 from wattscale.sim.scenario import Scenario
 
 FloatArray = npt.NDArray[np.float64]
@@ -137,6 +140,36 @@ def count_migrations(starts: FloatArray, stops: FloatArray, window_minutes: int)
     return round(moved)
 
 
+def serve(
+    scenario: Scenario, ready: FloatArray, routed: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """Served tokens/s and the share of arrivals meeting the SLO, per minute and region.
+
+    Each region's backlog is carried from minute to minute (`model.serve_minute`). Minutes
+    without any backlog are computed all at once; the loop runs only through backlog episodes.
+    """
+    model, load = scenario.model, scenario.load
+    out_mean, ctx_mean = load.mean_output_tokens, load.mean_context_tokens
+    base = serve_minute(model, ready, routed, np.zeros_like(routed), out_mean, ctx_mean)
+    served = base.served_tokens_per_s.copy()
+    met = base.met_share.copy()
+    overflow = np.flatnonzero(np.any(base.backlog_tokens > 1e-6, axis=1))
+    backlog = np.zeros(routed.shape[1])
+    minutes = routed.shape[0]
+    k = 0
+    t = int(overflow[0]) if overflow.size else minutes
+    while t < minutes:
+        step = serve_minute(model, ready[t], routed[t], backlog, out_mean, ctx_mean)
+        served[t], met[t], backlog = step.served_tokens_per_s, step.met_share, step.backlog_tokens
+        t += 1
+        if not np.any(backlog > 1e-6):
+            backlog = np.zeros_like(backlog)
+            while k < overflow.size and overflow[k] < t:
+                k += 1
+            t = int(overflow[k]) if k < overflow.size else minutes
+    return served, met
+
+
 def account(
     name: str, scenario: Scenario, trajectory: Trajectory, notes: tuple[str, ...] = ()
 ) -> PolicyResult:
@@ -145,27 +178,22 @@ def account(
     price = scenario.minute_prices()
     carbon = scenario.minute_carbon()
     demand = scenario.load.output_tokens_per_s
-    served = route(trajectory.ready, demand, price, model.safe_tokens_per_s)
-    board_w = model.board_watts(trajectory.allocated, served)
+    routed = route(trajectory.ready, demand, price, model.safe_tokens_per_s)
+    served, attained = serve(scenario, trajectory.ready, routed)
+    board_w = model.board_watts(trajectory.allocated, trajectory.ready, served)
     facility_kwh = board_w * model.pue / 1000.0 / 60.0
     energy_cost_m = facility_kwh * price / 1000.0
     gpu_cost_m = trajectory.allocated * scenario.gpu_hour_cost / 60.0
     known = ~np.isnan(carbon)
     carbon_kg = float(np.sum(np.where(known, facility_kwh * np.nan_to_num(carbon), 0.0)) / 1000.0)
     unknown_kwh = float(np.sum(np.where(known, 0.0, facility_kwh)))
-    # SLO: requests split like tokens; unserved requests (no Ready replica anywhere) miss.
+    # SLO: requests split like tokens; requests routed nowhere (no Ready replica) miss.
     requests = scenario.load.requests_per_s * 60.0
-    total_served = served.sum(axis=1)
-    share = np.divide(served, demand[:, None], out=np.zeros_like(served), where=demand[:, None] > 0)
-    attained = model.slo_attainment(
-        trajectory.ready,
-        served,
-        scenario.load.mean_output_tokens,
-        scenario.load.mean_context_tokens,
-    )
+    total_routed = routed.sum(axis=1)
+    share = np.divide(routed, demand[:, None], out=np.zeros_like(routed), where=demand[:, None] > 0)
     met = float(np.sum(requests[:, None] * share * attained))
     unserved = float(
-        np.sum(np.where(demand > 0, requests * (1.0 - total_served / np.maximum(demand, 1e-12)), 0))
+        np.sum(np.where(demand > 0, requests * (1.0 - total_routed / np.maximum(demand, 1e-12)), 0))
     )
     all_requests = float(np.sum(requests))
     slo = met / all_requests if all_requests > 0 else 1.0

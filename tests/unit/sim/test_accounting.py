@@ -42,7 +42,8 @@ def test_one_region_constant_load_and_price(scenario_from_arrays: ScenarioFactor
         np.full(60, 3150.0), [[100.0]], carbon_g_per_kwh=[[200.0]], gpu_hour_cost=2.5
     )
     r = replay(StaticPolicy(), sc)
-    watts = (300.0 + 390.0 * 0.45) * 1.2  # board power x PUE
+    watts = float(sc.model.replica_watts(np.asarray(3150.0))) * 1.2  # board power x PUE
+    assert 540.0 < watts / 1.2 < 560.0  # batch ~20: between the 8 and 64 anchors
     kwh = watts / 1000.0
     assert r.replica_hours == pytest.approx(1.0)
     assert r.gpu_cost == pytest.approx(2.5)
@@ -63,7 +64,9 @@ def test_oracle_matches_hand_cost_when_one_replica_is_the_only_choice(
     r = account("oracle", sc, solution.trajectory)
     static = replay(StaticPolicy(), sc)
     assert r.total_cost == pytest.approx(static.total_cost)
-    assert solution.objective == pytest.approx(r.total_cost)
+    # The solver's power is a bound below the curve: its estimate is at most the real cost.
+    assert solution.objective <= r.total_cost
+    assert solution.lower_bound <= solution.objective
 
 
 def test_cold_start_pays_idle_power_and_gpu_time_before_ready(
@@ -78,10 +81,11 @@ def test_cold_start_pays_idle_power_and_gpu_time_before_ready(
     assert r.trajectory.allocated[10, 0] == 2
     assert r.replica_hours == pytest.approx(1.0 + 50 / 60)
     assert r.gpu_cost == pytest.approx(6.0 * (1.0 + 50 / 60))
-    # Load power is the same whichever replicas serve it; idle power is per allocated replica.
-    load_kwh = 390.0 * 0.45 * 1.2 / 1000.0
-    idle_kwh = 300.0 * 1.2 / 1000.0 * (1.0 + 50 / 60)
-    assert r.energy_kwh == pytest.approx(load_kwh + idle_kwh)
+    # One replica serves alone for 15 minutes, two share the load after; loading draws empty.
+    one = float(sc.model.replica_watts(np.asarray(3150.0)))
+    two = 2 * float(sc.model.replica_watts(np.asarray(1575.0)))
+    board_wh = (15 * one + 45 * two + 5 * sc.model.empty_watts) / 60
+    assert r.energy_kwh == pytest.approx(board_wh * 1.2 / 1000.0)
     assert r.cold_starts == 1
 
 
@@ -95,7 +99,24 @@ def test_no_ready_replica_means_every_request_misses(scenario_from_arrays: Scena
 def test_overload_beyond_capacity_misses_the_slo(scenario_from_arrays: ScenarioFactory) -> None:
     sc = scenario_from_arrays(np.full(60, 7700.0), [[100.0]])  # u = 1.1 on one replica
     r = replay(Scripted([1], {}), sc)
-    assert r.slo_attainment == 0.0
+    assert r.slo_attainment < 0.1
+
+
+def test_a_backlog_is_carried_and_its_wait_counts(scenario_from_arrays: ScenarioFactory) -> None:
+    # Ten minutes at twice what one replica can serve, then a light load: the backlog drains
+    # over the next minutes, and requests arriving behind it miss their TTFT.
+    demand = np.concatenate([np.full(10, 2 * 7800.0), np.full(50, 1000.0)])
+    sc = scenario_from_arrays(demand, [[100.0]])
+    r = replay(Scripted([1], {}), sc)
+    served = r.served_tokens_per_s[:, 0]
+    assert served[:10] == pytest.approx(np.full(10, sc.model.max_tokens_per_s))
+    assert served[10] == pytest.approx(sc.model.max_tokens_per_s)  # still draining
+    assert float(np.sum(served)) == pytest.approx(float(np.sum(demand)))  # nothing lost
+    light = replay(Scripted([1], {}), scenario_from_arrays(np.full(60, 1000.0), [[100.0]]))
+    assert light.slo_attainment == pytest.approx(1.0)
+    # Even if every light-load request were met, attainment would be its share of requests.
+    light_share = 50 * 1000.0 / (50 * 1000.0 + 10 * 2 * 7800.0)
+    assert r.slo_attainment < light_share - 0.05
 
 
 def test_router_fills_the_cheapest_region_first() -> None:

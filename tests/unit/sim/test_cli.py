@@ -146,4 +146,4 @@ def test_no_data_arguments_use_the_bundled_sample(
     doc = json.loads(out.read_text())
     assert doc["scenario"]["regions"] == ["US-CAL-CISO", "US-TEX-ERCO", "US-MIDA-PJM"]
     assert doc["scenario"]["start"] == "2024-07-08T00:00:00Z"
-    assert "oracle (LP bound)" in capsys.readouterr().out
+    assert "oracle (LP)" in capsys.readouterr().out

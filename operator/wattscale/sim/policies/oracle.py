@@ -11,14 +11,20 @@ and tokens/s routed x. Constraints, the same as the simulator's:
   (valid for any real policy, whose Ready counts are whole numbers; it tightens the relaxation);
 - quota: n[t,i] <= quota_i.
 
-Objective: the accounting's cost (GPU-hours + idle and load-dependent energy x price), exactly,
-except that, like the planner, the oracle does not hold replicas only to be paid for burning
-negative-priced power (idle energy is priced at max(price, 0) in its objective; the schedule is
-then costed at the real prices, and the unrestricted LP's optimum is reported as the bound).
+Objective: GPU-hours + energy x price, with a replica's power replaced by an affine function
+below the replica model's power curve (`ReplicaModel.power_lower_bound`: a + s x <= P(x) for
+every throughput x a replica can serve; the intercept is also kept at or below a loading
+replica's empty power). Like the planner, the oracle does not hold replicas only to be paid for
+burning negative-priced power (idle energy is priced at max(price, 0) in its objective). Its
+schedule is then accounted like every policy's (real prices, the real power curve, the queue).
 
-By default the LP relaxation (fractional replicas) is solved: a valid lower bound on the cost of
-any policy that keeps every minute within the safe utilisation. `integer=True` asks for the MILP
-(whole replicas and starts) within a time limit; HiGHS then reports its best solution and bound.
+The schedule keeps every minute within the safe utilisation. The reported `lower_bound` comes
+from a second LP: the same, but Ready replicas may serve up to their largest batch
+(`max_tokens_per_s`) and idle energy is priced as it is. Its optimum is a proven lower bound on
+the cost of any schedule, fractional or whole, that serves each minute's demand within that
+minute: such a schedule is a feasible point of the LP, and the LP's objective never exceeds the
+accounting's cost of the same schedule (power under-estimated, every other term exact).
+`integer=True` asks for the MILP (whole replicas and starts) within a time limit.
 """
 
 from __future__ import annotations
@@ -48,12 +54,14 @@ class OracleSolution:
     integer: bool
     status: str
     solve_seconds: float
+    solved_objective: float = 0.0
+    """What the solver minimised (idle energy at max(price, 0), power under-estimated)."""
 
     @property
     def label(self) -> str:
         if self.integer:
             return "MILP (whole replicas)"
-        return "LP relaxation (lower bound)"
+        return "LP relaxation"
 
 
 class _Builder:
@@ -100,19 +108,22 @@ def solve_oracle(
     costed at the real prices. When the period has negative prices, the unrestricted LP is
     solved as well and its optimum is the reported `lower_bound`.
     """
-    solution = _solve(scenario, integer, time_limit_s, floor_idle_price=True)
-    if float(np.min(scenario.minute_prices())) < 0:
-        strict = _solve(scenario, False, time_limit_s, floor_idle_price=False)
-        return replace(
-            solution,
-            lower_bound=min(strict.lower_bound, solution.lower_bound),
-            solve_seconds=solution.solve_seconds + strict.solve_seconds,
-        )
-    return solution
+    model = scenario.model
+    solution = _solve(scenario, integer, time_limit_s, True, model.safe_tokens_per_s)
+    bound = _solve(scenario, False, time_limit_s, False, model.max_tokens_per_s)
+    return replace(
+        solution,
+        lower_bound=min(bound.lower_bound, solution.lower_bound),
+        solve_seconds=solution.solve_seconds + bound.solve_seconds,
+    )
 
 
 def _solve(
-    scenario: Scenario, integer: bool, time_limit_s: float, floor_idle_price: bool
+    scenario: Scenario,
+    integer: bool,
+    time_limit_s: float,
+    floor_idle_price: bool,
+    per_replica_tokens_per_s: float,
 ) -> OracleSolution:
     model = scenario.model
     minutes, regions = scenario.minutes, len(scenario.regions)
@@ -129,27 +140,20 @@ def _solve(
     price = scenario.minute_prices()  # (T, R) USD/MWh
     usd_per_kwh = price / 1000.0
     idle_usd_per_kwh = np.maximum(usd_per_kwh, 0.0) if floor_idle_price else usd_per_kwh
-    per_replica_true = (
-        scenario.gpu_hour_cost / 60.0 + model.idle_watts * model.pue / 1000.0 / 60.0 * usd_per_kwh
-    )
-    per_replica = (
-        scenario.gpu_hour_cost / 60.0
-        + model.idle_watts * model.pue / 1000.0 / 60.0 * idle_usd_per_kwh
-    )
-    per_token = (
-        (model.max_watts - model.idle_watts)
-        / model.capacity_tokens_per_s
-        * model.pue
-        / 1000.0
-        / 60.0
-        * usd_per_kwh
-    )
+    ready_watts, watts_per_token = model.power_lower_bound
+    kwh = model.pue / 1000.0 / 60.0  # per W held for a minute, at the meter
+    # Per allocated replica (Ready or loading): GPU time and the power floor of either state;
+    # per routed token/s: the slope of the bound.
+    floor_watts = min(ready_watts, model.empty_watts)
+    per_replica_true = scenario.gpu_hour_cost / 60.0 + floor_watts * kwh * usd_per_kwh
+    per_replica = scenario.gpu_hour_cost / 60.0 + floor_watts * kwh * idle_usd_per_kwh
+    per_token = watts_per_token * kwh * usd_per_kwh
     cost = np.concatenate(
         [per_replica.ravel(), np.zeros(size), per_token.ravel(), np.zeros(regions)]
     )
 
     demand = scenario.load.output_tokens_per_s
-    safe = model.safe_tokens_per_s
+    safe = per_replica_tokens_per_s
     quota = np.asarray(scenario.quota, dtype=np.float64)
     need = np.maximum(np.ceil(demand / safe - 1e-9), scenario.min_replicas)
     if float(np.max(need)) > float(quota.sum()):
@@ -238,4 +242,5 @@ def _solve(
         integer=integer,
         status=str(result.message),
         solve_seconds=elapsed,
+        solved_objective=float(result.fun),
     )
