@@ -175,3 +175,59 @@ CASES.append(
         'spec.gpus[0].hourlyCost: Invalid value: "number"',
     )
 )
+
+# A node path is the Region owner's to choose (issue 14 item 1): an InferenceDeployment may not
+# name one, and a Region may offer one only where it enforces no Pod Security level that refuses
+# hostPath volumes.
+CASES += [
+    Case(
+        "model_cache_host_path",
+        _edit(INF, "spec.engine.modelCache", {"hostPath": "/"}),
+        "spec.engine.modelCache.hostPath: hostPath is no longer accepted: ask the Region owner "
+        "for a named cache (Region spec.workloads.modelCaches) and set modelCache.name to it",
+        "hostPath is no longer accepted",
+    ),
+    Case(
+        "model_cache_name_and_claim",
+        _edit(INF, "spec.engine.modelCache", {"name": "nvme", "persistentVolumeClaim": "hf"}),
+        "spec.engine.modelCache: set exactly one of name or persistentVolumeClaim",
+        "set exactly one of name or persistentVolumeClaim",
+    ),
+    Case(
+        "region_host_path_cache_under_restricted",
+        _edit(REG, "spec.workloads", {"modelCaches": [{"name": "nvme", "hostPath": "/mnt/hf"}]}),
+        "spec.workloads.modelCaches: a hostPath model cache needs podSecurity: privileged "
+        "(restricted and baseline refuse hostPath volumes); offer a PVC instead",
+        "a hostPath model cache needs podSecurity: privileged",
+    ),
+    Case(
+        "region_host_path_cache_at_root",
+        _edit(
+            REG,
+            "spec.workloads",
+            {"podSecurity": "privileged", "modelCaches": [{"name": "nvme", "hostPath": "/"}]},
+        ),
+        "spec.workloads.modelCaches[0].hostPath: must match ^/[^/] (got '/')",
+        "spec.workloads.modelCaches[0].hostPath: Invalid value",
+    ),
+    Case(
+        "region_host_path_cache_climbs_out",
+        _edit(
+            REG,
+            "spec.workloads",
+            {
+                "podSecurity": "privileged",
+                "modelCaches": [{"name": "nvme", "hostPath": "/mnt/hf/../../etc"}],
+            },
+        ),
+        "spec.workloads.modelCaches[0].hostPath: hostPath must not contain '..'",
+        "hostPath must not contain '..'",
+    ),
+    Case(
+        "region_unknown_pod_security",
+        _edit(REG, "spec.workloads", {"podSecurity": "none"}),
+        "spec.workloads.podSecurity: must be one of 'restricted', 'baseline' or 'privileged' "
+        "(got 'none')",
+        'spec.workloads.podSecurity: Unsupported value: "none"',
+    ),
+]

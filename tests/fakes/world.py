@@ -14,8 +14,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.cases.malformed import example
-from wattscale.clusters.client import ClusterUnreachableError, WorkloadState
-from wattscale.clusters.render import Manifest
+from wattscale.clusters.client import (
+    ClusterConflictError,
+    ClusterUnreachableError,
+    WorkloadState,
+)
+from wattscale.clusters.render import ANNOTATION_OWNER, Manifest
 from wattscale.clusters.routes import RouteError
 from wattscale.fleet.regions import RegionDirectory
 from wattscale.metrics import CapacityObservation, DeploymentReadings, DeploymentTarget
@@ -23,6 +27,11 @@ from wattscale.metrics.readings import DemandHistory, DemandPoint, Reading, Read
 from wattscale.signals import GridEvent, GridEvents, Point, Series, SignalError, Unreachable
 
 T0 = datetime(2024, 7, 1, 12, 0, tzinfo=UTC)
+
+
+def _owner(manifest: Manifest) -> str | None:
+    owner: str | None = (manifest["metadata"].get("annotations") or {}).get(ANNOTATION_OWNER)
+    return owner
 
 
 class FakeCluster:
@@ -37,6 +46,8 @@ class FakeCluster:
         self.deleted: list[str] = []
         self.reachable = True
         self.ready_immediately = True
+        self.namespaces: dict[str, str] = {}
+        """Namespaces the operator's applies created, with their Pod Security level."""
 
     def _up(self) -> None:
         if not self.reachable:
@@ -46,21 +57,22 @@ class FakeCluster:
         self._up()
         return "v1.36.3"
 
-    def ensure_namespace(self, namespace: str) -> None:
-        self._up()
-
     def read_deployment(self, name: str, namespace: str) -> Manifest | None:
         self._up()
         dep = self.deployments.get((namespace, name))
         return copy.deepcopy(dep) if dep else None
 
-    def apply(self, manifest: Manifest) -> None:
+    def apply(self, manifest: Manifest, pod_security: str = "restricted") -> None:
         self._up()
         meta = manifest["metadata"]
+        key = (meta["namespace"], meta["name"])
+        live = self.deployments.get(key) if manifest["kind"] == "Deployment" else None
+        if live is not None and _owner(live) != _owner(manifest):
+            raise ClusterConflictError(f"region {self.name}: Deployment {key} is not ours")
         self.applied.append(f"{manifest['kind']}/{meta['name']}")
+        self.namespaces.setdefault(meta["namespace"], pod_security)
         if manifest["kind"] != "Deployment":
             return
-        key = (meta["namespace"], meta["name"])
         replicas = (self.deployments.get(key) or {}).get("spec", {}).get("replicas", 1)
         body = copy.deepcopy(manifest)
         body["spec"]["replicas"] = replicas
@@ -73,7 +85,9 @@ class FakeCluster:
             return WorkloadState(exists=False)
         spec_replicas = dep["spec"]["replicas"]
         ready = self.ready.get((namespace, name), 0)
-        return WorkloadState(exists=True, specReplicas=spec_replicas, readyReplicas=ready)
+        return WorkloadState(
+            exists=True, specReplicas=spec_replicas, readyReplicas=ready, owner=_owner(dep)
+        )
 
     def scale(self, name: str, namespace: str, replicas: int) -> None:
         self._up()
@@ -82,8 +96,11 @@ class FakeCluster:
         if self.ready_immediately:
             self.ready[(namespace, name)] = replicas
 
-    def delete_workload(self, name: str, namespace: str) -> bool:
+    def delete_workload(self, name: str, namespace: str, owner: str) -> bool:
         self._up()
+        live = self.deployments.get((namespace, name))
+        if live is None or _owner(live) != owner:
+            return True  # nothing of ours (another owner's object is left untouched)
         self.deleted.append(name)
         return self.deployments.pop((namespace, name), None) is None
 

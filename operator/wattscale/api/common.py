@@ -16,6 +16,9 @@ API_VERSION = f"{GROUP}/{VERSION}"
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 """An RFC 1123 label: what Kubernetes accepts as a Region or namespace name."""
 
+SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+"""An RFC 1123 subdomain (length checked apart): e.g. a PersistentVolumeClaim name."""
+
 
 class Condition(ApiModel):
     """A standard Kubernetes condition (metav1.Condition)."""

@@ -11,7 +11,13 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 
 from wattscale.api.base import ApiModel, DecimalString, Rule
-from wattscale.api.common import NAME_PATTERN, Condition, Decision, NamespacedName
+from wattscale.api.common import (
+    NAME_PATTERN,
+    SUBDOMAIN_PATTERN,
+    Condition,
+    Decision,
+    NamespacedName,
+)
 
 Objective = Literal["cost", "carbon", "balanced"]
 Mode = Literal["Active", "DryRun", "Paused"]
@@ -46,23 +52,61 @@ class EnvVar(ApiModel):
 
 
 class ModelCache(ApiModel):
-    """Where model weights are cached, so that a new replica loads faster."""
+    """Where model weights are cached, so that a new replica loads faster.
 
+    Either a cache the Region's owner offers (``name``: a PVC or a node path they chose, see
+    Region ``spec.workloads.modelCaches``) or a PVC of this namespace. A node path cannot be
+    chosen here: ``hostPath`` is kept in the schema only to refuse it with a message naming the
+    replacement (it would let anyone who may create an InferenceDeployment mount any node path).
+    """
+
+    name: str | None = Field(
+        default=None,
+        pattern=NAME_PATTERN,
+        max_length=63,
+        description=(
+            "A model cache every region in placement.regions offers (Region "
+            "spec.workloads.modelCaches[].name)."
+        ),
+    )
     persistentVolumeClaim: str | None = Field(
-        default=None, description="Name of a PVC (ReadOnlyMany/ReadWriteMany) holding the cache."
+        default=None,
+        pattern=SUBDOMAIN_PATTERN,
+        max_length=253,
+        description=(
+            "A PVC of this namespace (ReadOnlyMany/ReadWriteMany) holding the cache, in every "
+            "member cluster."
+        ),
     )
     hostPath: str | None = Field(
-        default=None, description="A node path holding the cache (node-local NVMe)."
+        default=None,
+        max_length=4096,
+        description=(
+            "No longer accepted: a node path is the Region owner's to choose. Reference a "
+            "cache the Region offers with name instead."
+        ),
     )
     mountPath: str = Field(
-        default="/root/.cache/huggingface", description="Where the cache is mounted in the pod."
+        default="/root/.cache/huggingface",
+        pattern=r"^/",
+        max_length=4096,
+        description="Where the cache is mounted in the pod (HF_HOME points there).",
     )
 
     cel_rules: ClassVar[tuple[Rule, ...]] = (
         Rule(
-            cel="has(self.persistentVolumeClaim) != has(self.hostPath)",
-            check=lambda m: (m.persistentVolumeClaim is None) != (m.hostPath is None),
-            message="set exactly one of persistentVolumeClaim or hostPath",
+            cel="!has(self.hostPath)",
+            check=lambda m: m.hostPath is None,
+            message=(
+                "hostPath is no longer accepted: ask the Region owner for a named cache "
+                "(Region spec.workloads.modelCaches) and set modelCache.name to it"
+            ),
+            field="hostPath",
+        ),
+        Rule(
+            cel="has(self.name) != has(self.persistentVolumeClaim)",
+            check=lambda m: (m.name is None) != (m.persistentVolumeClaim is None),
+            message="set exactly one of name or persistentVolumeClaim",
         ),
     )
 

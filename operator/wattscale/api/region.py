@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
 from wattscale.api.base import ApiModel, DecimalString, Rule
-from wattscale.api.common import Condition
+from wattscale.api.common import NAME_PATTERN, SUBDOMAIN_PATTERN, Condition
 from wattscale.api.sources import CarbonSource, GridEventSource, PriceSource, SecretKeyRef
 
 
@@ -111,6 +111,113 @@ class Latency(ApiModel):
     rttMs: int = Field(ge=0, le=10000, description="Round-trip time, milliseconds.")
 
 
+PodSecurityLevel = Literal["restricted", "baseline", "privileged"]
+
+
+class ModelCacheOffer(ApiModel):
+    """A model weights cache the Region's owner offers, referenced by InferenceDeployments by
+    name (``spec.engine.modelCache.name``)."""
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=63, description="Name deployments use.")
+    persistentVolumeClaim: str | None = Field(
+        default=None,
+        pattern=SUBDOMAIN_PATTERN,
+        max_length=253,
+        description="A PVC, present in each namespace that uses the cache in this cluster.",
+    )
+    hostPath: str | None = Field(
+        default=None,
+        pattern=r"^/[^/]",
+        max_length=4096,
+        description=(
+            "A node directory holding the cache (node-local NVMe), chosen by the Region's "
+            "owner only. Needs podSecurity: privileged (restricted and baseline refuse "
+            "hostPath volumes)."
+        ),
+    )
+    readOnly: bool = Field(
+        default=False,
+        description="Mount the cache read-only (weights pre-loaded by the Region's owner).",
+    )
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="has(self.persistentVolumeClaim) != has(self.hostPath)",
+            check=lambda m: (m.persistentVolumeClaim is None) != (m.hostPath is None),
+            message="set exactly one of persistentVolumeClaim or hostPath",
+        ),
+        Rule(
+            cel="!has(self.hostPath) || !self.hostPath.contains('..')",
+            check=lambda m: m.hostPath is None or ".." not in m.hostPath,
+            message="hostPath must not contain '..'",
+            field="hostPath",
+        ),
+    )
+
+
+class RegionWorkloads(ApiModel):
+    """What the Region's owner lets InferenceDeployments run in this region, and how."""
+
+    allowedNamespaces: list[Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]] | None = (
+        Field(
+            default=None,
+            max_length=256,
+            description=(
+                "Hub namespaces whose InferenceDeployments may place replicas here. Absent: "
+                "every namespace the operator watches; empty: none."
+            ),
+            json_schema_extra={"x-kubernetes-list-type": "set"},
+        )
+    )
+    podSecurity: PodSecurityLevel = Field(
+        default="restricted",
+        description=(
+            "Pod Security Standard enforced (pod-security.kubernetes.io/enforce) on the "
+            "namespaces the operator creates in this cluster. Namespaces that already exist "
+            "are left as they are."
+        ),
+    )
+    modelCaches: list[ModelCacheOffer] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Model caches offered here, referenced by name.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+        },
+    )
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel=(
+                "self.podSecurity == 'privileged' || "
+                "!has(self.modelCaches) || self.modelCaches.all(c, !has(c.hostPath))"
+            ),
+            check=lambda m: (
+                m.podSecurity == "privileged" or all(c.hostPath is None for c in m.modelCaches)
+            ),
+            message=(
+                "a hostPath model cache needs podSecurity: privileged (restricted and baseline "
+                "refuse hostPath volumes); offer a PVC instead"
+            ),
+            field="modelCaches",
+        ),
+        Rule(
+            cel=None,  # x-kubernetes-list-type: map keyed on name refuses duplicates
+            check=lambda m: len({c.name for c in m.modelCaches}) == len(m.modelCaches),
+            message="each model cache name may be listed once",
+            field="modelCaches",
+        ),
+    )
+
+    def admits(self, namespace: str) -> bool:
+        """Whether InferenceDeployments of this hub namespace may place replicas here."""
+        return self.allowedNamespaces is None or namespace in self.allowedNamespaces
+
+    def model_cache(self, name: str) -> ModelCacheOffer | None:
+        return next((c for c in self.modelCaches if c.name == name), None)
+
+
 class RegionSpec(ApiModel):
     """What the platform team declares about a region."""
 
@@ -134,6 +241,13 @@ class RegionSpec(ApiModel):
         default_factory=list,
         max_length=64,
         description="RTT to user populations, for the latency budget.",
+    )
+    workloads: RegionWorkloads = Field(
+        default_factory=RegionWorkloads,
+        description=(
+            "Which namespaces may run here, the Pod Security level of the namespaces the "
+            "operator creates, and the model caches offered."
+        ),
     )
 
     cel_rules: ClassVar[tuple[Rule, ...]] = (

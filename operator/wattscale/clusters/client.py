@@ -26,9 +26,9 @@ from wattscale.clusters.render import (
     ANNOTATION_OWNER,
     FIELD_MANAGER,
     LABEL_DEPLOYMENT,
-    LABEL_MANAGED_BY,
     LABEL_NAMESPACE,
     Manifest,
+    namespace_labels,
 )
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,13 @@ class ClusterRequestError(ClusterError):
         self.status = status
 
 
+class ClusterConflictError(ClusterRequestError):
+    """An object we would write or delete exists and was not made for this InferenceDeployment."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 409)
+
+
 class KubeconfigRefusedError(ClusterRequestError):
     """A Region's kubeconfig is malformed or asks for more than inline credentials."""
 
@@ -66,6 +73,8 @@ class WorkloadState:
     readyReplicas: int = 0
     updatedReplicas: int = 0
     image: str | None = None
+    owner: str | None = None
+    """The live object's ``wattscale.io/owner`` annotation (``namespace/name``)."""
 
 
 # The rendered fields we own; a difference here in the live object was made by someone else.
@@ -164,18 +173,15 @@ class RegionCluster:
         info = self._call("health check", self._version.get_code)
         return str(info.git_version)
 
-    def ensure_namespace(self, namespace: str) -> None:
+    def create_namespace(self, namespace: str, pod_security: str = "restricted") -> None:
+        """Create a namespace labelled with the Pod Security level to enforce; one that exists
+        (created meanwhile) is left as it is."""
+        body = {"metadata": {"name": namespace, "labels": namespace_labels(pod_security)}}
         try:
-            self._call("read namespace", self._core.read_namespace, namespace)
+            self._call("create namespace", self._core.create_namespace, body)
         except ClusterRequestError as err:
-            if err.status != 404:
+            if err.status != 409:
                 raise
-            body = {"metadata": {"name": namespace, "labels": {LABEL_MANAGED_BY: "wattscale"}}}
-            try:
-                self._call("create namespace", self._core.create_namespace, body)
-            except ClusterRequestError as create_err:
-                if create_err.status != 409:
-                    raise
 
     def read_deployment(self, name: str, namespace: str) -> Manifest | None:
         try:
@@ -189,8 +195,35 @@ class RegionCluster:
         result: Manifest = self._api.sanitize_for_serialization(obj)
         return result
 
-    def apply(self, manifest: Manifest) -> None:
-        """Server-side apply one Deployment or Service under our field manager."""
+    def _read(self, kind: str, name: str, namespace: str) -> Any:
+        fn = (
+            self._apps.read_namespaced_deployment
+            if kind == "Deployment"
+            else self._core.read_namespaced_service
+        )
+        try:
+            return self._call(f"read {kind} {namespace}/{name}", fn, name, namespace)
+        except ClusterRequestError as err:
+            if err.status == 404:
+                return None
+            raise
+
+    def _refuse_foreign(self, kind: str, live: Any, owner: str) -> None:
+        theirs = (live.metadata.annotations or {}).get(ANNOTATION_OWNER)
+        if theirs != owner:
+            meta = live.metadata
+            raise ClusterConflictError(
+                f"region {self.name}: {kind} {meta.namespace}/{meta.name} exists and was not "
+                f"created by wattscale for {owner} (annotation {ANNOTATION_OWNER}); "
+                "left untouched: rename or remove it"
+            )
+
+    def apply(self, manifest: Manifest, pod_security: str = "restricted") -> None:
+        """Server-side apply one Deployment or Service under our field manager.
+
+        An object of that name that carries another owner annotation (or none) is never
+        adopted: :class:`ClusterConflictError`. A missing namespace is created, labelled with
+        ``pod_security`` (so no read access to namespaces is needed)."""
         meta = manifest["metadata"]
         kind = manifest["kind"]
         fn: Any
@@ -200,16 +233,29 @@ class RegionCluster:
             fn = self._core.patch_namespaced_service
         else:
             raise ValueError(f"cannot apply {kind}")
-        self._call(
-            f"apply {kind} {meta['namespace']}/{meta['name']}",
-            fn,
-            meta["name"],
-            meta["namespace"],
-            manifest,
-            field_manager=FIELD_MANAGER,
-            force=True,
-            _content_type=_APPLY,
-        )
+        live = self._read(kind, meta["name"], meta["namespace"])
+        if live is not None:
+            self._refuse_foreign(kind, live, meta["annotations"][ANNOTATION_OWNER])
+
+        def patch() -> None:
+            self._call(
+                f"apply {kind} {meta['namespace']}/{meta['name']}",
+                fn,
+                meta["name"],
+                meta["namespace"],
+                manifest,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type=_APPLY,
+            )
+
+        try:
+            patch()
+        except ClusterRequestError as err:
+            if err.status != 404 or live is not None:
+                raise
+            self.create_namespace(meta["namespace"], pod_security)
+            patch()
 
     def state(self, name: str, namespace: str) -> WorkloadState:
         live = self.read_deployment(name, namespace)
@@ -223,6 +269,7 @@ class RegionCluster:
             readyReplicas=int(status.get("readyReplicas") or 0),
             updatedReplicas=int(status.get("updatedReplicas") or 0),
             image=containers[0].get("image"),
+            owner=(live["metadata"].get("annotations") or {}).get(ANNOTATION_OWNER),
         )
 
     def scale(self, name: str, namespace: str, replicas: int) -> None:
@@ -235,18 +282,33 @@ class RegionCluster:
             {"spec": {"replicas": replicas}},
         )
 
-    def delete_workload(self, name: str, namespace: str) -> bool:
-        """Delete our Deployment and Service; True when nothing of ours is left."""
+    def delete_workload(self, name: str, namespace: str, owner: str) -> bool:
+        """Delete our Deployment and Service; True when nothing of ours is left.
+
+        Only objects whose owner annotation is ``owner`` are deleted, with the uid read as a
+        precondition (an object replaced meanwhile is not deleted either); others are left
+        untouched, with a warning."""
         gone = True
-        for what, fn in (
-            ("deployment", self._apps.delete_namespaced_deployment),
-            ("service", self._core.delete_namespaced_service),
+        for kind, fn in (
+            ("Deployment", self._apps.delete_namespaced_deployment),
+            ("Service", self._core.delete_namespaced_service),
         ):
+            live = self._read(kind, name, namespace)
+            if live is None:
+                continue
             try:
-                self._call(f"delete {what} {namespace}/{name}", fn, name, namespace)
+                self._refuse_foreign(kind, live, owner)
+            except ClusterConflictError as err:
+                log.warning("%s", err)
+                continue
+            body = client.V1DeleteOptions(
+                preconditions=client.V1Preconditions(uid=live.metadata.uid)
+            )
+            try:
+                self._call(f"delete {kind} {namespace}/{name}", fn, name, namespace, body=body)
                 gone = False  # deletion accepted; it may still be finalising
             except ClusterRequestError as err:
-                if err.status != 404:
+                if err.status not in (404, 409):
                     raise
         return gone
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from wattscale.api.inference import InferenceDeploymentSpec
+from wattscale.api.region import RegionWorkloads
 
 Manifest = dict[str, Any]
 
@@ -27,9 +29,50 @@ GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 
 
+RUN_AS_ID = 1000
+"""uid, gid and fsGroup of the vLLM container: the vLLM image's default user is root, which
+``runAsNonRoot`` alone would refuse to start."""
+SCRATCH = "/tmp"
+"""The only writable path besides the caches (an emptyDir): HOME and vLLM's own caches."""
+
+_DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_SUFFIX = "-vllm"
+
+
 def workload_name(deployment: str) -> str:
-    """Name of the vLLM Deployment and Service in every member cluster."""
-    return f"{deployment}-vllm"[:63].rstrip("-")
+    """Name of the vLLM Deployment and Service in every member cluster: unique per
+    InferenceDeployment name, and a valid Service name (a DNS-1035 label, <= 63 characters).
+
+    ``<name>-vllm`` when that is valid (every name the operator ever used for a short name);
+    otherwise a shortened, cleaned name with 8 hex digits of the full name's SHA-256, so two
+    long names sharing their first 50 characters no longer map to the same workload.
+    """
+    plain = f"{deployment}{_SUFFIX}"
+    if len(plain) <= 63 and _DNS_1035.match(plain):
+        return plain
+    digest = hashlib.sha256(deployment.encode()).hexdigest()[:8]
+    stem = re.sub(r"[^a-z0-9-]+", "-", deployment.lower())
+    if not stem[:1].isalpha():
+        stem = "w-" + stem
+    stem = stem[: 63 - len(_SUFFIX) - len(digest) - 1].strip("-")
+    return f"{stem}-{digest}{_SUFFIX}"
+
+
+def owner_of(namespace: str, deployment: str) -> str:
+    """The value of the owner annotation on everything rendered for one InferenceDeployment."""
+    return f"{namespace}/{deployment}"
+
+
+def namespace_labels(pod_security: str) -> dict[str, str]:
+    """Labels of a namespace the operator creates: managed-by, and the Region's Pod Security
+    level enforced (warned and audited too, so a kubectl user sees why a pod is refused)."""
+    return {
+        LABEL_MANAGED_BY: "wattscale",
+        "pod-security.kubernetes.io/enforce": pod_security,
+        "pod-security.kubernetes.io/enforce-version": "latest",
+        "pod-security.kubernetes.io/warn": pod_security,
+        "pod-security.kubernetes.io/audit": pod_security,
+    }
 
 
 def selector_labels(deployment: str, namespace: str) -> dict[str, str]:
@@ -54,8 +97,15 @@ def spec_hash(manifest: Manifest) -> str:
     return hashlib.sha256(body).hexdigest()[:16]
 
 
-def _env(spec: InferenceDeploymentSpec) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+def _env(spec: InferenceDeploymentSpec, cache_path: str) -> list[dict[str, Any]]:
+    """Ours first (a writable HOME and caches on a read-only root), then the spec's: for a
+    name given twice the later entry wins, so a spec may point HF_HOME elsewhere."""
+    out: list[dict[str, Any]] = [
+        {"name": "HOME", "value": SCRATCH},
+        {"name": "XDG_CACHE_HOME", "value": f"{SCRATCH}/.cache"},
+        {"name": "HF_HOME", "value": cache_path},
+        {"name": "VLLM_CACHE_ROOT", "value": f"{SCRATCH}/.cache/vllm"},
+    ]
     for var in spec.engine.env:
         if var.secretKeyRef is not None:
             ref = {"name": var.secretKeyRef.name, "key": var.secretKeyRef.key}
@@ -65,10 +115,62 @@ def _env(spec: InferenceDeploymentSpec) -> list[dict[str, Any]]:
     return out
 
 
+def _cache_volume(
+    spec: InferenceDeploymentSpec, workloads: RegionWorkloads | None
+) -> tuple[dict[str, Any], bool] | None:
+    """The model cache's volume source and whether it is read-only; None when there is none.
+
+    A named cache comes from the Region (``workloads``); a region that does not offer it is
+    never planned for (see fleet/observe.py), so it renders without one (e.g. to scale to 0).
+    """
+    cache = spec.engine.modelCache
+    if cache is None:
+        return None
+    if cache.persistentVolumeClaim:
+        return {"persistentVolumeClaim": {"claimName": cache.persistentVolumeClaim}}, False
+    offer = workloads.model_cache(cache.name) if workloads and cache.name else None
+    if offer is None:
+        return None
+    if offer.persistentVolumeClaim:
+        claim = {"claimName": offer.persistentVolumeClaim, "readOnly": offer.readOnly}
+        return {"persistentVolumeClaim": claim}, offer.readOnly
+    return {"hostPath": {"path": offer.hostPath, "type": "Directory"}}, offer.readOnly
+
+
+def pod_security_context() -> dict[str, Any]:
+    """The pod's securityContext: passes the "restricted" Pod Security Standard."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_ID,
+        "runAsGroup": RUN_AS_ID,
+        "fsGroup": RUN_AS_ID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> dict[str, Any]:
+    """The vLLM container's securityContext: no privilege, no capability, read-only root."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+    }
+
+
 def render_deployment(
-    *, name: str, namespace: str, region: str, spec: InferenceDeploymentSpec
+    *,
+    name: str,
+    namespace: str,
+    region: str,
+    spec: InferenceDeploymentSpec,
+    workloads: RegionWorkloads | None = None,
 ) -> Manifest:
-    """The vLLM Deployment for one region, without ``spec.replicas`` (see module doc)."""
+    """The vLLM Deployment for one region, without ``spec.replicas`` (see module doc).
+
+    ``workloads`` is the Region's ``spec.workloads``: where a named model cache comes from.
+    """
     engine = spec.engine
     labels = _labels(name, namespace, region)
     gpus = str(engine.gpusPerReplica)
@@ -82,30 +184,32 @@ def render_deployment(
         *engine.args,
     ]
     volumes: list[dict[str, Any]] = [
-        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": engine.shmSize}}
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": engine.shmSize}},
+        {"name": "scratch", "emptyDir": {}},
     ]
-    mounts: list[dict[str, Any]] = [{"name": "dshm", "mountPath": "/dev/shm"}]
-    cache = engine.modelCache
-    if cache is not None:
-        if cache.persistentVolumeClaim:
-            source: dict[str, Any] = {
-                "persistentVolumeClaim": {"claimName": cache.persistentVolumeClaim}
-            }
-        else:
-            source = {"hostPath": {"path": cache.hostPath, "type": "DirectoryOrCreate"}}
+    mounts: list[dict[str, Any]] = [
+        {"name": "dshm", "mountPath": "/dev/shm"},
+        {"name": "scratch", "mountPath": SCRATCH},
+    ]
+    cache_path = f"{SCRATCH}/huggingface"
+    cache = _cache_volume(spec, workloads)
+    if cache is not None and engine.modelCache is not None:
+        source, read_only = cache
+        cache_path = engine.modelCache.mountPath
         volumes.append({"name": "model-cache", **source})
-        mounts.append({"name": "model-cache", "mountPath": cache.mountPath})
+        mounts.append({"name": "model-cache", "mountPath": cache_path, "readOnly": read_only})
     cold_start = spec.placement.coldStartSeconds
     container = {
         "name": "vllm",
         "image": engine.image,
         "args": args,
-        "env": _env(spec),
+        "env": _env(spec, cache_path),
         "ports": [{"name": "http", "containerPort": engine.port, "protocol": "TCP"}],
         "resources": {
             "requests": {"cpu": engine.cpu, "memory": engine.memory, GPU_RESOURCE: gpus},
             "limits": {GPU_RESOURCE: gpus},
         },
+        "securityContext": container_security_context(),
         "volumeMounts": mounts,
         # vLLM answers /health once the engine is up; loading a model can take minutes, so
         # the startup probe allows coldStartSeconds x 2 before the kubelet gives up.
@@ -132,7 +236,7 @@ def render_deployment(
             "name": workload_name(name),
             "namespace": namespace,
             "labels": labels,
-            "annotations": {ANNOTATION_OWNER: f"{namespace}/{name}"},
+            "annotations": {ANNOTATION_OWNER: owner_of(namespace, name)},
         },
         "spec": {
             "selector": {"matchLabels": selector_labels(name, namespace)},
@@ -157,6 +261,8 @@ def render_deployment(
                         {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
                     ],
                     "terminationGracePeriodSeconds": 60,
+                    "automountServiceAccountToken": False,
+                    "securityContext": pod_security_context(),
                     "containers": [container],
                     "volumes": volumes,
                 },
@@ -176,7 +282,7 @@ def render_service(*, name: str, namespace: str, region: str, port: int) -> Mani
             "name": workload_name(name),
             "namespace": namespace,
             "labels": _labels(name, namespace, region),
-            "annotations": {ANNOTATION_OWNER: f"{namespace}/{name}"},
+            "annotations": {ANNOTATION_OWNER: owner_of(namespace, name)},
         },
         "spec": {
             "type": "ClusterIP",

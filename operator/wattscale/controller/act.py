@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from wattscale.api.inference import InferenceDeploymentSpec
-from wattscale.clusters.client import ClusterError, RegionCluster, drift
+from wattscale.clusters.client import ClusterConflictError, ClusterError, RegionCluster, drift
 from wattscale.clusters.render import (
     ANNOTATION_HASH,
     render_deployment,
@@ -114,6 +114,8 @@ def apply_regions(
         except ClusterError as err:
             o.available = False
             o.errors.append(str(err))
+            if isinstance(err, ClusterConflictError):
+                o.conflict = str(err)
             events.append(Event("Warning", "RegionActionFailed", str(err)))
     return events
 
@@ -129,7 +131,11 @@ def _apply_region(
 ) -> list[Event]:
     """Bring one region's workload to the rendered spec and ``want`` replicas."""
     events: list[Event] = []
-    dep = render_deployment(name=name, namespace=namespace, region=o.name, spec=spec)
+    workloads = o.runtime.spec.workloads if o.runtime and o.runtime.spec else None
+    dep = render_deployment(
+        name=name, namespace=namespace, region=o.name, spec=spec, workloads=workloads
+    )
+    pod_security = workloads.podSecurity if workloads else "restricted"
     live = cluster.read_deployment(workload_name(name), namespace)
     changed = drift(live, dep) if live is not None else []
     stale = (
@@ -137,12 +143,10 @@ def _apply_region(
         or (live["metadata"].get("annotations") or {}).get(ANNOTATION_HASH)
         != dep["metadata"]["annotations"][ANNOTATION_HASH]
     )
-    if live is None:
-        cluster.ensure_namespace(namespace)
-    if stale or changed:
-        cluster.apply(dep)
+    if stale or changed:  # a namespace that is missing is created by apply
+        cluster.apply(dep, pod_security)
         svc = render_service(name=name, namespace=namespace, region=o.name, port=spec.engine.port)
-        cluster.apply(svc)
+        cluster.apply(svc, pod_security)
     if changed and not stale:
         events.append(
             Event(

@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from wattscale.api.common import GROUP, VERSION
 from wattscale.clusters.client import ClusterError, RegionCluster
-from wattscale.clusters.render import workload_name
+from wattscale.clusters.render import owner_of, workload_name
 from wattscale.clusters.routes import HubRoutes
 from wattscale.controller.reconcile import Reconciler
 from wattscale.controller.region_health import RegionHealthLoop
@@ -207,7 +207,9 @@ def build_registry(
             if runtime is None or runtime.cluster is None:
                 continue  # nothing we could have created there
             try:
-                runtime.cluster.delete_workload(workload_name(name), namespace)
+                runtime.cluster.delete_workload(
+                    workload_name(name), namespace, owner_of(namespace, name)
+                )
             except ClusterError as err:
                 blocked.append(str(err))
         reconciler.forget(namespace, name)

@@ -248,6 +248,7 @@ def _conditions(facts: PassFacts, total_desired: int) -> list[dict[str, Any]]:
             gen,
             now,
         ),
+        _conflict(regions, prev, gen, now),
         condition(
             prev,
             "Degraded",
@@ -258,6 +259,22 @@ def _conditions(facts: PassFacts, total_desired: int) -> list[dict[str, Any]]:
             now,
         ),
     ]
+
+
+def _conflict(
+    regions: list[RegionObservation], prev: list[dict[str, Any]], gen: int | None, now: datetime
+) -> dict[str, Any]:
+    """``Conflict``: objects another owner made hold our workload's name (left untouched)."""
+    found = [o.conflict for o in regions if o.conflict]
+    return condition(
+        prev,
+        "Conflict",
+        bool(found),
+        "ForeignObject" if found else "NoConflict",
+        "; ".join(found) if found else "no object of another owner holds our names",
+        gen,
+        now,
+    )
 
 
 def _counterfactual(

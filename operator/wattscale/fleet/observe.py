@@ -12,14 +12,26 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from wattscale.api.inference import InferenceDeploymentSpec
-from wattscale.api.region import GpuOffer
+from wattscale.api.region import GpuOffer, RegionWorkloads
 from wattscale.clusters.client import ClusterError, WorkloadState
-from wattscale.clusters.render import workload_name
+from wattscale.clusters.render import owner_of, workload_name
 from wattscale.fleet.regions import RegionDirectory, RegionRuntime
 from wattscale.metrics import DeploymentReadings, DeploymentTarget
 from wattscale.signals.region import RegionSnapshot
 
 log = logging.getLogger(__name__)
+
+
+def hosting_refusal(
+    workloads: RegionWorkloads, spec: InferenceDeploymentSpec, namespace: str
+) -> str | None:
+    """Why a Region's owner does not let this deployment run there (None: it may)."""
+    if not workloads.admits(namespace):
+        return f"does not admit namespace {namespace} (spec.workloads.allowedNamespaces)"
+    cache = spec.engine.modelCache
+    if cache is not None and cache.name and workloads.model_cache(cache.name) is None:
+        return f"offers no model cache named {cache.name} (spec.workloads.modelCaches)"
+    return None
 
 
 @dataclass
@@ -37,6 +49,8 @@ class RegionObservation:
     last_desired: int | None = None
     """What the operator last set here (from status): the plan's "current", so that a count
     changed by hand is treated as drift to revert, not as a decision to build on."""
+    conflict: str | None = None
+    """Set when an object we would write there was made by someone else (left untouched)."""
     ready_through_window: int | None = None
     """The fewest Ready replicas seen here over the metrics' rate window: the replicas the
     latency and throughput readings describe (None: no history, take ``ready``)."""
@@ -80,12 +94,26 @@ def _observe_region(
         )
         if obs.offer is None:
             obs.errors.append(f"region {name} offers no {spec.engine.gpuProduct} GPUs")
+        refused = hosting_refusal(runtime.spec.workloads, spec, namespace)
+        if refused is not None:
+            obs.offer = None  # never planned here; a workload already there is scaled down
+            obs.errors.append(f"region {name} {refused}")
     if runtime.cluster is not None:
         try:
             obs.workload = runtime.cluster.state(workload_name(deployment), namespace)
             obs.available = True
         except ClusterError as err:
             obs.errors.append(str(err))
+    owner = owner_of(namespace, deployment)
+    if obs.workload.exists and obs.workload.owner != owner:
+        # Someone else's Deployment holds the name: never read as ours, scaled or deleted.
+        obs.conflict = (
+            f"region {name}: Deployment {namespace}/{workload_name(deployment)} exists and was "
+            f"not created by wattscale for {owner}; left untouched: rename or remove it"
+        )
+        obs.errors.append(obs.conflict)
+        obs.workload = WorkloadState(exists=False)
+        obs.available = False
     if runtime.signals is not None:
         obs.signals = runtime.signals.read(now)
     if runtime.metrics is not None and obs.available:

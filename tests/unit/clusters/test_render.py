@@ -32,9 +32,10 @@ def test_deployment_requests_gpus_and_selects_the_product() -> None:
     assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
     assert container["args"][:2] == ["--model", "meta-llama/Llama-3.1-8B-Instruct"]
     assert "--max-model-len=8192" in container["args"]
-    assert container["env"] == [
-        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}}}
-    ]
+    assert container["env"][-1] == {
+        "name": "HF_TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}},
+    }
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
 
 
