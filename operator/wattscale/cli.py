@@ -10,9 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import NoReturn
 
 from wattscale import __version__
 from wattscale.cli_operator import add_operator_parsers
@@ -26,6 +24,13 @@ class UsageError(Exception):
     """A mistake in what the user asked for: printed as one line, exit code 2."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr (no usage block), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message.splitlines()[0]} (see --help)\n")
+
+
 def _cmd_crds(args: argparse.Namespace) -> int:
     from wattscale.api.crdgen import write_crds
 
@@ -34,23 +39,26 @@ def _cmd_crds(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_documents(path: Path) -> list[Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise UsageError(f"{path}: cannot read ({err.strerror})") from None
-    try:
-        return [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as err:
-        raise UsageError(f"{path}: not valid YAML ({err})") from None
-
-
 def _cmd_validate(args: argparse.Namespace) -> int:
     from wattscale.api import InvalidObjectError, parse_object
+    from wattscale.api.documents import DocumentError, read_documents
 
-    failed = 0
+    failed = unreadable = 0
     for name in args.files:
-        for index, doc in enumerate(_load_documents(Path(name))):
+        try:
+            docs = read_documents(Path(name))
+        except DocumentError as err:
+            unreadable += 1
+            print(f"wattscale validate: {err}", file=sys.stderr)
+            continue
+        if not docs:
+            unreadable += 1
+            print(
+                f"wattscale validate: {name}: no objects (the file is empty or holds only `---`)",
+                file=sys.stderr,
+            )
+            continue
+        for index, doc in enumerate(docs):
             label = f"{name}#{index}"
             try:
                 obj = parse_object(doc)
@@ -61,6 +69,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
                 continue
             meta_name = obj.metadata.get("name", "?")
             print(f"{label}: {obj.kind}/{meta_name} is valid")
+    if unreadable:
+        return 2
     return 1 if failed else 0
 
 
@@ -88,7 +98,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="wattscale",
         description="Serve LLMs with vLLM at the lowest energy cost the latency SLO allows.",
     )
@@ -125,6 +135,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as err:
         print(f"wattscale {args.command}: {err}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as err:  # the last guard: a line, never a traceback
+        # Every known bad input has its own message; this is for the ones nobody foresaw.
+        detail = str(err).splitlines()[0][:200] if str(err) else ""
+        print(
+            f"wattscale {args.command}: unexpected {type(err).__name__}: {detail} "
+            "(please report this input)",
+            file=sys.stderr,
+        )
+        return 70
 
 
 if __name__ == "__main__":

@@ -27,11 +27,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import TypeAdapter, ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from wattscale.api.documents import DocumentError, read_documents
+from wattscale.api.errors import format_errors
 from wattscale.api.sources import CarbonSource, GridEventSource, PriceSource, SecretKeyRef
 from wattscale.signals.base import GridEvents, Series, SignalError, utc
 from wattscale.signals.registry import (
@@ -46,6 +47,10 @@ _ADAPTERS: dict[Kind, TypeAdapter[Any]] = {
     "carbon": TypeAdapter(CarbonSource),
     "gridEvents": TypeAdapter(GridEventSource),
 }
+
+
+MAX_HOURS = 336
+"""Forecast hours `--hours` may show: the longest horizon a source offers (two weeks)."""
 
 
 class UsageError(Exception):
@@ -135,25 +140,24 @@ class Wanted:
 
 def _load_yaml(path: Path) -> list[Any]:
     try:
-        return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d is not None]
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path} is not valid YAML: {exc}") from None
+        return read_documents(path)
+    except DocumentError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _validate(kind: Kind, raw: object, where: str) -> Any:
     try:
         return _ADAPTERS[kind].validate_python(raw)
     except ValidationError as exc:
-        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise UsageError(f"{where} is not a valid {kind} source:\n" + "\n".join(lines)) from None
+        problems = "; ".join(format_errors(exc))
+        raise UsageError(f"{where} is not a valid {kind} source: {problems}") from None
 
 
 def load_region(path: Path) -> tuple[list[Wanted], str | None]:
     """The sources and currency of a Region YAML (the first document with spec.energy)."""
     for doc in _load_yaml(path):
-        energy = doc.get("spec", {}).get("energy") if isinstance(doc, dict) else None
+        spec = doc.get("spec") if isinstance(doc, dict) else None
+        energy = spec.get("energy") if isinstance(spec, dict) else None
         if not isinstance(energy, dict):
             continue
         wanted = [
@@ -184,6 +188,8 @@ def load_config(path: Path, kind: Kind | None) -> Wanted:
         return fits[0]
     if not fits:
         # Re-validate against the union the `type` suggests, to show its errors.
+        if not isinstance(raw.get("type"), str):
+            raise UsageError(f"{path}: type is required (e.g. entsoe, csv, tou, openadr3)")
         guess: Kind = "gridEvents" if raw.get("type") in ("openadr3", "static") else "price"
         if raw.get("type") in ("wattTime", "gbCarbonIntensity"):
             guess = "carbon"
@@ -224,6 +230,10 @@ def read_all(
                 )
         except SignalError as err:
             result.error = err
+        except Exception as err:  # one source's surprise is that source's row
+            result.error = SignalError(
+                w.config.type, f"unexpected {type(err).__name__} while reading"
+            )
         out.append(result)
     return out
 
@@ -350,6 +360,8 @@ def run_signals_read(args: argparse.Namespace, console: Console | None = None) -
     """Handler of `wattscale signals read`; returns the exit code."""
     console = console or Console()
     try:
+        if not 0 <= args.hours <= MAX_HOURS:
+            raise UsageError(f"--hours must be between 0 and {MAX_HOURS} (got {args.hours})")
         now = datetime.now(UTC) if not args.at else utc(datetime.fromisoformat(args.at))
         secrets = secret_resolver(parse_secret_flags(args.secret), os.environ)
         if args.region_file is not None:
@@ -360,17 +372,25 @@ def run_signals_read(args: argparse.Namespace, console: Console | None = None) -
             wanted, currency = [load_config(args.config, args.kind)], None
         currency = args.currency or currency
     except UsageError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        _error_line(console, str(exc))
         return 2
     except ValueError as exc:
-        console.print(f"[red]error:[/red] --at: {exc}")
+        _error_line(console, f"--at: {exc}")
         return 2
     outcomes = read_all(wanted, secrets=secrets, currency=currency, now=now)
     if args.json:
         console.print_json(json.dumps(to_json(outcomes, now, args.hours)))
-    else:
-        render(outcomes, now, args.hours, console)
-    return 1 if any(o.error is not None for o in outcomes) else 0
+        return 1 if any(o.error is not None for o in outcomes) else 0
+    render(outcomes, now, args.hours, console)
+    failed = [o for o in outcomes if o.error is not None]
+    for o in failed:
+        _error_line(console, f"{o.kind} ({o.source_type}): {o.error}")
+    return 1 if failed else 0
+
+
+def _error_line(console: Console, text: str) -> None:
+    """One line, never wrapped, never read as rich markup (it may quote a user's file)."""
+    console.print("error: " + " ".join(text.split()), markup=False, highlight=False, soft_wrap=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

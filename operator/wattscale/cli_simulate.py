@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
@@ -28,6 +31,7 @@ from wattscale.sim.run import CURRENCY, POLICY_NAMES, SimulationResult, parse_po
 from wattscale.sim.scenario import Scenario, build_scenario
 from wattscale.sim.series import DEFAULT_MAX_GAP_HOURS
 
+MAX_GAP_HOURS = 168
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
 DEFAULT_GPU_HOUR_COST = 2.5
@@ -54,7 +58,7 @@ class SimulateUsageError(Exception):
     """A mistake in the command line: one line on stderr, exit code 2."""
 
 
-def add_simulate_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_simulate_parser(subparsers: Any) -> None:
     """Register `simulate` on the main CLI's subparsers."""
     p = subparsers.add_parser(
         "simulate",
@@ -142,6 +146,12 @@ def _regions(text: str | None) -> list[str]:
     regions = [r.strip() for r in text.split(",") if r.strip()]
     if not regions:
         raise SimulateUsageError("--regions is empty")
+    for region in regions:
+        # A region names a file <REGION>.csv: no path separators, no dot-dot.
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", region):
+            raise SimulateUsageError(
+                f"--regions: {region[:64]!r} is not a region name (letters, digits, '-', '_')"
+            )
     return regions
 
 
@@ -257,13 +267,17 @@ def _run(args: argparse.Namespace) -> SimulationResult:
     start = _parse_start(args.start or SAMPLE_START)
     days = args.days if args.days is not None else SAMPLE_DAYS
     policies = parse_policies(args.policies)
-    if args.cold_start_seconds < 0:
-        raise SimulateUsageError("--cold-start-seconds must be >= 0")
-    if args.max_gap_hours < 0:
-        raise SimulateUsageError("--max-gap-hours must be >= 0")
+    if not 0 <= args.max_gap_hours <= MAX_GAP_HOURS:
+        raise SimulateUsageError(
+            f"--max-gap-hours must be between 0 and {MAX_GAP_HOURS} (got {args.max_gap_hours})"
+        )
     offset = args.trace_tz_offset_hours
     if offset is None:
         offset = REGION_UTC_OFFSET_HOURS.get(home, 0.0)
+    if not (math.isfinite(offset) and -14 <= offset <= 14):
+        raise SimulateUsageError(
+            f"--trace-tz-offset-hours must be between -14 and 14 (got {offset:g})"
+        )
     try:
         scenario = _scenario(args, regions, home, start, days, offset)
     except OutsideDataError as problem:

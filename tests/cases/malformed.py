@@ -231,3 +231,132 @@ CASES += [
         'spec.workloads.podSecurity: Unsupported value: "none"',
     ),
 ]
+
+# What the API server (or a member cluster, on every pass) would refuse: bounds, quantities,
+# label values and names. `wattscale validate` must refuse each with the same words.
+_QUANTITY = "must be a Kubernetes quantity such as 8, 500m or 64Gi"
+_LABEL_VALUE = (
+    "must be a label value (A-Z, a-z, 0-9, '-', '_' and '.', starting and ending with a letter "
+    "or digit)"
+)
+CASES += [
+    Case(
+        "max_replicas_1e40",
+        _edit(INF, "spec.slo.maxReplicas", 1e40),
+        "spec.slo.maxReplicas: must be a whole number within int64 (got 1e+40)",
+        "spec.slo.maxReplicas: Invalid value",
+    ),
+    Case(
+        "max_replicas_above_bound",
+        _edit(INF, "spec.slo.maxReplicas", 20000),
+        "spec.slo.maxReplicas: must be <= 10000 (got 20000)",
+        "should be less than or equal to 10000",
+    ),
+    Case(
+        "ttft_an_hour_too_long",
+        _edit(INF, "spec.slo.ttftP95Ms", 10**9),
+        "spec.slo.ttftP95Ms: must be <= 600000 (got 1000000000)",
+        "should be less than or equal to 600000",
+    ),
+    Case(
+        "cpu_not_a_quantity",
+        _edit(INF, "spec.engine.cpu", "eight"),
+        f"spec.engine.cpu: {_QUANTITY} (got 'eight')",
+        'spec.engine.cpu: Invalid value: "eight"',
+    ),
+    Case(
+        "memory_negative_quantity",
+        _edit(INF, "spec.engine.memory", "-64Gi"),
+        f"spec.engine.memory: {_QUANTITY} (got '-64Gi')",
+        'spec.engine.memory: Invalid value: "-64Gi"',
+    ),
+    Case(
+        "shm_size_with_unit_typo",
+        _edit(INF, "spec.engine.shmSize", "16GB"),
+        f"spec.engine.shmSize: {_QUANTITY} (got '16GB')",
+        'spec.engine.shmSize: Invalid value: "16GB"',
+    ),
+    Case(
+        "gpu_product_with_spaces",
+        _edit(INF, "spec.engine.gpuProduct", "NVIDIA H100 80GB"),
+        f"spec.engine.gpuProduct: {_LABEL_VALUE} (got 'NVIDIA H100 80GB')",
+        'spec.engine.gpuProduct: Invalid value: "NVIDIA H100 80GB"',
+    ),
+    Case(
+        "gpu_product_too_long_for_a_label",
+        _edit(REG, "spec.gpus.0.product", "N" * 64),
+        "spec.gpus[0].product: must be at most 63 characters",
+        "spec.gpus[0].product: Too long",
+    ),
+    Case(
+        "env_name_with_a_space",
+        _edit(INF, "spec.engine.env", [{"name": "HF TOKEN", "value": "x"}]),
+        "spec.engine.env[0].name: must be an environment variable name (letters, digits, '-', "
+        "'_' and '.', not starting with a digit) (got 'HF TOKEN')",
+        'spec.engine.env[0].name: Invalid value: "HF TOKEN"',
+    ),
+    Case(
+        "secret_key_with_a_slash",
+        _edit(
+            INF,
+            "spec.engine.env",
+            [{"name": "HF_TOKEN", "secretKeyRef": {"name": "hf-token", "key": "a/b"}}],
+        ),
+        "spec.engine.env[0].secretKeyRef.key: must be a Secret key (letters, digits, '-', '_' "
+        "and '.') (got 'a/b')",
+        'spec.engine.env[0].secretKeyRef.key: Invalid value: "a/b"',
+    ),
+    Case(
+        "deployment_name_too_long_for_a_label",
+        _edit(INF, "metadata.name", "l" * 64),
+        "metadata.name: an InferenceDeployment name must be at most 63 characters of a-z, 0-9 and "
+        "'-', starting with a letter (it names a Service and is a label value)",
+        "an InferenceDeployment name must be at most 63 characters",
+    ),
+    Case(
+        "deployment_name_starting_with_a_digit",
+        _edit(INF, "metadata.name", "8b-llama"),
+        "metadata.name: an InferenceDeployment name must be at most 63 characters of a-z, 0-9 and "
+        "'-', starting with a letter (it names a Service and is a label value)",
+        "an InferenceDeployment name must be at most 63 characters",
+    ),
+    Case(
+        "deployment_name_uppercase",
+        _edit(INF, "metadata.name", "Llama"),
+        "metadata.name: Invalid value: 'Llama': a lowercase RFC 1123 subdomain must consist of "
+        "lower case alphanumeric characters, '-' or '.', and must start and end with an "
+        "alphanumeric character",
+        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters",
+    ),
+    Case(
+        "deployment_name_missing",
+        _edit(INF, "metadata.name", None, delete=True),
+        "metadata.name: Required value: name or generateName is required",
+        "metadata.name: Required value: name or generateName is required",
+    ),
+    Case(
+        "region_name_with_a_dot",
+        _edit(REG, "metadata.name", "us.west"),
+        "metadata.name: a Region name must be at most 63 characters of a-z, 0-9 and '-', starting "
+        "and ending with a letter or digit (placement.regions refers to it)",
+        "a Region name must be at most 63 characters",
+    ),
+    Case(
+        "gpus_available_absurd",
+        _edit(REG, "spec.gpus.0.available", 10**12),
+        "spec.gpus[0].available: must be <= 1000000 (got 1000000000000)",
+        "should be less than or equal to 1000000",
+    ),
+    Case(
+        "price_refresh_seconds_absurd",
+        _edit(REG, "spec.energy.price.refreshSeconds", 10**12),
+        "spec.energy.price.csv.refreshSeconds: must be <= 86400 (got 1000000000000)",
+        "should be less than or equal to 86400",
+    ),
+    Case(
+        "min_regions_absurd",
+        _edit(INF, "spec.slo.minRegions", 1000),
+        "spec.slo.minRegions: must be <= 64 (got 1000)",
+        "should be less than or equal to 64",
+    ),
+]

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from wattscale.api.common import API_VERSION, GROUP, VERSION
 from wattscale.api.errors import format_errors
 from wattscale.api.inference import InferenceDeployment, InferenceDeploymentSpec
+from wattscale.api.names import metadata_problems
 from wattscale.api.region import Region, RegionSpec
 
 KINDS: dict[str, type[InferenceDeployment] | type[Region]] = {
@@ -41,10 +42,16 @@ def parse_object(doc: Any) -> InferenceDeployment | Region:
     model = KINDS.get(str(kind))
     if model is None:
         raise InvalidObjectError([f"kind: must be one of {sorted(KINDS)} (got {kind!r})"])
+    problems = metadata_problems(doc.get("metadata"))
     try:
-        return model.model_validate(doc)
+        obj = model.model_validate(doc)
     except ValidationError as err:
-        raise InvalidObjectError(format_errors(err)) from None
+        raise InvalidObjectError(problems + format_errors(err)) from None
+    except RecursionError:
+        raise InvalidObjectError([*problems, "the document is nested too deeply"]) from None
+    if problems:
+        raise InvalidObjectError(problems)
+    return obj
 
 
 __all__ = [

@@ -16,8 +16,37 @@ API_VERSION = f"{GROUP}/{VERSION}"
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 """An RFC 1123 label: what Kubernetes accepts as a Region or namespace name."""
 
-SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
-"""An RFC 1123 subdomain (length checked apart): e.g. a PersistentVolumeClaim name."""
+SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+"""An RFC 1123 subdomain (length checked apart): most object names (Secret, PVC, ...)."""
+
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+"""A label value (at most 63 characters too): what a nodeSelector value must be."""
+
+QUANTITY_PATTERN = (
+    r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+"""A non-negative resource.Quantity (8, 500m, 64Gi, 1e3), as the API server parses it."""
+
+ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+"""What the API server accepts as a container environment variable name."""
+
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+"""What the API server accepts as a key of a Secret's data."""
+
+PATTERN_WORDS = {
+    NAME_PATTERN: "a lowercase RFC 1123 label (a-z, 0-9 and '-', starting and ending with a "
+    "letter or digit)",
+    SUBDOMAIN_PATTERN: "a lowercase RFC 1123 subdomain (a-z, 0-9, '-' and '.', starting and "
+    "ending with a letter or digit)",
+    LABEL_VALUE_PATTERN: "a label value (A-Z, a-z, 0-9, '-', '_' and '.', starting and ending "
+    "with a letter or digit)",
+    QUANTITY_PATTERN: "a Kubernetes quantity such as 8, 500m or 64Gi",
+    ENV_NAME_PATTERN: "an environment variable name (letters, digits, '-', '_' and '.', not "
+    "starting with a digit)",
+    SECRET_KEY_PATTERN: "a Secret key (letters, digits, '-', '_' and '.')",
+}
+"""What each pattern means, in words: `wattscale validate` says this instead of the regex."""
 
 
 class Condition(ApiModel):

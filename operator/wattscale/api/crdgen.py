@@ -24,9 +24,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from wattscale.api.base import Rule
 from wattscale.api.common import GROUP, VERSION
-from wattscale.api.inference import InferenceDeploymentSpec, InferenceDeploymentStatus
-from wattscale.api.region import RegionSpec, RegionStatus
+from wattscale.api.inference import (
+    InferenceDeployment,
+    InferenceDeploymentSpec,
+    InferenceDeploymentStatus,
+)
+from wattscale.api.region import Region, RegionSpec, RegionStatus
 
 Schema = dict[str, Any]
 
@@ -173,6 +178,7 @@ def _crd(
     spec: type[BaseModel],
     status: type[BaseModel],
     columns: list[dict[str, Any]],
+    rules: tuple[Rule, ...] = (),
 ) -> Schema:
     root: Schema = {
         "type": "object",
@@ -186,6 +192,9 @@ def _crd(
             "status": schema_for(status),
         },
     }
+    if rules:
+        # Root rules may read metadata.name: how the API server refuses names wattscale can't use.
+        root["x-kubernetes-validations"] = [r.to_cel() for r in rules if r.cel is not None]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -232,6 +241,7 @@ def crds() -> dict[str, Schema]:
             "costs least.",
             spec=InferenceDeploymentSpec,
             status=InferenceDeploymentStatus,
+            rules=InferenceDeployment.cel_rules,
             columns=[
                 {"name": "Model", "type": "string", "jsonPath": ".spec.model"},
                 {"name": "Replicas", "type": "integer", "jsonPath": ".status.replicas"},
@@ -257,6 +267,7 @@ def crds() -> dict[str, Schema]:
             description="A cluster in one grid region, with its energy feeds and GPU economics.",
             spec=RegionSpec,
             status=RegionStatus,
+            rules=Region.cel_rules,
             columns=[
                 {"name": "Currency", "type": "string", "jsonPath": ".spec.energy.currency"},
                 {"name": "Price/kWh", "type": "string", "jsonPath": ".status.pricePerKwh"},

@@ -11,6 +11,8 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from wattscale.api.common import PATTERN_WORDS
+
 _SHORT = 40
 
 
@@ -42,6 +44,7 @@ def _describe(err: ErrorDetails) -> str:
         "int_type": f"must be an integer (got {_got(given)})",
         "int_parsing": f"must be an integer (got {_got(given)})",
         "int_from_float": f"must be a whole number (got {_got(given)})",
+        "int_parsing_size": f"must be a whole number within int64 (got {_got(given)})",
         "bool_type": f"must be true or false (got {_got(given)})",
         "bool_parsing": f"must be true or false (got {_got(given)})",
         "list_type": f"must be a list (got {_got(given)})",
@@ -76,6 +79,9 @@ def _describe(err: ErrorDetails) -> str:
     if kind == "too_long":
         return f"must have at most {ctx.get('max_length')} items"
     if kind == "string_pattern_mismatch":
+        meaning = PATTERN_WORDS.get(str(ctx.get("pattern")))
+        if meaning:
+            return f"must be {meaning} (got {_got(given)})"
         return f"must match {ctx.get('pattern')} (got {_got(given)})"
     if kind == "literal_error":
         return f"must be one of {ctx.get('expected')} (got {_got(given)})"

@@ -12,16 +12,24 @@ from pydantic import Field
 
 from wattscale.api.base import ApiModel, DecimalString, Rule
 from wattscale.api.common import (
+    ENV_NAME_PATTERN,
+    LABEL_VALUE_PATTERN,
     NAME_PATTERN,
+    QUANTITY_PATTERN,
+    SECRET_KEY_PATTERN,
     SUBDOMAIN_PATTERN,
     Condition,
     Decision,
     NamespacedName,
 )
+from wattscale.api.names import INFERENCE_NAME_RULE
 
 Objective = Literal["cost", "carbon", "balanced"]
 Mode = Literal["Active", "DryRun", "Paused"]
 RegionName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
+Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN, max_length=32)]
+MAX_REPLICAS = 10_000
+"""More replicas than any fleet runs; bounds the planner's integers and the CRD's."""
 
 DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
 
@@ -29,14 +37,26 @@ DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
 class SecretKeySelector(ApiModel):
     """A key of a Secret in the InferenceDeployment's namespace."""
 
-    name: str = Field(min_length=1, description="Secret name.")
-    key: str = Field(min_length=1, description="Key within the Secret.")
+    name: str = Field(
+        min_length=1, max_length=253, pattern=SUBDOMAIN_PATTERN, description="Secret name."
+    )
+    key: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=SECRET_KEY_PATTERN,
+        description="Key within the Secret.",
+    )
 
 
 class EnvVar(ApiModel):
     """An environment variable for the vLLM container: a literal value or a Secret key."""
 
-    name: str = Field(min_length=1, description="Variable name, e.g. HF_TOKEN.")
+    name: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=ENV_NAME_PATTERN,
+        description="Variable name, e.g. HF_TOKEN.",
+    )
     value: str | None = Field(default=None, description="Literal value.")
     secretKeyRef: SecretKeySelector | None = Field(
         default=None, description="Take the value from a Secret key (e.g. a Hugging Face token)."
@@ -125,14 +145,18 @@ class Engine(ApiModel):
     )
     gpuProduct: str = Field(
         min_length=1,
+        max_length=63,
+        pattern=LABEL_VALUE_PATTERN,
         description=(
             "GPU product, matched against the node label nvidia.com/gpu.product and the "
             "Region's spec.gpus[].product, e.g. NVIDIA-H100-80GB-HBM3."
         ),
     )
-    cpu: str = Field(default="8", description="CPU request per replica (a Quantity, e.g. 8).")
-    memory: str = Field(default="64Gi", description="Memory request per replica (a Quantity).")
-    shmSize: str = Field(default="16Gi", description="Size of the /dev/shm volume (a Quantity).")
+    cpu: Quantity = Field(default="8", description="CPU request per replica (a Quantity, e.g. 8).")
+    memory: Quantity = Field(default="64Gi", description="Memory request per replica (a Quantity).")
+    shmSize: Quantity = Field(
+        default="16Gi", description="Size of the /dev/shm volume (a Quantity)."
+    )
     port: int = Field(default=8000, ge=1, le=65535, description="Port vLLM listens on.")
     modelCache: ModelCache | None = Field(default=None, description="Model weights cache volume.")
 
@@ -140,15 +164,29 @@ class Engine(ApiModel):
 class Slo(ApiModel):
     """The latency objective and the replica bounds."""
 
-    ttftP95Ms: int = Field(ge=1, description="p95 time to first token target, milliseconds.")
-    tpotP95Ms: int = Field(ge=1, description="p95 time per output token target, milliseconds.")
-    e2eP95Ms: int | None = Field(
-        default=None, ge=1, description="Optional p95 end-to-end request latency, milliseconds."
+    ttftP95Ms: int = Field(
+        ge=1, le=600_000, description="p95 time to first token target, milliseconds."
     )
-    minReplicas: int = Field(default=1, ge=0, description="Never fewer replicas than this.")
-    maxReplicas: int = Field(ge=1, description="Never more replicas than this, in all regions.")
+    tpotP95Ms: int = Field(
+        ge=1, le=60_000, description="p95 time per output token target, milliseconds."
+    )
+    e2eP95Ms: int | None = Field(
+        default=None,
+        ge=1,
+        le=3_600_000,
+        description="Optional p95 end-to-end request latency, milliseconds.",
+    )
+    minReplicas: int = Field(
+        default=1, ge=0, le=MAX_REPLICAS, description="Never fewer replicas than this."
+    )
+    maxReplicas: int = Field(
+        ge=1, le=MAX_REPLICAS, description="Never more replicas than this, in all regions."
+    )
     minRegions: int = Field(
-        default=1, ge=1, description="Spread over at least this many regions (for resilience)."
+        default=1,
+        ge=1,
+        le=64,
+        description="Spread over at least this many regions (for resilience).",
     )
     headroomPercent: int = Field(
         default=20,
@@ -215,7 +253,10 @@ class Placement(ApiModel):
         description="Move replicas only when the saving beats the move's cost by this percent.",
     )
     maxShiftPerStep: int = Field(
-        default=2, ge=1, description="At most this many replicas change region per step."
+        default=2,
+        ge=1,
+        le=MAX_REPLICAS,
+        description="At most this many replicas change region per step.",
     )
     coldStartSeconds: int = Field(
         default=300,
@@ -275,6 +316,7 @@ class Capacity(ApiModel):
     tokensPerSecondPerReplica: int | None = Field(
         default=None,
         ge=1,
+        le=10_000_000,
         description=(
             "Output tokens/s one replica serves within the SLO. A prior: the operator "
             "learns the real value online from vLLM metrics."
@@ -413,6 +455,8 @@ class InferenceDeploymentStatus(ApiModel):
 
 class InferenceDeployment(ApiModel):
     """A model served by vLLM under a latency SLO, placed where energy costs least."""
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = (INFERENCE_NAME_RULE,)
 
     apiVersion: Literal["wattscale.io/v1alpha1"] = Field(description="wattscale.io/v1alpha1")
     kind: Literal["InferenceDeployment"] = Field(description="InferenceDeployment")

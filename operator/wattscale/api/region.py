@@ -14,7 +14,8 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 
 from wattscale.api.base import ApiModel, DecimalString, Rule
-from wattscale.api.common import NAME_PATTERN, SUBDOMAIN_PATTERN, Condition
+from wattscale.api.common import LABEL_VALUE_PATTERN, NAME_PATTERN, SUBDOMAIN_PATTERN, Condition
+from wattscale.api.names import REGION_NAME_RULE
 from wattscale.api.sources import CarbonSource, GridEventSource, PriceSource, SecretKeyRef
 
 
@@ -71,7 +72,8 @@ class GpuOffer(ApiModel):
 
     product: str = Field(
         min_length=1,
-        max_length=128,
+        max_length=63,
+        pattern=LABEL_VALUE_PATTERN,
         description="GPU product (node label nvidia.com/gpu.product).",
     )
     hourlyCost: DecimalString = Field(
@@ -85,7 +87,9 @@ class GpuOffer(ApiModel):
     hostWattsPerGpu: int = Field(
         default=0, ge=0, le=5000, description="Host (CPU, memory, fans) power per GPU, W."
     )
-    available: int = Field(ge=0, description="GPUs of this product wattscale may use here.")
+    available: int = Field(
+        ge=0, le=1_000_000, description="GPUs of this product wattscale may use here."
+    )
 
     cel_rules: ClassVar[tuple[Rule, ...]] = (
         Rule(
@@ -283,6 +287,8 @@ class RegionStatus(ApiModel):
 
 class Region(ApiModel):
     """A cluster in one grid region, with its energy feeds and GPU economics."""
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = (REGION_NAME_RULE,)
 
     apiVersion: Literal["wattscale.io/v1alpha1"] = Field(description="wattscale.io/v1alpha1")
     kind: Literal["Region"] = Field(description="Region")

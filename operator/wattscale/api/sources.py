@@ -81,6 +81,7 @@ class _SourceCommon(_Model):
     refreshSeconds: int = Field(
         default=300,
         ge=1,
+        le=86_400,
         description="Cache TTL: a successful read is reused for this long before fetching again.",
     )
     timeoutSeconds: float = Field(
@@ -98,6 +99,7 @@ class _SourceCommon(_Model):
     maxAgeSeconds: int = Field(
         default=7200,
         ge=1,
+        le=2_678_400,
         description=(
             "Staleness threshold: when no data point covers the current time and the newest data "
             "ended longer ago than this, the signal is reported stale and the planner falls back."
@@ -156,10 +158,16 @@ class EntsoePriceSource(_PriceCommon):
         description="Secret key holding the ENTSO-E API security token (securityToken)."
     )
     refreshSeconds: int = Field(
-        default=900, ge=1, description="Cache TTL in seconds (day-ahead prices change daily)."
+        default=900,
+        ge=1,
+        le=86_400,
+        description="Cache TTL in seconds (day-ahead prices change daily).",
     )
     maxAgeSeconds: int = Field(
-        default=3600, ge=1, description="Staleness threshold in seconds (see the common field)."
+        default=3600,
+        ge=1,
+        le=2_678_400,
+        description="Staleness threshold in seconds (see the common field).",
     )
 
 
@@ -240,7 +248,10 @@ class _CsvCommon(_SourceCommon):
         description="Keep only rows whose `region` column equals this (files may mix regions).",
     )
     resolutionSeconds: int = Field(
-        default=3600, ge=60, description="Length of the interval each row covers, in seconds."
+        default=3600,
+        ge=60,
+        le=86_400,
+        description="Length of the interval each row covers, in seconds.",
     )
 
     cel_rules: ClassVar[tuple[Rule, ...]] = (
@@ -276,9 +287,12 @@ class _PrometheusCommon(_SourceCommon):
     rangeSeconds: int = Field(
         default=0,
         ge=0,
+        le=604_800,
         description="0: instant query. Otherwise a range query over the last rangeSeconds.",
     )
-    stepSeconds: int = Field(default=300, ge=1, description="Step of a range query, in seconds.")
+    stepSeconds: int = Field(
+        default=300, ge=1, le=86_400, description="Step of a range query, in seconds."
+    )
     bearerTokenSecretRef: SecretKeyRef | None = Field(
         default=None, description="Secret key holding a bearer token for the Prometheus API."
     )
@@ -348,10 +362,16 @@ class WattTimeCarbonSource(_SourceCommon):
         default=True, description="Also read the forecast (`/v3/forecast`)."
     )
     refreshSeconds: int = Field(
-        default=300, ge=1, description="Cache TTL in seconds (MOER has 5-minute resolution)."
+        default=300,
+        ge=1,
+        le=86_400,
+        description="Cache TTL in seconds (MOER has 5-minute resolution).",
     )
     maxAgeSeconds: int = Field(
-        default=1800, ge=1, description="Staleness threshold in seconds (see the common field)."
+        default=1800,
+        ge=1,
+        le=2_678_400,
+        description="Staleness threshold in seconds (see the common field).",
     )
 
 
@@ -374,10 +394,13 @@ class GbCarbonIntensitySource(_SourceCommon):
         description="Outward postcode, e.g. RG10, for regional figures (instead of gbRegionId).",
     )
     refreshSeconds: int = Field(
-        default=900, ge=1, description="Cache TTL in seconds (data is half-hourly)."
+        default=900, ge=1, le=86_400, description="Cache TTL in seconds (data is half-hourly)."
     )
     maxAgeSeconds: int = Field(
-        default=3600, ge=1, description="Staleness threshold in seconds (see the common field)."
+        default=3600,
+        ge=1,
+        le=2_678_400,
+        description="Staleness threshold in seconds (see the common field).",
     )
 
     cel_rules: ClassVar[tuple[Rule, ...]] = (
@@ -464,11 +487,12 @@ class OpenAdr3GridEventSource(_SourceCommon):
         ),
     )
     refreshSeconds: int = Field(
-        default=60, ge=1, description="Polling interval (cache TTL) in seconds."
+        default=60, ge=1, le=86_400, description="Polling interval (cache TTL) in seconds."
     )
     maxAgeSeconds: int = Field(
         default=900,
         ge=1,
+        le=2_678_400,
         description="Staleness threshold: events older than this since the last good poll are "
         "reported stale.",
     )

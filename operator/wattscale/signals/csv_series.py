@@ -39,6 +39,10 @@ _CARBON_SCALE = {"gPerKwh": 1.0, "kgPerMwh": 1.0, "lbsPerMwh": LBS_PER_MWH_TO_G_
 _PRICE_SCALE = {"perMwh": 1 / 1000, "perKwh": 1.0}
 
 
+MAX_FILE_BYTES = 32 * 2**20
+"""A local CSV larger than this is refused: years of hourly rows take a few MiB."""
+
+
 @dataclass(frozen=True)
 class _Parsed:
     raw: tuple[tuple[datetime, datetime, object, str | None], ...]
@@ -48,6 +52,16 @@ class _Parsed:
 
 def parse_csv(text: str, cfg: CsvPriceSource | CsvCarbonSource) -> _Parsed:
     """Rows of the configured region as raw (start, end, value, None) tuples, and currencies."""
+    if "\x00" in text:
+        raise BadPayload(NAME, "binary data (a NUL byte), not a CSV file")
+    try:
+        return _parse_rows(text, cfg)
+    except csv.Error as exc:
+        # A field over the csv module's limit (128 KiB), a broken quote: not a usable CSV.
+        raise BadPayload(NAME, f"not a usable CSV file ({exc})") from None
+
+
+def _parse_rows(text: str, cfg: CsvPriceSource | CsvCarbonSource) -> _Parsed:
     reader = csv.reader(io.StringIO(text))
     header = next(reader, [])
     for col in (cfg.timestampColumn, cfg.valueColumn):
@@ -110,10 +124,19 @@ class CsvSource:
             return resp.text
         path = Path(self.config.path or "")
         try:
-            return path.read_text(encoding="utf-8")
+            with path.open("rb") as handle:
+                data = handle.read(MAX_FILE_BYTES + 1)
         except OSError as exc:
             raise ConfigError(
                 NAME, f"cannot read {path}: {exc.strerror}", "check `path` (mounted volume?)"
+            ) from None
+        if len(data) > MAX_FILE_BYTES:
+            raise BadPayload(NAME, f"{path} is larger than {MAX_FILE_BYTES // 2**20} MiB")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadPayload(
+                NAME, f"{path} is not UTF-8 text (offset {exc.start})", "is it a CSV file?"
             ) from None
 
     def _parsed(self) -> _Parsed:

@@ -29,6 +29,9 @@ from wattscale.sim.errors import SimInputError
 FloatArray = npt.NDArray[np.float64]
 
 MINUTE_S = 60
+MAX_TRACE_DAYS = 400
+"""A trace is tiled over the period: one longer than a year and a bit is a mistake."""
+MAX_TRACE_S = MAX_TRACE_DAYS * 86_400
 # Means of the Azure LLM inference trace 2023 (conversation), used for rate-only series.
 AZURE_CONV_MEAN_OUTPUT_TOKENS = 211.1
 AZURE_CONV_MEAN_CONTEXT_TOKENS = 1154.7
@@ -61,12 +64,13 @@ class Load:
 
 
 def _float(path: Path, line_no: int, name: str, raw: str | None) -> float:
+    shown = repr(raw if raw is None or len(raw) <= 40 else raw[:37] + "...")
     try:
         value = float(raw or "")
     except ValueError:
-        raise SimInputError(f"{path}:{line_no}: {name} {raw!r} is not a number") from None
+        raise SimInputError(f"{path}:{line_no}: {name} {shown} is not a number") from None
     if not math.isfinite(value):
-        raise SimInputError(f"{path}:{line_no}: {name} {raw!r} is not finite")
+        raise SimInputError(f"{path}:{line_no}: {name} {shown} is not finite")
     return value
 
 
@@ -79,12 +83,20 @@ def read_trace(path: Path) -> TraceShape:
     except OSError as err:
         raise SimInputError(f"{path}: cannot read trace ({err.strerror})") from None
     with handle:
-        reader = csv.DictReader(handle)
-        fields = set(reader.fieldnames or [])
-        if {"t_rel_s", "generated_tokens"} <= fields:
-            return _per_request(path, reader)
-        if {"t_start_s", "rate_rps"} <= fields:
-            return _rate_series(path, reader)
+        try:
+            reader = csv.DictReader(handle)
+            fields = set(reader.fieldnames or [])
+            if {"t_rel_s", "generated_tokens"} <= fields:
+                return _per_request(path, reader)
+            if {"t_start_s", "rate_rps"} <= fields:
+                return _rate_series(path, reader)
+        except UnicodeDecodeError as err:
+            raise SimInputError(
+                f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x}); is it a CSV?"
+            ) from None
+        except csv.Error as err:
+            # NUL bytes, a field over the csv module's limit: a binary or broken file.
+            raise SimInputError(f"{path}:{reader.line_num}: not a CSV trace ({err})") from None
     raise SimInputError(
         f"{path}: not a trace: expected columns t_rel_s,context_tokens,generated_tokens "
         "(per request) or t_start_s,rate_rps (rate series)"
@@ -100,6 +112,10 @@ def _per_request(path: Path, reader: csv.DictReader[str]) -> TraceShape:
         t = _float(path, line_no, "t_rel_s", row.get("t_rel_s"))
         if t < 0:
             raise SimInputError(f"{path}:{line_no}: negative timestamp t_rel_s={t}")
+        if t > MAX_TRACE_S:
+            raise SimInputError(
+                f"{path}:{line_no}: t_rel_s={t:g} is past {MAX_TRACE_DAYS} days (in seconds?)"
+            )
         if t < previous:
             raise SimInputError(
                 f"{path}:{line_no}: timestamps are not sorted (t_rel_s={t} after {previous})"
@@ -137,6 +153,10 @@ def _rate_series(path: Path, reader: csv.DictReader[str]) -> TraceShape:
         rate = _float(path, line_no, "rate_rps", row.get("rate_rps"))
         if t < 0:
             raise SimInputError(f"{path}:{line_no}: negative timestamp t_start_s={t}")
+        if t > MAX_TRACE_S:
+            raise SimInputError(
+                f"{path}:{line_no}: t_start_s={t:g} is past {MAX_TRACE_DAYS} days (in seconds?)"
+            )
         if t <= previous:
             raise SimInputError(
                 f"{path}:{line_no}: timestamps are not sorted (t_start_s={t} after {previous})"
@@ -149,6 +169,8 @@ def _rate_series(path: Path, reader: csv.DictReader[str]) -> TraceShape:
     if not starts:
         raise SimInputError(f"{path}: the rate series has no rows")
     step_s = float(np.median(np.diff(starts))) if len(starts) > 1 else 600.0
+    if step_s > MAX_TRACE_S - starts[-1]:
+        raise SimInputError(f"{path}: the rate series spans more than {MAX_TRACE_DAYS} days")
     minutes = round((starts[-1] + step_s) / MINUTE_S)
     # Each window's rate is its mean: interpolate linearly between window centres (wrapping
     # around, since the series is tiled), so the load ramps instead of jumping every window.

@@ -25,6 +25,11 @@ FloatArray = npt.NDArray[np.float64]
 
 MINUTES_PER_HOUR = 60
 MINUTES_PER_DAY = 1440
+# Bounds on what a run may ask for: every array is sized by these, so none can grow without end.
+MAX_DAYS = 731
+MAX_PEAK_REPLICAS = 10_000  # the CRD's maxReplicas bound
+MAX_GPU_HOUR_COST = 1_000.0
+MAX_COLD_START_SECONDS = 3_600  # the CRD's coldStartSeconds bound
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,36 @@ class Scenario:
         return self.price_knowledge.view(minute)
 
 
+def _check_bounds(
+    days: float,
+    peak_replicas: int,
+    gpu_hour_cost: float,
+    quota_per_region: int | None,
+    model: ReplicaModel,
+) -> None:
+    """Refuse values no run needs before anything is sized by them."""
+    if not (math.isfinite(days) and 0 < days <= MAX_DAYS):
+        raise SimInputError(f"--days must be > 0 and at most {MAX_DAYS} (got {days:g})")
+    if not 1 <= peak_replicas <= MAX_PEAK_REPLICAS:
+        raise SimInputError(
+            f"--peak-replicas must be between 1 and {MAX_PEAK_REPLICAS} (got {peak_replicas})"
+        )
+    if not (math.isfinite(gpu_hour_cost) and 0 <= gpu_hour_cost <= MAX_GPU_HOUR_COST):
+        raise SimInputError(
+            f"--gpu-hour-cost must be between 0 and {MAX_GPU_HOUR_COST:g} (got {gpu_hour_cost:g})"
+        )
+    if quota_per_region is not None and not 1 <= quota_per_region <= 2 * MAX_PEAK_REPLICAS:
+        raise SimInputError(
+            f"--quota-per-region must be between 1 and {2 * MAX_PEAK_REPLICAS} "
+            f"(got {quota_per_region})"
+        )
+    if not 0 <= model.cold_start_s <= MAX_COLD_START_SECONDS:
+        raise SimInputError(
+            f"--cold-start-seconds must be between 0 and {MAX_COLD_START_SECONDS} "
+            f"(got {model.cold_start_s})"
+        )
+
+
 def build_scenario(
     *,
     trace: Path,
@@ -114,12 +149,13 @@ def build_scenario(
         raise SimInputError(
             f"home region {home_region} is not one of --regions {','.join(regions)}"
         )
-    if days <= 0 or not math.isfinite(days):
-        raise SimInputError(f"--days must be positive (got {days})")
-    if peak_replicas < 1:
-        raise SimInputError(f"--peak-replicas must be at least 1 (got {peak_replicas})")
-    if gpu_hour_cost < 0 or not math.isfinite(gpu_hour_cost):
-        raise SimInputError(f"--gpu-hour-cost must be >= 0 (got {gpu_hour_cost})")
+    _check_bounds(days, peak_replicas, gpu_hour_cost, quota_per_region, model)
+    try:
+        start + timedelta(days=days + 2)
+    except OverflowError:
+        raise SimInputError(
+            f"--start {start:%Y-%m-%d} + {days:g} days is past the year 9999"
+        ) from None
     for directory, what in ((prices_dir, "prices"), (carbon_dir, "carbon")):
         if not directory.is_dir():
             raise SimInputError(f"{what} directory {directory} does not exist")

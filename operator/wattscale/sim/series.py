@@ -61,37 +61,63 @@ def _read_rows(path: Path, column: str) -> dict[datetime, float]:
         raise SimInputError(f"{path}: file not found") from None
     except OSError as err:
         raise SimInputError(f"{path}: cannot read ({err.strerror})") from None
-    rows: dict[datetime, float] = {}
     with handle:
-        reader = csv.DictReader(handle)
-        fields = reader.fieldnames or []
-        if "timestamp_utc" not in fields or column not in fields:
+        try:
+            rows = _hourly_rows(path, csv.DictReader(handle), column)
+        except UnicodeDecodeError as err:
             raise SimInputError(
-                f"{path}: expected columns 'timestamp_utc' and '{column}', "
-                f"found {', '.join(fields)}"
-            )
-        for line_no, row in enumerate(reader, start=2):
-            raw_t, raw_v = row.get("timestamp_utc") or "", row.get(column) or ""
-            try:
-                stamp = parse_utc(raw_t)
-            except ValueError:
-                raise SimInputError(
-                    f"{path}:{line_no}: timestamp_utc {raw_t!r} is not an ISO time"
-                ) from None
-            if raw_v.strip() == "":
-                continue  # an empty value is a gap, handled like a missing row
-            try:
-                value = float(raw_v)
-            except ValueError:
-                raise SimInputError(
-                    f"{path}:{line_no}: {column} {raw_v!r} is not a number"
-                ) from None
-            if not math.isfinite(value):
-                continue
-            rows[stamp.replace(minute=0, second=0, microsecond=0)] = value
+                f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x}); is it a CSV?"
+            ) from None
+        except csv.Error as err:
+            raise SimInputError(f"{path}: not a CSV file ({err})") from None
     if not rows:
         raise SimInputError(f"{path}: no data rows")
     return rows
+
+
+def _short(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def _hourly_rows(path: Path, reader: csv.DictReader[str], column: str) -> dict[datetime, float]:
+    """Hourly means of the rows; a timestamp written twice is refused (never last-wins)."""
+    fields = reader.fieldnames or []
+    if "timestamp_utc" not in fields or column not in fields:
+        shown = ", ".join(_short(f) for f in fields[:8])
+        raise SimInputError(
+            f"{path}: expected columns 'timestamp_utc' and '{column}', found {shown}"
+        )
+    seen: dict[datetime, int] = {}
+    sums: dict[datetime, list[float]] = {}
+    for line_no, row in enumerate(reader, start=2):
+        raw_t, raw_v = row.get("timestamp_utc") or "", row.get(column) or ""
+        try:
+            stamp = parse_utc(raw_t)
+        except (ValueError, OverflowError):
+            raise SimInputError(
+                f"{path}:{line_no}: timestamp_utc {_short(raw_t)} is not an ISO time"
+            ) from None
+        if stamp in seen:
+            raise SimInputError(
+                f"{path}:{line_no}: timestamp_utc {raw_t.strip()} repeats line {seen[stamp]} "
+                "(each time must appear once)"
+            )
+        seen[stamp] = line_no
+        if raw_v.strip() == "":
+            continue  # an empty value is a gap, handled like a missing row
+        try:
+            value = float(raw_v)
+        except ValueError:
+            raise SimInputError(
+                f"{path}:{line_no}: {column} {_short(raw_v)} is not a number"
+            ) from None
+        if not math.isfinite(value):
+            continue
+        # Sub-hourly rows (15-minute day-ahead prices) are averaged into their hour.
+        acc = sums.setdefault(stamp.replace(minute=0, second=0, microsecond=0), [0.0, 0.0])
+        acc[0] += value
+        acc[1] += 1
+    return {hour: total / count for hour, (total, count) in sums.items()}
 
 
 def load_hourly(
