@@ -307,9 +307,9 @@ class FakeRoutes:
     """The hub's HTTPRoutes (``RouteStore``): JSON patches applied for real, faults on demand.
 
     ``served`` False is a hub without the Gateway API CRDs; ``forbidden`` answers 403 like an
-    operator without the RBAC; ``before_patch`` runs between the read and the write (a
-    concurrent edit), and a failed ``test`` op refuses the whole patch with 422, as the API
-    server does.
+    operator without the RBAC; ``patch_error`` fails writes only; ``before_patch`` runs between
+    the read and the write (a concurrent edit), and a failed ``test`` op refuses the whole patch
+    with 422, as the API server does.
     """
 
     def __init__(self) -> None:
@@ -319,6 +319,8 @@ class FakeRoutes:
         self.before_patch: list[Callable[[], None]] = []
         self.patches: list[list[dict[str, Any]]] = []
         self.discoveries = 0
+        self.patch_error: RouteError | None = None
+        """Raised by every patch while set: a 500, a 403 on patch only, a 409 conflict."""
 
     def add(self, namespace: str, name: str, backends: list[str], **spec: Any) -> dict[str, Any]:
         """A route with one rule sending to ``backends`` (weight 1 each, as the API defaults)."""
@@ -353,6 +355,8 @@ class FakeRoutes:
 
     def patch(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> None:
         self._check()
+        if self.patch_error is not None:
+            raise self.patch_error
         while self.before_patch:
             self.before_patch.pop(0)()
         if (namespace, name) not in self.routes:

@@ -68,6 +68,27 @@ def hold_draining(
     return out, draining
 
 
+def hold_for_route(
+    regions: list[RegionObservation], desired: dict[str, int], routed: RouteReport | None
+) -> tuple[dict[str, int], list[str]]:
+    """Keep the replicas a route still sends traffic to when its new weights were not written.
+
+    A failed write (403, 5xx, a conflict) leaves the route's weights as they were: a region it
+    still weighs (or every region, when the route could not even be read) keeps its current
+    replicas until a write succeeds. Growing is never held back.
+    """
+    if routed is None or not routed.write_failed:
+        return desired, []
+    out = dict(desired)
+    held: list[str] = []
+    for o in regions:
+        weight = None if routed.confirmed is None else routed.confirmed.get(o.name, 0)
+        if o.available and out[o.name] < o.current and (weight is None or weight > 0):
+            out[o.name] = o.current
+            held.append(o.name)
+    return out, held
+
+
 def route(
     router: TrafficRouter,
     spec: InferenceDeploymentSpec,

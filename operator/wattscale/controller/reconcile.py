@@ -145,6 +145,7 @@ class Reconciler:
         )
         # Traffic first: a region losing its share stops getting requests before it scales down.
         routed = act.route(self.router, spec, name, namespace, regions, decision)
+        desired, route_held = act.hold_for_route(regions, desired, routed)
         events = [Event(*e) for e in routed.events] if routed else []
         if spec.mode == "Active":
             events += act.apply_regions(spec, name, namespace, regions, desired, old)
@@ -162,6 +163,7 @@ class Reconciler:
             decision=decision,
             desired=desired,
             draining=draining,
+            route_held=route_held,
             old=old,
             generation=generation,
             now=now,

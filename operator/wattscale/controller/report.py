@@ -58,6 +58,8 @@ class PassFacts:
     decision: Decision
     desired: dict[str, int]
     draining: list[str]
+    route_held: list[str]
+    """Regions kept at their replicas because the HTTPRoute still sends them traffic."""
     old: dict[str, Any]
     generation: int | None
     now: datetime
@@ -196,6 +198,11 @@ def _decision_text(facts: PassFacts) -> tuple[str, str]:
         reason, message = "Paused", "mode is Paused: replicas are frozen"
     elif facts.draining:
         message += f"; draining {', '.join(facts.draining)} for {spec.placement.drainSeconds}s"
+    if facts.route_held:
+        message += (
+            f"; {', '.join(facts.route_held)} kept: the HTTPRoute still sends traffic there "
+            "and its new weights were not written"
+        )
     message += _unreachable_note(facts.regions, facts.desired)
     if spec.mode == "DryRun":
         message = "DryRun (nothing changed): " + message

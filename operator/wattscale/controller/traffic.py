@@ -38,6 +38,8 @@ from wattscale.clusters.routes import RouteError, RouteStore
 log = logging.getLogger(__name__)
 
 CONDITION = "TrafficRouted"
+WRITE_FAILURES = frozenset({"Forbidden", "PatchRejected", "RouteError"})
+"""Reasons that leave the route's traffic where it was: replicas it still sends traffic to stay."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,14 @@ class RouteReport:
     reason: str
     message: str
     events: tuple[tuple[str, str, str], ...] = ()
+    confirmed: Mapping[str, int] | None = None
+    """Per region, the weight the route holds after this pass, as last read or written; None
+    when the route could not be read. Only these weights are known to steer traffic."""
+
+    @property
+    def write_failed(self) -> bool:
+        """The route should carry new weights and the API server did not take them."""
+        return self.reason in WRITE_FAILURES
 
 
 class TrafficRouter:
@@ -104,12 +114,15 @@ class TrafficRouter:
                 f"no replica to send traffic to: the weights of {target} are left as they are",
             )
         changed = ""
+        confirmed: dict[str, int] | None = None
         for attempt in (1, 2):
+            confirmed = None
             try:
                 route = routes.get(route_ns, ref.name)
                 if route is None:
                     return self._problem(key, "RouteNotFound", f"{target} does not exist")
                 update = plan_route_update(route, weights)
+                confirmed = {r: update.before.get(backend_name(name, r), 0) for r in by_region}
                 if not update.matched:
                     return self._problem(
                         key,
@@ -128,7 +141,10 @@ class TrafficRouter:
             except RouteError as err:
                 if err.status == 422 and attempt == 1:
                     continue  # the route changed under us (a test op failed): read it again
-                return self._failed(key, target, err)
+                failed = self._failed(key, target, err)
+                return RouteReport(
+                    failed.status, failed.reason, failed.message, failed.events, confirmed
+                )
         events: list[tuple[str, str, str]] = []
         if changed:
             events.append(("Normal", CONDITION, f"{target}: {changed}"))
@@ -138,9 +154,13 @@ class TrafficRouter:
                 "BackendMissing",
                 f"{target}: {'; '.join(update.missing)}; set {describe(weights)}",
             )
-            return RouteReport(False, report.reason, report.message, (*events, *report.events))
+            return RouteReport(
+                False, report.reason, report.message, (*events, *report.events), by_region
+            )
         self._last_problem.pop(key, None)
-        return RouteReport(True, "WeightsSet", f"{target}: {describe(weights)}", tuple(events))
+        return RouteReport(
+            True, "WeightsSet", f"{target}: {describe(weights)}", tuple(events), by_region
+        )
 
     def _failed(self, key: tuple[str, str], target: str, err: RouteError) -> RouteReport:
         if err.status == 403:

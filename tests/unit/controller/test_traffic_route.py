@@ -256,3 +256,62 @@ def test_without_an_http_route_there_is_no_condition_and_no_call() -> None:
     loop.step()
     assert all(c["type"] != "TrafficRouted" for c in loop.status["conditions"])
     assert loop.routes.discoveries == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [(500, "RouteError"), (403, "Forbidden"), (409, "RouteError"), (422, "PatchRejected")],
+)
+def test_a_failed_route_write_never_removes_replicas_the_route_still_sends_traffic_to(
+    status: int, reason: str
+) -> None:
+    """Issue 14 item 3: with the route stuck at us-east 1000, us-east keeps its replicas."""
+    from wattscale.clusters.routes import RouteError
+
+    loop = Loop()
+    loop.routes.add(NS, "llm", BACKENDS)
+    loop.load.tokens_per_second = 12_000.0
+    for _ in range(4):
+        loop.step()
+        loop.cold_start_done()
+    assert loop.routes.weights(NS, "llm")["llama-us-east"] == 1000
+    before = loop.ready()["us-east"]
+    assert before >= 2
+    loop.routes.patch_error = RouteError(f"the server said {status}", status)
+    loop.regions["us-east"].price.value = 2.0  # us-west is now far cheaper: move everything
+    for _ in range(10):
+        loop.step()
+        loop.cold_start_done()
+        assert loop.routes.weights(NS, "llm")["llama-us-east"] == 1000
+        assert loop.regions["us-east"].cluster.replicas(NAME) >= before, (
+            "replicas removed from the region the route still sends all traffic to"
+        )
+    assert loop.ready()["us-west"] >= 1, "the new region may still be built up"
+    assert (loop.condition()["status"], loop.condition()["reason"]) == ("False", reason)
+    assert (
+        "us-east kept: the HTTPRoute still sends traffic there"
+        in (loop.status["lastDecision"]["message"])
+    )
+    loop.routes.patch_error = None  # the write goes through: now the move may complete
+    for _ in range(10):
+        loop.step()
+        loop.cold_start_done()
+    assert loop.routes.weights(NS, "llm")["llama-us-east"] == 0
+    assert loop.regions["us-east"].cluster.replicas(NAME) == 0
+
+
+def test_an_unreadable_route_holds_every_region() -> None:
+    loop = Loop()
+    loop.routes.add(NS, "llm", BACKENDS)
+    loop.load.tokens_per_second = 12_000.0
+    for _ in range(4):
+        loop.step()
+        loop.cold_start_done()
+    before = loop.ready()
+    loop.routes.forbidden = True  # get and patch both refused: the weights are unknown
+    loop.load.tokens_per_second = 1_000.0  # less demand: the plan would scale down
+    for _ in range(6):
+        loop.step()
+        loop.cold_start_done()
+        for region, ready in before.items():
+            assert loop.regions[region].cluster.replicas(NAME) >= ready
