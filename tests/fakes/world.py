@@ -48,22 +48,29 @@ class FakeCluster:
         self.ready_immediately = True
         self.namespaces: dict[str, str] = {}
         """Namespaces the operator's applies created, with their Pod Security level."""
+        self.fault: Exception | None = None
+        """Raised by every call while set: a surprise from the client (say, pydantic's
+        ValidationError for an HTML page a proxy answered with 200)."""
+        self.fault_on: set[str] | None = None
+        """Only these calls raise ``fault`` (None: every call)."""
 
-    def _up(self) -> None:
+    def _up(self, call: str = "") -> None:
         if not self.reachable:
             raise ClusterUnreachableError(f"region {self.name}: connection refused")
+        if self.fault is not None and (self.fault_on is None or call in self.fault_on):
+            raise self.fault
 
     def check(self) -> str:
-        self._up()
+        self._up("check")
         return "v1.36.3"
 
     def read_deployment(self, name: str, namespace: str) -> Manifest | None:
-        self._up()
+        self._up("read_deployment")
         dep = self.deployments.get((namespace, name))
         return copy.deepcopy(dep) if dep else None
 
     def apply(self, manifest: Manifest, pod_security: str = "restricted") -> None:
-        self._up()
+        self._up("apply")
         meta = manifest["metadata"]
         key = (meta["namespace"], meta["name"])
         live = self.deployments.get(key) if manifest["kind"] == "Deployment" else None
@@ -79,7 +86,7 @@ class FakeCluster:
         self.deployments[key] = body
 
     def state(self, name: str, namespace: str) -> WorkloadState:
-        self._up()
+        self._up("state")
         dep = self.deployments.get((namespace, name))
         if dep is None:
             return WorkloadState(exists=False)
@@ -90,14 +97,14 @@ class FakeCluster:
         )
 
     def scale(self, name: str, namespace: str, replicas: int) -> None:
-        self._up()
+        self._up("scale")
         self.deployments[(namespace, name)]["spec"]["replicas"] = replicas
         self.scale_calls.append((name, replicas))
         if self.ready_immediately:
             self.ready[(namespace, name)] = replicas
 
     def delete_workload(self, name: str, namespace: str, owner: str) -> bool:
-        self._up()
+        self._up("delete_workload")
         live = self.deployments.get((namespace, name))
         if live is None or _owner(live) != owner:
             return True  # nothing of ours (another owner's object is left untouched)

@@ -167,6 +167,13 @@ class RegionCluster:
             ) from err
         except (urllib3.exceptions.HTTPError, OSError) as err:
             raise ClusterUnreachableError(f"region {self.name}: {what}: {_cause(err)}") from err
+        except Exception as err:
+            # An answer the client cannot read: an HTML page from a proxy (the kubernetes client
+            # raises pydantic's ValidationError), a truncated body. The region did not answer
+            # usably; the text may quote the body, so only the error's type is kept.
+            raise ClusterUnreachableError(
+                f"region {self.name}: {what}: the answer could not be read ({type(err).__name__})"
+            ) from None
 
     def check(self) -> str:
         """Raise unless the API server answers; return its version."""

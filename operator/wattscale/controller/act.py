@@ -132,12 +132,19 @@ def apply_regions(
         last_set = previous.get(o.name, {}).get("desiredReplicas")
         try:
             events += _apply_region(runtime.cluster, spec, name, namespace, o, want, last_set)
-        except ClusterError as err:
+        except Exception as err:
+            # Any failure here is this region's (ClusterError, or a surprise from its client):
+            # reported, and the other regions are still acted on.
+            text = (
+                str(err)
+                if isinstance(err, ClusterError)
+                else (f"region {o.name}: action failed ({type(err).__name__})")
+            )
             o.available = False
-            o.errors.append(str(err))
+            o.errors.append(text)
             if isinstance(err, ClusterConflictError):
-                o.conflict = str(err)
-            events.append(Event("Warning", "RegionActionFailed", str(err)))
+                o.conflict = text
+            events.append(Event("Warning", "RegionActionFailed", text))
     return events
 
 

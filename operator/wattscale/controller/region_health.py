@@ -47,6 +47,9 @@ def region_status(
         except ClusterError as unreachable:
             reachable = False
             problems.append(str(unreachable))
+        except Exception as err:  # a surprise from the client is still this Region's answer
+            reachable = False
+            problems.append(f"region {name}: health check failed ({type(err).__name__})")
     elif runtime.spec is not None:
         reachable = False  # no client could be built (a missing Secret, a refused kubeconfig)
     metrics.region_available.labels(name).set(1 if reachable else 0)
@@ -167,5 +170,8 @@ class RegionHealthLoop:
         """Forever (until cancelled); the blocking checks run in a worker thread."""
         loop = asyncio.get_running_loop()
         while True:
-            await loop.run_in_executor(None, self.check_all)
+            try:
+                await loop.run_in_executor(None, self.check_all)
+            except Exception:  # never stop: the next round may find every Region well
+                log.exception("region health round failed")
             await asyncio.sleep(self.interval_seconds)

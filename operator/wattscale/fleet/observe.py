@@ -7,7 +7,7 @@ the planner sees "unknown" rather than "zero" and the loop never crashes on a ba
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -140,4 +140,17 @@ def observe(
             pool.submit(_observe_region, directory.get(n), n, spec, deployment, namespace, now)
             for n in names
         ]
-        return [f.result() for f in futures]
+        return [_result(f, n, directory) for f, n in zip(futures, names, strict=True)]
+
+
+def _result(
+    future: Future[RegionObservation], name: str, directory: RegionDirectory
+) -> RegionObservation:
+    """The region's observation; any failure in it is that region's, never the pass's."""
+    try:
+        return future.result()
+    except Exception as err:
+        log.warning("region %s: observation failed: %s", name, type(err).__name__)
+        obs = RegionObservation(name=name, runtime=directory.get(name))
+        obs.errors.append(f"region {name}: observation failed ({type(err).__name__})")
+        return obs

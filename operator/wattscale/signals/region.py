@@ -143,6 +143,11 @@ class RegionSnapshot:
         return not self.problems(now)
 
 
+def _unexpected(name: str, err: Exception) -> SignalError:
+    """An unforeseen failure as a SignalError; only its type is kept (it may quote a body)."""
+    return SignalError(name, f"unexpected {type(err).__name__} while reading")
+
+
 class RegionSignals:
     """The built sources of one Region (price, carbon, grid events), each cached."""
 
@@ -176,6 +181,8 @@ class RegionSignals:
             series = source.read(now)
         except SignalError as err:
             return SignalReading(name, self._types[name], error=err)
+        except Exception as err:  # a feed's surprise is that feed's error, never the loop's
+            return SignalReading(name, self._types[name], error=_unexpected(name, err))
         return SignalReading(name, self._types[name], series=series, error=series.last_error)
 
     def read(self, now: datetime) -> RegionSnapshot:
@@ -190,6 +197,9 @@ class RegionSignals:
                 )
             except SignalError as err:
                 events = SignalReading("gridEvents", self._types["gridEvents"], error=err)
+            except Exception as err:
+                error = _unexpected("gridEvents", err)
+                events = SignalReading("gridEvents", self._types["gridEvents"], error=error)
         return RegionSnapshot(
             at=now,
             currency=self.currency,
