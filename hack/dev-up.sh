@@ -27,6 +27,9 @@ GPU_NODES_PER_REGION="${WATTSCALE_GPU_NODES_PER_REGION:-3}"
 GPUS_PER_NODE="${WATTSCALE_GPUS_PER_NODE:-8}"
 GPU_PRODUCT="${WATTSCALE_GPU_PRODUCT:-NVIDIA-H100-80GB-HBM3}"
 SYSTEM_NAMESPACE="wattscale-system"
+# How long a condition the API server sets may take (as tests/e2e/stack.py's API_WAIT_SECONDS):
+# well under a second idle, longer on a busy 2-core machine.
+API_WAIT_SECONDS="${WATTSCALE_API_WAIT_SECONDS:-120}"
 
 if (($#)); then clusters=("$@"); else read -r -a clusters <<<"$WATTSCALE_HUB $WATTSCALE_REGIONS"; fi
 
@@ -128,7 +131,8 @@ EOF
 setup_region() {
     local region="$1"
     gpu_nodes "$region" | kc "$region" apply -f - >/dev/null
-    kc "$region" wait --for=condition=Ready node -l type=kwok --timeout=60s >/dev/null
+    wait_until "$API_WAIT_SECONDS" "the GPU nodes of $region to be Ready" \
+        kc "$region" wait --for=condition=Ready node -l type=kwok --timeout=10s
     log "    $region: $(kc "$region" get nodes -l nvidia.com/gpu.product --no-headers | wc -l) GPU nodes Ready, $GPUS_PER_NODE x $GPU_PRODUCT each"
 }
 
@@ -160,7 +164,8 @@ apply_crds() {
         # Server-side apply: no last-applied annotation, so large CRDs do not hit its size limit.
         if kc "$WATTSCALE_HUB" apply --server-side --force-conflicts \
             --field-manager=wattscale-dev-up -f "$f" >/dev/null &&
-            kc "$WATTSCALE_HUB" wait --for=condition=Established --timeout=60s -f "$f" >/dev/null; then
+            wait_until "$API_WAIT_SECONDS" "${f#"$REPO_DIR"/} to be Established" \
+                kc "$WATTSCALE_HUB" wait --for=condition=Established --timeout=10s -f "$f"; then
             log "    hub: applied and Established: ${f#"$REPO_DIR"/}"
         else
             log "    hub: REJECTED by the API server: ${f#"$REPO_DIR"/} (message above)"

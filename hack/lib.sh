@@ -56,6 +56,23 @@ run_step() {
     log "<== $what took $(($(date +%s) - start))s"
 }
 
+# wait_until SECONDS WHAT CMD...: run CMD (quietly) about once a second until it succeeds; after
+# SECONDS, log WHAT with CMD's last output and fail. For conditions the API server sets a moment
+# after an apply: `kubectl wait --for=condition=X` fails at once, instead of waiting, while the
+# object has no status.conditions yet, so it is retried here.
+wait_until() {
+    local seconds="$1" what="$2" deadline out
+    shift 2
+    deadline=$(($(date +%s) + seconds))
+    until out="$("$@" 2>&1)"; do
+        if (($(date +%s) >= deadline)); then
+            log "gave up after ${seconds}s waiting for $what: $out"
+            return 1
+        fi
+        sleep 1
+    done
+}
+
 # ---- versions ----------------------------------------------------------------------------------
 # wanted_version NAME: the string the binary's version output must contain (as a whole word).
 wanted_version() {

@@ -21,7 +21,9 @@ splits the users' total load over all Ready replicas.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -36,6 +38,14 @@ from pathlib import Path
 from typing import Any
 
 from chart import Identity, dashboard_gaps, operator_identity, rbac_refusals
+from operator_clock import (
+    COLD_START_SECONDS,
+    INTERVAL_SECONDS,
+    RATE_WINDOW_SECONDS,
+    REGION_INTERVAL_SECONDS,
+    SCALE_DOWN_STABILIZATION_SECONDS,
+    OperatorClock,
+)
 from stack import Stack
 
 from tests.fakes.prometheus import PrometheusServer, free_port, http_sd_config
@@ -46,6 +56,20 @@ OPERATOR_NAMESPACE = "wattscale-system"
 PRODUCT = "NVIDIA-H100-80GB-HBM3"
 CARBON_G_PER_KWH = 300.0
 """Grid carbon intensity every region's carbon feed reports unless a test sets another."""
+EMULATED_CAPACITY_TOKENS_PER_SECOND = 2500.0
+"""Output tok/s one emulated vLLM replica serves within p95 TTFT 1 s / TPOT 50 ms (measured by
+bisection on the emulator: ~2,566 tok/s; docs/metrics.md)."""
+
+
+def slo_needs(tokens_per_second: float) -> int:
+    """Replicas the SLO needs for this load: what one emulated replica serves within it."""
+    return math.ceil(tokens_per_second / EMULATED_CAPACITY_TOKENS_PER_SECOND)
+
+
+def direction_changes(values: list[int]) -> int:
+    """How often a sequence turns from rising to falling or back (0: monotonic)."""
+    moves = [b - a for a, b in itertools.pairwise(values) if b != a]
+    return sum(1 for a, b in itertools.pairwise(moves) if (a > 0) != (b > 0))
 
 
 class PriceBoard:
@@ -147,6 +171,8 @@ class World:
     operator_prometheus: PrometheusServer
     """Scrapes the operator's /metrics on ``metrics_port``."""
     metrics_port: int
+    clock: OperatorClock
+    """Counts the operator's passes for this world's InferenceDeployment (waits are in passes)."""
     total_tokens_per_second: float = 0.0
     """What users send; the balancer ramps the offered load towards it at ``ramp_per_second``."""
     ramp_per_second: float = 250.0
@@ -206,12 +232,13 @@ class World:
         """Start `wattscale run` under the chart's ServiceAccount, /metrics on ``metrics_port``."""
         self.operator_log = tmp / f"operator-{int(time.time())}.log"
         self.operator_logs.append(self.operator_log)
+        self.clock.restarted()
         env = dict(self.stack.env)
         env.update(
             KUBECONFIG=str(self.identity.kubeconfig),
             WATTSCALE_OPERATOR_NAMESPACE=OPERATOR_NAMESPACE,
-            WATTSCALE_RATE_WINDOW_SECONDS="8",
-            WATTSCALE_REGION_INTERVAL_SECONDS="2",
+            WATTSCALE_RATE_WINDOW_SECONDS=f"{RATE_WINDOW_SECONDS:g}",
+            WATTSCALE_REGION_INTERVAL_SECONDS=f"{REGION_INTERVAL_SECONDS:g}",
         )
         cmd = [
             sys.executable,
@@ -221,7 +248,7 @@ class World:
             "--standalone",
             "--all-namespaces",
             "--interval",
-            "2",
+            f"{INTERVAL_SECONDS:g}",
             "--metrics-port",
             str(self.metrics_port),
             "--metrics-address",
@@ -297,22 +324,35 @@ class World:
         )
         return list(data.get("items", []))
 
-    def wait(
-        self, what: str, check: Callable[[], bool], timeout: float = 90, every: float = 1
-    ) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            try:
-                if check():
-                    return
-            except Exception:
-                pass
-            time.sleep(every)
-        raise AssertionError(
-            f"timed out after {timeout:.0f}s waiting until {what}\n"
-            f"status: {json.dumps(self.status(), indent=1)[:3000]}\n"
-            f"operator log tail:\n{self.operator_output()}"
-        )
+    def wait(self, what: str, check: Callable[[], bool], passes: int) -> None:
+        """Poll ``check`` until it holds, for at most ``passes`` passes of the operator (see
+        operator_clock.py: the budget stretches with a busy machine). A ``check`` that raises is
+        "not yet"; an operator that died ends the wait at once."""
+        self.clock.wait(what, check, passes, alive=self.alive, describe=self.describe)
+
+    def let_pass(self, passes: int, each: Callable[[], object] | None = None) -> None:
+        """Let ``passes`` operator passes go by, calling ``each`` about once a second."""
+
+        def sample() -> None:
+            self.alive()
+            if each is not None:
+                each()
+
+        self.clock.let_pass(passes, sample)
+
+    def alive(self) -> None:
+        """Fail at once, with its log, if the operator process died."""
+        if self.operator is not None and self.operator.poll() is not None:
+            raise AssertionError(
+                f"the operator exited ({self.operator.returncode}):\n{self.operator_output()}"
+            )
+
+    def describe(self) -> str:
+        try:
+            status = json.dumps(self.status(), indent=1)[:3000]
+        except Exception as exc:  # a failure message must not fail
+            status = f"(unreadable: {exc})"
+        return f"status: {status}\noperator log tail:\n{self.operator_output()}"
 
     def close(self) -> None:
         self._stop.set()
@@ -392,8 +432,8 @@ def deployment_manifest(name: str, namespace: str, regions: list[str]) -> dict[s
                 "homeRegion": regions[0],
                 "objective": "cost",
                 "minSavingsPercent": 2,
-                "coldStartSeconds": 5,
-                "scaleDownStabilizationSeconds": 15,
+                "coldStartSeconds": COLD_START_SECONDS,
+                "scaleDownStabilizationSeconds": SCALE_DOWN_STABILIZATION_SECONDS,
                 "drainSeconds": 2,
                 "maxShiftPerStep": 4,
             },
@@ -434,6 +474,7 @@ def build_world(
         identity=identity,
         operator_prometheus=PrometheusServer([operator_scrape]).start(),
         metrics_port=metrics_port,
+        clock=OperatorClock(f"http://127.0.0.1:{metrics_port}/metrics", namespace, name),
     )
     for region, rig in rigs.items():
         stack.apply(stack.hub, region_manifest(region, board, rig.prometheus.url))

@@ -31,6 +31,27 @@ class StackError(RuntimeError):
     """The stack could not be found or brought up; the message says what to do."""
 
 
+class KubectlError(AssertionError):
+    """kubectl exited non-zero; the message holds its command and stderr.
+
+    An AssertionError, so a test that runs a command that must work fails with kubectl's words;
+    :func:`wait_for` takes it for "not yet" (an API server that is busy, or an object that is
+    not there yet), as it does a missing field of a status the server has not written yet.
+    """
+
+
+NOT_YET = (KubectlError, subprocess.TimeoutExpired, LookupError)
+"""What a probe may raise while its condition does not hold yet: kubectl failed (the object is
+not there yet, the API server is busy or restarting, a request timed out), or a field of a status
+the server has not written yet is missing."""
+
+API_WAIT_SECONDS = 120.0
+"""How long an object may take to reach a condition that the API server or a controller of the
+same cluster sets (a CRD Established, a Node Ready, a Pod created). On an idle machine these take
+well under a second; the bound is for a 2-core machine that other test sessions and builds keep
+busy, where one kubectl call alone can take a few seconds."""
+
+
 def _lib_value(name: str) -> str:
     """Read a variable as hack/lib.sh computes it (honours WATTSCALE_* overrides in the env)."""
     script = f'source {shlex.quote(str(HACK / "lib.sh"))} && printf %s "${{{name}}}"'
@@ -110,7 +131,7 @@ class Stack:
             check=False,
         )
         if check and proc.returncode != 0:
-            raise AssertionError(
+            raise KubectlError(
                 f"`kubectl {' '.join(args)}` on {cluster} failed ({proc.returncode}):\n"
                 f"{proc.stderr.strip()}"
             )
@@ -185,9 +206,9 @@ class Stack:
         Use :meth:`cluster_stopped` instead, unless you hold the sessions lock yourself.
         """
         self._kwokctl(name, "stop", "cluster")
-        wait_for(f"{name}'s API server to stop answering", lambda: not self.is_ready(name), 30)
+        wait_for(f"{name}'s API server to stop answering", lambda: not self.is_ready(name))
 
-    def start_cluster(self, name: str, timeout: float = 120) -> None:
+    def start_cluster(self, name: str, timeout: float = API_WAIT_SECONDS) -> None:
         """Start a stopped cluster again and wait until its API server answers /readyz."""
         self._kwokctl(name, "start", "cluster", "--wait", f"{int(timeout)}s", "--timeout", "5m")
         wait_for(f"{name}'s API server to answer again", lambda: self.is_ready(name), timeout)
@@ -226,6 +247,26 @@ class Stack:
             check=False,
         )
 
+    def conditions(self, cluster: str, *what: str) -> dict[str, str]:
+        """``{type: status}`` of one object's ``status.conditions`` ({} while it has none)."""
+        status = self.get_json(cluster, *what).get("status") or {}
+        return {c["type"]: c["status"] for c in status.get("conditions") or []}
+
+    def wait_condition(
+        self, cluster: str, what: str, type_: str, timeout: float = API_WAIT_SECONDS
+    ) -> None:
+        """Poll until the object ``what`` (e.g. ``crd/NAME``) has condition ``type_`` True.
+
+        Not ``kubectl wait --for=condition=...``: that fails at once, instead of waiting, while
+        the API server has not written the object's first condition yet (``.status.conditions
+        accessor error: <nil>``). Here a missing object, status or condition is "not yet".
+        """
+        wait_for(
+            f"{what} on {cluster} to be {type_}",
+            lambda: self.conditions(cluster, what).get(type_) == "True",
+            timeout,
+        )
+
     def apply_crds(self) -> dict[str, str]:
         """Apply every crds/*.yaml to the hub, wait until Established; return the rejections."""
         rejected = {}
@@ -234,7 +275,8 @@ class Stack:
             if proc.returncode != 0:
                 rejected[path.name] = proc.stderr.strip()
                 continue
-            self.kubectl(self.hub, "wait", "--for=condition=Established", "-f", str(path))
+            name = self.kubectl(self.hub, "get", "-f", str(path), "-o", "name").stdout.strip()
+            self.wait_condition(self.hub, name, "Established")
         self.crd_rejections = rejected
         return rejected
 
@@ -336,16 +378,26 @@ def _run_script(script: str, args: Sequence[str], env: Mapping[str, str] | None 
 def wait_for(
     what: str,
     probe: Callable[[], T | None],
-    timeout: float = 60,
+    timeout: float = API_WAIT_SECONDS,
     interval: float = 0.5,
 ) -> T:
-    """Poll `probe` until it returns something truthy; fail with `what` after `timeout` s."""
+    """Poll `probe` until it returns something truthy; fail with `what` after `timeout` s.
+
+    A probe that raises one of :data:`NOT_YET` is asked again; any other exception (e.g. an
+    assertion that the operator process is still alive) ends the wait at once.
+    """
     deadline = time.monotonic() + timeout
     last: T | None = None
+    error: BaseException | None = None
     while True:
-        last = probe()
+        try:
+            last = probe()
+            error = None
+        except NOT_YET as exc:
+            last, error = None, exc
         if last:
             return last
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+            why = f"; last try: {str(error).strip()[:600]}" if error else ""
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{why}")
         time.sleep(interval)

@@ -18,13 +18,13 @@ Deployments, Ready never below the need, and no flapping.
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from operator_world import World, deployment_manifest, open_world
+from operator_clock import RATE_WINDOW_SECONDS, SETTLE_PASSES, STEP_PASSES, passes_for
+from operator_world import World, deployment_manifest, direction_changes, open_world, slo_needs
 from stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -33,9 +33,9 @@ REGIONS = ["us-west", "us-east", "eu-central"]
 PRICES = {"us-west": 0.60, "us-east": 0.30, "eu-central": 0.90}
 LOST = "us-east"
 LOAD_TOKENS_PER_SECOND = 7500.0
-EMULATED_CAPACITY_TOKENS_PER_SECOND = 2500.0
-"""What one emulated replica serves within the SLO (as in test_operator.py; docs/metrics.md)."""
-SLO_NEEDS = math.ceil(LOAD_TOKENS_PER_SECOND / EMULATED_CAPACITY_TOKENS_PER_SECOND)
+SLO_NEEDS = slo_needs(LOAD_TOKENS_PER_SECOND)
+SHIFT_PASSES = (SLO_NEEDS + 1) * STEP_PASSES
+"""A move one replica per step (``maxShiftPerStep`` 1) of the SLO's need, plus one step."""
 
 
 @pytest.fixture(scope="module")
@@ -90,12 +90,6 @@ def _events(world: World, reason: str, since: str = "") -> list[str]:
     ]
 
 
-def _direction_changes(values: list[int]) -> int:
-    """How often a sequence turns from rising to falling or back (0: monotonic)."""
-    moves = [b - a for a, b in itertools.pairwise(values) if b != a]
-    return sum(1 for a, b in itertools.pairwise(moves) if (a > 0) != (b > 0))
-
-
 class Samples:
     """What the status said at each poll: desired per region, and each new decision."""
 
@@ -147,7 +141,7 @@ def test_member_stopped_mid_shift_is_replaced_then_converges_when_back(world: Wo
     world.wait(
         f"replicas serve {LOAD_TOKENS_PER_SECOND:.0f} tok/s from {LOST}, and the plan settles",
         settled_in_lost_region,
-        timeout=240,
+        passes=passes_for(LOAD_TOKENS_PER_SECOND / world.ramp_per_second) + 3 * STEP_PASSES,
     )
     kubeconfig_before = stack.kubeconfig(LOST).read_bytes()
     dep = stack.get_json(LOST, "deployment", f"{world.name}-vllm", "-n", world.namespace)
@@ -155,17 +149,26 @@ def test_member_stopped_mid_shift_is_replaced_then_converges_when_back(world: Wo
 
     # --- the shift starts: us-west becomes much cheaper -------------------------------------
     world.board.prices["us-west"] = 0.02
-    caught: dict[str, Any] | None = None
-    deadline = time.time() + 90
-    while caught is None and time.time() < deadline:
+    caught: dict[str, Any] = {}
+
+    def shift_caught() -> bool:
         status = seen.take(world.status())
         shift = status.get("shift") or {}
         if (
             shift.get("toRegion") == "us-west"
             and _status_region(status, "us-west")["desiredReplicas"] < SLO_NEEDS
         ):
-            caught = status
-    assert caught, f"no shift to us-west caught before it had the capacity: {seen.decisions}"
+            caught.update(status)
+        return bool(caught)
+
+    world.clock.wait(
+        "a shift to us-west is caught before us-west has the capacity",
+        shift_caught,
+        passes=2 * STEP_PASSES,
+        every=0.2,  # the shift lasts a few passes: look often
+        alive=world.alive,
+        describe=lambda: "\n".join(seen.decisions),
+    )
     lost_serving = _status_region(caught, LOST)["readyReplicas"]
     assert lost_serving >= SLO_NEEDS, f"{LOST} no longer served when the shift was caught"
 
@@ -184,14 +187,14 @@ def test_member_stopped_mid_shift_is_replaced_then_converges_when_back(world: Wo
                 bool(seen.take(world.status()))
                 and _reachable_ready(world.ready_replicas()) >= SLO_NEEDS
             ),
-            timeout=120,
+            passes=2 * STEP_PASSES,
         )
         restored_s = time.monotonic() - stopped
         restored_mark = len(world.ready_history)
         world.wait(
             f"the {LOST} Region reports its cluster unreachable",
             lambda: _region_condition(world, LOST, "Reachable").get("status") == "False",
-            timeout=60,
+            passes=STEP_PASSES,
         )
         status = seen.take(world.status())
         lost = _status_region(status, LOST)
@@ -202,9 +205,7 @@ def test_member_stopped_mid_shift_is_replaced_then_converges_when_back(world: Wo
         degraded = world.condition("Degraded")
         assert degraded.get("status") == "True", degraded
         assert LOST in degraded.get("message", ""), degraded
-        for _ in range(6):  # a few more passes with the region still down
-            seen.take(world.status())
-            time.sleep(1)
+        world.let_pass(3, lambda: seen.take(world.status()))  # more passes, the region still down
         problems = [m for m in _events(world, "RegionProblem", stopped_at) if LOST in m]
         assert len(problems) == 1, f"the outage is posted once, not every pass: {problems}"
         assert not _events(world, "RegionActionFailed", stopped_at), "it acted on a dead region"
@@ -238,11 +239,14 @@ def test_member_stopped_mid_shift_is_replaced_then_converges_when_back(world: Wo
             and _region_condition(world, LOST, "Reachable").get("status") == "True"
         )
 
-    world.wait("the plan settles with every cluster as status says", converged, timeout=180)
+    world.wait(
+        "the plan settles with every cluster as status says",
+        converged,
+        passes=passes_for(RATE_WINDOW_SECONDS) + SHIFT_PASSES,
+    )
     converged_s = time.monotonic() - stopped - outage_s
-    for _ in range(6):  # a few more passes: settled means it stays so
-        seen.take(world.status())
-        time.sleep(1)
+    # Settled means it stays so: through a rate window and a scale-down window more.
+    world.let_pass(SETTLE_PASSES, lambda: seen.take(world.status()))
     assert converged(), f"it moved again after settling: {seen.decisions[-3:]}"
 
     after = [r for _, r in world.ready_history[ready_mark:]]
@@ -269,5 +273,5 @@ def test_member_stopped_mid_shift_is_replaced_then_converges_when_back(world: Wo
         # down, eu-central not at all.
         ready_series = [r[region] for r in after]
         desired_series = [d[region] for d in seen.desired[back_sample:]]
-        assert _direction_changes(ready_series) == 0, (region, _runs(ready_series))
-        assert _direction_changes(desired_series) == 0, (region, _runs(desired_series))
+        assert direction_changes(ready_series) == 0, (region, _runs(ready_series))
+        assert direction_changes(desired_series) == 0, (region, _runs(desired_series))

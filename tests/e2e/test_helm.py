@@ -31,7 +31,8 @@ from typing import Any
 import pytest
 import yaml
 from chart import CHART, helm, helm_environment, rbac_refusals, service_account_kubeconfig
-from stack import REPO, Stack, wait_for
+from operator_clock import INTERVAL_SECONDS, START_UP_SECONDS, STEP_PASSES, OperatorClock
+from stack import API_WAIT_SECONDS, REPO, Stack, wait_for
 
 from tests.fakes.prometheus import free_port
 
@@ -121,15 +122,7 @@ def hub_crds(stack: Stack) -> None:
             str(crd),
         )
         name = yaml.safe_load(crd.read_text())["metadata"]["name"]
-
-        def established(name: str = name) -> bool:
-            # Polled: `kubectl wait` errors out while a new CRD has no status.conditions yet.
-            conditions = stack.get_json(stack.hub, "crd", name).get("status", {}).get("conditions")
-            return any(
-                c["type"] == "Established" and c["status"] == "True" for c in conditions or []
-            )
-
-        wait_for(f"CRD {name} to be Established", established, timeout=60)
+        stack.wait_condition(stack.hub, f"crd/{name}", "Established")
 
 
 @pytest.mark.parametrize("values", VALUE_SETS, ids=_ids)
@@ -203,7 +196,7 @@ def test_schema_refuses_an_unknown_value(
         capture_output=True,
         text=True,
         env=helm_env,
-        timeout=120,
+        timeout=API_WAIT_SECONDS,
         check=False,
     )
     assert out.returncode != 0
@@ -399,7 +392,7 @@ def test_the_operator_pod_is_admitted_under_the_restricted_pod_security_standard
         return items or None
 
     try:
-        found = wait_for("the operator pod to be created", pods, timeout=90)
+        found = wait_for("the operator pod to be created", pods)
     except AssertionError:
         events = stack.kubectl(
             stack.hub, "get", "events", "-n", release["namespace"], "-o", "wide", check=False
@@ -413,8 +406,7 @@ def test_install_brings_the_crds_to_a_cluster_without_them(
 ) -> None:
     cluster = isolated_release["cluster"]
     for crd in WATTSCALE_CRDS:
-        conditions = stack.get_json(cluster, "crd", crd)["status"]["conditions"]
-        assert any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+        stack.wait_condition(cluster, f"crd/{crd}", "Established")
     for region in (isolated_release["region"], isolated_release["member"]):
         stack.get_json(cluster, "region", region)
 
@@ -574,7 +566,7 @@ def test_the_operator_runs_under_the_service_account(
         "--namespace",
         ns,
         "--interval",
-        "2",
+        f"{INTERVAL_SECONDS:g}",
         "--metrics-port",
         str(metrics_port),
         "--metrics-address",
@@ -592,17 +584,25 @@ def test_the_operator_runs_under_the_service_account(
     def alive() -> None:
         assert proc.poll() is None, f"the operator exited ({proc.returncode}):\n{output()}"
 
-    def wait(what: str, probe: Callable[[], object], timeout: float) -> None:
+    def wait(what: str, probe: Callable[[], object], timeout: float = API_WAIT_SECONDS) -> None:
         try:
             wait_for(what, probe, timeout=timeout)
         except AssertionError as err:
             raise AssertionError(f"{err}\n--- operator log (tail) ---\n{output()}") from None
 
+    clock = OperatorClock(f"http://127.0.0.1:{metrics_port}/metrics", ns, name)
+
+    def wait_passes(what: str, check: Callable[[], bool]) -> None:
+        """What the operator does for ``name``: one step of its passes (operator_clock.py)."""
+        clock.wait(
+            what, check, STEP_PASSES, alive=alive, describe=lambda: f"operator log:\n{output()}"
+        )
+
     try:
         wait(
             "kopf's /healthz",
             lambda: _http_get(f"http://127.0.0.1:{health_port}/healthz")[0] == 200,
-            timeout=180,  # importing the stack and kopf's start-up are slow on a busy 2-CPU box
+            timeout=START_UP_SECONDS,
         )
 
         def reachable(region: str) -> bool:
@@ -613,12 +613,10 @@ def test_the_operator_runs_under_the_service_account(
         wait(
             "the Region of the cluster itself to be reported reachable",
             lambda: reachable(release["region"]),
-            timeout=90,
         )
         wait(
             "the member Region (kubeconfig Secret) to be reachable",
             lambda: reachable(release["member"]),
-            timeout=90,
         )
 
         stack.apply(
@@ -637,15 +635,13 @@ def test_the_operator_runs_under_the_service_account(
             },
         )
 
-        def handled() -> dict[str, Any] | None:
-            alive()
+        def handled() -> bool:
             obj = stack.get_json(cluster, "inferencedeployment", name, "-n", ns)
             done = "wattscale.io/cleanup" in (obj["metadata"].get("finalizers") or [])
-            done = done and (obj.get("status") or {}).get("observedGeneration") is not None
-            return obj if done else None
+            return done and (obj.get("status") or {}).get("observedGeneration") is not None
 
-        wait("finalizer and status on the InferenceDeployment", handled, timeout=120)
-        wait(
+        wait_passes("finalizer and status on the InferenceDeployment", handled)
+        wait_passes(
             "the vLLM Deployment on the cluster itself",
             lambda: (
                 stack.kubectl(
@@ -653,14 +649,13 @@ def test_the_operator_runs_under_the_service_account(
                 ).returncode
                 == 0
             ),
-            timeout=120,
         )
 
         def posted_event() -> bool:
             events = stack.get_json(cluster, "events", "-n", ns)["items"]
             return any(e["involvedObject"].get("name") == name for e in events)
 
-        wait("an Event on the InferenceDeployment", posted_event, timeout=120)
+        wait_passes("an Event on the InferenceDeployment", posted_event)
         code, body = _http_get(f"http://127.0.0.1:{metrics_port}/metrics")
         assert code == 200
         assert f'wattscale_region_available{{region="{release["member"]}"}} 1.0' in body
@@ -674,7 +669,6 @@ def test_the_operator_runs_under_the_service_account(
                 ).stdout.strip()
                 == ""
             ),
-            timeout=120,
         )
         alive()
     finally:

@@ -13,22 +13,41 @@ The tests run in file order and share one world; each starts from where the prev
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from operator_world import World, deployment_manifest, open_world, region_manifest
-from stack import Stack
+from operator_clock import (
+    SCALE_DOWN_STABILIZATION_SECONDS,
+    SETTLE_PASSES,
+    STEP_PASSES,
+    passes_for,
+)
+from operator_world import (
+    World,
+    deployment_manifest,
+    direction_changes,
+    open_world,
+    region_manifest,
+    slo_needs,
+)
+from stack import API_WAIT_SECONDS, Stack
 
-pytestmark = pytest.mark.e2e
+# Waits are budgeted in operator passes (operator_clock.py); this only stops a hung test.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 REGIONS = ["us-west", "us-east", "eu-central"]
 PRICES = {"us-west": 0.20, "us-east": 0.05, "eu-central": 0.30}
-EMULATED_CAPACITY_TOKENS_PER_SECOND = 2500.0
-"""Output tok/s one emulated vLLM replica serves within p95 TTFT 1 s / TPOT 50 ms (measured by
-bisection on the emulator: ~2,566 tok/s; docs/metrics.md)."""
+MOVE_PASSES = 3 * STEP_PASSES + passes_for(SCALE_DOWN_STABILIZATION_SECONDS)
+"""A make-before-break move of the fleet: up to three steps (``maxShiftPerStep`` 4 for 4-5
+replicas, plus one for a lift the SLO asks on the way), and the scale-down window the source's
+last replicas wait out."""
+
+
+def _slo_needs(world: World) -> int:
+    """What the SLO needs now, for the load users offer now."""
+    return slo_needs(world.total_tokens_per_second)
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +70,7 @@ def test_replicas_come_up_where_power_is_cheapest(world: World) -> None:
             world.ready_replicas()["us-east"] >= 1
             and world.condition("Ready").get("status") == "True"
         ),
-        timeout=120,
+        passes=2 * STEP_PASSES,
     )
     desired = world.desired()
     assert desired["us-west"] == 0, desired
@@ -79,7 +98,9 @@ def test_regions_report_their_health_and_carry_no_finalizer(world: World) -> Non
 
     for region in REGIONS:
         world.wait(
-            f"Region {region} reports Reachable and SignalsFresh", lambda r=region: healthy(r)
+            f"Region {region} reports Reachable and SignalsFresh",
+            lambda r=region: healthy(r),
+            passes=STEP_PASSES,
         )
         meta = world.stack.get_json(world.stack.hub, "region", region)["metadata"]
         assert not meta.get("finalizers"), f"Region {region} carries {meta['finalizers']}"
@@ -88,19 +109,20 @@ def test_regions_report_their_health_and_carry_no_finalizer(world: World) -> Non
 def test_replicas_grow_with_load_before_the_slo_breaks(world: World) -> None:
     before = _total_ready(world.ready_replicas())
     assert before <= 2, f"{before} replicas for 1,500 tok/s"
+    ramp_seconds = (9000.0 - world.total_tokens_per_second) / world.ramp_per_second
     world.total_tokens_per_second = 9000.0
     world.wait(
-        "replicas grow to cover 9,000 tok/s with headroom, and serve it",
+        "replicas grow to cover 9,000 tok/s, and serve it",
         lambda: (
-            _total_ready(world.ready_replicas()) >= 4
+            _total_ready(world.ready_replicas()) >= _slo_needs(world)
             and world.status()["explanation"].get("demandTokensPerSecond", 0) > 7000
         ),
-        timeout=150,
+        passes=passes_for(ramp_seconds) + 3 * STEP_PASSES,
     )
     world.wait(
         "the SLO holds at the new size",
         lambda: world.condition("SLOMet").get("status") == "True",
-        timeout=120,
+        passes=2 * STEP_PASSES,
     )
 
 
@@ -108,24 +130,27 @@ def test_price_jump_moves_replicas_make_before_break(world: World) -> None:
     world.wait(
         "replicas are all in us-east",
         lambda: world.desired()["us-east"] == sum(world.desired().values()),
-        timeout=60,
+        passes=2 * STEP_PASSES,
     )
-    needed = world.desired()["us-east"]
     mark = len(world.ready_history)
     world.board.prices["us-east"] = 1.50  # a price spike at home
     pending = world.stack.kubectl(
         "us-west", "get", "pods", "-A", "--field-selector=status.phase=Pending", "--no-headers"
     ).stdout
     assert not pending.strip(), f"us-west already has Pending pods (GPUs taken?):\n{pending}"
+    # Moved: nothing left in us-east and enough Ready in us-west for what the SLO needs now
+    # (not a count read before the jump: the capacity estimate, and with it any surplus, may
+    # move meanwhile).
     world.wait(
         "replicas leave us-east for us-west (the next cheapest)",
-        lambda: world.ready_replicas()["us-east"] == 0 and world.desired()["us-west"] >= needed,
-        timeout=180,
+        lambda: (
+            (ready := world.ready_replicas())["us-east"] == 0
+            and ready["us-west"] >= _slo_needs(world)
+        ),
+        passes=MOVE_PASSES,
     )
     during = [r for _, r in world.ready_history[mark:]]
-    # What the SLO needs: the offered load over what one emulated replica serves within it
-    # (not `needed`, which also holds any surplus the capacity estimate had bought).
-    slo_needs = math.ceil(world.total_tokens_per_second / EMULATED_CAPACITY_TOKENS_PER_SECOND)
+    slo_needs = _slo_needs(world)
     assert min(_total_ready(r) for r in during) >= slo_needs, f"Ready dropped in the move: {during}"
     overlap = [r for r in during if r["us-east"] > 0 and r["us-west"] > 0]
     assert overlap, "the new replicas never ran beside the old ones (break before make)"
@@ -148,9 +173,10 @@ def test_grid_event_moves_load_out_for_its_duration(world: World) -> None:
     world.wait(
         "load leaves us-west while the grid event excludes it",
         lambda: (
-            world.ready_replicas()["us-west"] == 0 and _total_ready(world.ready_replicas()) >= 4
+            (ready := world.ready_replicas())["us-west"] == 0
+            and _total_ready(ready) >= _slo_needs(world)
         ),
-        timeout=180,
+        passes=MOVE_PASSES,
     )
     explanation = world.status()["explanation"]
     west = next(r for r in explanation["regions"] if r["name"] == "us-west")
@@ -175,24 +201,31 @@ def test_hand_scaled_deployment_is_reverted(world: World) -> None:
         live = world.stack.get_json(region, "deployment", "llama-vllm", "-n", world.namespace)
         return bool(live["spec"]["replicas"] == world.desired()[region] < want + 3)
 
-    world.wait("the operator sets the replicas back", reverted, timeout=60)
+    world.wait("the operator sets the replicas back", reverted, passes=STEP_PASSES)
     assert "ManualScaleReverted" in [e["reason"] for e in world.events()]
 
 
 def test_operator_killed_and_restarted_resumes_without_flapping(
     world: World, tmp_path: Path
 ) -> None:
-    before = world.desired()
+    before = sum(world.desired().values())
     world.kill_operator()
     world.start_operator(tmp_path)
-    world.wait(
-        "the restarted operator decides again",
-        lambda: world.status()["lastDecision"]["time"] > "",
-        timeout=60,
+    world.let_pass(1)  # the new process's first pass (the clock counts its passes)
+    first_pass = time.monotonic()
+    seen: list[tuple[float, int]] = []
+    world.let_pass(
+        SETTLE_PASSES,
+        lambda: seen.append((time.monotonic() - first_pass, sum(world.desired().values()))),
     )
-    time.sleep(10)
-    after = world.desired()
-    assert sum(after.values()) >= sum(before.values()) - 0, (before, after)
+    totals = [n for _, n in seen]
+    assert totals, "no status read while the restarted operator ran"
+    # Within the scale-down window a restarted operator keeps what the killed one had decided;
+    # after it, the fleet may settle to what the SLO needs, in one direction, never below.
+    early = [n for t, n in seen if t < SCALE_DOWN_STABILIZATION_SECONDS]
+    assert min(early, default=before) >= before, f"shrunk at once after the restart: {totals}"
+    assert min(totals) >= _slo_needs(world), f"below the SLO's need after the restart: {totals}"
+    assert direction_changes(totals) == 0, f"the restarted operator flapped: {totals}"
 
 
 def test_dead_price_feed_holds_and_reports(world: World) -> None:
@@ -203,10 +236,13 @@ def test_dead_price_feed_holds_and_reports(world: World) -> None:
         world.wait(
             "SignalsFresh turns False",
             lambda: world.condition("SignalsFresh").get("status") == "False",
-            timeout=90,
+            passes=passes_for(10) + STEP_PASSES,  # the feeds' maxAgeSeconds, then a step
         )
-        time.sleep(20)  # longer than the scale-down window
-        assert sum(world.desired().values()) >= before
+        held: list[int] = []
+        # Longer than the scale-down window: the lower load must not shrink the fleet meanwhile.
+        world.let_pass(SETTLE_PASSES, lambda: held.append(sum(world.desired().values())))
+        assert held, "no status read while the feeds were dead"
+        assert min(held) >= before, f"scaled down on stale signals: {before} -> {held}"
     finally:
         world.board.broken = set()
         world.total_tokens_per_second = 9000.0
@@ -223,7 +259,7 @@ def test_unknown_region_is_a_condition_and_an_event(world: World) -> None:
             reason = (obj.get("status") or {}).get("lastDecision", {}).get("reason")
             return bool(reason == "UnknownRegion")
 
-        world.wait("the typo'd region is reported", refused, timeout=60)
+        world.wait("the typo'd region is reported", refused, passes=STEP_PASSES)
         for region in REGIONS:
             proc = world.stack.kubectl(
                 region, "get", "deployment", "typo-vllm", "-n", world.namespace, check=False
@@ -253,8 +289,8 @@ def test_every_dashboard_query_returns_data_from_the_scenario(world: World) -> N
     current process does not export has no samples in the last ``$__rate_interval``.
     """
     prom = world.operator_prometheus
-    prom.wait_for("wattscale_signal_fetch_errors_total", timeout_seconds=30)
-    deadline = time.monotonic() + 30
+    prom.wait_for("wattscale_signal_fetch_errors_total", timeout_seconds=API_WAIT_SECONDS)
+    deadline = time.monotonic() + API_WAIT_SECONDS
     while (gaps := world.dashboard_gaps()) and time.monotonic() < deadline:
         time.sleep(2)
     assert not gaps, "dashboard queries without data from the scenario:\n" + "\n".join(gaps)

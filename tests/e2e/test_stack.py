@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from stack import REPO, Stack, wait_for
+from stack import API_WAIT_SECONDS, REPO, Stack, wait_for
 
 from tests.cases.malformed import CASES, Case
 
@@ -119,8 +119,9 @@ def test_one_gpu_deployment_becomes_ready_on_a_fake_gpu_node(
     stack.apply(region, gpu_deployment("one-gpu", namespace, gpus=1))
     stack.kubectl(
         region,
-        *("rollout", "status", "deployment/one-gpu", "-n", namespace, "--timeout=90s"),
-        timeout=100,
+        *("rollout", "status", "deployment/one-gpu", "-n", namespace),
+        f"--timeout={API_WAIT_SECONDS:.0f}s",
+        timeout=API_WAIT_SECONDS + 10,
     )
 
     pods = stack.get_json(region, "pods", "-n", namespace, "-l", "app=one-gpu")["items"]
@@ -146,7 +147,7 @@ def test_deployment_wanting_more_gpus_than_any_node_has_stays_pending(
                 return pod, scheduled
         return None
 
-    pod, scheduled = wait_for("the scheduler to give up on the pod", unschedulable_pod, 60)
+    pod, scheduled = wait_for("the scheduler to give up on the pod", unschedulable_pod)
     assert scheduled["reason"] == "Unschedulable"
     assert f"Insufficient {GPU}" in scheduled["message"]
     assert pod["status"]["phase"] == "Pending"

@@ -17,10 +17,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from operator_clock import STEP_PASSES
 from operator_world import World, deployment_manifest, open_world
 from stack import REPO, Stack
 
-pytestmark = pytest.mark.e2e
+# Waits are budgeted in operator passes (operator_clock.py); this only stops a hung test.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+MOVE_PASSES = 3 * STEP_PASSES
+"""The weights follow a make-before-break move: new replicas up and Ready, then the weight."""
 
 REGIONS = ["us-west", "us-east", "eu-central"]
 PRICES = {"us-west": 0.20, "us-east": 0.05, "eu-central": 0.30}
@@ -43,7 +47,7 @@ def gateway_api(stack: Stack) -> None:
     crd = proc.stdout.strip().splitlines()[-1]
     applied = stack.apply_file(stack.hub, REPO / crd)
     assert applied.returncode == 0, f"the hub refused the HTTPRoute CRD:\n{applied.stderr}"
-    stack.kubectl(stack.hub, "wait", "--for=condition=Established", f"crd/{HTTPROUTE_CRD}")
+    stack.wait_condition(stack.hub, f"crd/{HTTPROUTE_CRD}", "Established")
 
 
 def _route_manifest(namespace: str) -> dict[str, Any]:
@@ -123,9 +127,9 @@ def test_route_weights_follow_the_status_and_nothing_else_changes(world: World) 
             and _weights(_route(world))
             == {"llama-us-west": 0, "llama-us-east": 1000, "llama-eu-central": 0}
         ),
-        timeout=180,  # first replicas: cold start on a machine shared with other test sessions
+        passes=2 * STEP_PASSES,
     )
-    world.wait("the route agrees with status", lambda: _agrees_with_status(world), timeout=30)
+    world.wait("the route agrees with status", lambda: _agrees_with_status(world), passes=2)
     route = _route(world)
     assert _without_our_weights(route) == before
     canary = route["spec"]["rules"][0]["backendRefs"][1]
@@ -139,7 +143,7 @@ def test_price_jump_moves_the_weights_only_once_the_new_replicas_are_ready(world
     world.wait(
         "all the weight is on us-east",
         lambda: _weights(_route(world))["llama-us-east"] == 1000,
-        timeout=60,
+        passes=STEP_PASSES,
     )
     before = _without_our_weights(_route(world))
     world.board.prices["us-east"] = 1.50  # us-west is now the cheapest
@@ -152,7 +156,7 @@ def test_price_jump_moves_the_weights_only_once_the_new_replicas_are_ready(world
         samples.append((ready_before, weights, ready_after))
         return weights["llama-us-west"] == 1000
 
-    world.wait("the weight moves to us-west", moved, timeout=180)
+    world.wait("the weight moves to us-west", moved, passes=MOVE_PASSES)
     # A region only ever has weight while it has Ready replicas: the old one keeps its weight
     # until the route is patched (before its replicas go); the new one gets weight only for
     # replicas that were Ready when it was patched (so still Ready just after we read it).
@@ -165,7 +169,7 @@ def test_price_jump_moves_the_weights_only_once_the_new_replicas_are_ready(world
     first_west = next(s for s in samples if s[1]["llama-us-west"] > 0)
     assert first_west[2]["us-west"] >= 1, f"us-west got traffic before it was Ready: {samples}"
     assert samples[0][1]["llama-us-east"] > 0, "the weight left us-east at once"
-    world.wait("the route agrees with status", lambda: _agrees_with_status(world), timeout=30)
+    world.wait("the route agrees with status", lambda: _agrees_with_status(world), passes=2)
     assert _without_our_weights(_route(world)) == before
 
 
@@ -190,7 +194,7 @@ def test_a_route_that_does_not_exist_is_a_condition_not_a_crash(world: World) ->
     world.wait(
         "TrafficRouted turns False with RouteNotFound",
         lambda: world.condition("TrafficRouted").get("reason") == "RouteNotFound",
-        timeout=60,
+        passes=STEP_PASSES,
     )
     assert "no-such-route does not exist" in world.condition("TrafficRouted")["message"]
     warnings = [e for e in world.events() if e["reason"] == "RouteNotFound"]
@@ -200,11 +204,11 @@ def test_a_route_that_does_not_exist_is_a_condition_not_a_crash(world: World) ->
     world.wait(
         "the deployment carries on deciding",
         lambda: world.condition("Ready").get("status") == "True",
-        timeout=60,
+        passes=STEP_PASSES,
     )
     _name_route(world, ROUTE)
     world.wait(
         "routed again once the spec names the route",
         lambda: world.condition("TrafficRouted").get("status") == "True",
-        timeout=60,
+        passes=STEP_PASSES,
     )
