@@ -36,6 +36,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "e2e")]
 
+from operator_clock import step_passes  # noqa: E402
 from operator_world import World, open_world, region_manifest  # noqa: E402
 from stack import Stack, check_bins  # noqa: E402
 
@@ -45,6 +46,8 @@ FIRST_HOUR = datetime(2024, 7, 8, 14, tzinfo=UTC)
 """Where the replay starts: a July afternoon in California, evening peak coming in PJM."""
 EMULATED_TOKENS_PER_SECOND = 2500
 """What one emulated vLLM replica serves within the example's SLO (docs/metrics.md)."""
+COLD_START_SECONDS = 10
+"""The example's cold start (240 s for a real 8B model), accelerated like the market hours."""
 
 
 def hub_kubectl(stack: Stack) -> list[str]:
@@ -76,7 +79,8 @@ def example_deployment(namespace: str) -> dict[str, Any]:
         "placement.regions": "all three clusters of the stack",
         "placement.users": "dropped: the demo Regions declare no user latencies",
         "placement.objective": "cost (the demo feeds carry prices, not carbon)",
-        "placement timers": "coldStart 10 s, stabilisation 20 s, drain 4 s (accelerated time)",
+        "placement timers": f"coldStart {COLD_START_SECONDS} s, stabilisation 20 s, drain 4 s"
+        " (accelerated time)",
         "capacity hint": f"{EMULATED_TOKENS_PER_SECOND} tok/s, what an emulated replica serves",
     }
     spec["engine"].pop("env", None)
@@ -84,7 +88,7 @@ def example_deployment(namespace: str) -> dict[str, Any]:
     spec["placement"].update(
         regions=list(MARKETS),
         objective="cost",
-        coldStartSeconds=10,
+        coldStartSeconds=COLD_START_SECONDS,
         scaleDownStabilizationSeconds=20,
         drainSeconds=4,
     )
@@ -173,7 +177,7 @@ def story(world: World, args: argparse.Namespace) -> None:
         world.wait(
             "the first replicas are Ready",
             lambda: sum(world.ready_replicas().values()) >= 1,
-            timeout=180,
+            passes=2 * step_passes(COLD_START_SECONDS),
         )
         say(
             "replicas are Ready where power is cheapest; prices now move every "

@@ -43,10 +43,15 @@ def passes_for(seconds: float) -> int:
     return math.ceil(seconds / INTERVAL_SECONDS)
 
 
-STEP_PASSES = passes_for(RATE_WINDOW_SECONDS + COLD_START_SECONDS) + 2
-"""The passes one step of the plan may take, at most: the demand behind it measured over a full
-rate window, the new replicas' cold start, then the pass that decides and the one that sees the
-replicas Ready."""
+def step_passes(cold_start_seconds: float = COLD_START_SECONDS) -> int:
+    """The passes one step of the plan may take, at most: the demand behind it measured over a
+    full rate window, the new replicas' cold start, then the pass that decides and the one that
+    sees the replicas Ready."""
+    return passes_for(RATE_WINDOW_SECONDS + cold_start_seconds) + 2
+
+
+STEP_PASSES = step_passes()
+"""One step of the plan for the e2e InferenceDeployments (:data:`COLD_START_SECONDS`)."""
 
 SETTLE_PASSES = passes_for(RATE_WINDOW_SECONDS + SCALE_DOWN_STABILIZATION_SECONDS)
 """Passes after which a plan that holds has held through a rate window and a scale-down window:
