@@ -324,8 +324,17 @@ def installed(
 def release(
     stack: Stack, helm_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
-    """The chart installed on the hub (see :func:`installed`)."""
-    with installed(stack, helm_env, stack.hub, tmp_path_factory.mktemp("hub-release")) as info:
+    """The chart installed on the hub (see :func:`installed`).
+
+    Its two Regions are cluster-scoped objects on the shared hub: an operator world of another
+    test session (operator_world.py) would see them and be refused their kubeconfig Secret,
+    which lives in this release's namespace. So the release holds the hub's Regions as a world
+    does (``Stack.regions_owned``) for as long as it exists.
+    """
+    with (
+        stack.regions_owned(),
+        installed(stack, helm_env, stack.hub, tmp_path_factory.mktemp("hub-release")) as info,
+    ):
         yield info
 
 
