@@ -88,6 +88,20 @@ find_existing() {
             return 0
         fi
     done
+    # The cache is keyed per binary: a bin dir made for other versions of OTHER binaries (a bump
+    # of helm alone, say) already holds this one at the right version. Hard-linked, so it stays
+    # even if that old dir is deleted.
+    for candidate in "$WATTSCALE_CACHE"/bin-*/"$name"; do
+        [[ "$candidate" -ef "$WATTSCALE_BIN_DIR/$name" ]] && continue
+        if has_wanted_version "$candidate" "$name"; then
+            log "ok: reusing $candidate ($(wanted_version "$name")) for $name"
+            candidate="$(readlink -f "$candidate")"
+            rm -f "$WATTSCALE_BIN_DIR/$name"
+            ln "$candidate" "$WATTSCALE_BIN_DIR/$name" 2>/dev/null ||
+                cp "$candidate" "$WATTSCALE_BIN_DIR/$name"
+            return 0
+        fi
+    done
     return 1
 }
 
@@ -151,11 +165,22 @@ build_kwok() {
 
 # ---- helm --------------------------------------------------------------------------------------
 build_helm() {
+    local client_go major minor ld v=helm.sh/helm/v3
     new_wrapper_module "$WATTSCALE_SRC_DIR/helm-$HELM_VERSION" wattscale.local/helmbin
-    "$GO" get "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION"
-    "${TIMEV[@]}" "$GO" build "${GO_P[@]}" -mod=mod -trimpath \
-        -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" \
-        -o "$WATTSCALE_BIN_DIR/helm" helm.sh/helm/v3/cmd/helm
+    "$GO" get "$v/cmd/helm@v$HELM_VERSION"
+    # Stamp it as helm's own release build does (its Makefile): the Kubernetes version that
+    # `helm template` and `helm lint` assume without a cluster is that of the client-go it is
+    # built with. Without this, helm falls back to v1.20.0, and a plain offline
+    # `helm template t helm/wattscale` fails the chart's kubeVersion (>= 1.27).
+    client_go="$("$GO" list -mod=mod -m -f '{{.Version}}' k8s.io/client-go)" # v0.36.2
+    major=$((${client_go:1:1} + 1))
+    minor="$(cut -d. -f2 <<<"$client_go")"
+    ld="-s -w -X $v/internal/version.version=v$HELM_VERSION -X $v/internal/version.metadata="
+    ld+=" -X $v/internal/version.gitTreeState=clean"
+    ld+=" -X $v/pkg/chartutil.k8sVersionMajor=$major -X $v/pkg/chartutil.k8sVersionMinor=$minor"
+    ld+=" -X $v/pkg/lint/rules.k8sVersionMajor=$major -X $v/pkg/lint/rules.k8sVersionMinor=$minor"
+    "${TIMEV[@]}" "$GO" build "${GO_P[@]}" -mod=mod -trimpath -ldflags "$ld" \
+        -o "$WATTSCALE_BIN_DIR/helm" "$v/cmd/helm"
 }
 
 # ---- main --------------------------------------------------------------------------------------

@@ -98,12 +98,38 @@ binary_version_output() {
     printf '%s\n' "${out%%$'\n'*}"
 }
 
-# has_wanted_version PATH NAME: true if PATH is an executable of the pinned version.
+# has_wanted_version PATH NAME: true if PATH is an executable of the pinned version (and, for
+# helm, stamped as a release build: see helm_offline_kube_minor).
 has_wanted_version() {
     local path="$1" name="$2" out
     [[ -x "$path" ]] || return 1
     out="$(binary_version_output "$path" "$name")"
-    grep -qFw -- "$(wanted_version "$name")" <<<"$out"
+    grep -qFw -- "$(wanted_version "$name")" <<<"$out" || return 1
+    if [[ "$name" == helm ]]; then
+        (($(helm_offline_kube_minor "$path") >= CHART_MIN_KUBE_MINOR)) || return 1
+    fi
+}
+
+# The chart's minimum Kubernetes minor version (helm/wattscale/Chart.yaml: kubeVersion ">=1.N").
+CHART_MIN_KUBE_MINOR="$(sed -n 's/^kubeVersion: *">=1\.\([0-9]*\).*/\1/p' \
+    "$(dirname "${BASH_SOURCE[0]}")/../helm/wattscale/Chart.yaml")"
+CHART_MIN_KUBE_MINOR="${CHART_MIN_KUBE_MINOR:-0}"
+
+# helm_offline_kube_minor PATH: the minor of the Kubernetes version that helm assumes with no
+# cluster to ask (`helm template`). helm's release builds stamp the version of the client-go they
+# are built with (v1.36 for helm v3.21.4); a plain `go build` leaves helm's fallback, v1.20,
+# which charts that need a newer Kubernetes refuse to render. 0 if it cannot tell.
+helm_offline_kube_minor() {
+    local chart out
+    chart="$(mktemp -d)"
+    mkdir -p "$chart/templates"
+    printf 'apiVersion: v2\nname: probe\nversion: 0.0.1\n' >"$chart/Chart.yaml"
+    printf 'kube: "{{ .Capabilities.KubeVersion.Minor }}"\n' >"$chart/templates/probe.yaml"
+    out="$(HELM_CACHE_HOME="$chart/h" HELM_CONFIG_HOME="$chart/h" HELM_DATA_HOME="$chart/h" \
+        KUBECONFIG=/dev/null "$1" template probe "$chart" 2>/dev/null)" || true
+    rm -rf "$chart"
+    out="$(sed -n 's/^kube: "\([0-9]*\).*"$/\1/p' <<<"$out")"
+    echo "${out:-0}"
 }
 
 # require_bins: fail with a clear message unless every binary is built at the right version.

@@ -108,6 +108,29 @@ def test_helm_lint(stack: Stack, helm_env: dict[str, str], values: Path | None) 
     assert "1 chart(s) linted, 0 chart(s) failed" in out
 
 
+def test_plain_offline_helm_template_renders(stack: Stack, tmp_path: Path) -> None:
+    """What GitOps users run: `helm template t helm/wattscale`, with no cluster to ask and no
+    --kube-version, so helm assumes the Kubernetes version it was built against (a release build
+    of helm v3.21 says v1.36; hack/k8s-bins.sh stamps ours the same way). The chart's minimum
+    (kubeVersion) must still refuse what is older."""
+    env = helm_environment(stack, tmp_path / "helm-home")
+    env["KUBECONFIG"] = str(tmp_path / "no-such.kubeconfig")  # offline: nothing to ask
+    out = helm(stack, env, "template", "t", str(CHART))
+    kinds = {d["kind"] for d in docs(out)}
+    assert {"Deployment", "ServiceAccount", "ClusterRole", "Service"} <= kinds, kinds
+    minimum = yaml.safe_load((CHART / "Chart.yaml").read_text())["kubeVersion"]
+    old = subprocess.run(
+        [str(stack.bin_dir / "helm"), "template", "t", str(CHART), "--kube-version", "1.26.0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=API_WAIT_SECONDS,
+        check=False,
+    )
+    assert old.returncode != 0, f"rendered for Kubernetes 1.26 despite kubeVersion {minimum}"
+    assert "kubeVersion" in old.stderr, old.stderr
+
+
 @pytest.fixture(scope="module")
 def hub_crds(stack: Stack) -> None:
     """The chart's CRDs on the hub (as hack/dev-up.sh leaves them), so Regions can be checked."""
