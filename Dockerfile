@@ -6,7 +6,11 @@
 # Both stages use the same base so the venv's interpreter path (/usr/local/bin/python3.11) exists
 # in the runtime image. Runs as uid/gid 65532 and works with a read-only root filesystem (bytecode
 # is compiled at build time; HOME is /tmp, which the Helm chart mounts as an emptyDir).
-ARG PYTHON_IMAGE=python:3.11-slim
+#
+# The base is pinned by digest: python:3.11-slim as resolved on 2026-07-11 (3.11.15-slim-trixie,
+# the multi-arch index). Moving it is a deliberate commit, like an upgrade in constraints.txt,
+# from which every Python package here is installed.
+ARG PYTHON_IMAGE=python:3.11-slim@sha256:e031123e3d85762b141ad1cbc56452ba69c6e722ebf2f042cc0dc86c47c0d8b3
 
 # ---- builder: build the wheel and install it with its dependencies into /opt/wattscale ----------
 FROM ${PYTHON_IMAGE} AS builder
@@ -15,11 +19,12 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/wattscale
 WORKDIR /src
-# Only what the package build needs (see .dockerignore): metadata, readme, the package itself.
-COPY pyproject.toml README.md ./
+# Only what the package build needs (see .dockerignore): metadata, readme, the pins, the package.
+COPY pyproject.toml README.md constraints.txt ./
 COPY operator/ ./operator/
-RUN /opt/wattscale/bin/pip wheel --no-deps --wheel-dir /wheels . \
-    && /opt/wattscale/bin/pip install /wheels/wattscale-*.whl \
+RUN /opt/wattscale/bin/pip install -c constraints.txt --upgrade pip \
+    && /opt/wattscale/bin/pip wheel --no-deps --wheel-dir /wheels . \
+    && /opt/wattscale/bin/pip install -c constraints.txt /wheels/wattscale-*.whl \
     && /opt/wattscale/bin/python -m compileall -q /opt/wattscale/lib \
     && /opt/wattscale/bin/wattscale --version
 

@@ -5,15 +5,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST := $(BIN)/pytest
 
-.PHONY: help venv lint unit integration e2e test demo simulate crds bins dev-up dev-down prometheus clean
+.PHONY: help venv lint unit integration e2e test demo simulate constraints crds bins dev-up dev-down prometheus clean
 
 help:
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(BIN)/wattscale: pyproject.toml
+$(BIN)/wattscale: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	@touch $@
 
 venv: $(BIN)/wattscale ## create .venv with wattscale and its dev tools
@@ -41,6 +41,16 @@ demo: venv bins prometheus ## the operator live on the local stack, on the examp
 
 simulate: venv ## offline: the planner vs baselines and the optimum on the bundled real-price sample
 	$(BIN)/wattscale demo
+
+constraints: ## re-resolve pyproject.toml's dependency ranges into constraints.txt (commit the diff deliberately)
+	rm -rf .venv-constraints
+	$(PY) -m venv .venv-constraints
+	.venv-constraints/bin/pip install -q --upgrade pip
+	.venv-constraints/bin/pip install -q -e '.[dev]'
+	{ sed -n '/^#/p' constraints.txt; .venv-constraints/bin/pip freeze --all --exclude-editable; } \
+		> constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf .venv-constraints
 
 crds: venv ## regenerate crds/ (and the chart's copy) from the pydantic models
 	$(BIN)/wattscale crds --output-dir crds

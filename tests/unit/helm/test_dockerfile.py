@@ -87,7 +87,7 @@ def test_multi_stage_on_the_same_slim_python_base() -> None:
     all_stages = stages()
     assert len(all_stages) >= 2
     base = args_defaults()["PYTHON_IMAGE"]
-    assert base == "python:3.11-slim"
+    assert base.startswith("python:3.11-slim@sha256:")
     for stage in all_stages:
         image = stage[0][1].split()[0]
         assert image in ("${PYTHON_IMAGE}", base)
@@ -174,3 +174,91 @@ def test_runtime_stage_copies_only_the_venv() -> None:
     final = stages()[-1]
     copies = [rest for keyword, rest in final if keyword == "COPY"]
     assert copies == ["--from=builder /opt/wattscale /opt/wattscale"]
+
+
+# ---- supply chain: the base by digest, every Python package from constraints.txt ----------------
+
+CONSTRAINTS = ROOT / "constraints.txt"
+
+
+def _pins() -> dict[str, str]:
+    pins: dict[str, str] = {}
+    for raw in CONSTRAINTS.read_text(encoding="utf-8").splitlines():
+        line = raw.split("#")[0].strip()
+        if not line:
+            continue
+        name, sep, version = line.partition("==")
+        assert sep, f"constraints.txt: {line!r} is not pinned with =="
+        assert re.fullmatch(r"[0-9][0-9A-Za-z.+!-]*", version), line
+        pins[_normal(name)] = version
+    return pins
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requirement_name(spec: str) -> str:
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", spec)
+    assert match, spec
+    return _normal(match.group(1))
+
+
+def test_the_base_image_is_pinned_by_digest() -> None:
+    base = args_defaults()["PYTHON_IMAGE"]
+    assert re.fullmatch(r"python:3\.11-slim@sha256:[0-9a-f]{64}", base), base
+    for stage in stages():
+        assert stage[0][1].split()[0] in ("${PYTHON_IMAGE}", base)
+
+
+def test_every_declared_dependency_is_pinned() -> None:
+    pins = _pins()
+    project = PYPROJECT["project"]
+    declared = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        declared += extra
+    missing = [d for d in declared if _requirement_name(d) not in pins]
+    assert not missing, f"constraints.txt does not pin {missing}: run `make constraints`"
+    assert "pip" in pins
+
+
+def test_every_installed_runtime_dependency_is_pinned() -> None:
+    """Transitively: what `pip install wattscale` pulls in is in constraints.txt, at the
+    version installed here (this venv was built from it by `make venv`)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement  # pytest's own dependency
+
+    pins = _pins()
+    seen: set[str] = set()
+    todo = ["wattscale"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        dist = metadata.distribution(name)
+        for text in dist.requires or []:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(_normal(req.name))
+    seen.discard("wattscale")
+    unpinned = sorted(n for n in seen if n not in pins)
+    assert not unpinned, f"not in constraints.txt: {unpinned}"
+    drift = {n: (metadata.version(n), pins[n]) for n in seen if metadata.version(n) != pins[n]}
+    assert not drift, f"installed != pinned (rebuild the venv: make clean venv): {drift}"
+
+
+def test_ci_and_the_image_install_from_the_same_constraints() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    venv_recipe = makefile.split("$(BIN)/wattscale:", 1)[1].split("\n\n", 1)[0]
+    assert "constraints.txt" in venv_recipe.splitlines()[0], "make venv must rebuild on a change"
+    installs = [line for line in venv_recipe.splitlines() if "pip install" in line]
+    assert installs
+    assert all("-c constraints.txt" in line for line in installs), installs
+    assert "make venv" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    runs = " ".join(rest for keyword, rest in stages()[0] if keyword == "RUN")
+    docker_installs = re.findall(r"pip install[^&]*", runs)
+    assert docker_installs
+    assert all("-c constraints.txt" in cmd for cmd in docker_installs), docker_installs
+    assert not dockerignore_excludes("constraints.txt")
