@@ -331,7 +331,9 @@ def parse_time(text: str, source: str) -> datetime:
         try:
             dt = datetime.fromisoformat(str(text).strip().replace("Z", "+00:00"))
         except ValueError:
-            raise BadPayload(source, f"unparseable timestamp {text!r}") from None
+            raise BadPayload(
+                source, f"unparseable timestamp ({len(text)} characters; not shown)"
+            ) from None
     if dt.tzinfo is None:
         return dt.replace(tzinfo=UTC)
     return dt if dt.tzinfo is UTC else dt.astimezone(UTC)
@@ -532,7 +534,8 @@ class Cached(Generic[T]):
         except SignalError as err:
             return self._fail(err)
         except Exception as exc:  # a parser bug must not crash the control loop
-            wrapped = BadPayload(self.name, f"unexpected {type(exc).__name__}: {exc}")
+            # The exception's text may quote the payload: only its type is reported.
+            wrapped = BadPayload(self.name, f"unexpected {type(exc).__name__} while parsing")
             wrapped.__cause__ = exc
             return self._fail(wrapped)
         self._value = fetched

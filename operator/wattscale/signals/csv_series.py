@@ -68,7 +68,7 @@ def _parse_rows(text: str, cfg: CsvPriceSource | CsvCarbonSource) -> _Parsed:
         if col not in header:
             raise BadPayload(
                 NAME,
-                f"column {col!r} not in the CSV header {header}",
+                f"column {col!r} not in the CSV header ({len(header)} columns; not shown)",
                 "set timestampColumn/valueColumn to the file's column names",
             )
     i_time, i_value = header.index(cfg.timestampColumn), header.index(cfg.valueColumn)

@@ -76,7 +76,7 @@ def parse_resolution(text: str) -> timedelta:
     """ISO 8601 duration of an ENTSO-E Period resolution (PT15M, PT30M, PT60M, PT1H)."""
     m = _RESOLUTION.match(text.strip())
     if not m or not (m.group(1) or m.group(2)):
-        raise BadPayload(NAME, f"unsupported Period resolution {text!r}")
+        raise BadPayload(NAME, f"unsupported Period resolution ({len(text)} characters; not shown)")
     return timedelta(hours=int(m.group(1) or 0), minutes=int(m.group(2) or 0))
 
 

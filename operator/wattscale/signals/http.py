@@ -185,13 +185,14 @@ class HttpClient:
         )
 
 
-def _snippet(resp: requests.Response, limit: int = 200) -> str:
-    text = (resp.text or "").strip().replace("\n", " ")
-    if not text:
+def _snippet(resp: requests.Response) -> str:
+    """What the error body was, never what it said: a feed's body may echo a token or hold
+    data that must not reach status, Events or logs (issue 14 item 8)."""
+    size = len(resp.content or b"")
+    if not size:
         return ""
-    if len(text) > limit:
-        text = text[:limit] + "..."
-    return f": {text}"
+    kind = (resp.headers.get("Content-Type") or "unknown type").split(";")[0].strip()[:60]
+    return f" (body: {size} bytes of {kind}, not shown)"
 
 
 def _reason(exc: BaseException) -> str:

@@ -51,7 +51,7 @@ def parse_duration(text: str) -> timedelta:
     """ISO 8601 duration (years as 365 d, months as 30 d)."""
     m = _DURATION.match(text.strip())
     if not m:
-        raise BadPayload(NAME, f"unparseable duration {text!r}")
+        raise BadPayload(NAME, f"unparseable duration ({len(text)} characters; not shown)")
     sign, y, mo, w, d, h, mi, s = m.groups()
     delta = timedelta(
         days=int(y or 0) * 365 + int(mo or 0) * 30 + int(w or 0) * 7 + int(d or 0),
