@@ -27,6 +27,7 @@ from wattscale.data import SAMPLE_DAYS, SAMPLE_DIR, SAMPLE_REGIONS, SAMPLE_START
 from wattscale.sim.errors import OutsideDataError, SimInputError
 from wattscale.sim.markets import load_table
 from wattscale.sim.model import ReplicaModel
+from wattscale.sim.policies.base import Policy
 from wattscale.sim.run import CURRENCY, POLICY_NAMES, SimulationResult, parse_policies, simulate
 from wattscale.sim.scenario import Scenario, build_scenario
 from wattscale.sim.series import DEFAULT_MAX_GAP_HOURS
@@ -122,6 +123,25 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         help="solve the oracle as a MILP (whole replicas) instead of its LP relaxation",
     )
     p.add_argument(
+        "--objective",
+        choices=("cost", "carbon", "balanced"),
+        default="cost",
+        help="what wattscale minimises (the InferenceDeployment's placement.objective; "
+        "default %(default)s)",
+    )
+    p.add_argument(
+        "--carbon-price-per-tonne",
+        type=float,
+        help="USD per tonne CO2 for --objective balanced (placement.carbonPricePerTonne)",
+    )
+    p.add_argument(
+        "--capacity-hint-factor",
+        type=float,
+        default=1.0,
+        help="wattscale starts learning capacity from this multiple of the true capacity "
+        "(1 = a right hint; default %(default)s)",
+    )
+    p.add_argument(
         "--price-markets",
         type=Path,
         metavar="FILE.csv",
@@ -203,6 +223,7 @@ def print_table(result: SimulationResult, console: Console) -> None:
         "replica-h",
         "migrations",
         "cold starts",
+        "CO2 price",
     ):
         table.add_column(col, justify="left" if col == "policy" else "right")
     for name, r in result.results.items():
@@ -220,6 +241,7 @@ def print_table(result: SimulationResult, console: Console) -> None:
             f"{r.replica_hours:,.0f}",
             str(r.migrations),
             str(r.cold_starts),
+            r.carbon_price_label(),
         )
     console.print(table)
     head = result.headline()
@@ -287,9 +309,35 @@ def _run(args: argparse.Namespace) -> SimulationResult:
                 "pass --prices-dir and --carbon-dir for other periods"
             ) from None
         raise
+    factories = {"wattscale": _wattscale_factory(args)}
     show = not args.no_progress and sys.stderr.isatty()
     with _progress(show) as progress:
-        return simulate(scenario, policies, progress, oracle_integer=args.oracle_integer)
+        return simulate(
+            scenario, policies, progress, oracle_integer=args.oracle_integer, factories=factories
+        )
+
+
+def _wattscale_factory(args: argparse.Namespace) -> Callable[[], Policy]:
+    """wattscale with the objective, carbon price and capacity hint asked for."""
+    price = args.carbon_price_per_tonne
+    if args.objective == "balanced" and price is None:
+        raise SimulateUsageError("--objective balanced needs --carbon-price-per-tonne")
+    if price is not None and (price < 0 or not math.isfinite(price)):
+        raise SimulateUsageError("--carbon-price-per-tonne must be >= 0")
+    hint = args.capacity_hint_factor
+    if not math.isfinite(hint) or hint <= 0:
+        raise SimulateUsageError("--capacity-hint-factor must be positive")
+
+    def make() -> Policy:
+        from wattscale.sim.policies.wattscale import WattscalePolicy
+
+        return WattscalePolicy(
+            capacity_hint_factor=hint,
+            objective=args.objective,
+            carbon_price_per_tonne=price or 0.0,
+        )
+
+    return make
 
 
 def _scenario(

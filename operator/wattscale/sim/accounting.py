@@ -63,6 +63,10 @@ class PolicyResult:
     served_tokens_per_s: FloatArray  # (minutes, regions)
     cost_per_minute: FloatArray  # (minutes,)
     notes: tuple[str, ...] = ()
+    # What the policy optimised: "cost", "carbon" or "balanced" with a carbon price (USD/t);
+    # None for policies that do not price carbon (the baselines).
+    objective: str | None = None
+    carbon_price_per_tonne: float | None = None
 
     def summary(self) -> dict[str, float | int | str]:
         """The JSON keys of the issue, plus a few more."""
@@ -78,7 +82,17 @@ class PolicyResult:
             "cold_starts": self.cold_starts,
             "carbon_unknown_kwh": self.carbon_unknown_kwh,
             "unserved_requests": self.unserved_requests,
+            "objective": self.objective or "",
+            "carbon_price_per_tonne": self.carbon_price_per_tonne or 0.0,
         }
+
+    def carbon_price_label(self) -> str:
+        """The carbon price the policy used, for tables."""
+        if self.objective is None:
+            return "-"
+        if self.objective == "balanced":
+            return f"{self.carbon_price_per_tonne or 0.0:g} USD/t"
+        return "0 (cost)" if self.objective == "cost" else "carbon only"
 
 
 def route(ready: FloatArray, demand: FloatArray, price: FloatArray, safe: float) -> FloatArray:

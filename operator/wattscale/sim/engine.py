@@ -13,9 +13,10 @@ from datetime import timedelta
 
 import numpy as np
 
-from wattscale.sim.accounting import PolicyResult, Trajectory, account
+from wattscale.sim.accounting import PolicyResult, Trajectory, account, route
 from wattscale.sim.errors import SimInputError
-from wattscale.sim.policies.base import IntArray, Observation, Policy
+from wattscale.sim.model import serve_minute
+from wattscale.sim.policies.base import IntArray, MinuteReadings, Observation, Policy
 from wattscale.sim.scenario import Scenario
 
 Progress = Callable[[int], None]
@@ -43,6 +44,8 @@ def replay(policy: Policy, scenario: Scenario, progress: Progress | None = None)
     becomes_ready = np.zeros((minutes + lag + 1, regions), dtype=np.int64)
     demand = scenario.load.output_tokens_per_s
     carbon = scenario.carbon_g_per_kwh
+    meter = _Meter(scenario)
+    readings: MinuteReadings | None = None
     for t in range(minutes):
         ready += becomes_ready[t]
         loading = becomes_ready[t + 1 : t + lag + 1].sum(axis=0)
@@ -61,6 +64,7 @@ def replay(policy: Policy, scenario: Scenario, progress: Progress | None = None)
             known_prices_usd_mwh=scenario.known_prices(t),
             past_carbon_g_per_kwh=carbon[: t // 60 + 1],
             mean_output_tokens=scenario.load.mean_output_tokens,
+            readings=readings,
         )
         want = _check(policy.decide(obs), scenario, policy.name)
         have = ready + loading
@@ -82,7 +86,42 @@ def replay(policy: Policy, scenario: Scenario, progress: Progress | None = None)
                 ready[i] -= drop
         allocated[t] = ready + becomes_ready[t + 1 : t + lag + 1].sum(axis=0)
         ready_log[t] = ready
+        readings = meter.minute(t, ready)
         if progress is not None:
             progress(t)
     trajectory = Trajectory(allocated=allocated, ready=ready_log, starts=starts, stops=stops)
     return account(policy.name, scenario, trajectory)
+
+
+class _Meter:
+    """The metrics a live operator would read after each minute: the same router and queue as
+    the accounting (`accounting.serve`), one minute at a time."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self._sc = scenario
+        self._prices = scenario.minute_prices()
+        self._backlog = np.zeros(len(scenario.regions))
+
+    def minute(self, t: int, ready: IntArray) -> MinuteReadings:
+        sc, model = self._sc, self._sc.model
+        pool = np.asarray(ready, dtype=np.float64)
+        demand = sc.load.output_tokens_per_s[t : t + 1]
+        routed = route(pool[None, :], demand, self._prices[t : t + 1], model.safe_tokens_per_s)[0]
+        step = serve_minute(
+            model,
+            pool,
+            routed,
+            self._backlog,
+            sc.load.mean_output_tokens,
+            sc.load.mean_context_tokens,
+        )
+        self._backlog = step.backlog_tokens
+        per = np.divide(step.served_tokens_per_s, pool, out=np.zeros_like(pool), where=pool > 0)
+        return MinuteReadings(
+            ready=pool,
+            tokens_per_s_per_replica=per,
+            ttft_p95_s=step.ttft_p95_s,
+            tpot_p95_s=step.tpot_p95_s,
+            waiting_requests_per_replica=step.waiting_requests_per_replica,
+            board_watts_per_replica=model.replica_watts(per),
+        )

@@ -146,7 +146,7 @@ def _table(result: SimulationResult) -> str:
     head = (
         "<tr><th>policy</th><th>total</th><th>GPU</th><th>energy</th><th>energy kWh</th>"
         "<th>carbon kg</th><th>SLO met</th><th>replica-h</th><th>migrations</th>"
-        "<th>cold starts</th></tr>"
+        "<th>cold starts</th><th>CO2 price used</th></tr>"
     )
     rows = []
     for name, r in result.results.items():
@@ -154,7 +154,8 @@ def _table(result: SimulationResult) -> str:
             f"<tr><td>{_esc(name)}</td><td>{r.total_cost:,.2f}</td><td>{r.gpu_cost:,.2f}</td>"
             f"<td>{r.energy_cost:,.2f}</td><td>{r.energy_kwh:,.0f}</td><td>{r.carbon_kg:,.0f}</td>"
             f"<td>{100 * r.slo_attainment:.2f} %</td><td>{r.replica_hours:,.0f}</td>"
-            f"<td>{r.migrations}</td><td>{r.cold_starts}</td></tr>"
+            f"<td>{r.migrations}</td><td>{r.cold_starts}</td>"
+            f"<td>{_esc(r.carbon_price_label())}</td></tr>"
         )
     return f"<table>{head}{''.join(rows)}</table>"
 

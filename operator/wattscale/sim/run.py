@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from wattscale.sim.accounting import PolicyResult, account
@@ -155,5 +155,11 @@ def simulate(
             if tick is not None:
                 tick(scenario.minutes - 1)
             continue
-        out.results[name] = replay(make[name](), scenario, tick)
+        policy = make[name]()
+        result = replay(policy, scenario, tick)
+        objective = getattr(policy, "objective", None)
+        if isinstance(objective, str):
+            price = float(getattr(policy, "carbon_price_per_tonne", 0.0) or 0.0)
+            result = replace(result, objective=objective, carbon_price_per_tonne=price)
+        out.results[name] = result
     return out

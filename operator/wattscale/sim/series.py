@@ -15,6 +15,7 @@ recorded); a longer gap inside the simulated period is refused.
 from __future__ import annotations
 
 import csv
+import functools
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -55,6 +56,17 @@ class HourlySeries:
 
 
 def _read_rows(path: Path, column: str) -> dict[datetime, float]:
+    """The file's rows (cached: a run reads each file for the period and the hour before)."""
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        stamp = 0
+    return _read_rows_cached(str(path), column, stamp)
+
+
+@functools.lru_cache(maxsize=64)
+def _read_rows_cached(name: str, column: str, _mtime_ns: int) -> dict[datetime, float]:
+    path = Path(name)
     try:
         handle = path.open(encoding="utf-8", newline="")
     except FileNotFoundError:

@@ -147,3 +147,24 @@ def test_no_data_arguments_use_the_bundled_sample(
     assert doc["scenario"]["regions"] == ["US-CAL-CISO", "US-TEX-ERCO", "US-MIDA-PJM"]
     assert doc["scenario"]["start"] == "2024-07-08T00:00:00Z"
     assert "oracle (LP)" in capsys.readouterr().out
+
+
+def test_objective_and_carbon_price_are_replayable(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fails(capsys, _args(data_dir, "--objective", "balanced"), "--carbon-price-per-tonne")
+    _fails(capsys, _args(data_dir, "--capacity-hint-factor", "0"), "--capacity-hint-factor")
+    out = tmp_path / "b.json"
+    argv = [
+        *_args(data_dir, "--objective", "balanced", "--carbon-price-per-tonne", "80"),
+        "--days", "0.1", "--policies", "wattscale,static", "--json", str(out),
+    ]  # fmt: skip
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert "CO2 price" in table
+    assert "80 USD/t" in table
+    doc = json.loads(out.read_text())
+    assert doc["policies"]["wattscale"]["objective"] == "balanced"
+    assert doc["policies"]["wattscale"]["carbon_price_per_tonne"] == 80.0
+    assert doc["policies"]["static"]["objective"] == ""
+    assert doc["scenario"]["price_markets"]["A"]["kind"] == "real-time"

@@ -24,6 +24,19 @@ IntArray = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)
+class MinuteReadings:
+    """What the previous minute's metrics said per region (what the operator reads from
+    Prometheus: vLLM token rates and latency percentiles, DCGM power)."""
+
+    ready: FloatArray
+    tokens_per_s_per_replica: FloatArray
+    ttft_p95_s: FloatArray
+    tpot_p95_s: FloatArray
+    waiting_requests_per_replica: FloatArray
+    board_watts_per_replica: FloatArray
+
+
+@dataclass(frozen=True)
 class Observation:
     """What a (non-oracle) policy knows at the start of `minute`."""
 
@@ -43,6 +56,7 @@ class Observation:
     known_prices_usd_mwh: FloatArray
     past_carbon_g_per_kwh: FloatArray  # (current hour + 1, regions); NaN where unknown
     mean_output_tokens: float
+    readings: MinuteReadings | None = None  # the previous minute's (None at minute 0)
 
     @property
     def allocated(self) -> IntArray:

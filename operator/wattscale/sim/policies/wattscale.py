@@ -13,8 +13,10 @@ Kubernetes types), from:
   feed); the current carbon intensity (no carbon forecast);
 - the replicas per region (current = Ready + loading, and Ready);
 - the InferenceDeployment defaults of the API (headroom 20 %, minSavingsPercent 5,
-  maxShiftPerStep 2, scale-down stabilisation 300 s; coldStartSeconds from the scenario), the
-  replica model's capacity (7,000 tok/s within the SLO, the capacity hint) and power.
+  maxShiftPerStep 2, scale-down stabilisation 300 s; coldStartSeconds from the scenario);
+- capacity and power learned online from the simulated metrics (`policies.learned`: the
+  operator's CapacityLearner and power fit), starting from a capacity hint (the replica model's
+  capacity x `capacity_hint_factor`) and the configured affine power model.
 
 The simulator applies `Decision.desired` as the replicas to hold; its own router (cheapest
 energy first) stands in for the published traffic weights, identically for every policy.
@@ -28,8 +30,10 @@ import numpy as np
 
 from wattscale.api.inference import Placement, Slo
 from wattscale.forecast import ForecastConfig, horizon, observe, warm_start
+from wattscale.metrics.power import PowerModel
 from wattscale.planner import (
     FORECAST_K_SIGMA,
+    Objective,
     PlannerState,
     PlanRequest,
     PoolInput,
@@ -39,6 +43,7 @@ from wattscale.planner import (
     plan,
 )
 from wattscale.sim.policies.base import FloatArray, IntArray, Observation
+from wattscale.sim.policies.learned import Learned
 from wattscale.sim.scenario import Scenario
 
 GPU_PRODUCT = "NVIDIA-H100-80GB-HBM3"
@@ -64,8 +69,23 @@ class WattscalePolicy:
 
     name = "wattscale"
 
-    def __init__(self, headroom: float | None = None, horizon_minutes: int | None = None) -> None:
-        """Defaults are the operator's; the overrides exist for sensitivity studies only."""
+    def __init__(
+        self,
+        headroom: float | None = None,
+        horizon_minutes: int | None = None,
+        capacity_hint_factor: float = 1.0,
+        objective: str = "cost",
+        carbon_price_per_tonne: float = 0.0,
+    ) -> None:
+        """Defaults are the operator's; the overrides exist for sensitivity studies only.
+
+        `capacity_hint_factor`: the capacity hint the learner starts from, as a multiple of the
+        replica model's true capacity (1.0: a hint that is right; 0.7 / 1.3: off).
+        """
+        self._hint_factor = capacity_hint_factor
+        self.objective = Objective(objective).value
+        self.carbon_price_per_tonne = carbon_price_per_tonne if objective == "balanced" else 0.0
+        self._learned: Learned | None = None
         self._state = PlannerState()
         self._knobs = _defaults()
         if headroom is not None:
@@ -80,6 +100,8 @@ class WattscalePolicy:
 
     def initial(self, scenario: Scenario) -> IntArray:
         """Start as the planner would place the first minute's demand (warm, like every policy)."""
+        hint = scenario.model.capacity_tokens_per_s * self._hint_factor
+        self._learned = Learned(scenario.model, hint, GPU_PRODUCT)
         first = float(scenario.load.output_tokens_per_s[0])
         obs_ready = np.zeros(len(scenario.regions), dtype=np.int64)
         request = self._request(
@@ -99,6 +121,8 @@ class WattscalePolicy:
         return self._vector(scenario.regions, decision.target)
 
     def decide(self, obs: Observation) -> IntArray:
+        if self._learned is not None and obs.readings is not None:
+            self._learned.observe(obs.minute, obs.regions, obs.readings)
         past = obs.past_demand_tokens_per_s
         if past.shape[0]:
             # The last completed minute is what the controller measures now.
@@ -147,6 +171,13 @@ class WattscalePolicy:
         steps = max(len(forecast), 1)
         minutes = minute + np.arange(steps)
         hours = np.minimum(minutes // 60, known_prices_usd_mwh.shape[0] - 1)
+        learned = self._learned
+        capacity = (
+            learned.capacity_tokens_per_s if learned is not None else model.capacity_tokens_per_s
+        )
+        power = learned.power if learned is not None else None
+        if power is None or power.max_watts <= 0:
+            power = PowerModel(GPU_PRODUCT, model.idle_watts, model.max_watts, "configured")
         region_inputs = []
         for i, region in enumerate(regions):
             per_kwh = known_prices_usd_mwh[hours, i] / 1000.0
@@ -158,9 +189,9 @@ class WattscalePolicy:
                         PoolInput(
                             gpu_product=GPU_PRODUCT,
                             gpu_hour_cost_per_replica=gpu_hour_cost,
-                            idle_watts=model.idle_watts,
-                            max_watts=model.max_watts,
-                            capacity_tokens_per_second=model.capacity_tokens_per_s,
+                            idle_watts=power.idle_watts,
+                            max_watts=power.max_watts,
+                            capacity_tokens_per_second=capacity,
                             quota_replicas=int(quota[i]),
                             current_replicas=int(current[i]),
                             ready_replicas=int(ready[i]),
@@ -169,7 +200,7 @@ class WattscalePolicy:
                     pue=model.pue,
                     price_per_kwh=float(per_kwh[0]),
                     price_forecast_per_kwh=tuple(float(x) for x in per_kwh),
-                    # Unknown carbon counts as 0: the cost objective does not use it.
+                    # Unknown carbon counts as 0, as for a Region without a carbon feed.
                     carbon_g_per_kwh=0.0 if np.isnan(carbon) else carbon,
                     carbon_fresh=True,
                 )
@@ -184,5 +215,7 @@ class WattscalePolicy:
             cold_start_seconds=float(model.cold_start_s),
             interval_seconds=STEP_SECONDS,
             explain=False,
+            objective=Objective(self.objective),
+            carbon_price_per_tonne=self.carbon_price_per_tonne,
             **self._knobs,
         )
