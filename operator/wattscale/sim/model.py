@@ -153,6 +153,16 @@ class ReplicaModel:
         intercept = float(np.min(watts[:-1] - slope * xs[1:]))
         return intercept, slope
 
+    @cached_property
+    def power_upper_bound(self) -> tuple[float, float]:
+        """(a, s) with a + s x >= replica_watts(x) on [0, max_tokens_per_s], same slope as the
+        lower bound (what an hour of negative prices needs: there more power costs less)."""
+        top = self.max_tokens_per_s
+        xs = np.linspace(0.0, top, 20001)
+        watts = self.replica_watts(xs)
+        slope = self.power_lower_bound[1]
+        return float(np.max(watts[1:] - slope * xs[:-1])), slope
+
     def replicas_for(self, tokens_per_s: float) -> int:
         """Ready replicas needed to serve `tokens_per_s` at the safe utilisation (at least 1)."""
         return max(1, int(np.ceil(tokens_per_s / self.safe_tokens_per_s - 1e-9)))

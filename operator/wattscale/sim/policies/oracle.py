@@ -14,7 +14,8 @@ and tokens/s routed x. Constraints, the same as the simulator's:
 Objective: GPU-hours + energy x price, with a replica's power replaced by an affine function
 below the replica model's power curve (`ReplicaModel.power_lower_bound`: a + s x <= P(x) for
 every throughput x a replica can serve; the intercept is also kept at or below a loading
-replica's empty power). Like the planner, the oracle does not hold replicas only to be paid for
+replica's empty power), and above it (`power_upper_bound`) in minutes of negative prices, where
+more power costs less. Like the planner, the oracle does not hold replicas only to be paid for
 burning negative-priced power (idle energy is priced at max(price, 0) in its objective). Its
 schedule is then accounted like every policy's (real prices, the real power curve, the queue).
 
@@ -141,10 +142,16 @@ def _solve(
     usd_per_kwh = price / 1000.0
     idle_usd_per_kwh = np.maximum(usd_per_kwh, 0.0) if floor_idle_price else usd_per_kwh
     ready_watts, watts_per_token = model.power_lower_bound
+    upper_watts, _ = model.power_upper_bound
     kwh = model.pue / 1000.0 / 60.0  # per W held for a minute, at the meter
-    # Per allocated replica (Ready or loading): GPU time and the power floor of either state;
-    # per routed token/s: the slope of the bound.
-    floor_watts = min(ready_watts, model.empty_watts)
+    # Per allocated replica (Ready or loading): GPU time and a bound on the power of either
+    # state, below it where power costs money and above it where prices are negative (there
+    # more power costs less); per routed token/s: the common slope.
+    floor_watts = np.where(
+        usd_per_kwh < 0,
+        max(upper_watts, model.empty_watts),
+        min(ready_watts, model.empty_watts),
+    )
     per_replica_true = scenario.gpu_hour_cost / 60.0 + floor_watts * kwh * usd_per_kwh
     per_replica = scenario.gpu_hour_cost / 60.0 + floor_watts * kwh * idle_usd_per_kwh
     per_token = watts_per_token * kwh * usd_per_kwh
