@@ -189,11 +189,10 @@ def _forecast(
     """Values of a feed at each horizon step (known points only; the planner extends the last)."""
     if series is None:
         return ()
-    points = series.all_points()
     out: list[float] = []
     for k in range(steps):
         t = now + timedelta(seconds=k * step_seconds)
-        point = next((p for p in points if p.covers(t)), None)
+        point = series.point_at(t)
         if point is None or not math.isfinite(point.value):
             break
         out.append(point.value)

@@ -9,6 +9,7 @@ intensity is `gCO2eq/kWh`. All timestamps are timezone-aware UTC datetimes.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import threading
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
 from typing import Generic, Literal, Protocol, Self, TypeVar, runtime_checkable
 
 from wattscale.api.sources import SecretKeyRef
@@ -120,27 +122,56 @@ class Series:
     last_error: SignalError | None = None
     """Set when this is a cached copy returned because the latest refresh failed."""
 
-    def all_points(self) -> list[Point]:
-        """Firm points, then forecast points for the times firm points do not cover."""
+    @cached_property
+    def _merged(self) -> tuple[Point, ...]:
+        """Firm points, then forecast points for the times firm points do not cover, by start.
+
+        Computed once per Series (a feed's cached Series is read by every deployment, every
+        pass): lookups below are binary searches, not scans of a file's years of points."""
+        starts = [q.start for q in self.points]
         merged = list(self.points)
         for p in self.forecast:
-            if not any(q.start < p.end and p.start < q.end for q in self.points):
+            # Firm points are sorted and non-overlapping: only the one starting last before
+            # p.end can overlap p (or none).
+            i = bisect.bisect_left(starts, p.end) - 1
+            if not (i >= 0 and self.points[i].end > p.start):
                 merged.append(p)
         merged.sort(key=lambda p: p.start)
-        return merged
+        return tuple(merged)
+
+    @cached_property
+    def _starts(self) -> list[datetime]:
+        return [p.start for p in self._merged]
+
+    @cached_property
+    def _group_starts(self) -> tuple[list[datetime], list[datetime]]:
+        return [p.start for p in self.points], [p.start for p in self.forecast]
+
+    def all_points(self) -> list[Point]:
+        """Firm points, then forecast points for the times firm points do not cover."""
+        return list(self._merged)
+
+    def point_at(self, t: datetime) -> Point | None:
+        """The first point of :meth:`all_points` that covers ``t``, else None."""
+        i = bisect.bisect_right(self._starts, t) - 1
+        while i > 0 and self._starts[i - 1] == self._starts[i]:
+            i -= 1
+        return self._merged[i] if i >= 0 and self._merged[i].covers(t) else None
 
     def current(self, now: datetime) -> Point | None:
         """The point covering `now` (firm preferred over forecast), else None."""
-        for group in (self.points, self.forecast):
-            for p in group:
-                if p.covers(now):
-                    return p
+        for group, starts in zip((self.points, self.forecast), self._group_starts, strict=True):
+            i = bisect.bisect_right(starts, now) - 1
+            while i > 0 and starts[i - 1] == starts[i]:
+                i -= 1  # equal starts: the first, as a scan in order would find
+            if i >= 0 and group[i].covers(now):
+                return group[i]
         return None
 
     def latest_before(self, now: datetime) -> Point | None:
         """The newest point that started at or before `now`."""
-        candidates = [p for p in self.all_points() if p.start <= now]
-        return candidates[-1] if candidates else None
+        i = bisect.bisect_right(self._starts, now) - 1
+        return self._merged[i] if i >= 0 else None
 
     def age_seconds(self, now: datetime) -> float:
         """How far `now` is past the end of the data: 0 when a point covers `now`.
@@ -180,7 +211,9 @@ class Series:
     def upcoming(self, now: datetime, horizon: timedelta) -> list[Point]:
         """Points that overlap [now, now + horizon), firm preferred over forecast."""
         end = now + horizon
-        return [p for p in self.all_points() if p.end > now and p.start < end]
+        first = max(0, bisect.bisect_right(self._starts, now) - 1)
+        last = bisect.bisect_left(self._starts, end)
+        return [p for p in self._merged[first:last] if p.end > now and p.start < end]
 
     def with_error(self, error: SignalError) -> Self:
         """A copy that carries the error of a failed refresh."""
