@@ -23,6 +23,7 @@ from wattscale.clusters.render import owner_of, workload_name
 from wattscale.clusters.routes import HubRoutes
 from wattscale.controller.reconcile import Reconciler
 from wattscale.controller.region_health import RegionHealthLoop
+from wattscale.controller.report import status_patch
 from wattscale.controller.settings import ANNOTATION_PREFIX, FINALIZER, Settings
 from wattscale.controller.status import condition
 from wattscale.fleet.regions import (
@@ -30,6 +31,7 @@ from wattscale.fleet.regions import (
     default_cluster_factory,
     hub_secret_reader,
 )
+from wattscale.fleet.snapshot import FleetSnapshot
 from wattscale.metrics import MetricsConfig
 from wattscale.telemetry.metrics import OperatorMetrics
 
@@ -111,12 +113,21 @@ def build_registry(
                 stale_after_seconds=max(90.0, settings.rate_window_seconds * 0.75),
             ),
         )
+    fleet = FleetSnapshot(directory)
     reconciler = Reconciler(
-        directory, settings, metrics, routes=HubRoutes(hub) if hub is not None else None
+        directory,
+        settings,
+        metrics,
+        routes=HubRoutes(hub) if hub is not None else None,
+        fleet=fleet,
     )
 
     health = RegionHealthLoop(
-        directory, region_status_writer(hub), metrics, settings.region_interval_seconds
+        directory,
+        region_status_writer(hub),
+        metrics,
+        settings.region_interval_seconds,
+        reachable=fleet.mark,
     )
     tasks: list[asyncio.Task[None]] = []
 
@@ -124,6 +135,9 @@ def build_registry(
     async def _start_region_health(**_: Any) -> None:
         if hub is not None:
             tasks.append(asyncio.create_task(health.run(), name="region-health"))
+            tasks.append(
+                asyncio.create_task(fleet.run(settings.interval_seconds), name="fleet-snapshot")
+            )
 
     @kopf.on.cleanup(registry=registry)
     async def _stop_region_health(**_: Any) -> None:
@@ -191,9 +205,8 @@ def build_registry(
             status=dict(status),
             generation=meta.get("generation"),
         )
-        patch.status.update(outcome.status)
-        if "shift" not in outcome.status and status.get("shift"):
-            patch.status["shift"] = None
+        # Only what changed: a pass that decides the same as the last writes nothing.
+        patch.status.update(status_patch(dict(status), outcome.status))
         for event in outcome.events:
             kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 

@@ -17,13 +17,25 @@ from wattscale.api.inference import InferenceDeploymentSpec
 from wattscale.controller.planning import Demand
 from wattscale.fleet.observe import RegionObservation
 from wattscale.forecast.holt import ForecastConfig, Forecaster, warm_start
-from wattscale.metrics import CapacityLearner, DeploymentTarget, LatencySlo
+from wattscale.metrics import (
+    CapacityEstimate,
+    CapacityLearner,
+    CapacityObservation,
+    DeploymentTarget,
+    LatencySlo,
+)
 from wattscale.planner import HORIZON_STEP_SECONDS, PlannerState
 
 log = logging.getLogger(__name__)
 
 WARM_START_DEMAND = timedelta(days=2)
 WARM_START_CAPACITY = timedelta(hours=6)
+ESTIMATE_REFRESH_INTERVALS = 10
+"""Without news, the capacity estimate is recomputed at most every this many intervals."""
+ESTIMATE_EVERY_WINDOW_BELOW = 30
+"""Until the learner holds this many windows, each new one refreshes the estimate."""
+NEAR_SLO = 0.8
+"""A window whose p95 latency reaches this share of the SLO (or that queues) is news."""
 
 
 @dataclass
@@ -48,6 +60,12 @@ class Memory:
     served_before_loss: int = 0
     """Ready replicas over all regions just before a region that ran some stopped answering
     (0 when none is lost): held while demand cannot be measured."""
+    estimate: CapacityEstimate | None = None
+    """The learner's last estimate, and when and from what it was computed."""
+    estimate_at: float = 0.0
+    estimate_basis: tuple[LatencySlo, float | None] | None = None
+    windows_since_estimate: int = 0
+    news_since_estimate: bool = False
 
 
 class Memories:
@@ -104,6 +122,47 @@ def warm(
     if demand:
         mem.forecaster = warm_start(sorted(demand.items()), mem.forecaster.config)
     mem.warm = True
+    mem.estimate = None  # the history's windows count from the next estimate on
+
+
+def learn(mem: Memory, window: CapacityObservation) -> None:
+    """Give the learner one window; note whether it is news for the estimate."""
+    mem.learner.observe(window)
+    mem.windows_since_estimate += 1
+    ratio = mem.learner.slo.ratio(window)
+    near = (ratio is not None and ratio >= NEAR_SLO) or (
+        window.waiting_requests_per_replica or 0.0
+    ) > 0.0
+    mem.news_since_estimate |= near
+
+
+def capacity_estimate(mem: Memory, now_s: float, interval_s: float) -> CapacityEstimate:
+    """The learner's estimate, recomputed only when it can have moved.
+
+    The posterior is a grid over every window held (up to 2,000): recomputing it on every
+    pass is most of a pass's CPU, and one more window of a steady load hardly moves it. So it
+    is recomputed when the SLO or hint changed, while few windows are held, when a window came
+    near the SLO or queued (the boundary the estimate is about), and otherwise once a window
+    has arrived and ``ESTIMATE_REFRESH_INTERVALS`` intervals have passed."""
+    learner = mem.learner
+    basis = (learner.slo, learner.hint_tokens_per_second)
+    due = (
+        mem.estimate is None
+        or basis != mem.estimate_basis
+        or (
+            mem.windows_since_estimate > 0
+            and (
+                mem.news_since_estimate
+                or len(learner.observations) < ESTIMATE_EVERY_WINDOW_BELOW
+                or now_s - mem.estimate_at >= ESTIMATE_REFRESH_INTERVALS * interval_s
+            )
+        )
+    )
+    if due or mem.estimate is None:
+        mem.estimate = learner.estimate(now_s)
+        mem.estimate_at, mem.estimate_basis = now_s, basis
+        mem.windows_since_estimate, mem.news_since_estimate = 0, False
+    return mem.estimate
 
 
 def settling(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,8 @@ from wattscale.controller import act
 from wattscale.controller.memory import (
     Memories,
     Memory,
+    capacity_estimate,
+    learn,
     ready_changed_in_window,
     ready_through_window,
     settling,
@@ -44,6 +47,7 @@ from wattscale.controller.status import Event
 from wattscale.controller.traffic import TrafficRouter
 from wattscale.fleet.observe import RegionObservation, observe
 from wattscale.fleet.regions import RegionDirectory
+from wattscale.fleet.snapshot import FleetSnapshot
 from wattscale.forecast.holt import horizon
 from wattscale.forecast.holt import observe as forecast_observe
 from wattscale.metrics import observation_from_readings
@@ -82,14 +86,19 @@ class Reconciler:
         metrics: OperatorMetrics | None = None,
         clock: Callable[[], float] = time.time,
         routes: RouteStore | None = None,
+        fleet: FleetSnapshot | None = None,
     ) -> None:
         self.directory = directory
+        self.fleet = fleet
+        """Shared per-Region reads (None: every deployment reads for itself)."""
         self.settings = settings
         self.metrics = metrics or OperatorMetrics()
         self.clock = clock
         self.router = TrafficRouter(routes)
         """Traffic weights onto the HTTPRoute a spec names (routes None: no Gateway API)."""
         self._memories = Memories()
+        self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="observe")
+        """Observes regions concurrently, shared by every pass (no pool per pass)."""
 
     def forget(self, namespace: str, name: str) -> None:
         self._memories.forget(namespace, name)
@@ -182,7 +191,7 @@ class Reconciler:
         now: datetime,
     ) -> list[RegionObservation]:
         """Every allowed region as this deployment sees it, with what was last set there."""
-        regions = observe(self.directory, spec, name, namespace, now)
+        regions = observe(self.directory, spec, name, namespace, now, self.fleet, self._pool)
         last_set = {r.get("name"): r.get("desiredReplicas") for r in old.get("regions") or []}
         for obs in regions:
             value = last_set.get(obs.name)
@@ -218,8 +227,8 @@ class Reconciler:
                     replicas_changed=ready_changed_in_window(mem, obs, now_s, window_s),
                 )
                 if window is not None:
-                    mem.learner.observe(window)
-        estimate = mem.learner.estimate(now_s)
+                    learn(mem, window)
+        estimate = capacity_estimate(mem, now_s, self.settings.interval_seconds)
         if spec.capacity.tokensPerSecondPerReplica is None and estimate.source == "prior":
             return _Sized(demand, fc, DEFAULT_CAPACITY_TOKENS_PER_SECOND, "default")
         source = "learned" if estimate.source == "learned" else "hint"

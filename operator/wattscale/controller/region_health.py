@@ -129,8 +129,11 @@ class RegionHealthLoop:
         metrics: OperatorMetrics,
         interval_seconds: float,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        reachable: Callable[[str, bool, str], None] | None = None,
     ) -> None:
         self.directory = directory
+        self.reachable = reachable
+        """Told each Region's verdict (name, reachable, why not), e.g. the fleet snapshot."""
         self.write = write
         self.metrics = metrics
         self.interval_seconds = interval_seconds
@@ -155,6 +158,11 @@ class RegionHealthLoop:
             return
         try:
             status = region_status(runtime, self._conditions.get(name), self.clock(), self.metrics)
+            if self.reachable is not None:
+                verdict: dict[str, Any] = next(
+                    (c for c in status["conditions"] if c.get("type") == "Reachable"), {}
+                )
+                self.reachable(name, verdict.get("status") != "False", verdict.get("message", ""))
             if self.write(name, status):
                 self._conditions[name] = status["conditions"]
             else:

@@ -139,7 +139,7 @@ def build_status(facts: PassFacts) -> Outcome:
             facts.draining,
             facts.now,
         ),
-        "lastDecision": {"time": now_rfc3339(facts.now), "reason": reason, "message": message},
+        "lastDecision": _last_decision(facts.old, facts.now, reason, message),
         "explanation": _explanation(facts, inputs),
     }
     status["conditions"] = _conditions(facts, total_desired)
@@ -183,6 +183,25 @@ def _region_row(facts: PassFacts, o: RegionObservation, cost: RegionCost) -> dic
         "carbonGramsPerHour": round(cost.carbon_grams_per_hour),
         "available": o.available,
     }
+
+
+def _last_decision(old: dict[str, Any], now: datetime, reason: str, message: str) -> dict[str, Any]:
+    """``lastDecision``; its time is when this decision (reason and message) was first taken,
+    so a pass that decides the same again leaves the status as it was (and unwritten)."""
+    before = old.get("lastDecision") or {}
+    same = before.get("reason") == reason and before.get("message") == message
+    stamp = before["time"] if same and before.get("time") else now_rfc3339(now)
+    return {"time": stamp, "reason": reason, "message": message}
+
+
+def status_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch that brings status ``old`` up to ``new``: the keys that changed, and
+    ``shift`` removed once no move is in progress (other keys a pass leaves out are kept, as
+    they always were). Empty when nothing changed: then nothing is written."""
+    patch = {k: v for k, v in new.items() if old.get(k) != v}
+    if "shift" not in new and old.get("shift"):
+        patch["shift"] = None
+    return patch
 
 
 def _weights(decision: Decision) -> dict[str, float]:

@@ -2,12 +2,16 @@
 
 Every failure is captured as data (``available=False``, an error string, a Missing reading), so
 the planner sees "unknown" rather than "zero" and the loop never crashes on a bad region.
+
+With a :class:`FleetSnapshot`, metrics come from the Region's shared Prometheus snapshot (no
+query of this deployment's own), and a Region the health loop found unreachable is not asked
+again: it is unavailable at once, instead of costing every deployment a timeout.
 """
 
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -16,6 +20,7 @@ from wattscale.api.region import GpuOffer, RegionWorkloads
 from wattscale.clusters.client import ClusterError, WorkloadState
 from wattscale.clusters.render import owner_of, workload_name
 from wattscale.fleet.regions import RegionDirectory, RegionRuntime
+from wattscale.fleet.snapshot import FleetSnapshot
 from wattscale.metrics import DeploymentReadings, DeploymentTarget
 from wattscale.signals.region import RegionSnapshot
 
@@ -82,6 +87,7 @@ def _observe_region(
     deployment: str,
     namespace: str,
     now: datetime,
+    fleet: FleetSnapshot | None = None,
 ) -> RegionObservation:
     obs = RegionObservation(name=name, runtime=runtime)
     if runtime is None:
@@ -98,7 +104,12 @@ def _observe_region(
         if refused is not None:
             obs.offer = None  # never planned here; a workload already there is scaled down
             obs.errors.append(f"region {name} {refused}")
-    if runtime.cluster is not None:
+    down = fleet.down(name) if fleet is not None else None
+    if down is not None:
+        obs.errors.append(
+            f"region {name}: cluster unreachable (Region health check): {down.reason}"
+        )
+    elif runtime.cluster is not None:
         try:
             obs.workload = runtime.cluster.state(workload_name(deployment), namespace)
             obs.available = True
@@ -118,8 +129,10 @@ def _observe_region(
         obs.signals = runtime.signals.read(now)
     if runtime.metrics is not None and obs.available:
         target = DeploymentTarget(namespace=namespace, deployment=deployment)
+        shared = fleet.metrics(name, runtime) if fleet is not None else None
+        reader = shared.reader_for(target) if shared is not None else runtime.metrics
         try:
-            obs.readings = runtime.metrics.read(target, expected_pods=obs.workload.readyReplicas)
+            obs.readings = reader.read(target, expected_pods=obs.workload.readyReplicas)
         except Exception as err:  # the reader types its failures; this is a last resort
             log.exception("region %s: metrics read failed", name)
             obs.errors.append(f"metrics: {err}")
@@ -132,15 +145,24 @@ def observe(
     deployment: str,
     namespace: str,
     now: datetime,
+    fleet: FleetSnapshot | None = None,
+    executor: Executor | None = None,
 ) -> list[RegionObservation]:
-    """Observe every allowed region concurrently (a slow region does not delay the others)."""
+    """Observe every allowed region concurrently (a slow region does not delay the others).
+
+    ``executor`` is a long-lived pool (else one is made for this pass).
+    """
     names = list(spec.placement.regions)
-    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
-        futures = [
-            pool.submit(_observe_region, directory.get(n), n, spec, deployment, namespace, now)
-            for n in names
-        ]
-        return [_result(f, n, directory) for f, n in zip(futures, names, strict=True)]
+    if executor is None:
+        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+            return observe(directory, spec, deployment, namespace, now, fleet, pool)
+    futures = [
+        executor.submit(
+            _observe_region, directory.get(n), n, spec, deployment, namespace, now, fleet
+        )
+        for n in names
+    ]
+    return [_result(f, n, directory) for f, n in zip(futures, names, strict=True)]
 
 
 def _result(
