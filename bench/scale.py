@@ -318,9 +318,63 @@ def _run_worker(n: int, path: str, passes: int, base: str) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def planner_fleet_seconds() -> float:
-    """Seconds for one fleet solve of 100 deployments sharing 3 regions under a binding quota."""
-    return float("nan")
+def planner_fleet_seconds(members: int = 100) -> tuple[float, str]:
+    """Seconds for one fleet solve of ``members`` deployments sharing 3 regions under a binding
+    quota (64 GPUs per region; together they need ~1.3x that), two user populations each, with
+    explanation on; and a line on what it decided."""
+    import random
+
+    from wattscale.planner import (
+        LatencyBudget,
+        PlanRequest,
+        PoolInput,
+        PoolKey,
+        Population,
+        RegionInput,
+        replica_power,
+    )
+    from wattscale.planner.fleet import FleetMember, plan_fleet
+
+    rng = random.Random(7)
+    power = replica_power("H100", 1)
+    prices = {"us-west": 0.09, "us-east": 0.05, "us-south": 0.04}
+    rtt = {"us-west": {"us": 20.0, "eu": 150.0}, "us-east": {"us": 40.0, "eu": 90.0}}
+    quota = 64
+    fleet = []
+    for i in range(members):
+        capacity = 6000.0
+        regions = tuple(
+            RegionInput(
+                name=name,
+                pools=(PoolInput("H100", 2.5, power.idle_watts, power.max_watts, capacity, quota),),
+                price_per_kwh=price,
+                carbon_g_per_kwh=300.0,
+                rtt_ms=rtt.get(name, {"us": 30.0, "eu": 120.0}),
+            )
+            for name, price in prices.items()
+        )
+        demand = rng.uniform(1.0, 4.0) * capacity
+        request = PlanRequest(
+            now_seconds=0.0,
+            regions=regions,
+            demand_tokens_per_second=(demand,) * 10,
+            latency=LatencyBudget(
+                500.0, 250.0, (Population("us", 0.7), Population("eu", 0.3)), 50.0
+            ),
+        )
+        fleet.append(FleetMember(f"ns/d-{i:03d}", request, priority=rng.choice([0, 0, 0, 1])))
+    t0 = time.perf_counter()
+    result = plan_fleet(fleet)
+    seconds = time.perf_counter() - t0
+    held = {k.region: sum(v.values()) for k, v in result.held.items()}
+    bound = sum(1 for d in result.decisions.values() if d.explanation.binding_constraint == "quota")
+    worst = max(
+        sum(d.target.get(PoolKey(r, "H100"), 0) for d in result.decisions.values()) for r in prices
+    )
+    return seconds, (
+        f"fleet solve: {members} deployments, GPUs held per region {held} (quota {quota}, "
+        f"largest total target {worst}), {bound} bound by the quota"
+    )
 
 
 def main() -> None:
@@ -382,9 +436,11 @@ def main() -> None:
         at1000 = next((r for r in rows if r["n"] == 1000 and r["path"] == "new"), None)
         cpu1000 = at1000["cpu_s_per_pass"] if at1000 else float("nan")
         queries = at1000["queries_per_region"] if at1000 else -1
+        fleet_s, fleet_line = planner_fleet_seconds()
+        print(fleet_line)
         print(f"scale_n1000_cpu_s_per_pass={cpu1000:.3f}")
         print(f"prometheus_queries_per_region_per_pass={queries}")
-        print(f"planner_fleet_100_s={planner_fleet_seconds():.4f}")
+        print(f"planner_fleet_100_s={fleet_s:.4f}")
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -1,0 +1,210 @@
+"""Deployments sharing Regions: a Region's GPU quota and its grid-event cap belong to the fleet.
+
+A Region offers ``available`` GPUs of a product to every InferenceDeployment placed there, and
+a grid event caps the Region as a whole, not each deployment. Each deployment is still planned
+by :func:`~wattscale.planner.plan`; what it may use of a shared pool is its *share*
+(:func:`share`), computed from what every other deployment holds there (its *claim*):
+
+* the pool's capacity C (the quota in GPUs, or the grid event's cap in GPUs while one applies)
+  minus what the others hold, minus what higher-priority deployments wanted and were refused
+  (so lower priorities yield, make-before-break, before higher ones grow);
+* when the holders together already exceed C (the quota was lowered, an event began), each
+  gets ``floor(C x held / total)``: a proportional cut, never more than C in total.
+
+Equal-priority deployments never lose what they hold to each other, so nothing flaps; a
+deployment the share binds is told who holds the rest (``QuotaExhausted`` with the competing
+deployments named). Shares never sum above C, whatever order the deployments are planned in:
+:func:`plan_fleet` plans them one at a time, the way the live ledger does, and is the fleet
+solve the benchmark times.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from wattscale.planner.model import (
+    Decision,
+    GridEvent,
+    PlannerState,
+    PlanRequest,
+    PoolKey,
+    ReasonCode,
+    RegionInput,
+)
+from wattscale.planner.planner import plan
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What one deployment holds in one pool, and what its last plan was refused there."""
+
+    member: str
+    priority: int
+    held_gpus: int
+    refused_gpus: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """One deployment's share of a pool: the GPUs it may hold, and who holds the others."""
+
+    allowed_gpus: int
+    holders: tuple[tuple[str, int], ...]
+    """Other deployments and the GPUs they hold, largest first."""
+
+
+def share(capacity_gpus: int, claims: Iterable[Claim], member: str, priority: int) -> Share:
+    """``member``'s share of a pool of ``capacity_gpus`` that ``claims`` hold (see module)."""
+    others = [c for c in claims if c.member != member]
+    own = next((c.held_gpus for c in claims if c.member == member), 0)
+    held_by_others = sum(c.held_gpus for c in others)
+    holders = tuple(
+        sorted(((c.member, c.held_gpus) for c in others if c.held_gpus > 0), key=lambda h: -h[1])
+    )
+    total = held_by_others + own
+    if total > capacity_gpus:
+        return Share(math.floor(capacity_gpus * own / total) if total else 0, holders)
+    preempted = sum(c.refused_gpus for c in others if c.priority > priority)
+    return Share(max(0, capacity_gpus - held_by_others - preempted), holders)
+
+
+def held_gpus(decision: Decision, request: PlanRequest, key: PoolKey) -> int:
+    """GPUs a deployment occupies in a pool after ``decision``: the target, or what still runs
+    while a make-before-break move drains (the larger)."""
+    pool = next(
+        p
+        for r in request.regions
+        if r.name == key.region
+        for p in r.pools
+        if p.gpu_product == key.gpu_product
+    )
+    replicas = max(
+        decision.target.get(key, 0), decision.desired.get(key, 0), pool.current_replicas,
+        pool.ready_replicas,
+    )  # fmt: skip
+    return replicas * pool.gpus_per_replica
+
+
+def restrict(
+    request: PlanRequest,
+    quota: Mapping[PoolKey, Share],
+    event: Mapping[str, Share] | None = None,
+) -> PlanRequest:
+    """``request`` within the deployment's shares: pool quotas cut to the quota share, each
+    grid event's cap to the share of the event's cap (both in replicas of this deployment)."""
+    regions: list[RegionInput] = []
+    for r in request.regions:
+        pools = tuple(
+            replace(
+                p,
+                quota_replicas=min(
+                    p.quota_replicas,
+                    quota[PoolKey(r.name, p.gpu_product)].allowed_gpus // p.gpus_per_replica,
+                ),
+            )
+            if PoolKey(r.name, p.gpu_product) in quota
+            else p
+            for p in r.pools
+        )
+        grid: GridEvent | None = r.grid_event
+        if grid is not None and event is not None and r.name in event:
+            gpus = max((p.gpus_per_replica for p in r.pools), default=1)
+            grid = replace(
+                grid, max_replicas=min(grid.max_replicas, event[r.name].allowed_gpus // gpus)
+            )
+        regions.append(replace(r, pools=pools, grid_event=grid))
+    return replace(request, regions=tuple(regions))
+
+
+def pool_capacity_gpus(request: PlanRequest) -> dict[PoolKey, int]:
+    """Each pool's quota in GPUs, as this request states it (the Region's whole quota)."""
+    return {
+        PoolKey(r.name, p.gpu_product): p.quota_replicas * p.gpus_per_replica
+        for r in request.regions
+        for p in r.pools
+    }
+
+
+def event_capacity_gpus(request: PlanRequest) -> dict[str, int]:
+    """Each region's grid-event cap in GPUs (regions without an event are absent)."""
+    out: dict[str, int] = {}
+    for r in request.regions:
+        if r.grid_event is not None:
+            gpus = max((p.gpus_per_replica for p in r.pools), default=1)
+            out[r.name] = r.grid_event.max_replicas * gpus
+    return out
+
+
+def quota_note(decision: Decision, shares: Mapping[PoolKey, Share]) -> str | None:
+    """Who holds the quota a quota-bound decision could not get, in words; else None."""
+    bound = decision.explanation.binding_constraint == "quota"
+    if not bound and decision.reason is not ReasonCode.QUOTA_EXHAUSTED:
+        return None
+    parts = []
+    for key, s in sorted(shares.items()):
+        if s.holders:
+            named = ", ".join(f"{m} ({g} GPUs)" for m, g in s.holders)
+            parts.append(
+                f"{key.region} {key.gpu_product}: {s.allowed_gpus} GPUs left, held by {named}"
+            )
+    return "; ".join(parts) if parts else None
+
+
+@dataclass(frozen=True)
+class FleetMember:
+    """One deployment of a fleet solve: its name, request, planner state and priority."""
+
+    name: str
+    request: PlanRequest
+    state: PlannerState | None = None
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class FleetPlan:
+    """Every member's decision, the GPUs each holds per pool, and who was refused for whom."""
+
+    decisions: Mapping[str, Decision]
+    held: Mapping[PoolKey, Mapping[str, int]]
+    notes: Mapping[str, str]
+
+
+def plan_fleet(members: Sequence[FleetMember]) -> FleetPlan:
+    """Plan deployments that share pools, highest priority first (then by name), each within
+    what the ones before it left. The pools' capacities are the first member's view of them
+    (every request names the same Regions' quotas and events)."""
+    order = sorted(members, key=lambda m: (-m.priority, m.name))
+    capacity: dict[PoolKey, int] = {}
+    events: dict[str, int] = {}
+    for m in order:
+        for k, v in pool_capacity_gpus(m.request).items():
+            capacity.setdefault(k, v)
+        for k2, v2 in event_capacity_gpus(m.request).items():
+            events.setdefault(k2, v2)
+    claims: dict[PoolKey, list[Claim]] = {k: [] for k in capacity}
+    decisions: dict[str, Decision] = {}
+    notes: dict[str, str] = {}
+    for m in order:
+        quota = {k: share(capacity[k], claims[k], m.name, m.priority) for k in capacity}
+        event = {
+            region: share(
+                cap,
+                [c for k, cs in claims.items() if k.region == region for c in cs],
+                m.name,
+                m.priority,
+            )
+            for region, cap in events.items()
+        }
+        request = restrict(m.request, quota, event)
+        decision = plan(request, m.state)
+        decisions[m.name] = decision
+        note = quota_note(decision, quota)
+        if note:
+            notes[m.name] = note
+        for k in capacity:
+            if any(r.name == k.region for r in request.regions):
+                claims[k].append(Claim(m.name, m.priority, held_gpus(decision, request, k)))
+    held = {k: {c.member: c.held_gpus for c in cs} for k, cs in claims.items()}
+    return FleetPlan(decisions, held, notes)
