@@ -142,6 +142,12 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         "(1 = a right hint; default %(default)s)",
     )
     p.add_argument(
+        "--smooth-rates",
+        action="store_true",
+        help="replay a rate series as smooth rates (default: with the per-request traces' "
+        "minute-to-minute burstiness)",
+    )
+    p.add_argument(
         "--price-markets",
         type=Path,
         metavar="FILE.csv",
@@ -363,6 +369,7 @@ def _scenario(
         quota_per_region=args.quota_per_region,
         max_gap_hours=args.max_gap_hours,
         price_markets=load_table(args.price_markets),
+        burstiness=not args.smooth_rates,
     )
 
 

@@ -8,6 +8,12 @@ Two input shapes are accepted, told apart by their header:
   its mean, so minutes are interpolated linearly between window centres; request sizes are the
   Azure conversation means (below).
 
+A rate series has no minute-to-minute variation of its own, so by default it is given the
+burstiness of the per-request traces: each minute is multiplied by a factor taken, in turn, from
+the Azure and Mooncake conversation traces' per-minute output tokens/s divided by their centred
+10-minute mean (`wattscale/data/burstiness_1min.csv`, 116 factors of mean 1, spread ~0.1); a
+per-request trace keeps its own.
+
 Either shape is tiled (repeated) over the simulated period and scaled so that the busiest minute
 needs `peak_replicas` replicas at the SLO-safe utilisation. `tz_offset_hours` says which local
 time the trace's t=0 (a midnight for ServeGen) is in: the trace is shifted so that local
@@ -19,6 +25,7 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -188,14 +195,25 @@ def _rate_series(path: Path, reader: csv.DictReader[str]) -> TraceShape:
     )
 
 
+def burstiness_factors() -> FloatArray:
+    """Per-minute burst factors of the shipped per-request traces (mean 1)."""
+    ref = resources.files("wattscale.data").joinpath("burstiness_1min.csv")
+    rows = csv.DictReader(ref.read_text(encoding="utf-8").splitlines())
+    return np.asarray([float(r["factor"]) for r in rows], dtype=np.float64)
+
+
 def build_load(
     shape: TraceShape,
     minutes: int,
     peak_output_tokens_per_s: float,
     tz_offset_hours: float = 0.0,
     source: str = "",
+    burst: FloatArray | None = None,
 ) -> Load:
-    """Tile `shape` over `minutes`, shifted by the time zone, scaled to the given peak."""
+    """Tile `shape` over `minutes`, shifted by the time zone, scaled to the given peak.
+
+    `burst`: factors multiplied onto a rate series minute by minute (cycled); per-request traces
+    keep their own burstiness."""
     if peak_output_tokens_per_s <= 0:
         raise SimInputError("the peak load must be positive")
     base = shape.output_tokens_per_s
@@ -204,9 +222,14 @@ def build_load(
     # Simulated minute m is local time m + offset after local midnight = trace minute m + offset.
     shift = round(tz_offset_hours * 60) % base.shape[0]
     index = (np.arange(minutes) + shift) % base.shape[0]
-    scale = peak_output_tokens_per_s / float(base.max())
-    toks = base[index] * scale
-    reqs = shape.requests_per_s[index] * scale
+    toks = base[index]
+    reqs = shape.requests_per_s[index]
+    if burst is not None and burst.size and shape.kind == "rate series":
+        factor = burst[np.arange(minutes) % burst.size]
+        toks, reqs = toks * factor, reqs * factor
+    scale = peak_output_tokens_per_s / float(toks.max())
+    toks = toks * scale
+    reqs = reqs * scale
     return Load(
         output_tokens_per_s=toks,
         requests_per_s=reqs,

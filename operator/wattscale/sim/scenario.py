@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from wattscale.sim.errors import OutsideDataError, SimInputError
-from wattscale.sim.load import Load, build_load, read_trace
+from wattscale.sim.load import Load, build_load, burstiness_factors, read_trace
 from wattscale.sim.markets import MarketRule, PriceKnowledge, load_table, rules_for
 from wattscale.sim.model import ReplicaModel
 from wattscale.sim.series import DEFAULT_MAX_GAP_HOURS, load_carbon, load_prices
@@ -134,6 +134,7 @@ def build_scenario(
     quota_per_region: int | None = None,
     max_gap_hours: int = DEFAULT_MAX_GAP_HOURS,
     price_markets: dict[str, MarketRule] | None = None,
+    burstiness: bool = True,
 ) -> Scenario:
     """Read the files and build a scenario; every problem is a `SimInputError`.
 
@@ -211,7 +212,10 @@ def build_scenario(
         )
     shape = read_trace(trace)
     peak_tokens = peak_replicas * model.safe_tokens_per_s
-    load = build_load(shape, minutes, peak_tokens, trace_tz_offset_hours, source=trace.name)
+    burst = burstiness_factors() if burstiness else None
+    load = build_load(
+        shape, minutes, peak_tokens, trace_tz_offset_hours, source=trace.name, burst=burst
+    )
     quota = quota_per_region if quota_per_region is not None else 2 * peak_replicas
     if quota < peak_replicas:
         raise SimInputError(
