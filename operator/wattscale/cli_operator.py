@@ -78,6 +78,11 @@ def run_operator(args: argparse.Namespace) -> int:
     kopf_settings = kopf.OperatorSettings()
     configure(kopf_settings)
     namespaces = args.namespace or []
+    # Exact namespace names need no cluster scanning: kopf would otherwise list and watch every
+    # namespace (cluster-wide) to match them, which a chart with watchNamespaces does not grant.
+    kopf_settings.scanning.disabled = bool(namespaces) and not any(
+        set("*?[!") & set(n) for n in namespaces
+    )
     kopf.run(
         registry=registry,
         settings=kopf_settings,

@@ -147,6 +147,51 @@ def operator_identity(
         helm(stack, env, "uninstall", release, "--namespace", namespace, check=False)
 
 
+# ---- what an identity may do ---------------------------------------------------------------------
+
+
+def can_i(stack: Stack, account: str, access: str, cluster: str | None = None) -> bool:
+    """Whether ServiceAccount ``namespace:name`` may do ``access`` on ``cluster`` (the hub by
+    default), asked as a SubjectAccessReview.
+
+    ``access`` reads "VERB RESOURCE[.GROUP][/SUBRESOURCE] [NAMESPACE]". A review needs no
+    discovery, so it also answers for kinds the cluster does not serve (e.g. Gateway API routes).
+    """
+    namespace_sa, name = account.split(":")
+    verb, resource, *rest = access.split()
+    resource, _, subresource = resource.partition("/")
+    plural, _, group = resource.partition(".")
+    attributes = {"verb": verb, "group": group, "resource": plural, "subresource": subresource}
+    if rest:
+        attributes["namespace"] = rest[0]
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": f"system:serviceaccount:{namespace_sa}:{name}",
+            "groups": [
+                "system:serviceaccounts",
+                f"system:serviceaccounts:{namespace_sa}",
+                "system:authenticated",
+            ],
+            "resourceAttributes": attributes,
+        },
+    }
+    out = stack.kubectl(
+        cluster or stack.hub, "create", "-o", "json", "-f", "-", stdin=json.dumps(review)
+    )
+    return bool(json.loads(out.stdout)["status"].get("allowed"))
+
+
+def access_mismatches(
+    stack: Stack, account: str, allowed: list[str], refused: list[str], cluster: str | None = None
+) -> list[str]:
+    """The rules of a SubjectAccessReview matrix the cluster answers otherwise."""
+    wrong = [a for a in allowed if not can_i(stack, account, a, cluster)]
+    wrong += [f"NOT {a}" for a in refused if can_i(stack, account, a, cluster)]
+    return wrong
+
+
 # ---- what an operator log must not say -----------------------------------------------------------
 
 _REFUSED = re.compile(r"forbidden|\(403\)|'code': 403|\bstatus[=:] ?403\b", re.IGNORECASE)

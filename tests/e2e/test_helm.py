@@ -18,7 +18,6 @@ Prometheus that scraped it, are in tests/e2e/test_operator.py (see operator_worl
 from __future__ import annotations
 
 import contextlib
-import json
 import subprocess
 import sys
 import urllib.error
@@ -30,7 +29,15 @@ from typing import Any
 
 import pytest
 import yaml
-from chart import CHART, helm, helm_environment, rbac_refusals, service_account_kubeconfig
+from chart import (
+    CHART,
+    access_mismatches,
+    can_i,
+    helm,
+    helm_environment,
+    rbac_refusals,
+    service_account_kubeconfig,
+)
 from operator_clock import INTERVAL_SECONDS, START_UP_SECONDS, STEP_PASSES, OperatorClock
 from stack import API_WAIT_SECONDS, REPO, Stack, wait_for
 
@@ -67,36 +74,6 @@ def values_args(values: Path | None) -> list[str]:
 
 def docs(text: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(text) if d]
-
-
-def can_i(stack: Stack, account: str, access: str) -> bool:
-    """Whether ``namespace:name`` may do ``access``, asked as a SubjectAccessReview.
-
-    ``access`` reads "VERB RESOURCE[.GROUP][/SUBRESOURCE] [NAMESPACE]". A review needs no
-    discovery, so it also answers for kinds the hub does not serve (e.g. Gateway API routes).
-    """
-    namespace_sa, name = account.split(":")
-    verb, resource, *rest = access.split()
-    resource, _, subresource = resource.partition("/")
-    plural, _, group = resource.partition(".")
-    attributes = {"verb": verb, "group": group, "resource": plural, "subresource": subresource}
-    if rest:
-        attributes["namespace"] = rest[0]
-    review = {
-        "apiVersion": "authorization.k8s.io/v1",
-        "kind": "SubjectAccessReview",
-        "spec": {
-            "user": f"system:serviceaccount:{namespace_sa}:{name}",
-            "groups": [
-                "system:serviceaccounts",
-                f"system:serviceaccounts:{namespace_sa}",
-                "system:authenticated",
-            ],
-            "resourceAttributes": attributes,
-        },
-    }
-    out = stack.kubectl(stack.hub, "create", "-o", "json", "-f", "-", stdin=json.dumps(review))
-    return bool(json.loads(out.stdout)["status"].get("allowed"))
 
 
 # ---- lint and template ---------------------------------------------------------------------------
@@ -473,10 +450,12 @@ def test_the_service_account_may_do_what_the_operator_needs(
         "list customresourcedefinitions.apiextensions.k8s.io",
         "watch namespaces",
         f"get secrets {ns}",
-        "list deployments.apps",
+        "get deployments.apps ml-serving",
         "create deployments.apps ml-serving",
+        "patch deployments.apps ml-serving",
         "delete deployments.apps ml-serving",
-        "update deployments.apps/scale ml-serving",
+        "patch deployments.apps/scale ml-serving",
+        "get services ml-serving",
         "patch services ml-serving",
         "create namespaces",
         "get httproutes.gateway.networking.k8s.io ml-serving",
@@ -492,6 +471,11 @@ def test_the_service_account_may_do_what_the_operator_needs(
         "create pods ml-serving",
         "delete namespaces",
         "update deployments.apps ml-serving",
+        "list deployments.apps",
+        "watch deployments.apps ml-serving",
+        "update deployments.apps/scale ml-serving",
+        "list services ml-serving",
+        "get namespaces",
         "create clusterroles.rbac.authorization.k8s.io",
         "delete httproutes.gateway.networking.k8s.io ml-serving",
         "update httproutes.gateway.networking.k8s.io ml-serving",
@@ -499,9 +483,119 @@ def test_the_service_account_may_do_what_the_operator_needs(
         "patch httproutes.gateway.networking.k8s.io/status ml-serving",
         "create customresourcedefinitions.apiextensions.k8s.io",
     ]
-    wrong = [a for a in allowed if not can_i(stack, sa, a)]
-    wrong += [f"NOT {a}" for a in refused if can_i(stack, sa, a)]
+    wrong = access_mismatches(stack, sa, allowed, refused)
     assert not wrong, f"RBAC of {sa} differs from what the operator needs: {wrong}"
+
+
+CLUSTER_SCOPED = {"regions", "regions/status", "customresourcedefinitions"}
+
+
+def test_with_watch_namespaces_only_cluster_scoped_kinds_are_granted_cluster_wide(
+    stack: Stack, helm_env: dict[str, str], kube_version: str
+) -> None:
+    out = helm(
+        stack,
+        helm_env,
+        "template",
+        "ws",
+        str(CHART),
+        "--namespace",
+        "wattscale-system",
+        "--kube-version",
+        kube_version,
+        "--set",
+        "operator.watchNamespaces={ml-a,ml-b},rbac.httpRoutes=true",
+    )
+    rendered = docs(out)
+    bound = {
+        d["roleRef"]["name"]
+        for d in rendered
+        if d["kind"] == "ClusterRoleBinding"
+        and any(s.get("kind") == "ServiceAccount" for s in d["subjects"])
+    }
+    cluster_roles = [
+        d for d in rendered if d["kind"] == "ClusterRole" and d["metadata"]["name"] in bound
+    ]
+    granted = {r for role in cluster_roles for rule in role["rules"] for r in rule["resources"]}
+    assert granted == CLUSTER_SCOPED, f"cluster-wide grants beyond cluster-scoped kinds: {granted}"
+    roles = {
+        (d["metadata"]["namespace"], d["metadata"]["name"]) for d in rendered if d["kind"] == "Role"
+    }
+    for ns in ("ml-a", "ml-b"):
+        for name in ("ws-wattscale", "ws-wattscale-hub-workloads", "ws-wattscale-httproutes"):
+            assert (ns, name) in roles
+
+
+def test_with_watch_namespaces_the_service_account_may_act_in_those_namespaces_only(
+    stack: Stack, helm_env: dict[str, str]
+) -> None:
+    """The SubjectAccessReview matrix for a release with operator.watchNamespaces."""
+    suffix = uuid.uuid4().hex[:6]
+    name, ns, watched = f"ws-w-{suffix}", f"e2e-helm-w-{suffix}", f"e2e-helm-ml-{suffix}"
+    stack.kubectl(stack.hub, "create", "namespace", watched)
+    helm(
+        stack,
+        helm_env,
+        "install",
+        name,
+        str(CHART),
+        "-n",
+        ns,
+        "--create-namespace",
+        "--skip-crds",
+        "--set",
+        f"operator.replicas=0,rbac.httpRoutes=true,operator.watchNamespaces={{{watched}}}",
+    )
+    try:
+        sa = f"{ns}:{name}-wattscale"
+        in_watched = [
+            "watch inferencedeployments.wattscale.io",
+            "patch inferencedeployments.wattscale.io",
+            "patch inferencedeployments.wattscale.io/status",
+            "create events",
+            "patch events.events.k8s.io",
+            "get deployments.apps",
+            "create deployments.apps",
+            "patch deployments.apps",
+            "delete deployments.apps",
+            "patch deployments.apps/scale",
+            "get services",
+            "create services",
+            "patch services",
+            "get httproutes.gateway.networking.k8s.io",
+            "patch httproutes.gateway.networking.k8s.io",
+        ]
+        allowed = [f"{a} {watched}" for a in in_watched] + [
+            "list regions.wattscale.io",
+            "watch regions.wattscale.io",
+            "patch regions.wattscale.io/status",
+            "watch customresourcedefinitions.apiextensions.k8s.io",
+            f"get secrets {ns}",
+        ]
+        refused = [f"{a} ml-elsewhere" for a in in_watched] + [
+            # cluster-wide (no namespace) and what no namespace grants
+            *(
+                "list inferencedeployments.wattscale.io",
+                "watch inferencedeployments.wattscale.io",
+                "create events",
+                "get deployments.apps",
+                "patch deployments.apps",
+                "create namespaces",
+                "get namespaces",
+                "list namespaces",
+                f"list deployments.apps {watched}",
+                f"update deployments.apps/scale {watched}",
+                f"create pods {watched}",
+                f"get secrets {watched}",
+                "get secrets",
+            ),
+        ]
+        wrong = access_mismatches(stack, sa, allowed, refused)
+        assert not wrong, f"RBAC of {sa} with watchNamespaces: {wrong}"
+    finally:
+        helm(stack, helm_env, "uninstall", name, "-n", ns, check=False)
+        for namespace in (ns, watched):
+            stack.kubectl(stack.hub, "delete", "namespace", namespace, "--wait=false", check=False)
 
 
 def test_upgrade_then_uninstall_leaves_nothing_behind(

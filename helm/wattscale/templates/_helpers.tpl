@@ -69,3 +69,64 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "wattscale.dashboardsNamespace" -}}
 {{- default .Release.Namespace .Values.dashboards.namespace }}
 {{- end }}
+
+{{/* RBAC rules for InferenceDeployments and their Events (a ClusterRole's or a Role's). */}}
+{{- define "wattscale.rbac.deploymentRules" -}}
+# Watch InferenceDeployments; patch them for kopf's annotations and finalizer; report status.
+- apiGroups: ["wattscale.io"]
+  resources: ["inferencedeployments"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["wattscale.io"]
+  resources: ["inferencedeployments/status"]
+  verbs: ["patch"]
+# One Event per decision, attached to the InferenceDeployment (kopf posts core/v1 Events;
+# events.k8s.io is the newer API for the same objects).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/* RBAC rules for the vLLM Deployment and Service on the hub: read by name, server-side
+apply (create + patch), /scale, delete on cleanup. No list, watch or update. */}}
+{{- define "wattscale.rbac.workloadRules" -}}
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "create", "patch", "delete"]
+- apiGroups: ["apps"]
+  resources: ["deployments/scale"]
+  verbs: ["patch"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "create", "patch", "delete"]
+{{- end }}
+
+{{/* RBAC rules for traffic weights on the HTTPRoute an InferenceDeployment names. */}}
+{{- define "wattscale.rbac.routeRules" -}}
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "patch"]
+{{- end }}
+
+{{/* A RoleBinding of the Role `name` in `namespace` to the operator's ServiceAccount. */}}
+{{- define "wattscale.rbac.roleBinding" -}}
+{{- $root := .root }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: {{ .name }}
+  namespace: {{ .namespace }}
+  labels:
+    {{- include "wattscale.labels" $root | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: {{ .name }}
+subjects:
+  - kind: ServiceAccount
+    name: {{ include "wattscale.serviceAccountName" $root }}
+    namespace: {{ $root.Release.Namespace }}
+{{- end }}

@@ -25,8 +25,6 @@ from wattscale.clusters.kubeconfig import KubeconfigError, inline_kubeconfig
 from wattscale.clusters.render import (
     ANNOTATION_OWNER,
     FIELD_MANAGER,
-    LABEL_DEPLOYMENT,
-    LABEL_NAMESPACE,
     Manifest,
     namespace_labels,
 )
@@ -318,21 +316,6 @@ class RegionCluster:
                 if err.status not in (404, 409):
                     raise
         return gone
-
-    def list_owned(self, owner_namespace: str, owner_name: str) -> list[str]:
-        """Names of Deployments in this cluster that belong to the given InferenceDeployment."""
-        selector = f"{LABEL_DEPLOYMENT}={owner_name},{LABEL_NAMESPACE}={owner_namespace}"
-        result = self._call(
-            "list deployments",
-            self._apps.list_deployment_for_all_namespaces,
-            label_selector=selector,
-        )
-        return [
-            str(item.metadata.name)
-            for item in result.items
-            if (item.metadata.annotations or {}).get(ANNOTATION_OWNER)
-            == f"{owner_namespace}/{owner_name}"
-        ]
 
     def close(self) -> None:
         self._api.close()
