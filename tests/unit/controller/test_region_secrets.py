@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.cases.malformed import example
 from tests.fakes.apiserver import FakeApiServer
 from wattscale.api.sources import SecretKeyRef
 from wattscale.controller.region_health import RegionHealthLoop
@@ -23,15 +24,7 @@ pytestmark = pytest.mark.unit
 REF = {"namespace": "wattscale-system", "name": "region-us-east-kubeconfig", "key": "kubeconfig"}
 SPEC = {
     "clusterRef": {"kubeconfigSecretRef": REF},
-    "gpus": [
-        {
-            "product": "NVIDIA-H100-80GB-HBM3",
-            "hourlyCost": "2.30",
-            "idleWatts": 90,
-            "maxWatts": 700,
-            "available": 8,
-        }
-    ],
+    "gpus": example("Region")["spec"]["gpus"],
 }
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
+from tests.cases.malformed import example
 from tests.fakes.apiserver import FakeApiServer
 from tests.fakes.feeds import FeedServer, Reply
 from wattscale.api.sources import SecretKeyRef
@@ -36,13 +37,7 @@ MARKERS = {
     "csv": "mk-csv-c0ffee",
     "body": "mk-body-5eed42",
 }
-GPU = {
-    "product": "NVIDIA-H100-80GB-HBM3",
-    "hourlyCost": "2.30",
-    "idleWatts": 90,
-    "maxWatts": 700,
-    "available": 8,
-}
+GPU = example("Region")["spec"]["gpus"][0]
 
 
 def _ref(name: str) -> dict[str, str]:
