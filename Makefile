@@ -4,6 +4,12 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST := $(BIN)/pytest
+# pytest's exit code passes through, but for 5 ("no tests collected"): make says so loudly and
+# exits NO_TESTS_RC (5 by default, a failure; CI sets 0 and reports a stage that ran no test).
+NO_TESTS_RC ?= 5
+run_pytest = $(PYTEST) $(1) || { rc=$$?; if [ $$rc -eq 5 ]; then \
+	echo "!! pytest $(1): no tests collected (exit 5; NO_TESTS_RC=$(NO_TESTS_RC))" >&2; \
+	exit $(NO_TESTS_RC); fi; exit $$rc; }
 
 .PHONY: help venv lint unit integration e2e test demo simulate constraints crds bins dev-up dev-down prometheus clean
 
@@ -25,14 +31,14 @@ lint: venv ## ruff, mypy (strict) and import-linter layering contracts
 	$(BIN)/lint-imports
 
 unit: venv ## the fast unit suite
-	$(PYTEST) -m unit -q
+	$(call run_pytest,-m unit -q)
 
 integration: venv ## tests against real local services (Prometheus, feed servers)
 	hack/ensure-prometheus.sh
-	$(PYTEST) -m integration -q
+	$(call run_pytest,-m integration -q)
 
 e2e: venv bins ## the slow end-to-end suite on the local multi-region Kubernetes stack
-	$(PYTEST) -m e2e -q
+	$(call run_pytest,-m e2e -q)
 
 test: lint unit integration e2e ## everything CI runs, in order: lint, unit, integration, e2e
 
