@@ -67,6 +67,9 @@ STALL_SECONDS = 120.0
 request of a pass has its own timeout (Prometheus and feeds: a few seconds; the API servers:
 kopf's), so a pass that takes this long is a hang, not a slow machine."""
 
+STALLED = "without an operator pass"
+"""What a wait's failure says when the operator made no pass at all (not a budget run out)."""
+
 _SAMPLE = re.compile(r"^wattscale_decisions_total\{([^}]*)\}\s+([0-9.eE+-]+)\s*$", re.MULTILINE)
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
@@ -149,7 +152,7 @@ class OperatorClock:
                 why = (
                     f"{now - first} operator passes (budget {passes})"
                     if now - first >= passes
-                    else f"{stalled:.0f}s without an operator pass ({now - first} passes)"
+                    else f"{stalled:.0f}s {STALLED} ({now - first} passes)"
                 )
                 raise AssertionError(
                     f"waited {why} until {what}"

@@ -24,6 +24,7 @@ import contextlib
 import itertools
 import json
 import math
+import resource
 import signal
 import subprocess
 import sys
@@ -44,6 +45,7 @@ from operator_clock import (
     RATE_WINDOW_SECONDS,
     REGION_INTERVAL_SECONDS,
     SCALE_DOWN_STABILIZATION_SECONDS,
+    STALLED,
     OperatorClock,
 )
 from stack import Stack
@@ -235,6 +237,8 @@ class World:
         self.clock.restarted()
         env = dict(self.stack.env)
         env.update(
+            # SIGABRT then dumps every thread's stack into the log (see stall_report).
+            PYTHONFAULTHANDLER="1",
             KUBECONFIG=str(self.identity.kubeconfig),
             WATTSCALE_OPERATOR_NAMESPACE=OPERATOR_NAMESPACE,
             WATTSCALE_RATE_WINDOW_SECONDS=f"{RATE_WINDOW_SECONDS:g}",
@@ -258,6 +262,9 @@ class World:
         self.operator = subprocess.Popen(
             cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
         )
+        # No core file in the repository if stall_report ever aborts it.
+        with contextlib.suppress(ProcessLookupError):
+            resource.prlimit(self.operator.pid, resource.RLIMIT_CORE, (0, 0))
 
     def kill_operator(self) -> None:
         if self.operator is not None and self.operator.poll() is None:
@@ -328,7 +335,22 @@ class World:
         """Poll ``check`` until it holds, for at most ``passes`` passes of the operator (see
         operator_clock.py: the budget stretches with a busy machine). A ``check`` that raises is
         "not yet"; an operator that died ends the wait at once."""
-        self.clock.wait(what, check, passes, alive=self.alive, describe=self.describe)
+        try:
+            self.clock.wait(what, check, passes, alive=self.alive, describe=self.describe)
+        except AssertionError as err:
+            if STALLED not in str(err):
+                raise
+            raise AssertionError(f"{err}\n{self.stall_report()}") from None
+
+    def stall_report(self) -> str:
+        """Where a stalled operator is stuck: SIGABRT makes it dump every thread's stack into
+        its log (PYTHONFAULTHANDLER) and exit; the world's teardown copes without it."""
+        if self.operator is None or self.operator.poll() is not None:
+            return "(no operator process to ask)"
+        self.operator.send_signal(signal.SIGABRT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.operator.wait(timeout=10)
+        return f"stacks of the stalled operator:\n{self.operator_output(12000)}"
 
     def let_pass(self, passes: int, each: Callable[[], object] | None = None) -> None:
         """Let ``passes`` operator passes go by, calling ``each`` about once a second."""
