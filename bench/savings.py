@@ -20,8 +20,10 @@ Scenarios (chosen before looking at any result; the same defaults everywhere):
 
 Data: `$WATTSCALE_DATA_DIR`, else `<repo>/../shared/data`. Run: `.venv/bin/python bench/savings.py`
 (14 days; `--days N` shortens every scenario, `--jobs N` parallel processes, `--traces`,
-`--hints`, `--json OUT` to keep the results). A 14-day run of all 16 scenarios takes hours on two
-shared cores (the planner runs every simulated minute); `--days 2` takes minutes.
+`--hints`, `--only LABEL-PART`, `--json OUT` to keep the results; `--markdown OUT.json ...`
+prints the docs/simulator.md tables from saved results). A 14-day run of all 16 scenarios
+takes hours on two shared cores (the planner runs every simulated minute); `--days 2` takes
+about an hour, `--days 0.5` minutes.
 """
 
 from __future__ import annotations
@@ -195,6 +197,36 @@ def summary(docs: list[dict[str, Any]], hints: tuple[float, ...]) -> None:
     print(f"policies below the proven lower bound at SLO >= oracle's: {', '.join(bad) or 'none'}")
 
 
+def markdown(docs: list[dict[str, Any]]) -> str:
+    """The docs/simulator.md tables: one row per scenario, then every policy's SLO and carbon."""
+    hints = list(docs[0]["variants"]) if docs else []
+    head = "| scenario | days | " + " | ".join(
+        f"{h} cost/oracle | {h} captured | {h} SLO | {h} wins" for h in hints
+    )
+    out = [head + " |", "|---|---:|" + "---:|---:|---:|---:|" * len(hints)]
+    for d in docs:
+        cells = []
+        for h in hints:
+            v = d["variants"][h]
+            cells.append(
+                f"{_fmt(v['cost_vs_oracle'])} | {_fmt(v['savings_captured'], 2)} | "
+                f"{v['slo_attainment']:.4f} | {len(v['wins'])}/{len(BASELINES)}"
+            )
+        days = d["scenario"]["days"]
+        out.append(f"| {d['label']} | {days:g} | " + " | ".join(cells) + " |")
+    names = list(docs[0]["policies"]) if docs else []
+    out += ["", "| scenario | " + " | ".join(f"{n} SLO / kgCO2 / migr" for n in names) + " |"]
+    out.append("|---|" + "---:|" * len(names))
+    for d in docs:
+        pol = d["policies"]
+        cells = [
+            f"{pol[n]['slo_attainment']:.4f} / {pol[n]['carbon_kg']:.0f} / {pol[n]['migrations']}"
+            for n in names
+        ]
+        out.append(f"| {d['label']} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
@@ -204,7 +236,19 @@ def main(argv: list[str] | None = None) -> int:
         "--hints", default=",".join(f"{h:g}" for h in HINTS), help="capacity hint factors"
     )
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--only", help="run only scenarios whose label contains this")
+    parser.add_argument(
+        "--markdown",
+        nargs="+",
+        type=Path,
+        metavar="RESULTS.json",
+        help="print the docs/simulator.md tables from saved --json results and exit",
+    )
     args = parser.parse_args(argv)
+    if args.markdown:
+        docs = [d for path in args.markdown for d in json.loads(path.read_text("utf-8"))]
+        print(markdown(docs))
+        return 0
     if not (data_dir() / "prices").is_dir():
         print(f"no data at {data_dir()} (set WATTSCALE_DATA_DIR)", file=sys.stderr)
         return 2
@@ -227,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
         for period in PERIODS
         for gpu in GPU_HOUR_COSTS
     ]
+    if args.only:
+        cases = [c for c in cases if args.only in c.label]
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         docs = []
         for doc in pool.map(run_case, cases):
