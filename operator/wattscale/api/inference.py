@@ -339,6 +339,14 @@ class InferenceDeploymentSpec(ApiModel):
         default="Active",
         description="Active: act. DryRun: decide and report, touch nothing. Paused: freeze.",
     )
+    priority: int = Field(
+        default=0,
+        ge=-1000,
+        le=1000,
+        description="When deployments compete for a Region's GPU quota or grid-event cap, the "
+        "higher priority is served first and lower ones yield; equal priorities keep what they "
+        "hold.",
+    )
 
     cel_rules: ClassVar[tuple[Rule, ...]] = (
         Rule(

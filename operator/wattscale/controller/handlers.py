@@ -26,6 +26,7 @@ from wattscale.controller.region_health import RegionHealthLoop
 from wattscale.controller.report import status_patch
 from wattscale.controller.settings import ANNOTATION_PREFIX, FINALIZER, Settings
 from wattscale.controller.status import condition
+from wattscale.fleet.ledger import QuotaLedger
 from wattscale.fleet.regions import (
     RegionDirectory,
     default_cluster_factory,
@@ -33,6 +34,7 @@ from wattscale.fleet.regions import (
 )
 from wattscale.fleet.snapshot import FleetSnapshot
 from wattscale.metrics import MetricsConfig
+from wattscale.planner import PoolKey
 from wattscale.telemetry.metrics import OperatorMetrics
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,23 @@ def region_status_writer(hub: client.ApiClient | None) -> Callable[[str, dict[st
         return True
 
     return write
+
+
+def seed_claims(ledger: QuotaLedger, item: dict[str, Any]) -> None:
+    """Seed the ledger with what one InferenceDeployment holds per its status."""
+    meta, spec = item.get("metadata") or {}, item.get("spec") or {}
+    engine = spec.get("engine") or {}
+    product, gpus = engine.get("gpuProduct"), engine.get("gpusPerReplica", 1)
+    if not product or not isinstance(gpus, int):
+        return
+    held = {
+        PoolKey(str(r.get("name")), str(product)): int(r.get("desiredReplicas") or 0) * gpus
+        for r in (item.get("status") or {}).get("regions") or []
+        if isinstance(r, dict)
+    }
+    member = f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
+    priority = spec.get("priority", 0)
+    ledger.seed(member, priority if isinstance(priority, int) else 0, held)
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -114,12 +133,14 @@ def build_registry(
             ),
         )
     fleet = FleetSnapshot(directory)
+    ledger = QuotaLedger()
     reconciler = Reconciler(
         directory,
         settings,
         metrics,
         routes=HubRoutes(hub) if hub is not None else None,
         fleet=fleet,
+        ledger=ledger,
     )
 
     health = RegionHealthLoop(
@@ -163,6 +184,16 @@ def build_registry(
                 directory.upsert(
                     meta["name"], int(meta.get("generation") or 0), item.get("spec") or {}
                 )
+            # What every deployment holds of the Regions' quotas, before the first pass.
+            try:
+                ids = cast(
+                    dict[str, Any], api.list_cluster_custom_object(*IDS, _request_timeout=30)
+                )
+            except Exception as err:  # each pass records its own claims anyway
+                log.warning("could not list InferenceDeployments at startup: %s", err)
+                return
+            for item in ids.get("items", []):
+                seed_claims(ledger, item)
 
     @kopf.on.login(registry=registry)
     def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:

@@ -45,6 +45,7 @@ from wattscale.controller.report import Outcome, PassFacts, invalid, report
 from wattscale.controller.settings import Settings
 from wattscale.controller.status import Event
 from wattscale.controller.traffic import TrafficRouter
+from wattscale.fleet.ledger import QuotaLedger
 from wattscale.fleet.observe import RegionObservation, observe
 from wattscale.fleet.regions import RegionDirectory
 from wattscale.fleet.snapshot import FleetSnapshot
@@ -87,8 +88,12 @@ class Reconciler:
         clock: Callable[[], float] = time.time,
         routes: RouteStore | None = None,
         fleet: FleetSnapshot | None = None,
+        ledger: QuotaLedger | None = None,
     ) -> None:
         self.directory = directory
+        self.ledger = ledger
+        """Region quotas and grid-event caps shared with the other deployments (None: each
+        deployment plans as if alone)."""
         self.fleet = fleet
         """Shared per-Region reads (None: every deployment reads for itself)."""
         self.settings = settings
@@ -102,6 +107,8 @@ class Reconciler:
 
     def forget(self, namespace: str, name: str) -> None:
         self._memories.forget(namespace, name)
+        if self.ledger is not None:
+            self.ledger.forget(f"{namespace}/{name}")
         self.router.forget(namespace, name)
 
     def reconcile(
@@ -144,7 +151,9 @@ class Reconciler:
         mem = self._memories.get(namespace, name, spec)
         regions = self._snapshot(mem, spec, name, namespace, old, now)
         sized = self._size(mem, spec, regions, now_s)
-        request, decision = self._plan(mem, spec, regions, sized, now, now_s)
+        request, decision, quota_note = self._plan(
+            mem, name, namespace, spec, regions, sized, now, now_s
+        )
 
         desired = act.desired_replicas(
             regions, decision, spec.engine.gpuProduct, paused=spec.mode == "Paused"
@@ -176,6 +185,8 @@ class Reconciler:
             old=old,
             generation=generation,
             now=now,
+            quota_note=quota_note,
+            shares_quota=self.ledger is not None,
         )
         outcome = report(facts, routed, events, mem, self.metrics, now_s)
         mem.last_seconds = now_s
@@ -237,13 +248,16 @@ class Reconciler:
     def _plan(
         self,
         mem: Memory,
+        name: str,
+        namespace: str,
         spec: InferenceDeploymentSpec,
         regions: list[RegionObservation],
         sized: _Sized,
         now: datetime,
         now_s: float,
-    ) -> tuple[PlanRequest, Decision]:
-        """The planner's request and decision; Paused plans but remembers nothing."""
+    ) -> tuple[PlanRequest, Decision, str | None]:
+        """The planner's request and decision, and who holds the quota when it bound the plan;
+        Paused plans but remembers nothing."""
         request = build_request(
             spec,
             regions,
@@ -265,8 +279,19 @@ class Reconciler:
             current = tuple((PoolKey(o.name, product), o.current) for o in regions)
             mem.planner_state = PlannerState(history=(Recommendation(now_s, current),))
         t0 = time.perf_counter()
-        decision = plan(request, mem.planner_state)
+        note = None
+        if self.ledger is None:
+            decision = plan(request, mem.planner_state)
+        else:  # within this deployment's share of each Region's quota and grid-event cap
+            planned = self.ledger.plan(
+                f"{namespace}/{name}",
+                spec.priority,
+                request,
+                mem.planner_state,
+                acting=spec.mode == "Active",
+            )
+            request, decision, note = planned.request, planned.decision, planned.quota_note
         self.metrics.planner_seconds.observe(time.perf_counter() - t0)
         if spec.mode != "Paused":
             mem.planner_state = decision.state
-        return request, decision
+        return request, decision, note

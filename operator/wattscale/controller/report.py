@@ -63,6 +63,11 @@ class PassFacts:
     old: dict[str, Any]
     generation: int | None
     now: datetime
+    quota_note: str | None = None
+    """Who holds the Region quota the plan could not get (None: the quota did not bind)."""
+    shares_quota: bool = False
+    """Whether Region quotas are shared through the fleet's ledger (the QuotaExhausted
+    condition is reported then)."""
 
     @property
     def load(self) -> float:
@@ -143,6 +148,18 @@ def build_status(facts: PassFacts) -> Outcome:
         "explanation": _explanation(facts, inputs),
     }
     status["conditions"] = _conditions(facts, total_desired)
+    if facts.shares_quota:
+        status["conditions"].append(
+            condition(
+                facts.old.get("conditions") or [],
+                "QuotaExhausted",
+                facts.quota_note is not None,
+                "QuotaHeldByOthers" if facts.quota_note else "QuotaAvailable",
+                facts.quota_note or "the Regions' quotas hold what the plan needs",
+                facts.generation,
+                facts.now,
+            )
+        )
     return Outcome(status=_drop_none(status), decision=facts.decision)
 
 
@@ -242,7 +259,9 @@ def _explanation(facts: PassFacts, inputs: dict[str, RegionInput]) -> dict[str, 
         "runnerUp": _summary(expl.runner_up),
         "current": _summary(expl.current),
         "regions": [_region_inputs(o, inputs.get(o.name)) for o in facts.regions],
-        "notes": list(facts.demand.notes) + list(expl.notes),
+        "notes": list(facts.demand.notes)
+        + list(expl.notes)
+        + ([f"QuotaExhausted: {facts.quota_note}"] if facts.quota_note else []),
     }
 
 

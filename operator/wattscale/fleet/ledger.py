@@ -1,0 +1,147 @@
+"""The fleet's ledger of shared pools: what each deployment holds of each Region's GPU quota.
+
+Every deployment's pass plans within its share (:mod:`wattscale.planner.fleet`) under one
+lock, and records what it then holds, so two passes can never hand out the same GPUs: the
+quota (and a grid event's cap) is never oversubscribed by the operator's own plans. A pass
+that the quota binds is told who holds the rest. After a restart the ledger is seeded from
+every deployment's status (what the operator last set in each region) before the first pass.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from wattscale.planner import Decision, PlannerState, PlanRequest, PoolKey, plan
+from wattscale.planner.fleet import (
+    Claim,
+    Share,
+    event_capacity_gpus,
+    held_gpus,
+    pool_capacity_gpus,
+    quota_note,
+    restrict,
+    share,
+)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One pass's plan within its shares: the decision, the request it was made on, and who
+    holds the quota when the quota bound it (None otherwise)."""
+
+    decision: Decision
+    request: PlanRequest
+    quota_note: str | None
+
+
+class QuotaLedger:
+    """Claims per shared pool; thread-safe (kopf runs passes in worker threads)."""
+
+    def __init__(self) -> None:
+        self._claims: dict[PoolKey, dict[str, Claim]] = {}
+        self._lock = threading.Lock()
+
+    def seed(self, member: str, priority: int, held: Mapping[PoolKey, int]) -> None:
+        """What ``member`` holds per pool (GPUs), e.g. from its status after a restart."""
+        with self._lock:
+            for key, gpus in held.items():
+                if key not in self._claims or member not in self._claims[key]:
+                    self._claims.setdefault(key, {})[member] = Claim(member, priority, gpus)
+
+    def forget(self, member: str) -> None:
+        """The deployment is gone: its GPUs are free."""
+        with self._lock:
+            for claims in self._claims.values():
+                claims.pop(member, None)
+
+    def held(self, key: PoolKey) -> dict[str, int]:
+        """GPUs each deployment holds in a pool."""
+        with self._lock:
+            return {m: c.held_gpus for m, c in self._claims.get(key, {}).items()}
+
+    def plan(
+        self,
+        member: str,
+        priority: int,
+        request: PlanRequest,
+        state: PlannerState | None,
+        acting: bool = True,
+    ) -> Planned:
+        """Plan ``request`` within ``member``'s shares and record what it then holds
+        (``acting`` False, DryRun or Paused: only what runs now is held)."""
+        with self._lock:
+            quota = {
+                k: share(cap, self._claims.get(k, {}).values(), member, priority)
+                for k, cap in pool_capacity_gpus(request).items()
+            }
+            event = {
+                region: share(
+                    cap,
+                    [
+                        c
+                        for k, cs in self._claims.items()
+                        if k.region == region
+                        for c in cs.values()
+                    ],
+                    member,
+                    priority,
+                )
+                for region, cap in event_capacity_gpus(request).items()
+            }
+            restricted = restrict(request, quota, event)
+            decision = plan(restricted, state)
+            self._record(member, priority, restricted, decision if acting else None, quota)
+            return Planned(decision, restricted, quota_note(decision, quota))
+
+    def _record(
+        self,
+        member: str,
+        priority: int,
+        request: PlanRequest,
+        decision: Decision | None,
+        quota: Mapping[PoolKey, Share],
+    ) -> None:
+        refused = _refused(request, decision, quota) if decision is not None else {}
+        for key in list(self._claims):
+            if key not in quota:
+                self._claims[key].pop(member, None)  # no longer placed there
+        for key in quota:
+            gpus = (
+                held_gpus(decision, request, key)
+                if decision is not None
+                else _running(request, key)
+            )
+            self._claims.setdefault(key, {})[member] = Claim(
+                member, priority, gpus, refused.get(key, 0)
+            )
+
+
+def _refused(
+    request: PlanRequest, decision: Decision, quota: Mapping[PoolKey, Share]
+) -> dict[PoolKey, int]:
+    """GPUs a quota-bound plan lacked, set against the bound pool whose others hold most."""
+    if decision.explanation.binding_constraint != "quota":
+        return {}
+    pools = {PoolKey(r.name, p.gpu_product): p for r in request.regions for p in r.pools}
+    bound = [k for k in quota if quota[k].holders]
+    if not bound:
+        return {}
+    key = max(bound, key=lambda k: sum(g for _, g in quota[k].holders))
+    pool = pools[key]
+    needed = math.ceil(
+        decision.explanation.need_tokens_per_second / pool.capacity_tokens_per_second
+    )
+    lacking = max(0, needed - sum(decision.target.values()))
+    return {key: lacking * pool.gpus_per_replica} if lacking else {}
+
+
+def _running(request: PlanRequest, key: PoolKey) -> int:
+    """GPUs a pool's replicas occupy now (set or Ready)."""
+    for r in request.regions:
+        for p in r.pools:
+            if PoolKey(r.name, p.gpu_product) == key:
+                return max(p.current_replicas, p.ready_replicas) * p.gpus_per_replica
+    return 0
