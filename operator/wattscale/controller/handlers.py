@@ -132,7 +132,7 @@ def build_registry(
                 stale_after_seconds=max(90.0, settings.rate_window_seconds * 0.75),
             ),
         )
-    fleet = FleetSnapshot(directory)
+    fleet = FleetSnapshot(directory, feeds_period_seconds=settings.interval_seconds)
     ledger = QuotaLedger()
     reconciler = Reconciler(
         directory,

@@ -3,9 +3,11 @@
 Per Region, once per interval (:meth:`FleetSnapshot.refresh`, run by a background loop in the
 operator and explicitly in tests and benchmarks): one Prometheus snapshot aggregated by
 deployment (:class:`~wattscale.metrics.snapshot.MetricsSnapshot`), and whether the Region
-health loop last found the Region's cluster unreachable. A deployment's pass reads memory from
-here; a Region whose metrics cannot be aggregated (another label selection) keeps
-per-deployment reads, and before the first refresh every Region does.
+health loop last found the Region's cluster unreachable. Feeds are read off the pass too: one
+background refresher per source (:mod:`wattscale.signals.refresher`), so a hung feed costs
+no pass anything and every deployment in a Region reads the same values. A deployment's pass
+reads memory from here; a Region whose metrics cannot be aggregated (another label selection)
+keeps per-deployment reads, and before the first refresh every Region does.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from wattscale.fleet.regions import RegionDirectory, RegionRuntime
 from wattscale.metrics import MetricsReader
@@ -35,9 +38,18 @@ class Down:
 class FleetSnapshot:
     """Per-Region shared reads, refreshed once per interval for every deployment there."""
 
-    def __init__(self, directory: RegionDirectory, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        directory: RegionDirectory,
+        clock: Callable[[], float] = time.time,
+        feeds_period_seconds: float | None = None,
+    ) -> None:
         self.directory = directory
         self.clock = clock
+        self.feeds_period_seconds = feeds_period_seconds
+        """When set, each Region's feeds are read by background refreshers (one per source)
+        at this period, so no pass ever waits on a feed."""
+        self._feeds: dict[str, RegionRuntime] = {}
         self._metrics: dict[str, tuple[RegionRuntime, MetricsSnapshot]] = {}
         self._down: dict[str, Down] = {}
         self._lock = threading.Lock()
@@ -45,6 +57,8 @@ class FleetSnapshot:
 
     def refresh(self) -> None:
         """Take every Region's Prometheus snapshot (never raises; a failure is in the data)."""
+        if self.feeds_period_seconds is not None:
+            self._refresh_feeds_in_background(self.feeds_period_seconds)
         queries: dict[str, int] = {}
         for name in self.directory.names():
             runtime = self.directory.get(name)
@@ -68,6 +82,24 @@ class FleetSnapshot:
             for gone in set(self._metrics) - set(self.directory.names()):
                 self._metrics.pop(gone, None)
         self.queries_last_refresh = queries
+
+    def _refresh_feeds_in_background(self, period_seconds: float) -> None:
+        """Start the refreshers of new or rebuilt Regions; stop those of replaced ones."""
+        live: dict[str, RegionRuntime] = {}
+        for name in self.directory.names():
+            runtime = self.directory.get(name)
+            if runtime is not None and runtime.signals is not None:
+                live[name] = runtime
+        for name, old in list(self._feeds.items()):
+            if live.get(name) is not old and old.signals is not None:
+                old.signals.stop()
+                del self._feeds[name]
+        for name, runtime in live.items():
+            if name not in self._feeds and runtime.signals is not None:
+                runtime.signals.refresh_in_background(
+                    period_seconds, lambda: datetime.fromtimestamp(self.clock(), UTC)
+                )
+                self._feeds[name] = runtime
 
     def metrics(self, name: str, runtime: RegionRuntime) -> MetricsSnapshot | None:
         """The Region's current snapshot (None: read per deployment)."""

@@ -10,6 +10,7 @@ snap.problems(now)           # human-readable reasons for a SignalsFresh=False c
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -24,6 +25,7 @@ from wattscale.signals.base import (
     StaleData,
     utc,
 )
+from wattscale.signals.refresher import Refresher
 from wattscale.signals.registry import (
     build_carbon_source,
     build_grid_event_source,
@@ -173,6 +175,7 @@ class RegionSignals:
         self.grid_events: GridEventReader | None = (
             build_grid_event_source(events_cfg, secrets=secrets) if events_cfg is not None else None
         )
+        self._refreshers: dict[str, Refresher[SignalReading | None]] | None = None
 
     def _series(self, name: SignalName, source: SignalSource | None, now: datetime) -> Any:
         if source is None:
@@ -185,25 +188,85 @@ class RegionSignals:
             return SignalReading(name, self._types[name], error=_unexpected(name, err))
         return SignalReading(name, self._types[name], series=series, error=series.last_error)
 
+    def _events(self, now: datetime) -> SignalReading | None:
+        if self.grid_events is None:
+            return None
+        try:
+            got = self.grid_events.read(now)
+            return SignalReading(
+                "gridEvents", self._types["gridEvents"], events=got, error=got.last_error
+            )
+        except SignalError as err:
+            return SignalReading("gridEvents", self._types["gridEvents"], error=err)
+        except Exception as err:
+            error = _unexpected("gridEvents", err)
+            return SignalReading("gridEvents", self._types["gridEvents"], error=error)
+
+    def reader(self, name: SignalName) -> Callable[[datetime], SignalReading | None]:
+        """The never-raising read of one signal (what a background refresher calls)."""
+        if name == "gridEvents":
+            return self._events
+        source = self.price if name == "price" else self.carbon
+        return lambda now: self._series(name, source, now)
+
     def read(self, now: datetime) -> RegionSnapshot:
-        """Read every configured signal; failures are captured in the snapshot, never raised."""
+        """Every configured signal; failures are captured in the snapshot, never raised.
+
+        With background refreshers started (:meth:`refresh_in_background`), the latest value
+        each has read, without waiting on any I/O; otherwise each source is read now."""
         now = utc(now)
-        events: SignalReading | None = None
-        if self.grid_events is not None:
-            try:
-                got = self.grid_events.read(now)
-                events = SignalReading(
-                    "gridEvents", self._types["gridEvents"], events=got, error=got.last_error
-                )
-            except SignalError as err:
-                events = SignalReading("gridEvents", self._types["gridEvents"], error=err)
-            except Exception as err:
-                error = _unexpected("gridEvents", err)
-                events = SignalReading("gridEvents", self._types["gridEvents"], error=error)
+        refreshers = self._refreshers
+        if refreshers is not None:
+            return RegionSnapshot(
+                at=now,
+                currency=self.currency,
+                price=refreshers["price"].latest() if "price" in refreshers else None,
+                carbon=refreshers["carbon"].latest() if "carbon" in refreshers else None,
+                grid_events=(
+                    refreshers["gridEvents"].latest() if "gridEvents" in refreshers else None
+                ),
+            )
         return RegionSnapshot(
             at=now,
             currency=self.currency,
             price=self._series("price", self.price, now),
             carbon=self._series("carbon", self.carbon, now),
-            grid_events=events,
+            grid_events=self._events(now),
         )
+
+    def refresh_in_background(
+        self, period_seconds: float, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        """Read each configured source in its own daemon thread from now on (idempotent): a
+        feed that hangs holds up its own thread only, and :meth:`read` never waits."""
+        if self._refreshers is not None:
+            return
+        sources: tuple[tuple[SignalName, object], ...] = (
+            ("price", self.price),
+            ("carbon", self.carbon),
+            ("gridEvents", self.grid_events),
+        )
+        configured = [n for n, src in sources if src is not None]
+        refreshers: dict[str, Refresher[SignalReading | None]] = {
+            n: Refresher[SignalReading | None](
+                f"{n}/{self._types[n]}",
+                self.reader(n),
+                SignalReading(n, self._types[n], error=_not_read_yet(n)),
+                lambda r: r is not None and r.error is not None,
+                period_seconds,
+                clock,
+            )
+            for n in configured
+        }
+        self._refreshers = refreshers
+        for r in refreshers.values():
+            r.start()
+
+    def stop(self) -> None:
+        """Stop the background refreshers (the Region was rebuilt or removed)."""
+        for r in (self._refreshers or {}).values():
+            r.stop()
+
+
+def _not_read_yet(name: str) -> SignalError:
+    return SignalError(name, "not read yet (its first refresh has not finished)")
