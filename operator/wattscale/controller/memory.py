@@ -10,6 +10,7 @@ scales down at once).
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -30,6 +31,10 @@ log = logging.getLogger(__name__)
 
 WARM_START_DEMAND = timedelta(days=2)
 WARM_START_CAPACITY = timedelta(hours=6)
+WARM_STARTS_PER_INTERVAL = 50
+"""After a restart every deployment's first pass would replay two days of Prometheus history
+at once (18 range queries each): at most this many per interval, the others run on what they
+measure until their turn (the planner holds or grows on that, never shrinks at once)."""
 ESTIMATE_REFRESH_INTERVALS = 10
 """Without news, the capacity estimate is recomputed at most every this many intervals."""
 ESTIMATE_EVERY_WINDOW_BELOW = 30
@@ -66,6 +71,28 @@ class Memory:
     estimate_basis: tuple[LatencySlo, float | None] | None = None
     windows_since_estimate: int = 0
     news_since_estimate: bool = False
+
+
+class WarmBudget:
+    """How many warm starts the current interval still allows (thread-safe)."""
+
+    def __init__(self, per_interval: int, interval_seconds: float) -> None:
+        self.per_interval = per_interval
+        self.interval_seconds = interval_seconds
+        self._window: float | None = None
+        self._left = per_interval
+        self._lock = threading.Lock()
+
+    def take(self, now_s: float) -> bool:
+        """Use one warm start now, if this interval has one left."""
+        window = now_s // max(self.interval_seconds, 1e-6)
+        with self._lock:
+            if window != self._window:
+                self._window, self._left = window, self.per_interval
+            if self._left <= 0:
+                return False
+            self._left -= 1
+            return True
 
 
 class Memories:

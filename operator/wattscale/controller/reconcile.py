@@ -26,8 +26,10 @@ from wattscale.api.inference import InferenceDeploymentSpec
 from wattscale.clusters.routes import RouteStore
 from wattscale.controller import act
 from wattscale.controller.memory import (
+    WARM_STARTS_PER_INTERVAL,
     Memories,
     Memory,
+    WarmBudget,
     capacity_estimate,
     learn,
     ready_changed_in_window,
@@ -102,6 +104,7 @@ class Reconciler:
         self.router = TrafficRouter(routes)
         """Traffic weights onto the HTTPRoute a spec names (routes None: no Gateway API)."""
         self._memories = Memories()
+        self._warm_budget = WarmBudget(WARM_STARTS_PER_INTERVAL, settings.interval_seconds)
         self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="observe")
         """Observes regions concurrently, shared by every pass (no pool per pass)."""
 
@@ -207,7 +210,7 @@ class Reconciler:
         for obs in regions:
             value = last_set.get(obs.name)
             obs.last_desired = int(value) if isinstance(value, int) else None
-        if not mem.warm:
+        if not mem.warm and self._warm_budget.take(now.timestamp()):
             warm(mem, regions, name, namespace, now)
         return regions
 

@@ -7,7 +7,11 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.controller.test_reconcile import NAME, NS, Harness
-from wattscale.controller.memory import ESTIMATE_REFRESH_INTERVALS, capacity_estimate
+from wattscale.controller.memory import (
+    ESTIMATE_REFRESH_INTERVALS,
+    WarmBudget,
+    capacity_estimate,
+)
 from wattscale.controller.report import status_patch
 from wattscale.fleet.snapshot import FleetSnapshot
 
@@ -78,3 +82,18 @@ def test_the_capacity_estimate_is_recomputed_only_when_it_can_have_moved() -> No
     h.step()
     assert mem.estimate_at == h.clock.now
     assert capacity_estimate(mem, h.clock.now, 30.0) is mem.estimate
+
+
+def test_warm_starts_after_a_restart_are_spread_over_intervals() -> None:
+    budget = WarmBudget(2, 30.0)
+    assert [budget.take(1000.0) for _ in range(3)] == [True, True, False]
+    assert budget.take(1031.0)  # the next interval has its own
+
+
+def test_a_deployment_waiting_for_its_warm_start_still_plans() -> None:
+    h = Harness()
+    h.reconciler._warm_budget = WarmBudget(0, 30.0)
+    h.serve(9000.0)
+    mem = h.reconciler._memories._by_key[(NS, NAME)]
+    assert not mem.warm
+    assert h.status["replicas"] >= 2  # 9,000 tok/s at 6,000 per replica with headroom
