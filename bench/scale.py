@@ -38,6 +38,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -232,12 +233,23 @@ def _deployment_spec() -> dict[str, Any]:
     return spec
 
 
+def _feeds_read(directory: Any, now: datetime) -> None:
+    """Wait (bounded) until every Region's background feed refreshers have read once."""
+    for _ in range(600):
+        snaps = [directory.get(r).signals.read(now) for r in REGIONS]
+        if not any("not read yet" in p for s in snaps for p in s.problems(now)):
+            return
+        time.sleep(0.1)
+    raise SystemExit("feeds were not read within 60 s")
+
+
 def worker(n: int, path: str, passes: int, base: str) -> dict[str, Any]:
     """Run ``passes`` + 1 passes over ``n`` deployments; return the figures as a dict."""
     from tests.fakes.world import T0, FakeCluster
     from wattscale.controller.reconcile import Reconciler
     from wattscale.controller.report import status_patch
     from wattscale.controller.settings import Settings
+    from wattscale.fleet.ledger import QuotaLedger
     from wattscale.fleet.regions import RegionDirectory
     from wattscale.fleet.snapshot import FleetSnapshot
 
@@ -251,8 +263,11 @@ def worker(n: int, path: str, passes: int, base: str) -> dict[str, Any]:
             raise SystemExit(f"region {region}: {runtime.errors}")
     clock = [T0.timestamp()]
     settings = Settings(interval_seconds=INTERVAL_SECONDS)
-    fleet = FleetSnapshot(directory, clock=lambda: clock[0]) if path == "new" else None
-    reconciler = Reconciler(directory, settings, clock=lambda: clock[0], fleet=fleet)
+    fleet = ledger = None
+    if path == "new":  # as handlers.build_registry wires it
+        fleet = FleetSnapshot(directory, lambda: clock[0], feeds_period_seconds=INTERVAL_SECONDS)
+        ledger = QuotaLedger()
+    reconciler = Reconciler(directory, settings, clock=lambda: clock[0], fleet=fleet, ledger=ledger)
     spec = _deployment_spec()
     statuses: dict[str, dict[str, Any]] = {d: {} for d in names}
     rows = []
@@ -262,6 +277,8 @@ def worker(n: int, path: str, passes: int, base: str) -> dict[str, Any]:
         cpu0, wall0 = time.process_time(), time.perf_counter()
         if fleet is not None:
             fleet.refresh()
+            if p == 0:
+                _feeds_read(directory, datetime.fromtimestamp(clock[0], UTC))
         for d in names:
             outcome = reconciler.reconcile(
                 name=d, namespace=NAMESPACE, spec=spec, status=statuses[d], generation=1
@@ -380,7 +397,7 @@ def planner_fleet_seconds(members: int = 100) -> tuple[float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10,100,1000,3000")
-    parser.add_argument("--passes", type=int, default=4, help="steady passes after the warm-up")
+    parser.add_argument("--passes", type=int, default=6, help="steady passes after the warm-up")
     parser.add_argument("--old-max", type=int, default=100, help="largest N on the old path")
     parser.add_argument("--paths", default="old,new")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
