@@ -40,8 +40,8 @@ class Spy:
 def test_policies_see_the_past_and_published_prices_only(
     scenario_from_arrays: ScenarioFactory,
 ) -> None:
-    minutes = 2 * 1440
-    prices = np.arange(72.0)[:, None] + 10.0
+    minutes = 6 * 60
+    prices = np.arange(30.0)[:, None] + 10.0
     sc = scenario_from_arrays(np.full(minutes, 1000.0), prices)  # no table: real-time
     spy = Spy()
     replay(spy, sc)
