@@ -188,11 +188,14 @@ class Slo(ApiModel):
         le=64,
         description="Spread over at least this many regions (for resilience).",
     )
-    headroomPercent: int = Field(
-        default=20,
+    headroomPercent: int | None = Field(
+        default=None,
         ge=0,
         le=400,
-        description="Capacity kept above the forecast demand, percent (absorbs bursts).",
+        description=(
+            "Capacity kept above the expected demand peak, percent. Unset (the default): "
+            "derived from the measured forecast error and a 90 % target utilisation."
+        ),
     )
 
     cel_rules: ClassVar[tuple[Rule, ...]] = (

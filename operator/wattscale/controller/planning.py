@@ -252,7 +252,9 @@ def build_request(
         regions=tuple(r for r in inputs if r is not None),
         demand_tokens_per_second=demand_series,
         horizon_step_seconds=HORIZON_STEP_SECONDS,
-        headroom=1.0 + spec.slo.headroomPercent / 100.0,
+        headroom=(
+            None if spec.slo.headroomPercent is None else 1.0 + spec.slo.headroomPercent / 100.0
+        ),
         min_replicas=(
             spec.slo.minReplicas
             if demand.fresh

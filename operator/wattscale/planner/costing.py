@@ -26,8 +26,9 @@ import numpy as np
 
 from .model import Objective, PlanOption, PlanRequest, PoolKey, RegionInput
 from .optimise import FloatArray, IntArray, Problem
+from .sizing import SIZING_INTERVALS, sizing_steps
 
-__all__ = ["Costing", "build_costing", "signals_missing"]
+__all__ = ["SIZING_INTERVALS", "Costing", "build_costing", "signals_missing", "sizing_steps"]
 
 # Objective floor for a replica's fixed cost rate (objective unit per hour).
 FIXED_COST_FLOOR = 1e-6
@@ -185,31 +186,18 @@ def _shares(req: PlanRequest) -> FloatArray:
     return s / total if total > 0 else np.full(s.shape[0], 1.0 / s.shape[0])
 
 
-SIZING_INTERVALS = 2
-"""Capacity started now must cover demand until it is Ready plus this many control intervals."""
+def build_costing(req: PlanRequest, need: float | None = None) -> Costing:
+    """Price every pool of ``req`` over its horizon (see the module docstring).
 
-
-def sizing_steps(req: PlanRequest, steps: int) -> int:
-    """How many leading horizon steps the capacity must cover.
-
-    A replica started now is Ready after the cold start; demand further out can still be met by
-    replicas started later. So the need is the peak over cold start + a couple of intervals,
-    while prices are averaged over the whole horizon (which decides whether a move pays).
-    Sizing for the peak of a long horizon instead buys the next hour's capacity an hour early.
-    """
-    window = max(req.cold_start_seconds, 0.0) + SIZING_INTERVALS * max(req.interval_seconds, 0.0)
-    step = req.horizon_step_seconds if req.horizon_step_seconds > 0 else window or 1.0
-    return max(1, min(steps, math.ceil(window / step)))
-
-
-def build_costing(req: PlanRequest) -> Costing:
-    """Price every pool of ``req`` over its horizon (see the module docstring)."""
+    ``need``: the capacity to cover (:func:`wattscale.planner.sizing.size`); without it, the
+    fixed headroom (1 when derived) x the forecast's peak over the sizing window."""
     regions = sorted(req.regions, key=lambda r: r.name)
     demand = np.array(req.demand_tokens_per_second or (0.0,), dtype=np.float64)
     demand = np.maximum(np.nan_to_num(demand, nan=0.0), 0.0)
     steps = demand.shape[0]
-    peak = float(demand[: sizing_steps(req, steps)].max())
-    need = peak * max(req.headroom, 1.0)
+    if need is None:
+        peak = float(demand[: sizing_steps(req, steps)].max())
+        need = peak * max(req.headroom or 1.0, 1.0)
     known_prices = [x for r in regions if (x := _finite(r.price_per_kwh)) is not None]
     known_carbon = [x for r in regions if (x := _finite(r.carbon_g_per_kwh)) is not None]
     # A missing signal is priced pessimistically: the dearest/dirtiest region's value.

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
+from wattscale.forecast.recent import RecentDemand
+
 __all__ = [
     "Action",
     "ActionKind",
@@ -182,23 +184,31 @@ class PlannerState:
 
     history: tuple[Recommendation, ...] = ()
     shift_pending: bool = False  # a make-before-break move is waiting to remove replicas
+    recent: RecentDemand = field(default_factory=RecentDemand)
+    """Demand measured over the last minutes and the planner's scored peak forecasts
+    (:mod:`wattscale.planner.sizing`)."""
 
 
 @dataclass(frozen=True, slots=True)
 class PlanRequest:
     """Everything one decision needs. ``now_seconds`` is any monotonic clock (epoch is fine).
 
-    ``demand_tokens_per_second`` is the demand forecast over the horizon (index 0 = now);
-    empty means the metrics are missing. Capacity must cover ``headroom`` x the peak over the
-    first ``cold_start_seconds + 2 x interval_seconds`` (what can still arrive before replicas
-    started now are Ready); prices are averaged over the whole horizon.
+    ``demand_tokens_per_second`` is the demand forecast over the horizon (index 0 = now, as
+    measured); empty means the metrics are missing. Capacity must cover the headroom x the
+    largest of the forecast's peak over the first ``cold_start_seconds + 2 x interval_seconds``
+    (what can still arrive before replicas started now are Ready), the recent ramp extrapolated
+    over that window, and the demand measured within it (see :mod:`wattscale.planner.sizing`);
+    prices are averaged over the whole horizon.
     """
 
     now_seconds: float
     regions: tuple[RegionInput, ...]
     demand_tokens_per_second: tuple[float, ...]
     horizon_step_seconds: float = 60.0
-    headroom: float = 1.2
+    headroom: float | None = 1.2
+    """A fixed factor over the expected peak; None: derived from the planner's measured
+    forecast error and its target utilisation (what the operator and the replay use unless the
+    spec sets ``slo.headroomPercent``)."""
     min_replicas: int = 1
     max_replicas: int = 100
     min_regions: int = 1

@@ -26,7 +26,7 @@ Steps, in order (each may add a reason code):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -44,6 +44,7 @@ from .model import (
     Recommendation,
 )
 from .optimise import IntArray, Problem, Solution, route, solve
+from .sizing import size
 
 __all__ = ["plan"]
 
@@ -266,9 +267,19 @@ def _optimise(co: Costing, req: PlanRequest, cur: IntArray, w: _Work) -> tuple[I
 
 
 def _stabilise(
-    co: Costing, req: PlanRequest, state: PlannerState, cur: IntArray, target: IntArray, w: _Work
+    co: Costing,
+    req: PlanRequest,
+    state: PlannerState,
+    cur: IntArray,
+    target: IntArray,
+    w: _Work,
+    protected: float,
+    rising: bool = False,
 ) -> tuple[IntArray, PlannerState]:
-    """Step 5: HPA-style scale-down stabilisation over the recommendation history."""
+    """Step 5: HPA-style scale-down stabilisation over the recommendation history, and the
+    recent-peak guard-rail: a scale-down keeps ``protected`` tokens/s of capacity (at most what
+    runs now), because what it removes takes a cold start to come back; while demand is
+    ``rising`` (or settling) the capacity is kept whole."""
     now = req.now_seconds
     window = max(req.scale_down_stabilisation_seconds, 0.0)
     kept = tuple(h for h in state.history if now - window <= h.time_seconds <= now)
@@ -279,20 +290,24 @@ def _stabilise(
         past = dict(h.replicas)
         high = np.maximum(high, co.vector(past))
     out = np.where(target >= cur, target, np.minimum(cur, high))
-    if req.demand_settling:
+    if req.demand_settling or rising:
         out = _keep_capacity(co, out, cur)
+    elif protected > float(co.capacity @ out) * (1 + 1e-9):
+        out = _keep_capacity(co, out, cur, protected)
     out = np.minimum(out, co.quota)
     out = _cap_regions(co, out, co.region_cap)
     if np.any(out > target) and np.any(target < cur):
         w.add(ReasonCode.SCALE_DOWN_STABILISING)
-    return out, PlannerState(history=history, shift_pending=state.shift_pending)
+    return out, replace(state, history=history)
 
 
-def _keep_capacity(co: Costing, r: IntArray, cur: IntArray) -> IntArray:
+def _keep_capacity(co: Costing, r: IntArray, cur: IntArray, up_to: float | None = None) -> IntArray:
     """``r`` with enough of the replicas it removes kept (cheapest first) that its capacity is
-    not below the current one: an under-read may move replicas, not shrink the fleet."""
+    not below the current one (or ``up_to``, when lower): an under-read may move replicas, not
+    shrink the fleet."""
     out = r.copy()
-    deficit = float(co.capacity @ cur) - float(co.capacity @ out)
+    keep = float(co.capacity @ cur) if up_to is None else min(up_to, float(co.capacity @ cur))
+    deficit = keep - float(co.capacity @ out) - 1e-9 * keep
     per_cap = co.fixed_objective / np.maximum(co.capacity, 1e-9)
     for j in np.lexsort((np.arange(out.shape[0]), per_cap)):
         while deficit > 0 and out[j] < cur[j]:
@@ -342,9 +357,17 @@ def _ready_capacity_ok(co: Costing, p: Problem, desired: IntArray, floor: float)
 
 
 def _make_before_break(
-    co: Costing, req: PlanRequest, p: Problem, cur: IntArray, stab: IntArray, w: _Work
+    co: Costing,
+    req: PlanRequest,
+    p: Problem,
+    cur: IntArray,
+    stab: IntArray,
+    w: _Work,
+    protected: float = 0.0,
 ) -> tuple[IntArray, bool]:
-    """Steps 6 and 7: rate limits, then add first and remove only what ready capacity allows.
+    """Steps 6 and 7: rate limits, then add first and remove only what ready capacity allows
+    (the need, or the recent peak's ``protected`` capacity when higher: a move's old side
+    keeps serving until its replacements carry what was served minutes ago).
 
     Returns the desired vector and whether removals are waiting for readiness.
     """
@@ -375,7 +398,7 @@ def _make_before_break(
     # While demand settles (under-reads), Ready capacity is kept whole, not only to the need;
     # unless an announced grid event is emptying a region: that move must end before it begins.
     settling = req.demand_settling and not np.any(_cap_regions(co, cur, co.region_cap) < cur)
-    floor = base_ready if settling else min(p.need, base_ready)
+    floor = base_ready if settling else min(max(p.need, protected), base_ready)
     order = np.lexsort((np.arange(cur.shape[0]), -co.fixed_objective))
     for j in order:
         for _ in range(int(remove[j])):
@@ -490,14 +513,18 @@ def plan(req: PlanRequest, state: PlannerState | None = None) -> Decision:
     """Decide the replicas per pool for ``req``; pass the returned ``state`` to the next call."""
     state = state or PlannerState()
     w = _Work()
-    co = build_costing(req)
-    cur = co.current
-    # Step 1: hard caps (quota, grid events, max_replicas) bound everything below.
-    capped = _hard_cap(co, req, cur)
-    # Step 2: inputs.
+    # Step 2 (inputs) first: whether demand was measured decides what the sizing learns.
     demand = req.demand_tokens_per_second
     w.missing = not demand or not req.metrics_fresh or not all(math.isfinite(x) for x in demand)
     w.stale = any(signals_missing(r) for r in req.regions)
+    sizing = size(req, state.recent, measured=not w.missing)
+    state = replace(state, recent=sizing.recent)
+    if not w.missing:
+        w.notes.append(sizing.note())
+    co = build_costing(req, sizing.need_tokens_per_second)
+    cur = co.current
+    # Step 1: hard caps (quota, grid events, max_replicas) bound everything below.
+    capped = _hard_cap(co, req, cur)
     if w.missing:
         w.add(ReasonCode.MISSING_METRICS_HOLD)
         target = _top_up_min_replicas(co, req, capped)
@@ -508,14 +535,16 @@ def plan(req: PlanRequest, state: PlannerState | None = None) -> Decision:
         # Steps 3-4.
         target, p = _optimise(co, req, capped, w)
     # Step 5.
-    stab, new_state = _stabilise(co, req, state, cur, target, w)
+    protected = 0.0 if w.missing else sizing.protected_tokens_per_second
+    rising = sizing.rising and not w.missing
+    stab, new_state = _stabilise(co, req, state, cur, target, w, protected, rising)
     # Steps 6-7.
-    desired, waiting = _make_before_break(co, req, p, cur, stab, w)
+    desired, waiting = _make_before_break(co, req, p, cur, stab, w, protected)
     reason = _primary(w, cur, desired, target, waiting, state.shift_pending)
     if reason not in w.reasons:
         w.reasons.insert(0, reason)
     pending = waiting or (state.shift_pending and bool(np.any(desired > target)))
-    new_state = PlannerState(history=new_state.history, shift_pending=pending)
+    new_state = replace(new_state, shift_pending=pending)
     if not w.binding:
         w.binding = _binding(co, req, p, target, w)
 

@@ -230,3 +230,42 @@ def test_demand_read_just_after_a_failover_does_not_scale_the_replacements_down(
         s.step()
         assert west.replicas(NAME) == replaced
     assert "demand readings still describe" in " ".join(s.h.status["explanation"]["notes"])
+
+
+def test_one_under_read_after_the_member_returns_does_not_flap_the_replacements() -> None:
+    """Issue 16's flap: once the lost member answered again and its hold had passed, one pass
+    read less than the users send (a rate window still missing the returned replicas' share),
+    and the loop shrank us-west to that reading, then grew it again a pass later. Shrink in one
+    step only to what the settled demand needs, never below what it needs a minute later."""
+    s = Shift()
+    east = s.cluster("us-east")
+    west = s.cluster("us-west")
+    s.start_shift_to_us_west()
+    east.reachable = False
+    for _ in range(6):
+        s.step()
+    assert west.replicas(NAME) >= SLO_NEEDS
+    east.reachable = True
+    # The readings settle for one rate window (120 s: four passes) after the member returns.
+    for _ in range(4):
+        s.step()
+    back = len(s.desired_seen)
+    # For one minute the readings sum half of what users send (e2e read 5,640 of 7,500 tok/s
+    # with finer replicas), then the true load again.
+    s.h.load.tokens_per_second = LOAD_TOKENS_PER_SECOND * 0.5
+    for _ in range(2):
+        s.step()
+    s.h.load.tokens_per_second = LOAD_TOKENS_PER_SECOND
+    for _ in range(6):
+        s.step()
+    after = s.desired_seen[back - 1 :]  # from the last pass before the under-read
+    for region in PRICES:
+        series = [d[region] for d in after]
+        assert _direction_changes(series) == 0, (region, series)
+    # Never below what the users' real load needs once the readings are true again: shrunk
+    # in one step to the settled count, not below it and back.
+    settled = west.replicas(NAME)
+    assert settled >= SLO_NEEDS
+    assert min(d["us-west"] for d in after) == settled, after
+    assert min(s.ready_seen[back:]) >= SLO_NEEDS, s.ready_seen[back:]
+    assert east.replicas(NAME) == 0

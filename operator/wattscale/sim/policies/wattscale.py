@@ -6,14 +6,15 @@ Kubernetes types), from:
 
 - past demand only, through the operator's forecaster (`wattscale.forecast`: damped
   Holt-Winters with a daily season, started empty at the beginning of the period), asked for
-  its mean + 1 sigma over the controller's horizon: one hour, or the cold start plus four
+  its mean over the controller's horizon: one hour, or the cold start plus four
   intervals if longer, in 1-minute steps;
 - prices as a live operator knows them at that minute (`sim.markets`: each market's published
   prices, then the last known value carried forward, as the controller and planner do with a
   feed); the current carbon intensity (no carbon forecast);
 - the replicas per region (current = Ready + loading, and Ready);
-- the InferenceDeployment defaults of the API (headroom 20 %, minSavingsPercent 5,
-  maxShiftPerStep 2, scale-down stabilisation 300 s; coldStartSeconds from the scenario);
+- the InferenceDeployment defaults of the API (headroom derived from the planner's measured
+  forecast error, see `wattscale.planner.sizing`; minSavingsPercent 5, maxShiftPerStep 2,
+  scale-down stabilisation 300 s; coldStartSeconds from the scenario);
 - capacity and power learned online from the simulated metrics (`policies.learned`: the
   operator's CapacityLearner and power fit), starting from a capacity hint (the replica model's
   capacity x `capacity_hint_factor`) and the configured affine power model.
@@ -55,7 +56,11 @@ def _defaults() -> dict[str, Any]:
     slo = Slo.model_fields
     placement = Placement.model_fields
     return {
-        "headroom": 1.0 + float(slo["headroomPercent"].default) / 100.0,
+        "headroom": (
+            None
+            if slo["headroomPercent"].default is None
+            else 1.0 + float(slo["headroomPercent"].default) / 100.0
+        ),
         "min_savings_percent": float(placement["minSavingsPercent"].default),
         "max_shift_per_step": int(placement["maxShiftPerStep"].default),
         "scale_down_stabilisation_seconds": float(

@@ -1,0 +1,165 @@
+"""Recent demand: what was measured over the last minutes, its ramp, and the forecast's own error.
+
+Pure and replayable like :mod:`wattscale.forecast.holt`: :class:`RecentDemand` is a frozen
+value, every function returns a new one. It serves three sizing questions the Holt forecast
+alone answers badly:
+
+* **ramp** (:func:`ramp_slope`, :func:`rising`): a damped trend lags a rising load by minutes;
+  the smallest rise between the last few measurements, so that one jump between two readings
+  (an under-read, a step) or noise is not extrapolated as a ramp;
+* **recent peak** (:func:`recent_peak`): the highest demand measured within a window, so that
+  capacity a dip would release is kept while it could be needed again before a replacement
+  could load;
+* **lead error** (:func:`record_prediction`, :func:`error_factor`): every prediction of the peak
+  over the sizing window is kept until that window has passed, then compared with the peak
+  actually measured in it; the log ratio's EWMA mean and variance give an upper quantile factor.
+
+Time here is a *measured-time* clock: it advances only across passes where demand was
+measured. While demand cannot be trusted (an outage, readings settling after a region returns)
+it stands still, so a hold does not age the memory: the first reading after it is compared with
+what was measured just before, not with nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, replace
+
+__all__ = [
+    "RecentDemand",
+    "error_factor",
+    "observe_recent",
+    "ramp_slope",
+    "recent_peak",
+    "record_prediction",
+    "rising",
+    "skip_recent",
+]
+
+PRIOR_LOG_ERROR_SIGMA = 0.05
+"""Spread (log space) assumed for the peak forecast's error before any has been measured."""
+PRIOR_WEIGHT = 10.0
+"""The prior counts as this many measured errors (it fades as errors are measured)."""
+ERROR_MEMORY = 1440
+"""The error EWMA forgets with weight 1/ERROR_MEMORY per measured error once warm (a day at
+one error per minute): slow enough to remember the day's worst ramps, quick enough to follow a
+change of traffic."""
+MAX_LOG_ERROR = math.log(4.0)
+"""A measured error counts at most as a factor of 4 (an outage is not a forecast error)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecentDemand:
+    """Demand measured over the last minutes and the peak forecasts still being scored."""
+
+    keep_seconds: float = 1800.0
+    clock_seconds: float = 0.0  # measured-time clock (see the module docstring)
+    last_seconds: float | None = None  # caller's time of the last call (measured or not)
+    last_measured: bool = False
+    seen: tuple[tuple[float, float], ...] = ()  # (clock, demand) newest last
+    pending: tuple[tuple[float, float, float], ...] = ()  # (clock made, clock due, peak)
+    err_mean: float = 0.0
+    err_var: float = PRIOR_LOG_ERROR_SIGMA**2
+    err_count: int = 0
+
+
+def _advance(r: RecentDemand, now_seconds: float) -> float:
+    """The clock at ``now_seconds`` if the time since the last call was measured time."""
+    if r.last_seconds is None or not r.last_measured:
+        return r.clock_seconds
+    return r.clock_seconds + max(now_seconds - r.last_seconds, 0.0)
+
+
+def skip_recent(r: RecentDemand, now_seconds: float) -> RecentDemand:
+    """A pass without a usable measurement: the clock stops until the next one."""
+    clock = _advance(r, now_seconds)
+    return replace(r, clock_seconds=clock, last_seconds=now_seconds, last_measured=False)
+
+
+def _score(r: RecentDemand, seen: tuple[tuple[float, float], ...], clock: float) -> RecentDemand:
+    """Score the predictions whose window has passed against the peak measured in it."""
+    mean, var, count = r.err_mean, r.err_var, r.err_count
+    left: list[tuple[float, float, float]] = []
+    for made, due, peak in r.pending:
+        if due > clock:
+            left.append((made, due, peak))
+            continue
+        actual = [v for t, v in seen if made < t <= due]
+        if not actual or peak <= 0:
+            continue
+        top = max(actual)
+        if top <= 0:
+            continue
+        err = min(max(math.log(top / peak), -MAX_LOG_ERROR), MAX_LOG_ERROR)
+        rho = max(1.0 / (count + 1 + PRIOR_WEIGHT), 1.0 / ERROR_MEMORY)
+        diff = err - mean
+        mean += rho * diff
+        var = (1 - rho) * (var + rho * diff * diff)
+        count += 1
+    return replace(r, pending=tuple(left), err_mean=mean, err_var=var, err_count=count)
+
+
+def observe_recent(r: RecentDemand, now_seconds: float, demand: float) -> RecentDemand:
+    """Add one measurement of demand (non-finite or negative values are skipped)."""
+    if not math.isfinite(demand) or not math.isfinite(now_seconds) or demand < 0:
+        return skip_recent(r, now_seconds)
+    clock = _advance(r, now_seconds)
+    seen = (*tuple(p for p in r.seen if p[0] > clock - r.keep_seconds), (clock, demand))
+    scored = _score(r, seen, clock)
+    return replace(
+        scored, clock_seconds=clock, last_seconds=now_seconds, last_measured=True, seen=seen
+    )
+
+
+def recent_peak(
+    r: RecentDemand, window_seconds: float, before_newest: bool = False
+) -> float | None:
+    """The highest demand measured within the last ``window_seconds`` of measured time (before
+    the newest measurement, with ``before_newest``)."""
+    seen = r.seen[:-1] if before_newest else r.seen
+    values = [v for t, v in seen if t >= r.clock_seconds - window_seconds]
+    return max(values) if values else None
+
+
+def ramp_slope(r: RecentDemand, points: int = 3) -> float:
+    """Demand's rise per second over the last ``points`` measurements: the smallest rise
+    between consecutive ones (0 unless every one of them rose).
+
+    A steady ramp keeps its slope; a single jump between otherwise flat readings (a step, an
+    under-read followed by a true reading) or noise around a level gives 0, so it is not
+    extrapolated as a ramp.
+    """
+    pts = r.seen[-max(points, 2) :]
+    if len(pts) < max(points, 2):
+        return 0.0
+    rises = [(v1 - v0) / (t1 - t0) for (t0, v0), (t1, v1) in itertools.pairwise(pts) if t1 > t0]
+    if len(rises) < len(pts) - 1:
+        return 0.0
+    return max(min(rises), 0.0)
+
+
+RISE_TOLERANCE = 0.01
+"""A measurement counts as a rise when it is more than this share above the one before
+(a forecast's level creeping by a few tokens/s is not a surge)."""
+
+
+def rising(r: RecentDemand) -> bool:
+    """Whether the newest measurement is materially above the one before it."""
+    return len(r.seen) >= 2 and r.seen[-1][1] > r.seen[-2][1] * (1 + RISE_TOLERANCE)
+
+
+def record_prediction(r: RecentDemand, window_seconds: float, peak: float) -> RecentDemand:
+    """Keep the predicted peak of the next ``window_seconds`` to score once they have passed."""
+    if not math.isfinite(peak) or peak <= 0 or window_seconds <= 0 or not r.last_measured:
+        return r
+    due = r.clock_seconds + window_seconds
+    kept = tuple(p for p in r.pending if p[1] > r.clock_seconds - r.keep_seconds)
+    return replace(r, pending=(*kept, (r.clock_seconds, due, peak)))
+
+
+def error_factor(r: RecentDemand, z: float, max_factor: float = 2.0) -> float:
+    """Upper quantile of measured peak / predicted peak: ``exp(mean + z * sigma)``, in
+    ``[1, max_factor]`` (the prior's spread until errors have been measured)."""
+    sigma = math.sqrt(max(r.err_var, 0.0))
+    return min(max(math.exp(r.err_mean + z * sigma), 1.0), max_factor)

@@ -1,0 +1,163 @@
+"""SLO-first sizing (issue 13): ramp margin, headroom from the measured error, protected
+scale-down, and moves that keep what was served until the replacements are Ready.
+
+Every test drives ``plan`` pass after pass, as the controller and the replay do, with the state
+it returns; capacity is 7,000 tok/s per replica (planner_builders.CAP).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+
+from tests.unit.planner.planner_builders import CAP, pool, region, request
+from wattscale.planner import Decision, PlannerState, PoolKey, ReasonCode, plan
+from wattscale.planner.sizing import TARGET_UTILISATION, derived_headroom
+
+pytestmark = pytest.mark.unit
+
+A = PoolKey("A", "H100")
+B = PoolKey("B", "H100")
+STEP = 60.0
+COLD = 300.0
+
+
+def _drive(
+    demands: list[float], current: int, headroom: float | None = None, stabilise: float = 0.0
+) -> list[Decision]:
+    """One pass per minute on a flat forecast of each minute's demand; what each pass desires
+    is Ready the next minute (so only the sizing, not cold starts, shapes the counts)."""
+    state = PlannerState()
+    out: list[Decision] = []
+    for minute, demand in enumerate(demands):
+        d = plan(
+            request(
+                region("A", 0.1, pool(current=current)),
+                demand=demand,
+                now_seconds=minute * STEP,
+                headroom=headroom,
+                cold_start_seconds=COLD,
+                interval_seconds=STEP,
+                scale_down_stabilisation_seconds=stabilise,
+            ),
+            state,
+        )
+        state = d.state
+        current = d.desired[A]
+        out.append(d)
+    return out
+
+
+def test_a_steady_ramp_is_sized_for_where_it_will_be_when_replicas_are_ready() -> None:
+    # +1,000 tok/s per minute; the forecast handed in is flat (a damped trend lags a ramp).
+    ramp = [20_000.0 + 1_000.0 * m for m in range(6)]
+    last = _drive(ramp, current=4, headroom=1.0)[-1]
+    window_minutes = (COLD + 2 * STEP) / STEP
+    expected = ramp[-1] + 1_000.0 * window_minutes
+    assert last.desired[A] == math.ceil(expected / CAP)
+    assert any("ramp peak" in n for n in last.explanation.notes)
+    # The same demand, flat, needs only what it serves now.
+    flat = _drive([ramp[-1]] * 6, current=4, headroom=1.0)[-1]
+    assert flat.desired[A] == math.ceil(ramp[-1] / CAP)
+
+
+def test_one_jump_is_not_extrapolated_as_a_ramp() -> None:
+    # A step (or an under-read followed by the true reading) is not a trend.
+    last = _drive([20_000.0] * 4 + [30_000.0], current=4, headroom=1.0)[-1]
+    assert last.desired[A] == math.ceil(30_000.0 / CAP)
+
+
+def test_headroom_grows_with_the_measured_error_and_never_below_the_target_utilisation() -> None:
+    steady = _drive([21_000.0] * 40, current=4)
+    assert steady[-1].state.recent.err_count > 20
+    assert derived_headroom(steady[-1].state.recent) == pytest.approx(1 / TARGET_UTILISATION)
+    assert steady[-1].desired[A] == math.ceil(21_000.0 / TARGET_UTILISATION / CAP)
+    # Demand that jumps around its forecast: the peak is under-predicted again and again.
+    bursty = _drive([21_000.0 if m % 4 else 31_000.0 for m in range(40)], current=4)
+    noisy = bursty[-1].state.recent
+    assert noisy.err_count > 20
+    assert derived_headroom(noisy) > 1.2 / TARGET_UTILISATION
+    assert "measured error" in " ".join(bursty[-1].explanation.notes)
+
+
+def test_a_dip_shorter_than_a_cold_start_keeps_the_replicas_it_would_need_again() -> None:
+    # No stabilisation window at all: only the recent-peak guard-rail can hold.
+    demands = [40_000.0] * 8 + [20_000.0] * 3
+    held = _drive(demands, current=6, headroom=1.0)
+    assert [d.desired[A] for d in held[8:]] == [6, 6, 6]
+    assert held[-1].target[A] == math.ceil(20_000.0 / CAP)
+    assert held[-1].reason is ReasonCode.SCALE_DOWN_STABILISING
+    # Once the dip has lasted longer than a cold start plus two intervals, it is real.
+    longer = _drive(demands[:8] + [20_000.0] * 9, current=6, headroom=1.0)
+    assert longer[-1].desired[A] == math.ceil(20_000.0 / CAP)
+
+
+def _readings(readings: list[float], current: int) -> Decision:
+    """Passes with ``current`` replicas held (nothing applied) reading ``readings``; the
+    forecast beyond now is low, so only the guard-rails keep capacity."""
+    state = PlannerState()
+    for minute, now in enumerate(readings):
+        req = request(
+            region("A", 0.1, pool(current=current)),
+            now_seconds=minute * STEP,
+            headroom=1.0,
+            cold_start_seconds=COLD,
+            interval_seconds=STEP,
+            scale_down_stabilisation_seconds=0.0,
+        )
+        d = plan(replace(req, demand_tokens_per_second=(now,) + (10_000.0,) * 9), state)
+        state = d.state
+    return d
+
+
+def test_no_scale_down_while_demand_is_rising() -> None:
+    flat = _readings([30_000.0] * 4, current=8)
+    assert flat.desired[A] == math.ceil(30_000.0 / CAP)
+    rising = _readings([30_000.0] * 3 + [31_000.0], current=8)
+    assert rising.target[A] == math.ceil(31_000.0 / CAP)
+    assert rising.desired[A] == 8
+    assert "demand rising" in " ".join(rising.explanation.notes)
+
+
+def test_a_move_keeps_the_old_side_until_the_new_one_carries_the_recent_peak() -> None:
+    # 5 Ready in A serve a peak of 34,000 seen a minute ago; demand reads 20,000 now, and B
+    # is far cheaper. B's replacements are loading (0 Ready): A keeps serving what was served.
+    state = PlannerState()
+    for minute, now in enumerate([34_000.0, 34_000.0, 20_000.0]):
+        d = plan(
+            request(
+                region("A", 0.5, pool(current=5)),
+                region("B", 0.01, pool(current=3, ready=0)),
+                demand=now,
+                now_seconds=minute * STEP,
+                headroom=1.0,
+                cold_start_seconds=COLD,
+                interval_seconds=STEP,
+                scale_down_stabilisation_seconds=0.0,
+                min_savings_percent=0.0,
+            ),
+            state,
+        )
+        state = d.state
+    assert d.desired[B] >= 3
+    assert d.desired[A] == 5, d.message  # B has nothing Ready: nothing in A may go yet
+    # Once B's replicas are Ready and carry the recent peak, A goes.
+    done = plan(
+        request(
+            region("A", 0.5, pool(current=5)),
+            region("B", 0.01, pool(current=d.desired[B], ready=d.desired[B])),
+            demand=20_000.0,
+            now_seconds=3 * STEP,
+            headroom=1.0,
+            cold_start_seconds=COLD,
+            interval_seconds=STEP,
+            scale_down_stabilisation_seconds=0.0,
+            min_savings_percent=0.0,
+        ),
+        state,
+    )
+    kept = CAP * (done.desired[A] + done.desired[B])
+    assert kept >= 34_000.0
+    assert done.desired[A] < 5
