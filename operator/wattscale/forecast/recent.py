@@ -37,7 +37,7 @@ __all__ = [
     "skip_recent",
 ]
 
-PRIOR_LOG_ERROR_SIGMA = 0.05
+PRIOR_LOG_ERROR_SIGMA = 0.04
 """Spread (log space) assumed for the peak forecast's error before any has been measured."""
 PRIOR_WEIGHT = 10.0
 """The prior counts as this many measured errors (it fades as errors are measured)."""

@@ -23,12 +23,12 @@ and a scale-down (or the old side of a move) keeps, as a guard-rail on top of th
    begins is the one a cold start cannot undo in time.
 
 The first two are multiplied by the **headroom**, the recent peak too: unless the spec fixes
-it, ``max(1, exp(mean + ERROR_Z x sigma)) / TARGET_UTILISATION`` where mean and sigma are those
+it, ``max(1 / TARGET_UTILISATION, exp(mean + ERROR_Z x sigma))`` where mean and sigma are those
 of the planner's own *measured* error on the peak it sized for (log of actual / predicted peak,
-scored once each window has passed). ``TARGET_UTILISATION`` is the share of the SLO capacity
-a replica is planned to, which keeps queueing delay (TTFT) within the SLO in the tail and
-absorbs an over-estimated capacity while it is being learned; the error term grows on traces
-the forecast predicts badly: by measurement, not by a constant fitted to one trace.
+scored once each window has passed; the forecast handed in is already mean + 1 sigma).
+``TARGET_UTILISATION`` is the share of the SLO capacity a replica is planned to, which keeps
+queueing delay (TTFT) within the SLO in the tail; the error term takes over on traces the
+forecast predicts badly: by measurement, not by a constant fitted to one trace.
 """
 
 from __future__ import annotations
@@ -126,9 +126,9 @@ class Sizing:
 
 
 def derived_headroom(recent: RecentDemand) -> float:
-    """The measured error's upper quantile (at least 1), planned to ``TARGET_UTILISATION``:
-    ``max(1, exp(mean + z sigma)) / U``."""
-    return error_factor(recent, ERROR_Z) / TARGET_UTILISATION
+    """Plan replicas to ``TARGET_UTILISATION``, and never let the measured error's upper
+    quantile reach past the SLO capacity itself: ``max(1 / U, exp(mean + z sigma))``."""
+    return max(1.0 / TARGET_UTILISATION, error_factor(recent, ERROR_Z))
 
 
 def _demand(req: PlanRequest) -> np.ndarray:

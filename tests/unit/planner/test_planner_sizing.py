@@ -73,8 +73,8 @@ def test_headroom_grows_with_the_measured_error_and_never_below_the_target_utili
     steady = _drive([21_000.0] * 40, current=4)
     assert steady[-1].state.recent.err_count > 20
     calm = derived_headroom(steady[-1].state.recent)
-    # The prior's spread fades as errors of zero are measured: towards 1 / U, never below.
-    assert 1 / TARGET_UTILISATION <= calm < derived_headroom(steady[0].state.recent)
+    # Errors of zero: the target utilisation alone sets the headroom.
+    assert calm == pytest.approx(1 / TARGET_UTILISATION)
     assert steady[-1].desired[A] == math.ceil(21_000.0 * calm / CAP - 1e-9)
     # Demand that jumps around its forecast: the peak is under-predicted again and again.
     bursty = _drive([21_000.0 if m % 4 else 31_000.0 for m in range(40)], current=4)
