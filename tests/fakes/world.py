@@ -205,6 +205,14 @@ class FakeMetrics:
     remembers an overload after replicas were added."""
 
     history: list[tuple[float, float]] = field(default_factory=list)
+    unreported: int = 0
+    """Ready pods whose metrics did not arrive (a failed scrape): their tokens are not summed
+    and the readings are Partial, as the real reader makes them."""
+    unscraped: list[str] = field(default_factory=list)
+    """What Prometheus says about those pods (``up == 0``): their names."""
+
+    def unscraped_pods(self, target: DeploymentTarget) -> list[str] | None:
+        return None if self.down else list(self.unscraped)
 
     def read_demand_history(
         self, target: DeploymentTarget, start: datetime, end: datetime, step_seconds: float
@@ -221,14 +229,17 @@ class FakeMetrics:
         self, target: DeploymentTarget, *, expected_pods: int | None = None
     ) -> DeploymentReadings:
         self.reads.append(target.deployment)
-        pods = expected_pods or 0
+        ready = expected_pods or 0
+        pods = max(0, ready - self.unreported)
+        status = ReadingStatus.PARTIAL if pods < ready else ReadingStatus.OK
 
         def ok(value: float) -> Reading:
             if self.down:
                 return Reading.missing("prometheus unreachable")
-            return Reading(value, ReadingStatus.OK, 1.0, pods)
+            return Reading(value, status, 1.0, pods)
 
-        tokens = self.load.share(self.cluster)
+        # Only the reporting pods' tokens are in the sum (the load is spread evenly).
+        tokens = self.load.share(self.cluster) * (pods / ready if ready else 1.0)
         u = self.load.utilisation(self.cluster)
         ttft = 0.1 / (1 - u) if self.ttft_p95_seconds is None else self.ttft_p95_seconds
         tpot = 0.01 / (1 - u)

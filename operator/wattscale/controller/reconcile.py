@@ -25,6 +25,7 @@ from wattscale.api.errors import format_errors
 from wattscale.api.inference import InferenceDeploymentSpec
 from wattscale.clusters.routes import RouteStore
 from wattscale.controller import act
+from wattscale.controller.completeness import Completeness, completeness
 from wattscale.controller.memory import (
     WARM_STARTS_PER_INTERVAL,
     Memories,
@@ -77,6 +78,7 @@ class _Sized:
     forecast: tuple[float, ...]
     capacity: float
     capacity_source: str
+    metrics: Completeness
 
 
 class Reconciler:
@@ -180,6 +182,7 @@ class Reconciler:
             forecast=sized.forecast,
             capacity=sized.capacity,
             capacity_source=sized.capacity_source,
+            metrics=sized.metrics,
             request=request,
             decision=decision,
             desired=desired,
@@ -224,12 +227,16 @@ class Reconciler:
         """Demand (held while regions settle), its forecast, and one replica's capacity."""
         window_s = float(self.settings.rate_window_seconds)
         demand = settling(mem, regions, measure_demand(spec, regions), now_s, window_s)
+        whole = completeness(regions)
 
-        # Forecast: learn from fresh demand only; plan the upper quantile over the horizon.
-        if demand.fresh and demand.tokens_per_second is not None:
+        # Forecast: learn from fresh, complete demand only; plan the upper quantile over the
+        # horizon. With pods missing, the reading is a floor: never plan below it.
+        if demand.fresh and demand.tokens_per_second is not None and whole.complete:
             mem.forecaster = forecast_observe(mem.forecaster, now_s, demand.tokens_per_second)
         steps = horizon_steps(spec.placement.coldStartSeconds, self.settings.interval_seconds)
         fc = horizon(mem.forecaster, steps, FORECAST_K_SIGMA) if demand.fresh else ()
+        if not whole.complete and demand.tokens_per_second is not None:
+            fc = tuple(max(v, demand.tokens_per_second) for v in fc)
 
         # Capacity: the hint is the prior, measurements correct it.
         for obs in regions:
@@ -244,9 +251,9 @@ class Reconciler:
                     learn(mem, window)
         estimate = capacity_estimate(mem, now_s, self.settings.interval_seconds)
         if spec.capacity.tokensPerSecondPerReplica is None and estimate.source == "prior":
-            return _Sized(demand, fc, DEFAULT_CAPACITY_TOKENS_PER_SECOND, "default")
+            return _Sized(demand, fc, DEFAULT_CAPACITY_TOKENS_PER_SECOND, "default", whole)
         source = "learned" if estimate.source == "learned" else "hint"
-        return _Sized(demand, fc, estimate.tokens_per_second_per_replica, source)
+        return _Sized(demand, fc, estimate.tokens_per_second_per_replica, source, whole)
 
     def _plan(
         self,
@@ -272,8 +279,10 @@ class Reconciler:
             self.settings.interval_seconds,
             self.settings.time_scale,
             held_replicas=mem.served_before_loss,
-            # New replicas' token rates are not in the window yet: demand under-reads.
-            demand_settling=any(o.ready > o.ready_in_readings for o in regions if o.available),
+            # New replicas' token rates are not in the window yet, or some Ready pods did not
+            # report: demand under-reads, so the fleet's capacity may grow or move, not shrink.
+            demand_settling=not sized.metrics.complete
+            or any(o.ready > o.ready_in_readings for o in regions if o.available),
         )
         if mem.planner_state is None:
             # After a (re)start, pretend the current replicas were recommended just now, so the

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from wattscale.api.inference import InferenceDeploymentSpec
+from wattscale.controller.completeness import Completeness, metrics_condition
 from wattscale.controller.memory import Memory
 from wattscale.controller.planning import Demand
 from wattscale.controller.status import (
@@ -54,6 +55,8 @@ class PassFacts:
     forecast: tuple[float, ...]
     capacity: float
     capacity_source: str
+    metrics: Completeness
+    """Whether every Ready pod reported (no scale-down on incomplete readings)."""
     request: PlanRequest
     decision: Decision
     desired: dict[str, int]
@@ -234,6 +237,8 @@ def _decision_text(facts: PassFacts) -> tuple[str, str]:
         reason, message = "Paused", "mode is Paused: replicas are frozen"
     elif facts.draining:
         message += f"; draining {', '.join(facts.draining)} for {spec.placement.drainSeconds}s"
+    if not facts.metrics.complete:
+        message += "; metrics incomplete (see MetricsComplete): no scale-down"
     if facts.route_held:
         message += (
             f"; {', '.join(facts.route_held)} kept: the HTTPRoute still sends traffic there "
@@ -294,6 +299,7 @@ def _conditions(facts: PassFacts, total_desired: int) -> list[dict[str, Any]]:
             now,
         ),
         _conflict(regions, prev, gen, now),
+        metrics_condition(prev, facts.metrics, gen, now),
         condition(
             prev,
             "Degraded",

@@ -56,6 +56,9 @@ class RegionObservation:
     changed by hand is treated as drift to revert, not as a decision to build on."""
     conflict: str | None = None
     """Set when an object we would write there was made by someone else (left untouched)."""
+    unscraped_pods: tuple[str, ...] | None = None
+    """When fewer pods report than are Ready: the ones Prometheus failed to scrape (None: not
+    looked up, or Prometheus could not tell)."""
     ready_through_window: int | None = None
     """The fewest Ready replicas seen here over the metrics' rate window: the replicas the
     latency and throughput readings describe (None: no history, take ``ready``)."""
@@ -78,6 +81,17 @@ class RegionObservation:
         if self.last_desired is not None and self.workload.exists:
             return self.last_desired
         return self.workload.specReplicas
+
+
+def _unscraped(runtime: RegionRuntime, target: DeploymentTarget) -> tuple[str, ...] | None:
+    """The pods whose scrape failed, to name them in MetricsComplete; None when unknown."""
+    if runtime.metrics is None:
+        return None
+    try:
+        names = runtime.metrics.unscraped_pods(target)
+    except Exception:  # naming the pods is a courtesy: never fail the observation for it
+        return None
+    return None if names is None else tuple(names)
 
 
 def _observe_region(
@@ -136,6 +150,8 @@ def _observe_region(
         except Exception as err:  # the reader types its failures; this is a last resort
             log.exception("region %s: metrics read failed", name)
             obs.errors.append(f"metrics: {err}")
+        if obs.readings is not None and obs.readings.pods_reporting < obs.workload.readyReplicas:
+            obs.unscraped_pods = _unscraped(runtime, target)
     return obs
 
 

@@ -118,6 +118,12 @@ class QueryBuilder:
         """How many of the deployment's scrape targets failed their last scrape."""
         return f"count(up{self.vllm_selector(target, with_model=False)} == 0)"
 
+    def unscraped_pods(self, target: DeploymentTarget) -> str:
+        """The deployment's scrape targets whose last scrape failed, one series per pod."""
+        labels = self.config.vllm_labels
+        sel = self.vllm_selector(target, with_model=False)
+        return f"max by ({labels.pod}) (up{sel} == 0)"
+
     def running_requests(self, target: DeploymentTarget) -> str:
         """Requests running (in the batch) across the deployment's pods."""
         return self._sum_gauge(self.config.vllm_names.running, target)

@@ -291,6 +291,15 @@ class MetricsReader:
             **vllm,
         )
 
+    def unscraped_pods(self, target: DeploymentTarget) -> list[str] | None:
+        """Names of the deployment's pods Prometheus failed to scrape (None: cannot tell)."""
+        try:
+            samples = self.query(self.queries.unscraped_pods(target))
+        except QueryFailedError:
+            return None
+        pod = self.config.vllm_labels.pod
+        return sorted({s.labels[pod] for s in samples if s.labels.get(pod)})
+
     # -- history -----------------------------------------------------------------------------
 
     def read_demand_history(

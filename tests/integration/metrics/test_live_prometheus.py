@@ -166,6 +166,8 @@ def test_pod_endpoint_gone_gives_partial_then_scale_down_is_ok(own_stack) -> Non
         assert reading.value is not None
         assert "2 of 3" in reading.reason
     assert r.gpus_reporting == 2  # its GPU series are joined to the reporting pods only
+    # Issue 14 item 4: MetricsComplete names the pod Prometheus failed to scrape.
+    assert reader.unscraped_pods(target) == [victim]
 
     # The same pod removed from discovery (scaled down): 2 of 2, Ok again.
     emu.set_endpoint_alive(victim, True)

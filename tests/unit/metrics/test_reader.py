@@ -376,3 +376,14 @@ def test_connection_refused_through_prometheus_connect() -> None:
     assert time.monotonic() - started < 5
     assert not d.prometheus_reachable
     assert d.generation_tokens_per_second.status is ReadingStatus.MISSING
+
+
+def test_unscraped_pods_are_named_from_failed_scrapes() -> None:
+    q = QueryBuilder(MetricsConfig())
+    promql = q.unscraped_pods(T)
+    assert promql == f"max by (pod) (up{q.vllm_selector(T, with_model=False)} == 0)"
+    answers = {promql: vec(0, pod="llama-vllm-b") + vec(0, pod="llama-vllm-a") + vec(0)}
+    assert reader(answers).unscraped_pods(T) == ["llama-vllm-a", "llama-vllm-b"]
+    assert (
+        reader({}, error=requests.exceptions.ConnectionError("refused")).unscraped_pods(T) is None
+    )
