@@ -21,6 +21,7 @@ from wattscale.api.common import GROUP, VERSION
 from wattscale.clusters.client import ClusterError, RegionCluster
 from wattscale.clusters.render import owner_of, workload_name
 from wattscale.clusters.routes import HubRoutes
+from wattscale.controller.leaving import leaving_regions
 from wattscale.controller.reconcile import Reconciler
 from wattscale.controller.region_health import RegionHealthLoop
 from wattscale.controller.report import status_patch
@@ -242,11 +243,16 @@ def build_registry(
             kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
     @kopf.on.delete(*IDS, registry=registry)
-    def cleanup(name: str, namespace: str | None, spec: Any, patch: kopf.Patch, **_: Any) -> None:
+    def cleanup(
+        name: str, namespace: str | None, spec: Any, status: Any, patch: kopf.Patch, **_: Any
+    ) -> None:
         """Remove what we created in every region; an unreachable one blocks, visibly."""
         namespace = namespace or "default"
         blocked: list[str] = []
-        for region in spec.get("placement", {}).get("regions", []):
+        regions = list(spec.get("placement", {}).get("regions", []))
+        # Regions dropped from the spec but still being drained hold our objects too.
+        regions += leaving_regions(regions, dict(status or {}))
+        for region in regions:
             runtime = directory.get(region)
             if runtime is None or runtime.cluster is None:
                 continue  # nothing we could have created there
@@ -257,7 +263,7 @@ def build_registry(
             except ClusterError as err:
                 blocked.append(str(err))
         reconciler.forget(namespace, name)
-        metrics.forget(namespace, name, spec.get("placement", {}).get("regions", []))
+        metrics.forget(namespace, name, regions)
         if blocked:
             message = "cannot clean up yet (finalizer kept): " + "; ".join(blocked)
             patch.status["conditions"] = [

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from wattscale.api.errors import format_errors
 from wattscale.api.inference import InferenceDeploymentSpec
 from wattscale.clusters.routes import RouteStore
-from wattscale.controller import act
+from wattscale.controller import act, leaving
 from wattscale.controller.completeness import Completeness, completeness
 from wattscale.controller.memory import (
     WARM_STARTS_PER_INTERVAL,
@@ -154,10 +154,11 @@ class Reconciler:
             return invalid(old, generation, now, [problem], reason="UnknownRegion")
 
         mem = self._memories.get(namespace, name, spec)
-        regions = self._snapshot(mem, spec, name, namespace, old, now)
+        dropped = leaving.leaving_regions(spec.placement.regions, old)
+        regions = self._snapshot(mem, spec, name, namespace, old, now, dropped)
         sized = self._size(mem, spec, regions, now_s)
         request, decision, quota_note = self._plan(
-            mem, name, namespace, spec, regions, sized, now, now_s
+            mem, name, namespace, spec, regions, sized, now, now_s, dropped
         )
 
         desired = act.desired_replicas(
@@ -172,6 +173,8 @@ class Reconciler:
         events = [Event(*e) for e in routed.events] if routed else []
         if spec.mode == "Active":
             events += act.apply_regions(spec, name, namespace, regions, desired, old)
+            regions, removed = leaving.clean_up(regions, dropped, desired, name, namespace)
+            events += removed
 
         facts = PassFacts(
             spec=spec,
@@ -188,6 +191,7 @@ class Reconciler:
             desired=desired,
             draining=draining,
             route_held=route_held,
+            leaving=[o.name for o in regions if o.name in dropped],
             old=old,
             generation=generation,
             now=now,
@@ -206,9 +210,13 @@ class Reconciler:
         namespace: str,
         old: dict[str, Any],
         now: datetime,
+        dropped: list[str],
     ) -> list[RegionObservation]:
-        """Every allowed region as this deployment sees it, with what was last set there."""
-        regions = observe(self.directory, spec, name, namespace, now, self.fleet, self._pool)
+        """Every allowed (or still draining) region as this deployment sees it, with what was
+        last set there."""
+        regions = observe(
+            self.directory, spec, name, namespace, now, self.fleet, self._pool, extra=dropped
+        )
         last_set = {r.get("name"): r.get("desiredReplicas") for r in old.get("regions") or []}
         for obs in regions:
             value = last_set.get(obs.name)
@@ -265,6 +273,7 @@ class Reconciler:
         sized: _Sized,
         now: datetime,
         now_s: float,
+        dropped: list[str],
     ) -> tuple[PlanRequest, Decision, str | None]:
         """The planner's request and decision, and who holds the quota when it bound the plan;
         Paused plans but remembers nothing."""
@@ -284,6 +293,7 @@ class Reconciler:
             demand_settling=not sized.metrics.complete
             or any(o.ready > o.ready_in_readings for o in regions if o.available),
         )
+        request = leaving.exclude(request, dropped)
         if mem.planner_state is None:
             # After a (re)start, pretend the current replicas were recommended just now, so the
             # scale-down window starts now instead of allowing an immediate scale-down.

@@ -62,6 +62,8 @@ class PassFacts:
     desired: dict[str, int]
     draining: list[str]
     route_held: list[str]
+    leaving: list[str]
+    """Regions dropped from placement.regions, still draining (their rows stay until deleted)."""
     """Regions kept at their replicas because the HTTPRoute still sends them traffic."""
     old: dict[str, Any]
     generation: int | None
@@ -239,6 +241,11 @@ def _decision_text(facts: PassFacts) -> tuple[str, str]:
         message += f"; draining {', '.join(facts.draining)} for {spec.placement.drainSeconds}s"
     if not facts.metrics.complete:
         message += "; metrics incomplete (see MetricsComplete): no scale-down"
+    if facts.leaving:
+        message += (
+            f"; {', '.join(facts.leaving)} removed from placement.regions: draining "
+            "make-before-break, then deleted"
+        )
     if facts.route_held:
         message += (
             f"; {', '.join(facts.route_held)} kept: the HTTPRoute still sends traffic there "

@@ -11,6 +11,7 @@ again: it is unavailable at once, instead of costing every deployment a timeout.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -163,15 +164,18 @@ def observe(
     now: datetime,
     fleet: FleetSnapshot | None = None,
     executor: Executor | None = None,
+    extra: Sequence[str] = (),
 ) -> list[RegionObservation]:
     """Observe every allowed region concurrently (a slow region does not delay the others).
 
-    ``executor`` is a long-lived pool (else one is made for this pass).
+    ``executor`` is a long-lived pool (else one is made for this pass). ``extra``: regions the
+    spec no longer lists that still hold its replicas (being drained).
     """
     names = list(spec.placement.regions)
+    names += [n for n in extra if n not in names]
     if executor is None:
         with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
-            return observe(directory, spec, deployment, namespace, now, fleet, pool)
+            return observe(directory, spec, deployment, namespace, now, fleet, pool, extra)
     futures = [
         executor.submit(
             _observe_region, directory.get(n), n, spec, deployment, namespace, now, fleet
