@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from wattscale.sim.errors import SimInputError
+from wattscale.sim.errors import SimInputError, csv_problems
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -89,21 +89,13 @@ def read_trace(path: Path) -> TraceShape:
         raise SimInputError(f"{path}: trace file not found") from None
     except OSError as err:
         raise SimInputError(f"{path}: cannot read trace ({err.strerror})") from None
-    with handle:
-        try:
-            reader = csv.DictReader(handle)
-            fields = set(reader.fieldnames or [])
-            if {"t_rel_s", "generated_tokens"} <= fields:
-                return _per_request(path, reader)
-            if {"t_start_s", "rate_rps"} <= fields:
-                return _rate_series(path, reader)
-        except UnicodeDecodeError as err:
-            raise SimInputError(
-                f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x}); is it a CSV?"
-            ) from None
-        except csv.Error as err:
-            # NUL bytes, a field over the csv module's limit: a binary or broken file.
-            raise SimInputError(f"{path}:{reader.line_num}: not a CSV trace ({err})") from None
+    with handle, csv_problems(path, "a CSV trace"):
+        reader = csv.DictReader(handle)
+        fields = set(reader.fieldnames or [])
+        if {"t_rel_s", "generated_tokens"} <= fields:
+            return _per_request(path, reader)
+        if {"t_start_s", "rate_rps"} <= fields:
+            return _rate_series(path, reader)
     raise SimInputError(
         f"{path}: not a trace: expected columns t_rel_s,context_tokens,generated_tokens "
         "(per request) or t_start_s,rate_rps (rate series)"

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from wattscale.sim.errors import OutsideDataError, SimInputError
+from wattscale.sim.errors import OutsideDataError, SimInputError, csv_problems
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -73,15 +73,8 @@ def _read_rows_cached(name: str, column: str, _mtime_ns: int) -> dict[datetime, 
         raise SimInputError(f"{path}: file not found") from None
     except OSError as err:
         raise SimInputError(f"{path}: cannot read ({err.strerror})") from None
-    with handle:
-        try:
-            rows = _hourly_rows(path, csv.DictReader(handle), column)
-        except UnicodeDecodeError as err:
-            raise SimInputError(
-                f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x}); is it a CSV?"
-            ) from None
-        except csv.Error as err:
-            raise SimInputError(f"{path}: not a CSV file ({err})") from None
+    with handle, csv_problems(path, "a CSV file"):
+        rows = _hourly_rows(path, csv.DictReader(handle), column)
     if not rows:
         raise SimInputError(f"{path}: no data rows")
     return rows
