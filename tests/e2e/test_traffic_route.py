@@ -267,7 +267,6 @@ def test_a_refused_route_write_keeps_the_replicas_the_route_still_sends_traffic_
         for weights, ready in seen:
             assert weights["llama-us-west"] == 1000, f"the route changed while frozen: {seen}"
             assert ready["us-west"] >= ready_before, f"us-west lost replicas it serves: {seen}"
-        assert "us-west kept" in world.status()["lastDecision"]["message"]
     finally:
         for doc in reversed(policy):
             world.stack.kubectl(
