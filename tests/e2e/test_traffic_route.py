@@ -275,8 +275,10 @@ def test_a_refused_route_write_keeps_the_replicas_the_route_still_sends_traffic_
                 check=False,
             )
     world.wait(
-        "once writes are allowed, the weight moves to us-east",
-        lambda: _weights(_route(world))["llama-us-east"] == 1000,
+        "once writes are allowed, the route follows the status again",
+        lambda: (
+            world.condition("TrafficRouted").get("status") == "True" and _agrees_with_status(world)
+        ),
         passes=MOVE_PASSES,
     )
 
