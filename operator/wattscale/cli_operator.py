@@ -70,6 +70,7 @@ def run_operator(args: argparse.Namespace) -> int:
         metrics_address=args.metrics_address,
         operator_namespace=args.operator_namespace,
         time_scale=args.time_scale,
+        watch_namespaces=tuple(args.namespace or ()),
     )
     metrics = OperatorMetrics()
     if settings.metrics_port:

@@ -113,6 +113,33 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.batching.error_delays = (1, 5, 15, 30, 60)
 
 
+def _watched_deployments(
+    api: client.CustomObjectsApi, namespaces: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """The InferenceDeployments the operator may read: cluster-wide, or in each watched namespace.
+
+    A chart with ``watchNamespaces`` grants namespaced Roles only, so a cluster-wide list would be
+    refused. Namespace patterns (``team-*``) are not expanded here: each pass records its own
+    quota claims anyway, so the seed is only a head start.
+    """
+    try:
+        if not namespaces:
+            found = api.list_cluster_custom_object(*IDS, _request_timeout=30)
+            return list(cast(dict[str, Any], found).get("items", []))
+        items: list[dict[str, Any]] = []
+        for namespace in namespaces:
+            if set("*?[!") & set(namespace):
+                continue
+            found = api.list_namespaced_custom_object(
+                IDS[0], IDS[1], namespace, IDS[2], _request_timeout=30
+            )
+            items += cast(dict[str, Any], found).get("items", [])
+        return items
+    except Exception as err:  # each pass records its own claims anyway
+        log.warning("could not list InferenceDeployments at startup: %s", err)
+        return []
+
+
 def build_registry(
     settings: Settings,
     directory: RegionDirectory | None = None,
@@ -166,6 +193,8 @@ def build_registry(
         for task in tasks:
             task.cancel()
 
+    settings_ = settings
+
     @kopf.on.startup(registry=registry)
     def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings)
@@ -186,14 +215,7 @@ def build_registry(
                     meta["name"], int(meta.get("generation") or 0), item.get("spec") or {}
                 )
             # What every deployment holds of the Regions' quotas, before the first pass.
-            try:
-                ids = cast(
-                    dict[str, Any], api.list_cluster_custom_object(*IDS, _request_timeout=30)
-                )
-            except Exception as err:  # each pass records its own claims anyway
-                log.warning("could not list InferenceDeployments at startup: %s", err)
-                return
-            for item in ids.get("items", []):
+            for item in _watched_deployments(api, settings_.watch_namespaces):
                 seed_claims(ledger, item)
 
     @kopf.on.login(registry=registry)

@@ -30,6 +30,9 @@ class Settings:
 
     It scales only the operator's own timers (stabilisation, drain, cold-start estimates), never
     the feeds' timestamps."""
+    watch_namespaces: tuple[str, ...] = ()
+    """The namespaces watched (``wattscale run -n``); empty: every namespace. The operator then
+    reads InferenceDeployments only there, as a chart with ``watchNamespaces`` grants."""
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:

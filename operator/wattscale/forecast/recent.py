@@ -62,6 +62,7 @@ class RecentDemand:
     err_mean: float = 0.0
     err_var: float = PRIOR_LOG_ERROR_SIGMA**2
     err_count: int = 0
+    first_demand_clock: float | None = None  # clock of the first demand > 0 measured
 
 
 def _advance(r: RecentDemand, now_seconds: float) -> float:
@@ -85,6 +86,10 @@ def _score(r: RecentDemand, seen: tuple[tuple[float, float], ...], clock: float)
         if due > clock:
             left.append((made, due, peak))
             continue
+        if r.first_demand_clock is None or made - r.first_demand_clock < due - made:
+            # Made before a window of traffic had been seen: the memory was cold (traffic
+            # starting from nothing is not the forecast's error, as an outage is not).
+            continue
         actual = [v for t, v in seen if made < t <= due]
         if not actual or peak <= 0:
             continue
@@ -106,7 +111,10 @@ def observe_recent(r: RecentDemand, now_seconds: float, demand: float) -> Recent
         return skip_recent(r, now_seconds)
     clock = _advance(r, now_seconds)
     seen = (*tuple(p for p in r.seen if p[0] > clock - r.keep_seconds), (clock, demand))
-    scored = _score(r, seen, clock)
+    first = r.first_demand_clock
+    if first is None and demand > 0:
+        first = clock
+    scored = _score(replace(r, first_demand_clock=first), seen, clock)
     return replace(
         scored, clock_seconds=clock, last_seconds=now_seconds, last_measured=True, seen=seen
     )

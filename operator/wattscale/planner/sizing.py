@@ -157,7 +157,10 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
             slope = ramp_slope(recent, RAMP_POINTS)
             ramp_peak = min(now + slope * window, MAX_RAMP_RATIO * now)
     expected = max(forecast_peak, ramp_peak)
-    if measured:
+    if measured and not req.demand_settling:
+        # Scored later against the measured peak; not while the reading under-reads (new
+        # replicas not in the rate window yet, pods not reporting): that error is the
+        # reading's, not the forecast's, and would inflate the headroom for a day.
         recent = record_prediction(recent, window, expected)
     peak = recent_peak(recent, window) if measured else None
     kept = 0.0 if peak is None else peak

@@ -84,6 +84,18 @@ def test_headroom_grows_with_the_measured_error_and_never_below_the_target_utili
     assert "measured error" in " ".join(bursty[-1].explanation.notes)
 
 
+def test_traffic_starting_from_nothing_is_not_a_forecast_error() -> None:
+    # A deployment's first load arrives as a step from zero (and the rate window smears it
+    # into a few minutes' climb): predictions made before a sizing window of traffic was
+    # seen are not scored, so the start does not inflate the headroom for the day after.
+    start = [0.0, 0.0, 2_000.0, 9_000.0, 16_000.0]
+    passes = _drive(start + [21_000.0] * 40, current=1)
+    recent = passes[-1].state.recent
+    assert recent.err_count > 20
+    assert derived_headroom(recent) == pytest.approx(1 / TARGET_UTILISATION)
+    assert passes[-1].desired[A] == math.ceil(21_000.0 / TARGET_UTILISATION / CAP - 1e-9)
+
+
 def test_a_dip_shorter_than_a_cold_start_keeps_the_replicas_it_would_need_again() -> None:
     # No stabilisation window at all: only the recent-peak guard-rail can hold.
     demands = [40_000.0] * 8 + [20_000.0] * 3
