@@ -40,6 +40,13 @@ def _edit(kind: str, path: str, value: Any, *, delete: bool = False) -> dict[str
     return doc
 
 
+def _zero_idle(seconds: int) -> dict[str, Any]:
+    """The example with minReplicas 0 and a scale-to-zero idle window of ``seconds``."""
+    doc = _edit(INF, "spec.slo.minReplicas", 0)
+    doc["spec"]["scaleToZero"] = {"idleSeconds": seconds}
+    return doc
+
+
 @dataclass(frozen=True)
 class Case:
     name: str
@@ -358,5 +365,17 @@ CASES += [
         _edit(INF, "spec.slo.minRegions", 1000),
         "spec.slo.minRegions: must be <= 64 (got 1000)",
         "should be less than or equal to 64",
+    ),
+    Case(
+        "scale_to_zero_without_min_replicas_zero",
+        _edit(INF, "spec.scaleToZero", {"idleSeconds": 3600}),
+        "spec.scaleToZero: scaleToZero needs slo.minReplicas: 0",
+        "scaleToZero needs slo.minReplicas: 0",
+    ),
+    Case(
+        "scale_to_zero_idle_too_short",
+        _zero_idle(10),
+        "spec.scaleToZero.idleSeconds: must be >= 60 (got 10)",
+        "should be greater than or equal to 60",
     ),
 ]

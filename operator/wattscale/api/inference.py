@@ -327,6 +327,50 @@ class Capacity(ApiModel):
     )
 
 
+DEFAULT_WAKE_QUERY = (
+    '(sum(inference_extension_flow_control_queue_size{inference_pool="$name"}) or vector(0))'
+    ' + (sum(increase(inference_objective_request_error_total{model_name="$model"}[2m]))'
+    " or vector(0))"
+)
+"""Requests the Gateway API inference extension's endpoint picker (EPP) holds for the pool
+(flow-control queue) plus requests it failed over the last 2 minutes (no endpoint to pick)."""
+DEFAULT_IDLE_SECONDS = 1800
+
+
+class ScaleToZero(ApiModel):
+    """When a deployment with ``slo.minReplicas: 0`` sleeps, and what wakes it."""
+
+    idleSeconds: int = Field(
+        default=DEFAULT_IDLE_SECONDS,
+        ge=60,
+        le=604_800,
+        description=(
+            "Go to zero replicas after no output tokens were served and no request waited at "
+            "the gateway for this long, seconds. The default (30 min, six default cold "
+            "starts) is conservative on purpose: every wake-up makes the first requests wait a "
+            "whole cold start (minutes for an LLM), so a deployment should sleep through "
+            "nights and weekends, not through the lulls of a working day."
+        ),
+    )
+    wakeQuery: str = Field(
+        default=DEFAULT_WAKE_QUERY,
+        min_length=1,
+        max_length=4096,
+        pattern=r"\S",
+        description=(
+            "PromQL giving the requests waiting for (or failed by) this deployment at the "
+            "gateway, run on the Prometheus of every Region in placement.regions and summed. "
+            "$name, $namespace and $model are replaced by this object's name, namespace and "
+            "spec.model. The default reads the Gateway API inference extension's endpoint "
+            "picker: inference_extension_flow_control_queue_size of the InferencePool named "
+            "like this object plus the increase of inference_objective_request_error_total "
+            "for spec.model over 2 minutes. While at zero, any value above 0 wakes one replica "
+            "in the cheapest region within one interval; a failed query also wakes it (never "
+            "asleep on a missing reading), no series counts as 0."
+        ),
+    )
+
+
 class InferenceDeploymentSpec(ApiModel):
     """What the ML team asks for."""
 
@@ -351,7 +395,28 @@ class InferenceDeploymentSpec(ApiModel):
         "hold.",
     )
 
+    scaleToZero: ScaleToZero | None = Field(
+        default=None,
+        description=(
+            "Scale to zero and back, with slo.minReplicas: 0 (unset: the defaults). Requests "
+            "that arrive while at zero wait a cold start: they need a gateway that queues "
+            "them (see docs/scale-to-zero.md)."
+        ),
+    )
+
+    def scale_to_zero(self) -> ScaleToZero | None:
+        """The scale-to-zero settings in force: None unless ``slo.minReplicas`` is 0."""
+        if self.slo.minReplicas != 0:
+            return None
+        return self.scaleToZero or ScaleToZero()
+
     cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!has(self.scaleToZero) || self.slo.minReplicas == 0",
+            check=lambda m: m.scaleToZero is None or m.slo.minReplicas == 0,
+            message="scaleToZero needs slo.minReplicas: 0",
+            field="scaleToZero",
+        ),
         Rule(
             cel="self.slo.minRegions <= size(self.placement.regions)",
             check=lambda m: m.slo.minRegions <= len(m.placement.regions),

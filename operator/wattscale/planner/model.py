@@ -76,6 +76,8 @@ class ReasonCode(StrEnum):
     AT_MAX_REPLICAS = "AtMaxReplicas"
     QUOTA_EXHAUSTED = "QuotaExhausted"
     INFEASIBLE = "Infeasible"
+    SCALED_TO_ZERO = "ScaledToZero"
+    WOKE_UP = "WokeUp"
 
 
 class ActionKind(StrEnum):
@@ -187,6 +189,9 @@ class PlannerState:
     recent: RecentDemand = field(default_factory=RecentDemand)
     """Demand measured over the last minutes and the planner's scored peak forecasts
     (:mod:`wattscale.planner.sizing`)."""
+    busy_seconds: float | None = None
+    """When demand (or a request waiting at the gateway) was last seen, or the deployment
+    woke: the idle window of scale to zero counts from here (:mod:`wattscale.planner.zero`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +233,12 @@ class PlanRequest:
     (their rates are not in it yet): plan up on it, or move replicas, but never shrink the
     fleet's capacity on it."""
     explain: bool = True  # compute the runner-up (one more solve); the simulator may skip it
+    scale_to_zero_idle_seconds: float | None = None
+    """With ``min_replicas`` 0: go to zero after no demand and no waiting request for this
+    long, and wake on a waiting request (None: no scale to zero; see
+    :mod:`wattscale.planner.zero`)."""
+    waiting_requests: float | None = None
+    """Requests waiting for (or failed by) this deployment at the gateway; None: unknown."""
 
 
 class Action(NamedTuple):

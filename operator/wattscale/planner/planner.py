@@ -21,6 +21,11 @@ Steps, in order (each may add a reason code):
    (``RateLimited``, ``AtMaxReplicas``).
 7. ``make_before_break``: add first; remove only while the *ready* capacity left still covers
    the need (``ShiftStarted``, ``ShiftWaitingForReady``, ``ShiftCompleted``).
+
+Before them, with ``min_replicas`` 0 and an idle window, :func:`wattscale.planner.zero.gate`
+decides whether the deployment sleeps (``ScaledToZero``: every replica goes, the steps are
+skipped), stays asleep, wakes (``WokeUp``: one replica in the cheapest pool) or keeps at least
+one replica while awake.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from .model import (
 )
 from .optimise import IntArray, Problem, Solution, route, solve
 from .sizing import size
+from .zero import ZeroGate, ZeroState, gate
 
 __all__ = ["plan"]
 
@@ -512,6 +518,67 @@ def _primary(
 def plan(req: PlanRequest, state: PlannerState | None = None) -> Decision:
     """Decide the replicas per pool for ``req``; pass the returned ``state`` to the next call."""
     state = state or PlannerState()
+    running = sum(p.current_replicas for r in req.regions for p in r.pools)
+    z = gate(req, state, running)
+    if z.state in (ZeroState.SLEEP, ZeroState.ASLEEP):
+        return _at_zero(req, state, z)
+    if z.min_replicas != req.min_replicas:
+        req = replace(req, min_replicas=z.min_replicas)
+    decision = _plan(req, state)
+    if z.state is ZeroState.WAKE:
+        decision = _woken(decision, z)
+    return replace(decision, state=replace(decision.state, busy_seconds=z.busy_seconds))
+
+
+def _at_zero(req: PlanRequest, state: PlannerState, z: ZeroGate) -> Decision:
+    """Every pool at zero: the deployment goes to sleep, or stays asleep."""
+    keys = [PoolKey(r.name, p.gpu_product) for r in req.regions for p in r.pools]
+    current = [p.current_replicas for r in req.regions for p in r.pools]
+    reason = ReasonCode.SCALED_TO_ZERO
+    before = ", ".join(f"{k}={c}" for k, c in zip(keys, current, strict=True) if c > 0)
+    explanation = Explanation(
+        reason=reason,
+        chosen=None,
+        runner_up=None,
+        current=None,
+        binding_constraint="scale_to_zero",
+        need_tokens_per_second=0.0,
+        solver="none",
+        optimal=True,
+        notes=(z.note,),
+    )
+    return Decision(
+        desired=dict.fromkeys(keys, 0),
+        target=dict.fromkeys(keys, 0),
+        actions=tuple(
+            Action(ActionKind.REMOVE, k, c, 0) for k, c in zip(keys, current, strict=True) if c
+        ),
+        traffic_weights={},
+        reason=reason,
+        reasons=(reason,),
+        message=f"{reason}: {before or 'none'} -> none; {z.note}",
+        explanation=explanation,
+        state=replace(state, busy_seconds=z.busy_seconds, shift_pending=False),
+    )
+
+
+def _woken(decision: Decision, z: ZeroGate) -> Decision:
+    """The decision that wakes a deployment from zero, said as such."""
+    reason = ReasonCode.WOKE_UP
+    _, _, rest = decision.message.partition(": ")
+    return replace(
+        decision,
+        reason=reason,
+        reasons=(reason, *decision.reasons),
+        message=f"{reason}: {rest}; {z.note}",
+        explanation=replace(
+            decision.explanation, reason=reason, notes=(*decision.explanation.notes, z.note)
+        ),
+    )
+
+
+def _plan(req: PlanRequest, state: PlannerState) -> Decision:
+    """The decision for a deployment that runs, or may run, replicas (steps 1 to 7)."""
     w = _Work()
     # Step 2 (inputs) first: whether demand was measured decides what the sizing learns.
     demand = req.demand_tokens_per_second
