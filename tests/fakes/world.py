@@ -23,6 +23,7 @@ from wattscale.clusters.render import ANNOTATION_OWNER, Manifest
 from wattscale.clusters.routes import RouteError
 from wattscale.fleet.regions import RegionDirectory
 from wattscale.metrics import CapacityObservation, DeploymentReadings, DeploymentTarget
+from wattscale.metrics.reader import QueryFailedError
 from wattscale.metrics.readings import DemandHistory, DemandPoint, Reading, ReadingStatus
 from wattscale.signals import GridEvent, GridEvents, Point, Series, SignalError, Unreachable
 
@@ -192,6 +193,13 @@ class Load:
         return self.tokens_per_second * mine / total if total else 0.0
 
 
+@dataclass(frozen=True)
+class GatewaySample:
+    """One sample of an instant query's answer."""
+
+    value: float
+
+
 @dataclass
 class FakeMetrics:
     """Prometheus for one region: its share of the load, p95 latencies; can go down."""
@@ -210,6 +218,16 @@ class FakeMetrics:
     and the readings are Partial, as the real reader makes them."""
     unscraped: list[str] = field(default_factory=list)
     """What Prometheus says about those pods (``up == 0``): their names."""
+    gateway_waiting: float | None = None
+    """What the gateway's wake query returns here (None: no series)."""
+    queries: list[str] = field(default_factory=list)
+
+    def query(self, promql: str) -> list[GatewaySample]:
+        """An instant query: the gateway's waiting requests (the wake query)."""
+        self.queries.append(promql)
+        if self.down:
+            raise QueryFailedError("prometheus unreachable", unreachable=True)
+        return [] if self.gateway_waiting is None else [GatewaySample(self.gateway_waiting)]
 
     def unscraped_pods(self, target: DeploymentTarget) -> list[str] | None:
         return None if self.down else list(self.unscraped)

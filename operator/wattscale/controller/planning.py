@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 from wattscale.api.inference import InferenceDeploymentSpec
 from wattscale.fleet.observe import RegionObservation
+from wattscale.metrics.gateway import GatewayReading
 from wattscale.planner import (
     HORIZON_STEP_SECONDS,
     GridEvent,
@@ -211,6 +212,7 @@ def build_request(
     time_scale: float = 1.0,
     held_replicas: int = 0,
     demand_settling: bool = False,
+    gateway: GatewayReading | None = None,
 ) -> PlanRequest:
     """The full planner request for one decision.
 
@@ -218,6 +220,7 @@ def build_request(
     ``held_replicas``: while demand cannot be measured, plan at least this many (what served
     before a region stopped answering, so that its replicas are replaced in the regions that
     answer; the planner's hold alone would keep only what those run).
+    ``gateway``: the requests waiting at the gateway (scale to zero; None: not read).
     """
     steps = horizon_steps(spec.placement.coldStartSeconds, interval_seconds)
     # Replacements for a region an announced grid event will cap must start this early.
@@ -272,4 +275,13 @@ def build_request(
         latency=latency,
         metrics_fresh=demand.fresh,
         demand_settling=demand_settling,
+        scale_to_zero_idle_seconds=_idle_seconds(spec, scale),
+        waiting_requests=None if gateway is None else gateway.waiting_requests,
+        measured_tokens_per_second=demand.tokens_per_second if demand.fresh else None,
     )
+
+
+def _idle_seconds(spec: InferenceDeploymentSpec, time_scale: float) -> float | None:
+    """The scale-to-zero idle window in the operator's clock (None: scale to zero is off)."""
+    settings = spec.scale_to_zero()
+    return None if settings is None else settings.idleSeconds / time_scale

@@ -55,6 +55,7 @@ from wattscale.fleet.snapshot import FleetSnapshot
 from wattscale.forecast.holt import horizon
 from wattscale.forecast.holt import observe as forecast_observe
 from wattscale.metrics import observation_from_readings
+from wattscale.metrics.gateway import GatewayReading, read_waiting, wake_query
 from wattscale.planner import (
     FORECAST_K_SIGMA,
     Decision,
@@ -157,8 +158,9 @@ class Reconciler:
         dropped = leaving.leaving_regions(spec.placement.regions, old)
         regions = self._snapshot(mem, spec, name, namespace, old, now, dropped)
         sized = self._size(mem, spec, regions, now_s)
+        gateway = _gateway(spec, name, namespace, regions)
         request, decision, quota_note = self._plan(
-            mem, name, namespace, spec, regions, sized, now, now_s, dropped
+            mem, name, namespace, spec, regions, sized, now, now_s, dropped, gateway
         )
 
         desired = act.desired_replicas(
@@ -197,6 +199,7 @@ class Reconciler:
             now=now,
             quota_note=quota_note,
             shares_quota=self.ledger is not None,
+            gateway=gateway,
         )
         outcome = report(facts, routed, events, mem, self.metrics, now_s)
         mem.last_seconds = now_s
@@ -274,6 +277,7 @@ class Reconciler:
         now: datetime,
         now_s: float,
         dropped: list[str],
+        gateway: GatewayReading | None = None,
     ) -> tuple[PlanRequest, Decision, str | None]:
         """The planner's request and decision, and who holds the quota when it bound the plan;
         Paused plans but remembers nothing."""
@@ -292,6 +296,7 @@ class Reconciler:
             # report: demand under-reads, so the fleet's capacity may grow or move, not shrink.
             demand_settling=not sized.metrics.complete
             or any(o.ready > o.ready_in_readings for o in regions if o.available),
+            gateway=gateway,
         )
         request = leaving.exclude(request, dropped)
         if mem.planner_state is None:
@@ -317,3 +322,20 @@ class Reconciler:
         if spec.mode != "Paused":
             mem.planner_state = decision.state
         return request, decision, note
+
+
+def _gateway(
+    spec: InferenceDeploymentSpec, name: str, namespace: str, regions: list[RegionObservation]
+) -> GatewayReading | None:
+    """With scale to zero: the requests waiting at the gateway (None: scale to zero is off)."""
+    settings = spec.scale_to_zero()
+    if settings is None:
+        return None
+    query = wake_query(settings.wakeQuery, name=name, namespace=namespace, model=spec.model)
+    allowed = set(spec.placement.regions)
+    readers = [
+        (o.name, o.runtime.metrics)
+        for o in regions
+        if o.name in allowed and o.runtime is not None and o.runtime.metrics is not None
+    ]
+    return read_waiting(readers, query)

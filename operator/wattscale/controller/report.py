@@ -30,7 +30,8 @@ from wattscale.controller.status import (
 from wattscale.controller.traffic import CONDITION as TRAFFIC_ROUTED
 from wattscale.controller.traffic import RouteReport
 from wattscale.fleet.observe import RegionObservation
-from wattscale.planner import Decision, PlanOption, PlanRequest, PoolKey, RegionInput
+from wattscale.metrics.gateway import GatewayReading
+from wattscale.planner import Decision, PlanOption, PlanRequest, PoolKey, ReasonCode, RegionInput
 from wattscale.telemetry.metrics import DeploymentRates, OperatorMetrics, RegionRates
 
 
@@ -73,6 +74,8 @@ class PassFacts:
     shares_quota: bool = False
     """Whether Region quotas are shared through the fleet's ledger (the QuotaExhausted
     condition is reported then)."""
+    gateway: GatewayReading | None = None
+    """The requests waiting at the gateway (None: scale to zero is off)."""
 
     @property
     def load(self) -> float:
@@ -153,6 +156,9 @@ def build_status(facts: PassFacts) -> Outcome:
         "explanation": _explanation(facts, inputs),
     }
     status["conditions"] = _conditions(facts, total_desired)
+    zero = _zero_condition(facts, total_desired)
+    if zero is not None:
+        status["conditions"].append(zero)
     if facts.shares_quota:
         status["conditions"].append(
             condition(
@@ -273,7 +279,8 @@ def _explanation(facts: PassFacts, inputs: dict[str, RegionInput]) -> dict[str, 
         "regions": [_region_inputs(o, inputs.get(o.name)) for o in facts.regions],
         "notes": list(facts.demand.notes)
         + list(expl.notes)
-        + ([f"QuotaExhausted: {facts.quota_note}"] if facts.quota_note else []),
+        + ([f"QuotaExhausted: {facts.quota_note}"] if facts.quota_note else [])
+        + (list(facts.gateway.problems) if facts.gateway else []),
     }
 
 
@@ -285,13 +292,18 @@ def _conditions(facts: PassFacts, total_desired: int) -> list[dict[str, Any]]:
     errors = [e for o in regions for e in o.errors]
     signals_fresh = all(r.price_fresh and r.carbon_fresh for r in facts.request.regions)
     slo_met = _slo_met(facts.spec, regions)
+    asleep = total_desired == 0 and facts.decision.reason is ReasonCode.SCALED_TO_ZERO
     return [
         condition(
             prev,
             "Ready",
             total_desired > 0 and total_ready >= total_desired,
-            "ReplicasReady" if total_ready >= total_desired else "ReplicasStarting",
-            f"{total_ready}/{total_desired} replicas ready",
+            "ScaledToZero"
+            if asleep
+            else ("ReplicasReady" if total_ready >= total_desired else "ReplicasStarting"),
+            "scaled to zero: a request waiting at the gateway wakes it (see ScaledToZero)"
+            if asleep
+            else f"{total_ready}/{total_desired} replicas ready",
             gen,
             now,
         ),
@@ -317,6 +329,48 @@ def _conditions(facts: PassFacts, total_desired: int) -> list[dict[str, Any]]:
             now,
         ),
     ]
+
+
+def _zero_condition(facts: PassFacts, total_desired: int) -> dict[str, Any] | None:
+    """``ScaledToZero`` (with slo.minReplicas 0): True while asleep; False with reason WokeUp
+    from a wake-up until the next sleep, saying when and why it woke (else Awake)."""
+    settings = facts.spec.scale_to_zero()
+    if settings is None:
+        return None
+    prev = facts.old.get("conditions") or []
+    decision = facts.decision
+    notes = "; ".join(decision.explanation.notes[-1:])
+    before = next((c for c in prev if c.get("type") == "ScaledToZero"), None)
+    stamp = now_rfc3339(facts.now)
+    cold = facts.spec.placement.coldStartSeconds
+    if decision.reason is ReasonCode.SCALED_TO_ZERO:
+        status, reason = True, "ScaledToZero"
+        message = (
+            f"no demand and no request waiting at the gateway for {settings.idleSeconds} s "
+            "(scaleToZero.idleSeconds): scaled to zero. A request waiting at the gateway wakes "
+            f"one replica in the cheapest region; requests wait its cold start (~{cold} s)"
+        )
+        if total_desired > 0:
+            message = f"draining, then {message}"
+    elif decision.reason is ReasonCode.WOKE_UP:
+        status, reason, message = False, "WokeUp", f"woke at {stamp}: {notes}"
+    else:
+        if before and before.get("reason") == "WokeUp":
+            return condition(
+                prev,
+                "ScaledToZero",
+                False,
+                "WokeUp",
+                before["message"],
+                facts.generation,
+                facts.now,
+            )
+        status, reason = False, "Awake"
+        message = (
+            f"serving: goes to zero after {settings.idleSeconds} s without demand and without a "
+            "request waiting at the gateway"
+        )
+    return condition(prev, "ScaledToZero", status, reason, message, facts.generation, facts.now)
 
 
 def _conflict(

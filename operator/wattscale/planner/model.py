@@ -239,6 +239,10 @@ class PlanRequest:
     :mod:`wattscale.planner.zero`)."""
     waiting_requests: float | None = None
     """Requests waiting for (or failed by) this deployment at the gateway; None: unknown."""
+    measured_tokens_per_second: float | None = None
+    """Demand as measured now, when ``demand_tokens_per_second`` starts with a forecast rather
+    than the measurement (a forecast's upper band stays above zero long after the last
+    request); None: take ``demand_tokens_per_second[0]``. Only scale to zero reads it."""
 
 
 class Action(NamedTuple):

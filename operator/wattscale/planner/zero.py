@@ -51,9 +51,10 @@ class ZeroGate:
 def _demand_seen(req: PlanRequest) -> bool:
     """Demand measured above zero now, or not measured at all (an unknown is not idle)."""
     demand = req.demand_tokens_per_second
-    if not demand or not req.metrics_fresh or not math.isfinite(demand[0]):
+    if not demand or not req.metrics_fresh:
         return True
-    return demand[0] > 0
+    now = demand[0] if req.measured_tokens_per_second is None else req.measured_tokens_per_second
+    return not math.isfinite(now) or now > 0
 
 
 def _waiting(req: PlanRequest) -> bool:
