@@ -28,7 +28,14 @@ from wattscale.sim.errors import OutsideDataError, SimInputError
 from wattscale.sim.markets import load_table
 from wattscale.sim.model import ReplicaModel
 from wattscale.sim.policies.base import Policy
-from wattscale.sim.run import CURRENCY, POLICY_NAMES, SimulationResult, parse_policies, simulate
+from wattscale.sim.run import (
+    CURRENCY,
+    OPTIONAL_POLICY_NAMES,
+    POLICY_NAMES,
+    SimulationResult,
+    parse_policies,
+    simulate,
+)
 from wattscale.sim.scenario import Scenario, build_scenario
 from wattscale.sim.series import DEFAULT_MAX_GAP_HOURS
 
@@ -98,7 +105,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--policies",
-        help=f"comma-separated subset of {','.join(POLICY_NAMES)} (default: all)",
+        help=f"comma-separated subset of {','.join(POLICY_NAMES)} (default: all), or "
+        f"{','.join(OPTIONAL_POLICY_NAMES)} (wattscale with slo.minReplicas 0: scale to zero "
+        "and back; only when named)",
     )
     p.add_argument("--json", type=Path, metavar="OUT.json", help="write the results as JSON")
     p.add_argument("--report", type=Path, metavar="DIR", help="write an HTML report into DIR")
@@ -153,6 +162,14 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         metavar="FILE.csv",
         help="how each region's prices are published (region,kind,publish_local_time,time_zone): "
         "rows replace the shipped table; regions no table lists replay as real-time",
+    )
+    p.add_argument(
+        "--idle-below-percent",
+        type=float,
+        default=0.0,
+        help="take this percent of the trace's peak rate off every minute, clipped at zero: "
+        "its quiet hours become idle hours (for wattscale-zero; default %(default)s: the trace "
+        "as it is)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run_simulate)
@@ -299,6 +316,9 @@ def _run(args: argparse.Namespace) -> SimulationResult:
         raise SimulateUsageError(
             f"--max-gap-hours must be between 0 and {MAX_GAP_HOURS} (got {args.max_gap_hours})"
         )
+    idle = args.idle_below_percent
+    if not (math.isfinite(idle) and 0 <= idle < 100):
+        raise SimulateUsageError(f"--idle-below-percent must be in [0, 100) (got {idle:g})")
     offset = args.trace_tz_offset_hours
     if offset is None:
         offset = REGION_UTC_OFFSET_HOURS.get(home, 0.0)
@@ -315,7 +335,10 @@ def _run(args: argparse.Namespace) -> SimulationResult:
                 "pass --prices-dir and --carbon-dir for other periods"
             ) from None
         raise
-    factories = {"wattscale": _wattscale_factory(args)}
+    factories = {
+        "wattscale": _wattscale_factory(args),
+        "wattscale-zero": _wattscale_factory(args, scale_to_zero=True),
+    }
     show = not args.no_progress and sys.stderr.isatty()
     with _progress(show) as progress:
         return simulate(
@@ -323,7 +346,9 @@ def _run(args: argparse.Namespace) -> SimulationResult:
         )
 
 
-def _wattscale_factory(args: argparse.Namespace) -> Callable[[], Policy]:
+def _wattscale_factory(
+    args: argparse.Namespace, scale_to_zero: bool = False
+) -> Callable[[], Policy]:
     """wattscale with the objective, carbon price and capacity hint asked for."""
     price = args.carbon_price_per_tonne
     if args.objective == "balanced" and price is None:
@@ -341,6 +366,7 @@ def _wattscale_factory(args: argparse.Namespace) -> Callable[[], Policy]:
             capacity_hint_factor=hint,
             objective=args.objective,
             carbon_price_per_tonne=price or 0.0,
+            scale_to_zero=scale_to_zero,
         )
 
     return make
@@ -370,6 +396,7 @@ def _scenario(
         max_gap_hours=args.max_gap_hours,
         price_markets=load_table(args.price_markets),
         burstiness=not args.smooth_rates,
+        idle_below_percent=args.idle_below_percent,
     )
 
 

@@ -12,7 +12,11 @@ minute's demand (`route`), and the totals follow:
 - SLO attainment = requests meeting TTFT and TPOT SLOs / all requests, each region's backlog
   carried from minute to minute (`serve`, `model.serve_minute`);
 - migrations = a replica start in one region matched with a stop in another region within
-  the cold start plus 15 minutes (a move, whichever came first); `cold_starts` counts all starts.
+  the cold start plus 15 minutes (a move, whichever came first); `cold_starts` counts all starts;
+- scale to zero: `wake_ups` counts the minutes a policy with nothing allocated starts
+  replicas again, `requests_without_replica` the requests that arrived while no replica was
+  Ready (asleep, or waiting for a wake-up's cold start): behind a gateway that queues them they
+  wait, and they count as missing the SLO.
 
 Replica counts may be fractional (the oracle's LP relaxation goes through the same code).
 """
@@ -67,6 +71,8 @@ class PolicyResult:
     # None for policies that do not price carbon (the baselines).
     objective: str | None = None
     carbon_price_per_tonne: float | None = None
+    wake_ups: int = 0
+    requests_without_replica: float = 0.0
 
     def summary(self) -> dict[str, float | int | str]:
         """The JSON keys of the issue, plus a few more."""
@@ -84,6 +90,8 @@ class PolicyResult:
             "unserved_requests": self.unserved_requests,
             "objective": self.objective or "",
             "carbon_price_per_tonne": self.carbon_price_per_tonne or 0.0,
+            "wake_ups": self.wake_ups,
+            "requests_without_replica": self.requests_without_replica,
         }
 
     def carbon_price_label(self) -> str:
@@ -184,6 +192,12 @@ def serve(
     return served, met
 
 
+def wake_ups(allocated: FloatArray) -> int:
+    """Minutes that start replicas after a minute with none allocated (a wake from zero)."""
+    total = allocated.sum(axis=1)
+    return int(np.count_nonzero((total[1:] > 1e-9) & (total[:-1] <= 1e-9)))
+
+
 def account(
     name: str, scenario: Scenario, trajectory: Trajectory, notes: tuple[str, ...] = ()
 ) -> PolicyResult:
@@ -231,4 +245,8 @@ def account(
         served_tokens_per_s=served,
         cost_per_minute=(energy_cost_m + gpu_cost_m).sum(axis=1),
         notes=notes,
+        wake_ups=wake_ups(trajectory.allocated),
+        requests_without_replica=float(
+            np.sum(np.where(trajectory.ready.sum(axis=1) <= 1e-9, requests, 0.0))
+        ),
     )

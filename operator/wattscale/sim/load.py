@@ -201,11 +201,15 @@ def build_load(
     tz_offset_hours: float = 0.0,
     source: str = "",
     burst: FloatArray | None = None,
+    idle_below_percent: float = 0.0,
 ) -> Load:
     """Tile `shape` over `minutes`, shifted by the time zone, scaled to the given peak.
 
     `burst`: factors multiplied onto a rate series minute by minute (cycled); per-request traces
-    keep their own burstiness."""
+    keep their own burstiness. `idle_below_percent`: this percent of the trace's peak rate is
+    taken off every minute (clipped at zero), so the quiet hours of a diurnal trace become idle
+    hours and the rest keeps its shape, morning ramps included (a tenant idle at night, for
+    scale to zero)."""
     if peak_output_tokens_per_s <= 0:
         raise SimInputError("the peak load must be positive")
     base = shape.output_tokens_per_s
@@ -214,8 +218,15 @@ def build_load(
     # Simulated minute m is local time m + offset after local midnight = trace minute m + offset.
     shift = round(tz_offset_hours * 60) % base.shape[0]
     index = (np.arange(minutes) + shift) % base.shape[0]
+    reqs_base = shape.requests_per_s
+    if idle_below_percent > 0:
+        kept = np.maximum(base - idle_below_percent / 100.0 * float(base.max()), 0.0)
+        reqs_base = reqs_base * np.divide(kept, base, out=np.zeros_like(base), where=base > 0)
+        base = kept
     toks = base[index]
-    reqs = shape.requests_per_s[index]
+    reqs = reqs_base[index]
+    if idle_below_percent > 0 and float(toks.max()) <= 0:
+        raise SimInputError(f"--idle-below-percent {idle_below_percent:g} leaves no load")
     if burst is not None and burst.size and shape.kind == "rate series":
         factor = burst[np.arange(minutes) % burst.size]
         toks, reqs = toks * factor, reqs * factor

@@ -18,6 +18,8 @@ from wattscale.sim.policies.static import StaticPolicy
 from wattscale.sim.scenario import Scenario
 
 POLICY_NAMES = ("wattscale", "static", "reactive", "carbon-capped", "greedy", "oracle")
+OPTIONAL_POLICY_NAMES = ("wattscale-zero",)
+"""Run only when named: wattscale with slo.minReplicas 0 (scale to zero and back)."""
 CURRENCY = "USD"
 
 
@@ -27,8 +29,15 @@ def _wattscale() -> Policy:
     return WattscalePolicy()
 
 
+def _wattscale_zero() -> Policy:
+    from wattscale.sim.policies.wattscale import WattscalePolicy
+
+    return WattscalePolicy(scale_to_zero=True)
+
+
 FACTORIES: dict[str, Callable[[], Policy]] = {
     "wattscale": _wattscale,
+    "wattscale-zero": _wattscale_zero,
     "static": StaticPolicy,
     "reactive": ReactivePolicy,
     "carbon-capped": CarbonCappedPolicy,
@@ -41,11 +50,10 @@ def parse_policies(text: str | None) -> list[str]:
     if not text:
         return list(POLICY_NAMES)
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in POLICY_NAMES]
+    known = POLICY_NAMES + OPTIONAL_POLICY_NAMES
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise SimInputError(
-            f"unknown policy {', '.join(unknown)} (choose from {', '.join(POLICY_NAMES)})"
-        )
+        raise SimInputError(f"unknown policy {', '.join(unknown)} (choose from {', '.join(known)})")
     return list(dict.fromkeys(names))
 
 
@@ -86,7 +94,18 @@ class SimulationResult:
         out = {k: v for k in keys if (v := self.ratio(k)) is not None}
         if "wattscale" in self.results:
             out["slo_attainment"] = self.results["wattscale"].slo_attainment
+        out.update(self.scale_to_zero())
         return out
+
+    def scale_to_zero(self) -> dict[str, float]:
+        """What scale to zero saved over wattscale at minReplicas 1, and the SLO it cost."""
+        ws, zero = self.results.get("wattscale"), self.results.get("wattscale-zero")
+        if ws is None or zero is None or ws.total_cost <= 0:
+            return {}
+        return {
+            "scale_to_zero_savings": 1.0 - zero.total_cost / ws.total_cost,
+            "scale_to_zero_slo_cost": ws.slo_attainment - zero.slo_attainment,
+        }
 
     def to_json(self) -> dict[str, Any]:
         """The `--json` document: the issue's keys per policy, plus context."""

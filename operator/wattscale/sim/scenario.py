@@ -135,6 +135,7 @@ def build_scenario(
     max_gap_hours: int = DEFAULT_MAX_GAP_HOURS,
     price_markets: dict[str, MarketRule] | None = None,
     burstiness: bool = True,
+    idle_below_percent: float = 0.0,
 ) -> Scenario:
     """Read the files and build a scenario; every problem is a `SimInputError`.
 
@@ -214,7 +215,13 @@ def build_scenario(
     peak_tokens = peak_replicas * model.safe_tokens_per_s
     burst = burstiness_factors() if burstiness else None
     load = build_load(
-        shape, minutes, peak_tokens, trace_tz_offset_hours, source=trace.name, burst=burst
+        shape,
+        minutes,
+        peak_tokens,
+        trace_tz_offset_hours,
+        source=trace.name,
+        burst=burst,
+        idle_below_percent=idle_below_percent,
     )
     quota = quota_per_region if quota_per_region is not None else 2 * peak_replicas
     if quota < peak_replicas:

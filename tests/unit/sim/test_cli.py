@@ -168,3 +168,10 @@ def test_objective_and_carbon_price_are_replayable(
     assert doc["policies"]["wattscale"]["carbon_price_per_tonne"] == 80.0
     assert doc["policies"]["static"]["objective"] == ""
     assert doc["scenario"]["price_markets"]["A"]["kind"] == "real-time"
+
+
+@pytest.mark.parametrize("value", ["100", "-1", "nan"])
+def test_idle_below_percent_out_of_range(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    _fails(capsys, [*_args(data_dir), "--idle-below-percent", value], "--idle-below-percent")

@@ -21,6 +21,12 @@ Kubernetes types), from:
 
 The simulator applies `Decision.desired` as the replicas to hold; its own router (cheapest
 energy first) stands in for the published traffic weights, identically for every policy.
+
+`wattscale-zero` is the same policy with `slo.minReplicas: 0` and the API's default
+`scaleToZero.idleSeconds`: it sees what the operator sees then. With a Ready replica, the last
+minute's demand as measured; with none, no demand reading at all (vLLM reports nothing) but the
+gateway's waiting requests: the requests of the last minute, which found no replica and queue
+there. Those requests wait a cold start: the accounting counts them as missing the SLO.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from wattscale.api.inference import Placement, Slo
+from wattscale.api.inference import DEFAULT_IDLE_SECONDS, Placement, Slo
 from wattscale.forecast import ForecastConfig, horizon, observe, warm_start
 from wattscale.metrics.power import PowerModel
 from wattscale.planner import (
@@ -81,12 +87,17 @@ class WattscalePolicy:
         capacity_hint_factor: float = 1.0,
         objective: str = "cost",
         carbon_price_per_tonne: float = 0.0,
+        scale_to_zero: bool = False,
     ) -> None:
         """Defaults are the operator's; the overrides exist for sensitivity studies only.
 
         `capacity_hint_factor`: the capacity hint the learner starts from, as a multiple of the
         replica model's true capacity (1.0: a hint that is right; 0.7 / 1.3: off).
+        `scale_to_zero`: minReplicas 0 with the default idle window (policy `wattscale-zero`).
         """
+        self._idle_seconds = float(DEFAULT_IDLE_SECONDS) if scale_to_zero else None
+        if scale_to_zero:
+            self.name = "wattscale-zero"
         self._hint_factor = capacity_hint_factor
         self.objective = Objective(objective).value
         self.carbon_price_per_tonne = carbon_price_per_tonne if objective == "balanced" else 0.0
@@ -135,22 +146,42 @@ class WattscalePolicy:
             self._forecaster = observe(self._forecaster, seconds, float(past[-1]))
         steps = self._steps(obs.model.cold_start_s)
         forecast = horizon(self._forecaster, steps, FORECAST_K_SIGMA) if past.shape[0] else ()
+        zero: dict[str, Any] = {}
+        if self._idle_seconds is not None:
+            zero = self._zero_inputs(obs)
+            if int(obs.ready.sum()) == 0:
+                forecast = ()  # nothing runs: nothing measures demand
         request = self._request(
             obs.regions,
             obs.model,
             obs.gpu_hour_cost,
             obs.quota,
-            obs.min_replicas,
+            0 if self._idle_seconds is not None else obs.min_replicas,
             obs.allocated,
             obs.ready,
             obs.known_prices_usd_mwh,
             obs.minute,
             obs.past_carbon_g_per_kwh[-1],
             forecast,
+            **zero,
         )
         decision = plan(request, self._state)
         self._state = decision.state
         return self._vector(obs.regions, decision.desired)
+
+    def _zero_inputs(self, obs: Observation) -> dict[str, Any]:
+        """What scale to zero reads (with min_replicas 0): the idle window, the measured demand and
+        the gateway's waiting requests (the last minute's requests when none was Ready)."""
+        past = obs.past_demand_tokens_per_s
+        last = float(past[-1]) if past.shape[0] else 0.0
+        waiting = 0.0
+        if int(obs.ready.sum()) == 0 and last > 0:
+            waiting = last * STEP_SECONDS / max(obs.mean_output_tokens, 1.0)
+        return {
+            "scale_to_zero_idle_seconds": self._idle_seconds,
+            "waiting_requests": waiting,
+            "measured_tokens_per_second": last,
+        }
 
     @staticmethod
     def _vector(regions: tuple[str, ...], mapping: Any) -> IntArray:
@@ -172,6 +203,7 @@ class WattscalePolicy:
         minute: int,
         carbon_now: FloatArray,
         forecast: tuple[float, ...],
+        **zero: Any,
     ) -> PlanRequest:
         steps = max(len(forecast), 1)
         minutes = minute + np.arange(steps)
@@ -222,5 +254,6 @@ class WattscalePolicy:
             explain=False,
             objective=Objective(self.objective),
             carbon_price_per_tonne=self.carbon_price_per_tonne,
-            **self._knobs,
+            metrics_fresh=bool(forecast),
+            **{**self._knobs, **zero},
         )
