@@ -64,3 +64,24 @@ def test_one_failed_query_makes_the_reading_unknown() -> None:
 
 def test_no_prometheus_at_all_is_unknown() -> None:
     assert read_waiting([], "q").waiting_requests is None
+
+
+def test_the_emulated_endpoint_picker_exports_what_the_default_query_reads() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.fakes.gateway_emulator import GatewayEmulator
+
+    epp = GatewayEmulator(pool="llama", model="m")
+    epp.set_waiting(4)
+    epp.fail(2)
+    samples = {
+        s.name: s
+        for family in text_string_to_metric_families(epp.exposition())
+        for s in family.samples
+    }
+    queue = samples["inference_extension_flow_control_queue_size"]
+    assert queue.value == 4
+    assert queue.labels["inference_pool"] == "llama"
+    errors = samples["inference_objective_request_error_total"]
+    assert errors.value == 2
+    assert errors.labels["model_name"] == "m"
