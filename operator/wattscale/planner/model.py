@@ -232,7 +232,8 @@ class PlanRequest:
     """Replicas became Ready within the metrics window, so the measured demand may under-read
     (their rates are not in it yet): plan up on it, or move replicas, but never shrink the
     fleet's capacity on it."""
-    explain: bool = True  # compute the runner-up (one more solve); the simulator may skip it
+    explain: bool = True  # compute the runner-up; the simulator may skip it
+    runner_up_exact: bool = False  # prove the runner-up optimal (one more exact solve)
     scale_to_zero_idle_seconds: float | None = None
     """With ``min_replicas`` 0: go to zero after no demand and no waiting request for this
     long, and wake on a waiting request (None: no scale to zero; see

@@ -48,7 +48,16 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
-__all__ = ["Problem", "Solution", "exhaustive", "route", "solve", "solve_dp", "solve_milp"]
+__all__ = [
+    "Problem",
+    "Solution",
+    "exhaustive",
+    "route",
+    "solve",
+    "solve_dp",
+    "solve_milp",
+    "solve_near",
+]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -669,15 +678,31 @@ def _rounding_upper_bound(
     Only the pools whose capacity cost is closest to the LP's break are tried (every pair of
     them): a heuristic, used only as the DP's first incumbent.
     """
+    plans = _rounding_plans(f, vp, c, lo, hi, need, r_frac)
+    if plans.shape[0] == 0:
+        return math.inf
+    return float(np.min(_plan_costs(f, vp, c, plans, need)))
+
+
+def _rounding_plans(
+    f: FloatArray,
+    vp: FloatArray,
+    c: FloatArray,
+    lo: FloatArray,
+    hi: FloatArray,
+    need: float,
+    r_frac: FloatArray,
+) -> FloatArray:
+    """The candidate plans of :func:`_rounding_upper_bound` (rows; none when no room)."""
     base = np.maximum(lo, np.floor(r_frac + 1e-9))
     residual = need - float(base @ c)
     if residual <= need * _REL_TOL:
-        return float(_plan_costs(f, vp, c, base[None, :], need)[0])
+        return base[None, :]
     room = hi - base
     a = f / c + vp
     with_room = np.flatnonzero(room > 0)
     if with_room.shape[0] == 0:
-        return math.inf
+        return np.zeros((0, c.shape[0]))
     cand = with_room[np.argsort(a[with_room], kind="stable")[:_ROUNDING_POOLS]]
     n = cand.shape[0]
     first = np.minimum(room[cand], np.floor(residual / c[cand]))  # [n]
@@ -687,16 +712,17 @@ def _rounding_upper_bound(
     idx = np.arange(n)
     plans[idx, :, cand] += first[:, None]
     plans[:, idx, cand] += second
-    plans = np.minimum(plans.reshape(n * n, -1), hi[None, :])
-    return float(np.min(_plan_costs(f, vp, c, plans, need)))
+    out: FloatArray = np.minimum(plans.reshape(n * n, -1), hi[None, :])
+    return out
 
 
 _ROUNDING_POOLS = 8
 
 
-def _greedy_upper_bound(
+def _greedy_plan(
     f: FloatArray, vp: FloatArray, c: FloatArray, lo: FloatArray, hi: FloatArray, need: float
-) -> float:
+) -> FloatArray | None:
+    """Fill the need from the cheapest capacity per token/s (None when it cannot be met)."""
     r = lo.copy()
     rem = need - float(lo @ c)
     for j in np.lexsort((np.arange(c.shape[0]), f / c + vp)):
@@ -706,6 +732,15 @@ def _greedy_upper_bound(
         r[j] += add
         rem -= add * c[j]
     if rem > need * _REL_TOL + 1e-9:
+        return None
+    return r
+
+
+def _greedy_upper_bound(
+    f: FloatArray, vp: FloatArray, c: FloatArray, lo: FloatArray, hi: FloatArray, need: float
+) -> float:
+    r = _greedy_plan(f, vp, c, lo, hi, need)
+    if r is None:
         return math.inf
     load_rem = need
     cost = float(f @ r)
@@ -787,6 +822,60 @@ def solve_milp(p: Problem, time_limit_seconds: float = MILP_TIME_LIMIT_SECONDS) 
         return None
     load, obj = routed
     return Solution(r, load, obj, "milp", bool(res.status == 0))
+
+
+def solve_near(p: Problem) -> Solution | None:
+    """A good feasible plan, fast, without the DP's proof of optimality.
+
+    For one population: the closed form when every pool has one capacity (exact), else the
+    cheapest of the DP's own first incumbents (the LP rounded down and topped up by one or two
+    pools; the greedy fill by capacity cost), then each replica dropped that is not needed.
+    Falls back to :func:`solve` (exact) whenever that plan breaks a coupling constraint or
+    there are several populations. For what is informative only (the explanation's runner-up).
+    """
+    if not _single_population(p):
+        return solve(p)
+    if _one_capacity(p):
+        sol = solve_one_capacity(p)
+        return sol if sol is None or coupling_ok(p, sol.replicas) else solve(p)
+    usable = np.flatnonzero(p.hi > 0)
+    if usable.shape[0] == 0:
+        return solve(p)
+    order = usable[np.lexsort((usable, p.per_token[usable]))]
+    vmin = float(np.min(p.per_token[usable]))
+    f = p.fixed_per_replica[order]
+    vp = np.maximum(p.per_token[order] - vmin, 0.0)
+    c = p.capacity[order]
+    lo = p.lo[order].astype(np.float64)
+    hi = p.hi[order].astype(np.float64)
+    if p.need > float(hi @ c) * (1 + _REL_TOL) + 1e-9:
+        return None
+    _, r_frac, _, _ = _lp(f, vp, c, lo, hi, p.need, float(f @ lo))
+    plans = _rounding_plans(f, vp, c, lo, hi, p.need, r_frac)
+    greedy = _greedy_plan(f, vp, c, lo, hi, p.need)
+    if greedy is not None:
+        plans = np.vstack([plans, greedy[None, :]])
+    if plans.shape[0] == 0:
+        return solve(p)
+    costs = _plan_costs(f, vp, c, plans, p.need)
+    best = plans[int(np.argmin(costs))]
+    while True:  # drop replicas the need does not use (cheapest plan first)
+        drops = np.flatnonzero(best > lo)
+        if drops.shape[0] == 0:
+            break
+        trial = np.repeat(best[None, :], drops.shape[0], axis=0)
+        trial[np.arange(drops.shape[0]), drops] -= 1
+        t_costs = _plan_costs(f, vp, c, trial, p.need)
+        if float(t_costs.min()) >= float(costs.min()):
+            break
+        best, costs = trial[int(np.argmin(t_costs))], t_costs
+    replicas = p.lo.copy()
+    replicas[order] = best.astype(np.int64)
+    routed = route(p, replicas)
+    if routed is None or not coupling_ok(p, replicas):
+        return solve(p)
+    load, obj = routed
+    return Solution(replicas, load, obj, "near", False)
 
 
 def solve(p: Problem, hint: IntArray | None = None) -> Solution | None:

@@ -48,7 +48,7 @@ from .model import (
     ReasonCode,
     Recommendation,
 )
-from .optimise import IntArray, Problem, Solution, route, solve
+from .optimise import IntArray, Problem, Solution, route, solve, solve_near
 from .sizing import size
 from .zero import ZeroGate, ZeroState, gate
 
@@ -473,7 +473,11 @@ def _option(co: Costing, p: Problem, r: IntArray | None) -> PlanOption | None:
 
 
 def _runner_up(co: Costing, req: PlanRequest, p: Problem, target: IntArray) -> IntArray | None:
-    """The best plan without the region that carries most of the chosen plan's capacity."""
+    """The best plan without the region that carries most of the chosen plan's capacity.
+
+    Informative only, so by default it is found the fast way (:func:`solve_near`: the LP
+    rounded and trimmed, exact with one GPU product per region); ``req.runner_up_exact`` runs
+    the exact solver instead, as the chosen plan does."""
     if not np.any(target > 0):
         return None
     per_region = np.bincount(
@@ -481,7 +485,8 @@ def _runner_up(co: Costing, req: PlanRequest, p: Problem, target: IntArray) -> I
     )
     top = int(np.argmax(per_region))
     hi = np.where(co.region_of == top, 0, p.hi)
-    alt = solve(co.problem(req, lo=np.minimum(p.lo, hi), hi=hi))
+    alt_p = co.problem(req, lo=np.minimum(p.lo, hi), hi=hi)
+    alt = solve(alt_p) if req.runner_up_exact else solve_near(alt_p)
     return None if alt is None else alt.replicas
 
 

@@ -25,6 +25,7 @@ from wattscale.planner.optimise import (
     exhaustive,
     solve,
     solve_dp,
+    solve_near,
     solve_one_capacity,
 )
 from wattscale.planner.planner import _hard_cap
@@ -231,3 +232,24 @@ def test_dp_vectorised_layers_are_exact(p: Problem) -> None:
     ref = exhaustive(p)
     _same(vectorised, ref)
     _same(solve_dp(p), ref)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(problems(one_capacity=False))
+def test_near_solution_is_feasible_and_never_below_the_optimum(p: Problem) -> None:
+    """The fast runner-up's plan: feasible exactly when the problem is, covers the need
+    within bounds, and costs no less than the optimum (exactly it with one capacity)."""
+    near = solve_near(p)
+    ref = exhaustive(p)
+    assert (near is None) == (ref is None)
+    if near is not None and ref is not None:
+        assert np.all(near.replicas >= p.lo)
+        assert np.all(near.replicas <= p.hi)
+        assert float(p.capacity @ near.replicas) >= p.need * (1 - 1e-9) - 1e-9
+        assert near.objective >= ref.objective - 1e-6 * max(1.0, abs(ref.objective))
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(problems(one_capacity=True))
+def test_near_solution_is_exact_with_one_capacity(p: Problem) -> None:
+    _same(solve_near(p), exhaustive(p))
