@@ -22,7 +22,13 @@ def add_operator_parsers(sub: Any) -> None:
     p.add_argument(
         "--standalone",
         action="store_true",
-        help="no peering: run exactly one replica (the chart does, with strategy Recreate)",
+        help="no kopf peering (the chart always sets it; several replicas share with --shards)",
+    )
+    p.add_argument(
+        "--shards",
+        action="store_true",
+        default=None,
+        help="share the fleet with other replicas: each owns a shard (Leases on the hub)",
     )
     p.add_argument(
         "--liveness", default=None, help="kopf liveness URL, e.g. http://0.0.0.0:8080/healthz"
@@ -71,6 +77,7 @@ def run_operator(args: argparse.Namespace) -> int:
         operator_namespace=args.operator_namespace,
         time_scale=args.time_scale,
         watch_namespaces=tuple(args.namespace or ()),
+        sharding=args.shards,
     )
     metrics = OperatorMetrics()
     if settings.metrics_port:

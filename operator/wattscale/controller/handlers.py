@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -24,15 +25,17 @@ from wattscale.clusters.routes import HubRoutes
 from wattscale.controller.leaving import leaving_regions
 from wattscale.controller.reconcile import Reconciler
 from wattscale.controller.region_health import RegionHealthLoop
-from wattscale.controller.report import status_patch
+from wattscale.controller.report import Outcome, status_patch
 from wattscale.controller.settings import ANNOTATION_PREFIX, FINALIZER, Settings
 from wattscale.controller.status import condition
+from wattscale.fleet.leases import HubLeases, LeaseStore, Membership
 from wattscale.fleet.ledger import QuotaLedger
 from wattscale.fleet.regions import (
     RegionDirectory,
     default_cluster_factory,
     hub_secret_reader,
 )
+from wattscale.fleet.shards import Ownership
 from wattscale.fleet.snapshot import FleetSnapshot
 from wattscale.metrics import MetricsConfig
 from wattscale.planner import PoolKey
@@ -77,21 +80,75 @@ def region_status_writer(hub: client.ApiClient | None) -> Callable[[str, dict[st
     return write
 
 
-def seed_claims(ledger: QuotaLedger, item: dict[str, Any]) -> None:
-    """Seed the ledger with what one InferenceDeployment holds per its status."""
-    meta, spec = item.get("metadata") or {}, item.get("spec") or {}
+def held_gpus(spec: Any, status: Any) -> tuple[int, dict[PoolKey, int]] | None:
+    """An InferenceDeployment's priority and the GPUs it holds per pool per its status (what
+    the operator last set in each region); None when the spec names no GPU product."""
+    spec, status = spec or {}, status or {}
     engine = spec.get("engine") or {}
     product, gpus = engine.get("gpuProduct"), engine.get("gpusPerReplica", 1)
     if not product or not isinstance(gpus, int):
-        return
+        return None
     held = {
         PoolKey(str(r.get("name")), str(product)): int(r.get("desiredReplicas") or 0) * gpus
-        for r in (item.get("status") or {}).get("regions") or []
+        for r in status.get("regions") or []
         if isinstance(r, dict)
     }
-    member = f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
     priority = spec.get("priority", 0)
-    ledger.seed(member, priority if isinstance(priority, int) else 0, held)
+    return (priority if isinstance(priority, int) else 0), held
+
+
+def leader_only(
+    write: Callable[[str, dict[str, Any]], bool], ownership: Ownership
+) -> Callable[[str, dict[str, Any]], bool]:
+    """Region status is written by the leader only; the others still judge each Region's
+    health for themselves (to skip a down one at once) and write nothing."""
+
+    def maybe(name: str, status: dict[str, Any]) -> bool:
+        return write(name, status) if ownership.is_leader(time.time()) else True
+
+    return maybe
+
+
+async def keep_leases(membership: Membership, period_seconds: float) -> None:
+    """Renew this replica's Lease and re-read the others every ``period_seconds``."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            await loop.run_in_executor(None, membership.renew)
+        except Exception:  # never stop: an unrenewed Lease only hands the shard over
+            log.exception("shard lease round failed")
+        await asyncio.sleep(period_seconds)
+
+
+def owned_pass(
+    reconciler: Reconciler,
+    ownership: Ownership,
+    *,
+    name: str,
+    namespace: str,
+    spec: dict[str, Any],
+    status: dict[str, Any],
+    generation: int | None,
+) -> Outcome | None:
+    """One timer firing: the pass when this replica owns the deployment, else None at once
+    (another replica passes it: nothing is written, only what it holds is counted)."""
+    if not ownership.owns(namespace, name, reconciler.clock()):
+        found = held_gpus(spec, status)
+        reconciler.release(namespace, name, *(found or (0, None)))
+        return None
+    return reconciler.reconcile(
+        name=name, namespace=namespace, spec=spec, status=status, generation=generation
+    )
+
+
+def seed_claims(ledger: QuotaLedger, item: dict[str, Any]) -> None:
+    """Seed the ledger with what one InferenceDeployment holds per its status."""
+    meta = item.get("metadata") or {}
+    found = held_gpus(item.get("spec"), item.get("status"))
+    if found is None:
+        return
+    member = f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
+    ledger.seed(member, found[0], found[1])
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -144,9 +201,15 @@ def build_registry(
     settings: Settings,
     directory: RegionDirectory | None = None,
     metrics: OperatorMetrics | None = None,
+    ownership: Ownership | None = None,
+    leases: LeaseStore | None = None,
 ) -> tuple[kopf.OperatorRegistry, Reconciler]:
-    """Register every handler on a fresh registry; returns it and the Reconciler it drives."""
+    """Register every handler on a fresh registry; returns it and the Reconciler it drives.
+
+    With ``settings.sharding`` this replica passes only the InferenceDeployments it owns
+    (``ownership``, kept by its shard Leases in ``leases``, else on the hub)."""
     registry = kopf.OperatorRegistry()
+    ownership = ownership or Ownership(settings.replica_identity, settings.sharding)
     metrics = metrics or OperatorMetrics()
     hub: client.ApiClient | None = None
     if directory is None:
@@ -171,9 +234,21 @@ def build_registry(
         ledger=ledger,
     )
 
+    if leases is None and hub is not None and settings.sharding:
+        leases = HubLeases(hub, settings.operator_namespace)
+    membership = (
+        Membership(
+            leases,
+            ownership,
+            settings.lease_duration_seconds,
+            settle_seconds=1.5 * settings.lease_renew_seconds,
+        )
+        if leases is not None and settings.sharding
+        else None
+    )
     health = RegionHealthLoop(
         directory,
-        region_status_writer(hub),
+        leader_only(region_status_writer(hub), ownership),
         metrics,
         settings.region_interval_seconds,
         reachable=fleet.mark,
@@ -182,6 +257,13 @@ def build_registry(
 
     @kopf.on.startup(registry=registry)
     async def _start_region_health(**_: Any) -> None:
+        if membership is not None:
+            await asyncio.get_running_loop().run_in_executor(None, membership.renew)
+            tasks.append(
+                asyncio.create_task(
+                    keep_leases(membership, settings.lease_renew_seconds), name="shard-leases"
+                )
+            )
         if hub is not None:
             tasks.append(asyncio.create_task(health.run(), name="region-health"))
             tasks.append(
@@ -192,6 +274,8 @@ def build_registry(
     async def _stop_region_health(**_: Any) -> None:
         for task in tasks:
             task.cancel()
+        if membership is not None:  # hand this replica's shard over now, not at expiry
+            await asyncio.get_running_loop().run_in_executor(None, membership.release)
 
     settings_ = settings
 
@@ -252,13 +336,17 @@ def build_registry(
         patch: kopf.Patch,
         **_: Any,
     ) -> None:
-        outcome = reconciler.reconcile(
+        outcome = owned_pass(
+            reconciler,
+            ownership,
             name=name,
             namespace=namespace or "default",
             spec=dict(spec),
             status=dict(status),
             generation=meta.get("generation"),
         )
+        if outcome is None:
+            return
         # Only what changed: a pass that decides the same as the last writes nothing.
         patch.status.update(status_patch(dict(status), outcome.status))
         for event in outcome.events:
@@ -270,6 +358,12 @@ def build_registry(
     ) -> None:
         """Remove what we created in every region; an unreachable one blocks, visibly."""
         namespace = namespace or "default"
+        if not ownership.owns(namespace, name, time.time()):
+            # Its owner cleans up and removes the finalizer; should the owner die first, this
+            # replica takes the shard over and finds the deletion on its retry.
+            raise kopf.TemporaryError(
+                "another operator replica owns it", delay=settings.interval_seconds
+            )
         blocked: list[str] = []
         regions = list(spec.get("placement", {}).get("regions", []))
         # Regions dropped from the spec but still being drained hold our objects too.

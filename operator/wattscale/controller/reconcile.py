@@ -117,6 +117,17 @@ class Reconciler:
             self.ledger.forget(f"{namespace}/{name}")
         self.router.forget(namespace, name)
 
+    def release(
+        self, namespace: str, name: str, priority: int, held: dict[PoolKey, int] | None
+    ) -> None:
+        """Another replica owns this deployment now: forget what this one learnt (should it
+        own it again, it starts over as after a restart: a warm start, never a scale-down),
+        and count what it holds (``held``, GPUs per pool per its status) against the shares."""
+        self._memories.forget(namespace, name)
+        self.router.forget(namespace, name)
+        if self.ledger is not None and held is not None:
+            self.ledger.observe(f"{namespace}/{name}", priority, held)
+
     def reconcile(
         self,
         *,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 
 ANNOTATION_PREFIX = "wattscale.io"
@@ -34,6 +35,28 @@ class Settings:
     """The namespaces watched (``wattscale run -n``); empty: every namespace. The operator then
     reads InferenceDeployments only there, as a chart with ``watchNamespaces`` grants."""
 
+    sharding: bool = False
+    """Several replicas: each owns a shard of the InferenceDeployments (a consistent hash of
+    namespace/name over the replicas' Leases in ``operator_namespace``); one leads the fleet-wide
+    parts (see :mod:`wattscale.fleet.shards`). Off: this replica owns every deployment."""
+    identity: str = ""
+    """This replica's name in the shard Leases (the pod name; empty: the host name)."""
+
+    @property
+    def replica_identity(self) -> str:
+        return self.identity or os.environ.get("POD_NAME") or socket.gethostname()
+
+    @property
+    def lease_renew_seconds(self) -> float:
+        """How often this replica renews its Lease and re-reads the others (a third of an
+        interval, so an expired Lease is noticed well within one)."""
+        return max(self.interval_seconds / 3.0, 1.0)
+
+    @property
+    def lease_duration_seconds(self) -> float:
+        """How long a Lease holds without renewal: one interval (three missed renewals)."""
+        return max(self.interval_seconds, 3.0 * self.lease_renew_seconds)
+
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         """Defaults, then WATTSCALE_* environment variables, then explicit overrides."""
@@ -48,9 +71,13 @@ class Settings:
             ("hub_region", str),
             ("rate_window_seconds", int),
             ("time_scale", float),
+            ("identity", str),
         ):
             raw = env.get(f"WATTSCALE_{name.upper()}")
             if raw is not None:
                 values[name] = kind(raw)
+        sharding = env.get("WATTSCALE_SHARDING")
+        if sharding is not None:
+            values["sharding"] = sharding.strip().lower() in ("1", "true", "yes", "on")
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

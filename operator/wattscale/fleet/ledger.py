@@ -51,6 +51,20 @@ class QuotaLedger:
                 if key not in self._claims or member not in self._claims[key]:
                     self._claims.setdefault(key, {})[member] = Claim(member, priority, gpus)
 
+    def observe(self, member: str, priority: int, held: Mapping[PoolKey, int]) -> None:
+        """What ``member`` holds per pool (GPUs) as another replica last set it (its status):
+        replaces its claims. A deployment another operator replica owns is planned there;
+        here it only holds its share."""
+        with self._lock:
+            for key, claims in self._claims.items():
+                if key not in held:
+                    claims.pop(member, None)
+            for key, gpus in held.items():
+                claims = self._claims.setdefault(key, {})
+                old = claims.get(member)
+                refused = old.refused_gpus if old is not None else 0
+                claims[member] = Claim(member, priority, gpus, refused)
+
     def forget(self, member: str) -> None:
         """The deployment is gone: its GPUs are free."""
         with self._lock:

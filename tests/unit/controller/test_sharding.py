@@ -1,0 +1,150 @@
+"""Two operator replicas sharing the fleet through shard Leases: each deployment is passed by
+exactly one of them, a non-owned pass writes nothing, and when one replica dies its shard is
+taken over within one Lease duration plus one interval, warm-started, with no scale-down."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from tests.fakes.leases import FakeLeases
+from tests.fakes.world import build_world
+from tests.unit.controller.test_reconcile import NS, PRICES, Clock, _spec
+from wattscale.controller.handlers import owned_pass
+from wattscale.controller.reconcile import Reconciler
+from wattscale.controller.settings import Settings
+from wattscale.fleet.leases import Membership
+from wattscale.fleet.ledger import QuotaLedger
+from wattscale.fleet.shards import Ownership
+from wattscale.planner import PoolKey
+
+pytestmark = pytest.mark.unit
+
+SETTINGS = Settings(interval_seconds=30, sharding=True)
+NAMES = [f"model-{i}" for i in range(8)]
+H100 = "NVIDIA-H100-80GB-HBM3"
+
+
+class Replica:
+    def __init__(self, name: str, world: Any, store: FakeLeases, clock: Clock) -> None:
+        self.name = name
+        self.alive = True
+        self.ownership = Ownership(name, sharded=True)
+        self.membership = Membership(
+            store,
+            self.ownership,
+            SETTINGS.lease_duration_seconds,
+            1.5 * SETTINGS.lease_renew_seconds,
+            clock,
+        )
+        self.reconciler = Reconciler(world, SETTINGS, clock=clock, ledger=QuotaLedger())
+
+
+class TwoReplicas:
+    def __init__(self) -> None:
+        self.directory, self.regions, self.load = build_world(PRICES)
+        self.clock = Clock()
+        self.store = FakeLeases()
+        self.replicas = [
+            Replica(n, self.directory, self.store, self.clock) for n in ("op-a", "op-b")
+        ]
+        self.spec = _spec(capacity__tokensPerSecondPerReplica=6000, slo__maxReplicas=40)
+        self.status: dict[str, dict[str, Any]] = {n: {} for n in NAMES}
+        self.passed: Counter[tuple[str, str]] = Counter()
+
+    def step(self) -> Counter[str]:
+        """One interval: Leases renewed every 10 s, then every live replica's timers fire for
+        every deployment. Returns how many replicas passed each deployment."""
+        for _ in range(3):
+            self.clock.advance(10.0)
+            for r in self.replicas:
+                if r.alive:
+                    r.membership.renew()
+        by_name: Counter[str] = Counter()
+        for r in self.replicas:
+            if not r.alive:
+                continue
+            for name in NAMES:
+                out = owned_pass(
+                    r.reconciler,
+                    r.ownership,
+                    name=name,
+                    namespace=NS,
+                    spec=self.spec,
+                    status=self.status[name],
+                    generation=1,
+                )
+                if out is not None:
+                    self.status[name] = out.status
+                    by_name[name] += 1
+                    self.passed[(r.name, name)] += 1
+        return by_name
+
+    def running(self) -> dict[str, int]:
+        return {n: sum(reg.cluster.replicas(n) for reg in self.regions.values()) for n in NAMES}
+
+
+def test_each_deployment_is_passed_by_exactly_one_replica() -> None:
+    fleet = TwoReplicas()
+    fleet.step()  # the Leases settle
+    fleet.load.tokens_per_second = 12_000.0
+    for _ in range(3):
+        assert fleet.step() == Counter(dict.fromkeys(NAMES, 1))
+    owners = {name for (_, name) in fleet.passed}
+    assert owners == set(NAMES)
+    assert {r for (r, _) in fleet.passed} == {"op-a", "op-b"}  # both hold a shard
+    assert all(v > 0 for v in fleet.running().values())
+
+
+def test_a_killed_replicas_shard_resumes_on_the_other_with_no_scale_down() -> None:
+    fleet = TwoReplicas()
+    fleet.step()
+    fleet.load.tokens_per_second = 30_000.0
+    for _ in range(4):
+        fleet.step()
+    _a, b = fleet.replicas
+    b_shard = {name for (r, name) in fleet.passed if r == "op-b"}
+    assert b_shard
+    before = fleet.running()
+    b.alive = False  # killed: no more renewals, no more passes
+    fleet.load.tokens_per_second = 3_000.0  # the measured demand drops meanwhile
+    passes_before = Counter(name for (r, name) in fleet.passed if r == "op-a")
+    # Lease duration (one interval) plus one interval: op-a passes op-b's shard.
+    for _ in range(2):
+        fleet.step()
+        running = fleet.running()
+        # op-b's deployments: a new owner starts as after a restart, never down at once.
+        assert all(running[n] >= before[n] for n in b_shard)
+    taken = Counter(name for (r, name) in fleet.passed if r == "op-a") - passes_before
+    assert b_shard <= set(taken)
+    assert fleet.step() == Counter(dict.fromkeys(NAMES, 1))
+
+
+def test_a_non_owned_pass_writes_nothing_and_counts_the_owners_claims() -> None:
+    fleet = TwoReplicas()
+    fleet.step()
+    fleet.load.tokens_per_second = 30_000.0
+    fleet.step()
+    _a, b = fleet.replicas
+    a_shard = {name for (r, name) in fleet.passed if r == "op-a"}
+    name = next(iter(a_shard))
+    before = dict(fleet.status[name])
+    scaled = [list(reg.cluster.scale_calls) for reg in fleet.regions.values()]
+    out = owned_pass(
+        b.reconciler,
+        b.ownership,
+        name=name,
+        namespace=NS,
+        spec=fleet.spec,
+        status=fleet.status[name],
+        generation=1,
+    )
+    assert out is None
+    assert fleet.status[name] == before
+    assert [reg.cluster.scale_calls for reg in fleet.regions.values()] == scaled
+    ledger = b.reconciler.ledger
+    assert ledger is not None
+    held = sum(ledger.held(PoolKey(r, H100)).get(f"{NS}/{name}", 0) for r in PRICES)
+    assert held > 0  # counted against op-b's shares as its status says
