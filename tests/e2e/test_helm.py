@@ -360,7 +360,7 @@ def test_install_creates_crds_and_the_operator(stack: Stack, release: dict[str, 
     assert sa["metadata"]["labels"]["app.kubernetes.io/part-of"] == "wattscale"
     dep = stack.get_json(stack.hub, "deployment", full, "-n", ns)
     spec = dep["spec"]
-    assert spec["replicas"] == 1
+    assert spec["replicas"] == 1  # one replica: no shards, no Leases
     assert spec["strategy"]["type"] == "Recreate"
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == full
@@ -369,6 +369,7 @@ def test_install_creates_crds_and_the_operator(stack: Stack, release: dict[str, 
     (container,) = pod["containers"]
     assert container["command"] == ["wattscale"]
     assert container["args"][:3] == ["run", "--all-namespaces", "--standalone"]
+    assert "--shards" not in container["args"]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
@@ -482,6 +483,7 @@ def test_the_service_account_may_do_what_the_operator_needs(
         "list httproutes.gateway.networking.k8s.io",
         "patch httproutes.gateway.networking.k8s.io/status ml-serving",
         "create customresourcedefinitions.apiextensions.k8s.io",
+        f"create leases.coordination.k8s.io {ns}",  # one replica: no shard Leases
     ]
     wrong = access_mismatches(stack, sa, allowed, refused)
     assert not wrong, f"RBAC of {sa} differs from what the operator needs: {wrong}"
@@ -524,6 +526,57 @@ def test_with_watch_namespaces_only_cluster_scoped_kinds_are_granted_cluster_wid
     for ns in ("ml-a", "ml-b"):
         for name in ("ws-wattscale", "ws-wattscale-hub-workloads", "ws-wattscale-httproutes"):
             assert (ns, name) in roles
+
+
+def test_several_replicas_shard_through_leases_in_the_release_namespace(
+    stack: Stack, helm_env: dict[str, str], kube_version: str
+) -> None:
+    """operator.replicas > 1: every replica runs with --shards and its pod name, pods may
+    overlap (a rolling update), and the ServiceAccount may use Leases in its own namespace only."""
+    out = helm(
+        stack,
+        helm_env,
+        "template",
+        "ws",
+        str(CHART),
+        "--namespace",
+        "wattscale-system",
+        "--kube-version",
+        kube_version,
+        "--set",
+        "operator.replicas=3",
+    )
+    rendered = docs(out)
+    dep = next(d for d in rendered if d["kind"] == "Deployment")
+    assert dep["spec"]["replicas"] == 3
+    assert dep["spec"]["strategy"]["type"] == "RollingUpdate"
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    assert container["args"][:4] == ["run", "--all-namespaces", "--standalone", "--shards"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    leases = [
+        d
+        for d in rendered
+        if d["kind"] == "Role" and any("leases" in r["resources"] for r in d["rules"])
+    ]
+    assert [(d["metadata"]["namespace"], d["metadata"]["name"]) for d in leases] == [
+        ("wattscale-system", "ws-wattscale-leases")
+    ]
+    assert leases[0]["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "list", "create", "update", "delete"],
+        }
+    ]
+    cluster_wide = {
+        r
+        for d in rendered
+        if d["kind"] == "ClusterRole"
+        for rule in d["rules"]
+        for r in rule["resources"]
+    }
+    assert "leases" not in cluster_wide
 
 
 def test_with_watch_namespaces_the_service_account_may_act_in_those_namespaces_only(

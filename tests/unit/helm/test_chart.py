@@ -219,7 +219,8 @@ def test_schema_rejects_typos_and_bad_types() -> None:
     assert validate(merged(VALUES, {"metrics": {"serviceMonitr": {}}}), SCHEMA)
     assert validate(merged(VALUES, {"metrics": {"port": "9464"}}), SCHEMA)
     assert validate(merged(VALUES, {"image": {"pullPolicy": "Sometimes"}}), SCHEMA)
-    assert validate(merged(VALUES, {"operator": {"replicas": 2}}), SCHEMA)
+    assert validate(merged(VALUES, {"operator": {"replicas": -1}}), SCHEMA)
+    assert validate(merged(VALUES, {"operator": {"replicas": 2}}), SCHEMA) == []  # shards
     assert validate(
         merged(VALUES, {"regions": [{"name": "Bad_Name", "spec": {"gpus": []}}]}), SCHEMA
     )
@@ -231,6 +232,7 @@ def test_ci_files_cover_the_options() -> None:
     assert any(d.get("metrics", {}).get("serviceMonitor", {}).get("enabled") for d in docs)
     assert any(d.get("regions") for d in docs)
     assert any(d.get("rbac", {}).get("httpRoutes") for d in docs)
+    assert any(d.get("operator", {}).get("replicas", 1) > 1 for d in docs)
 
 
 @pytest.mark.parametrize("path", CI_FILES, ids=lambda p: p.name)
@@ -287,9 +289,13 @@ def test_deployment_is_hardened_and_standalone() -> None:
     text = (CHART / "templates" / "deployment.yaml").read_text(encoding="utf-8")
     assert "replicas: {{ .Values.operator.replicas }}" in text
     assert VALUES["operator"]["replicas"] == 1
-    # 0 (an operator run elsewhere under the ServiceAccount) or 1: kopf --standalone never twice.
-    assert SCHEMA["properties"]["operator"]["properties"]["replicas"]["enum"] == [0, 1]
+    # 0 (an operator run elsewhere), 1, or more: shards (kopf --standalone, our own Leases).
+    assert SCHEMA["properties"]["operator"]["properties"]["replicas"]["minimum"] == 0
+    assert "$sharded := gt (int .Values.operator.replicas) 1" in text
     assert "type: Recreate" in text
+    assert "type: RollingUpdate" in text
+    assert "- --shards" in text
+    assert "fieldPath: metadata.name" in text  # POD_NAME: the replica's Lease identity
     assert "--standalone" in text
     assert "/healthz" in text
     assert "livenessProbe" in text
