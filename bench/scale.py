@@ -273,9 +273,25 @@ def _catch_up(
     reconciler._warm_budget = budget
 
 
-def worker(n: int, path: str, passes: int, base: str) -> dict[str, Any]:
-    """Run ``passes`` + 1 passes over ``n`` deployments; return the figures as a dict."""
+def _ownership(shard: str) -> Any:
+    """Replica ``i`` of ``k`` (``"i/k"``): every replica's Lease live and settled for good."""
+    from wattscale.fleet.shards import LeaseRecord, Ownership, ShardView
+
+    i, k = (int(x) for x in shard.split("/"))
+    members = [f"replica-{m}" for m in range(k)]
+    leases = tuple(LeaseRecord(f"lease-{m}", m, 0.0, 1e15, 1e15) for m in members)
+    ownership = Ownership(members[i], sharded=True)
+    ownership.update(ShardView(members[i], leases, None, 0.0))
+    return ownership
+
+
+def worker(n: int, path: str, passes: int, base: str, shard: str = "") -> dict[str, Any]:
+    """Run ``passes`` + 1 passes over ``n`` deployments; return the figures as a dict.
+
+    With ``shard`` (``"i/k"``) this is replica ``i`` of ``k``: every timer still fires, the
+    kopf handler's :func:`owned_pass` returns at once for deployments another replica owns."""
     from tests.fakes.world import T0, FakeCluster
+    from wattscale.controller.handlers import owned_pass
     from wattscale.controller.reconcile import Reconciler
     from wattscale.controller.report import status_patch
     from wattscale.controller.settings import Settings
@@ -300,12 +316,14 @@ def worker(n: int, path: str, passes: int, base: str) -> dict[str, Any]:
     reconciler = Reconciler(directory, settings, clock=lambda: clock[0], fleet=fleet, ledger=ledger)
     spec = _deployment_spec()
     statuses: dict[str, dict[str, Any]] = {d: {} for d in names}
+    ownership = _ownership(shard if shard else "0/1")
+    owned = [d for d in names if ownership.owns(NAMESPACE, d, clock[0])]
     rows = []
     for p in range(passes + 2):
         if p == 1:
             # Not measured: the rest of the warm starts (spread over intervals after a restart)
             # and the forecasters settling, so the passes after it are the steady state.
-            _catch_up(reconciler, fleet, names, spec, statuses, clock)
+            _catch_up(reconciler, fleet, owned, spec, statuses, clock)
             _get(f"{base}/bench/reset?deployments={','.join(names)}")
             continue
         clock[0] += INTERVAL_SECONDS
@@ -316,9 +334,17 @@ def worker(n: int, path: str, passes: int, base: str) -> dict[str, Any]:
             if p == 0:
                 _feeds_read(directory, datetime.fromtimestamp(clock[0], UTC))
         for d in names:
-            outcome = reconciler.reconcile(
-                name=d, namespace=NAMESPACE, spec=spec, status=statuses[d], generation=1
+            outcome = owned_pass(
+                reconciler,
+                ownership,
+                name=d,
+                namespace=NAMESPACE,
+                spec=spec,
+                status=statuses[d],
+                generation=1,
             )
+            if outcome is None:
+                continue  # another replica's
             if path == "old":
                 writes += 1  # today: the handler patches the whole status on every pass
                 statuses[d] = outcome.status
@@ -342,7 +368,8 @@ def worker(n: int, path: str, passes: int, base: str) -> dict[str, Any]:
             }
         )
     rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"n": n, "path": path, "passes": rows, "rss_mib": rss_mib}
+    label = f"{path} {shard}" if shard else path
+    return {"n": n, "path": label, "passes": rows, "rss_mib": rss_mib, "owned": len(owned)}
 
 
 # ---------------------------------------------------------------------------------- the main
@@ -355,7 +382,8 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
     return {
         "path": result["path"],
         "n": result["n"],
-        "cpu_ms_per_deployment": 1000 * cpu / result["n"],
+        "cpu_ms_per_deployment": 1000 * cpu / max(result["owned"], 1),
+        "owned": result["owned"],
         "cpu_s_per_pass": cpu,
         "warm_cpu_s": warm["cpu_s"],
         "missed": sum(1 for r in result["passes"] if r["wall_s"] > INTERVAL_SECONDS),
@@ -367,9 +395,23 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _run_worker(n: int, path: str, passes: int, base: str) -> dict[str, Any]:
+def _print_row(row: dict[str, Any]) -> None:
+    print(
+        f"{row['path']:9} {row['n']:>5} {row['owned']:>5} {row['cpu_ms_per_deployment']:>10.1f} "
+        f"{row['cpu_s_per_pass']:>10.2f} {row['warm_cpu_s']:>10.2f} "
+        f"{row['missed']:>6} {row['queries_per_region']:>8} "
+        f"{row['range_per_region']:>7} "
+        f"{row['warm_queries_per_region']:>10} {row['writes_per_pass']:>7.0f} "
+        f"{row['rss_mib']:>8.0f}",
+        flush=True,
+    )
+
+
+def _run_worker(n: int, path: str, passes: int, base: str, shard: str = "") -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--worker", str(n), "--path", path]
     cmd += ["--passes", str(passes), "--base", base]
+    if shard:
+        cmd += ["--shard", shard]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -439,6 +481,16 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=6, help="steady passes after the warm-up")
     parser.add_argument("--old-max", type=int, default=100, help="largest N on the old path")
     parser.add_argument("--paths", default="old,new")
+    parser.add_argument(
+        "--shards", type=int, default=2, help="replicas sharing the --shard-sizes fleets"
+    )
+    parser.add_argument(
+        "--shard-sizes", default="3000", help="N run as --shards replicas (each in turn)"
+    )
+    parser.add_argument(
+        "--shard-passes", type=int, default=2, help="steady passes per replica when sharded"
+    )
+    parser.add_argument("--shard", default="", help=argparse.SUPPRESS)
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--path", default="new", help=argparse.SUPPRESS)
     parser.add_argument("--base", help=argparse.SUPPRESS)
@@ -448,7 +500,7 @@ def main() -> None:
         serve(Path(args.serve))
         return
     if args.worker:
-        print(json.dumps(worker(args.worker, args.path, args.passes, args.base)))
+        print(json.dumps(worker(args.worker, args.path, args.passes, args.base, args.shard)))
         return
 
     port_file = Path(f"/tmp/wattscale-bench-scale-{os.getpid()}.port")
@@ -461,7 +513,8 @@ def main() -> None:
         base = f"http://127.0.0.1:{port_file.read_text()}"
         rows = []
         print(
-            f"{'path':4} {'N':>5} {'cpu ms/dep':>10} {'cpu s/pass':>10} {'warm cpu s':>10} "
+            f"{'path':9} {'N':>5} {'owned':>5} {'cpu ms/dep':>10} {'cpu s/pass':>10} "
+            f"{'warm cpu s':>10} "
             f"{'missed':>6} {'q/region':>8} {'range q':>7} {'warm q/reg':>10} {'writes':>7} "
             f"{'RSS MiB':>8}",
             flush=True,
@@ -472,15 +525,29 @@ def main() -> None:
                     continue
                 row = _summary(_run_worker(n, path, args.passes, base))
                 rows.append(row)
-                print(
-                    f"{row['path']:4} {n:>5} {row['cpu_ms_per_deployment']:>10.1f} "
-                    f"{row['cpu_s_per_pass']:>10.2f} {row['warm_cpu_s']:>10.2f} "
-                    f"{row['missed']:>6} {row['queries_per_region']:>8} "
-                    f"{row['range_per_region']:>7} "
-                    f"{row['warm_queries_per_region']:>10} {row['writes_per_pass']:>7.0f} "
-                    f"{row['rss_mib']:>8.0f}",
-                    flush=True,
-                )
+                _print_row(row)
+        sharded = []
+        for n in [int(x) for x in args.shard_sizes.split(",") if x] if args.shards > 1 else []:
+            for i in range(args.shards):
+                row = _summary(_run_worker(n, "new", args.shard_passes, base, f"{i}/{args.shards}"))
+                sharded.append(row)
+                _print_row(row)
+            mine = [r for r in sharded if r["n"] == n]
+            singles = [r for r in rows if r["path"] == "new"]
+            one = max(singles, key=lambda r: r["n"]) if singles else None
+            worst = max(r["cpu_s_per_pass"] for r in mine)
+            per_dep = max(r["cpu_ms_per_deployment"] for r in mine)
+            versus = (
+                f"; CPU per owned deployment vs one replica at N={one['n']}: "
+                f"{per_dep / one['cpu_ms_per_deployment']:.3f}x"
+                if one
+                else ""
+            )
+            print(
+                f"N={n} over {args.shards} replicas: owned {[r['owned'] for r in mine]}, "
+                f"CPU s per pass per replica {[round(r['cpu_s_per_pass'], 2) for r in mine]} "
+                f"(max {worst:.2f} of the {INTERVAL_SECONDS:.0f}-s interval){versus}"
+            )
         for n in sorted({r["n"] for r in rows}):
             old = next((r for r in rows if r["n"] == n and r["path"] == "old"), None)
             new = next((r for r in rows if r["n"] == n and r["path"] == "new"), None)

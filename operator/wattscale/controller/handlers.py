@@ -28,7 +28,7 @@ from wattscale.controller.region_health import RegionHealthLoop
 from wattscale.controller.report import Outcome, status_patch
 from wattscale.controller.settings import ANNOTATION_PREFIX, FINALIZER, Settings
 from wattscale.controller.status import condition
-from wattscale.fleet.leases import HubLeases, LeaseStore, Membership
+from wattscale.fleet.leases import CeilingKeeper, HubLeases, LeaseStore, Membership
 from wattscale.fleet.ledger import QuotaLedger
 from wattscale.fleet.regions import (
     RegionDirectory,
@@ -107,6 +107,16 @@ def leader_only(
         return write(name, status) if ownership.is_leader(time.time()) else True
 
     return maybe
+
+
+def share_quotas(membership: Membership, ledger: QuotaLedger) -> None:
+    """Several replicas: each plans its own deployments within its shard's quota ceilings,
+    reserved in the quota Lease every Lease round (:mod:`wattscale.fleet.shares`)."""
+    keeper = CeilingKeeper(membership.store, membership.identity, ledger.shard_usage)
+    membership.ceilings = keeper
+    ownership = membership.ownership
+    clock = membership.clock
+    ledger.shard(lambda member: ownership.owns_key(member, clock()), keeper.ceiling)
 
 
 async def keep_leases(membership: Membership, period_seconds: float) -> None:
@@ -246,6 +256,8 @@ def build_registry(
         if leases is not None and settings.sharding
         else None
     )
+    if membership is not None:
+        share_quotas(membership, ledger)
     health = RegionHealthLoop(
         directory,
         leader_only(region_status_writer(hub), ownership),

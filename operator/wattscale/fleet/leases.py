@@ -11,11 +11,13 @@ judged in :mod:`.shards`; this module only reads and writes them, through a smal
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
@@ -23,11 +25,16 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from wattscale.fleet.shards import LeaseRecord, Ownership, ShardView
+from wattscale.fleet.shares import Ceilings, decode, encode, next_ceilings, without_expired
+from wattscale.planner import PoolKey
 
 log = logging.getLogger(__name__)
 
 SHARD_LABEL = "wattscale.io/shard"
 LEADER_LEASE = "wattscale-leader"
+QUOTA_LEASE = "wattscale-quota"
+"""Holds every replica's quota ceilings (an annotation), rewritten with optimistic replaces."""
+CEILINGS_ANNOTATION = "wattscale.io/ceilings"
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,7 @@ class LeaseObject:
     renewed_seconds: float | None
     duration_seconds: float
     resource_version: str | None = None
+    annotations: dict[str, str] = field(default_factory=dict)
 
     def record(self) -> LeaseRecord:
         return LeaseRecord(
@@ -95,6 +103,8 @@ class Membership:
         self.settle_seconds = settle_seconds
         self.clock = clock
         self.name = shard_lease_name(self.identity)
+        self.ceilings: CeilingKeeper | None = None
+        """Set when several replicas share Region quotas: re-reserved every round."""
 
     def renew(self) -> ShardView | None:
         """One round; None (the last view kept, expiring on its own) when the hub refused."""
@@ -108,6 +118,11 @@ class Membership:
             return None
         view = ShardView(self.identity, tuple(shards), leader, self.settle_seconds)
         self.ownership.update(view)
+        if self.ceilings is not None:
+            try:
+                self.ceilings.round(view, now)
+            except Exception as err:  # the last accepted ceilings stay in force
+                log.warning("quota ceilings: could not update: %s", err)
         return view
 
     def _renew_own(self, now: float) -> None:
@@ -167,6 +182,64 @@ class Membership:
             log.warning("shard leases: could not release: %s", err)
 
 
+Usage = Callable[[], tuple[dict[PoolKey, int], dict[PoolKey, int], dict[PoolKey, int]]]
+"""Per pool: the quota, and what this replica's shard holds and was refused (GPUs)."""
+
+
+class CeilingKeeper:
+    """This replica's quota ceilings (:mod:`.shares`), reserved in the quota Lease.
+
+    Every round: read every replica's ceilings, drop those of expired replicas (the leader
+    only), compute this replica's, and write them with an optimistic replace, so that no two
+    replicas reserve the same GPUs. A raised ceiling is used only once the write is accepted;
+    until this replica's first accepted write its shard does not grow (``ceiling`` None)."""
+
+    def __init__(self, store: LeaseStore, identity: str, usage: Usage) -> None:
+        self.store = store
+        self.identity = identity
+        self.usage = usage
+        self._mine: dict[PoolKey, int] | None = None
+        self._lock = threading.Lock()
+
+    def ceiling(self, key: PoolKey) -> int | None:
+        with self._lock:
+            return None if self._mine is None else self._mine.get(key)
+
+    def _set(self, mine: dict[PoolKey, int] | None) -> None:
+        with self._lock:
+            self._mine = mine
+
+    def round(self, view: ShardView, now: float) -> None:
+        lease = self.store.get(QUOTA_LEASE)
+        if lease is None:
+            with contextlib.suppress(LeaseConflictError):
+                self.store.create(LeaseObject(QUOTA_LEASE, None, None, None, 0.0), {})
+            return  # next round
+        stored = decode(lease.annotations.get(CEILINGS_ANNOTATION))
+        ceilings: Ceilings = stored
+        if view.is_leader(now):
+            live = [r.holder for r in view.shards if r.holder and r.live(now)]
+            ceilings = without_expired(stored, [*live, self.identity])
+        quota, held, refused = self.usage()
+        members = view.members(now)
+        mine = next_ceilings(self.identity, quota, ceilings, held, refused, members)
+        wanted = {**ceilings, self.identity: mine}
+        if wanted == stored:
+            self._set(mine)
+            return
+        # Lower at once, raise only once accepted.
+        before = stored.get(self.identity)
+        if before is not None:
+            self._set({k: min(g, before.get(k, g)) for k, g in mine.items()})
+        annotations = {**lease.annotations, CEILINGS_ANNOTATION: encode(wanted)}
+        try:
+            self.store.replace(replace(lease, annotations=annotations), {})
+        except LeaseConflictError:
+            self._set(before)
+            return
+        self._set(mine)
+
+
 def _micro(seconds: float | None) -> str | None:
     if seconds is None:
         return None
@@ -198,12 +271,15 @@ class HubLeases:
             renewed_seconds=_seconds(spec.renew_time) if spec else None,
             duration_seconds=float((spec.lease_duration_seconds if spec else None) or 0),
             resource_version=item.metadata.resource_version,
+            annotations=dict(item.metadata.annotations or {}),
         )
 
     def _body(self, lease: LeaseObject, labels: dict[str, str]) -> dict[str, Any]:
         meta: dict[str, Any] = {"name": lease.name, "namespace": self.namespace}
         if labels:
             meta["labels"] = labels
+        if lease.annotations:
+            meta["annotations"] = dict(lease.annotations)
         if lease.resource_version:
             meta["resourceVersion"] = lease.resource_version
         return {

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from wattscale.planner import Decision, PlannerState, PlanRequest, PoolKey, plan
@@ -43,6 +43,45 @@ class QuotaLedger:
     def __init__(self) -> None:
         self._claims: dict[PoolKey, dict[str, Claim]] = {}
         self._lock = threading.Lock()
+        self._quota: dict[PoolKey, int] = {}
+        """Each pool's quota in GPUs, as the last pass placed there stated it."""
+        self._own: Callable[[str], bool] | None = None
+        self._ceiling: Callable[[PoolKey], int | None] | None = None
+
+    def shard(self, own: Callable[[str], bool], ceiling: Callable[[PoolKey], int | None]) -> None:
+        """Several replicas: this one plans the members ``own`` says it owns, and its shard
+        as a whole holds at most its ``ceiling`` in each pool (:mod:`.shares`; None: no
+        ceiling yet, so no growth). The others' members count at what they hold."""
+        self._own, self._ceiling = own, ceiling
+
+    def _capacity(self, key: PoolKey, quota_gpus: int) -> int:
+        """The pool capacity the shares are computed from: the quota; with shards, what the
+        other shards hold (per their status, up to an interval old) plus this shard's ceiling
+        (never less than it holds, never more than the quota). So this shard grows only
+        within its ceiling, and is cut only when it alone holds more than the quota: never
+        because another shard's status is late to show what it released."""
+        if self._own is None or self._ceiling is None:
+            return quota_gpus
+        own = foreign = 0
+        for member, claim in self._claims.get(key, {}).items():
+            if self._own(member):
+                own += claim.held_gpus
+            else:
+                foreign += claim.held_gpus
+        ceiling = self._ceiling(key)
+        return min(max(own if ceiling is None else ceiling, own), quota_gpus) + foreign
+
+    def shard_usage(self) -> tuple[dict[PoolKey, int], dict[PoolKey, int], dict[PoolKey, int]]:
+        """Per pool: the quota, and what this replica's own members hold and were refused."""
+        held: dict[PoolKey, int] = {}
+        refused: dict[PoolKey, int] = {}
+        with self._lock:
+            for key, claims in self._claims.items():
+                for member, claim in claims.items():
+                    if self._own is None or self._own(member):
+                        held[key] = held.get(key, 0) + claim.held_gpus
+                        refused[key] = refused.get(key, 0) + claim.refused_gpus
+            return dict(self._quota), held, refused
 
     def seed(self, member: str, priority: int, held: Mapping[PoolKey, int]) -> None:
         """What ``member`` holds per pool (GPUs), e.g. from its status after a restart."""
@@ -87,9 +126,11 @@ class QuotaLedger:
         """Plan ``request`` within ``member``'s shares and record what it then holds
         (``acting`` False, DryRun or Paused: only what runs now is held)."""
         with self._lock:
+            capacity = pool_capacity_gpus(request)
+            self._quota.update(capacity)
             quota = {
-                k: share(cap, self._claims.get(k, {}).values(), member, priority)
-                for k, cap in pool_capacity_gpus(request).items()
+                k: share(self._capacity(k, cap), self._claims.get(k, {}).values(), member, priority)
+                for k, cap in capacity.items()
             }
             event = {
                 region: share(

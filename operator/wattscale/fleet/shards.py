@@ -118,10 +118,14 @@ class Ownership:
             return self._view
 
     def owns(self, namespace: str, name: str, now_s: float) -> bool:
+        return self.owns_key(deployment_key(namespace, name), now_s)
+
+    def owns_key(self, key: str, now_s: float) -> bool:
+        """Whether this replica owns the deployment ``namespace/name``."""
         if not self.sharded:
             return True
         view = self.view()
-        return view is not None and view.owns(deployment_key(namespace, name), now_s)
+        return view is not None and view.owns(key, now_s)
 
     def is_leader(self, now_s: float) -> bool:
         if not self.sharded:

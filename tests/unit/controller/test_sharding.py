@@ -12,7 +12,7 @@ import pytest
 from tests.fakes.leases import FakeLeases
 from tests.fakes.world import build_world
 from tests.unit.controller.test_reconcile import NS, PRICES, Clock, _spec
-from wattscale.controller.handlers import owned_pass
+from wattscale.controller.handlers import owned_pass, share_quotas
 from wattscale.controller.reconcile import Reconciler
 from wattscale.controller.settings import Settings
 from wattscale.fleet.leases import Membership
@@ -43,13 +43,17 @@ class Replica:
 
 
 class TwoReplicas:
-    def __init__(self) -> None:
+    def __init__(self, quotas: bool = True) -> None:
         self.directory, self.regions, self.load = build_world(PRICES)
         self.clock = Clock()
         self.store = FakeLeases()
         self.replicas = [
             Replica(n, self.directory, self.store, self.clock) for n in ("op-a", "op-b")
         ]
+        for r in self.replicas:
+            if quotas:  # as build_registry wires it
+                assert r.reconciler.ledger is not None
+                share_quotas(r.membership, r.reconciler.ledger)
         self.spec = _spec(capacity__tokensPerSecondPerReplica=6000, slo__maxReplicas=40)
         self.status: dict[str, dict[str, Any]] = {n: {} for n in NAMES}
         self.passed: Counter[tuple[str, str]] = Counter()
@@ -63,17 +67,21 @@ class TwoReplicas:
                 if r.alive:
                     r.membership.renew()
         by_name: Counter[str] = Counter()
+        # The replicas run side by side: what one reads of the other's deployments is their
+        # status as the interval began.
+        began = {name: dict(status) for name, status in self.status.items()}
         for r in self.replicas:
             if not r.alive:
                 continue
             for name in NAMES:
+                mine = r.ownership.owns(NS, name, self.clock())
                 out = owned_pass(
                     r.reconciler,
                     r.ownership,
                     name=name,
                     namespace=NS,
                     spec=self.spec,
-                    status=self.status[name],
+                    status=self.status[name] if mine else began[name],
                     generation=1,
                 )
                 if out is not None:
@@ -148,3 +156,33 @@ def test_a_non_owned_pass_writes_nothing_and_counts_the_owners_claims() -> None:
     assert ledger is not None
     held = sum(ledger.held(PoolKey(r, H100)).get(f"{NS}/{name}", 0) for r in PRICES)
     assert held > 0  # counted against op-b's shares as its status says
+
+
+def _running_per_region(fleet: TwoReplicas) -> dict[str, int]:
+    return {r: sum(reg.cluster.replicas(n) for n in NAMES) for r, reg in fleet.regions.items()}
+
+
+def test_two_replicas_never_hold_more_than_a_region_offers() -> None:
+    """Every deployment wants ~30 replicas, the three Regions offer 16 GPUs each: the shards'
+    ceilings (reserved in the quota Lease) keep both replicas' plans within each Region."""
+    fleet = TwoReplicas()
+    fleet.step()
+    fleet.load.tokens_per_second = 150_000.0
+    for _ in range(8):
+        fleet.step()
+        for region, running in _running_per_region(fleet).items():
+            assert running <= 16, (region, running)
+    assert sum(_running_per_region(fleet).values()) >= 40  # the quota is used, not idle
+
+
+def test_without_ceilings_two_replicas_would_oversubscribe() -> None:
+    """The same run with each replica counting the other's deployments only from their
+    status (one interval old): both grow into the same free GPUs."""
+    fleet = TwoReplicas(quotas=False)
+    fleet.step()
+    fleet.load.tokens_per_second = 150_000.0
+    worst = 0
+    for _ in range(8):
+        fleet.step()
+        worst = max(worst, *_running_per_region(fleet).values())
+    assert worst > 16
