@@ -171,6 +171,12 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         "its quiet hours become idle hours (for wattscale-zero; default %(default)s: the trace "
         "as it is)",
     )
+    p.add_argument(
+        "--idle-seconds",
+        type=int,
+        help="wattscale-zero's idle window before zero (scaleToZero.idleSeconds; default: the "
+        "API's, 1800): for sensitivity studies",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run_simulate)
 
@@ -358,6 +364,12 @@ def _wattscale_factory(
     hint = args.capacity_hint_factor
     if not math.isfinite(hint) or hint <= 0:
         raise SimulateUsageError("--capacity-hint-factor must be positive")
+    idle_seconds = args.idle_seconds
+    if idle_seconds is not None and not 60 <= idle_seconds <= 604_800:
+        raise SimulateUsageError(
+            f"--idle-seconds must be between 60 and 604800, as scaleToZero.idleSeconds "
+            f"(got {idle_seconds})"
+        )
 
     def make() -> Policy:
         from wattscale.sim.policies.wattscale import WattscalePolicy
@@ -367,6 +379,7 @@ def _wattscale_factory(
             objective=args.objective,
             carbon_price_per_tonne=price or 0.0,
             scale_to_zero=scale_to_zero,
+            idle_seconds=idle_seconds,
         )
 
     return make

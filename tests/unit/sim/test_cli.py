@@ -175,3 +175,9 @@ def test_idle_below_percent_out_of_range(
     data_dir: Path, capsys: pytest.CaptureFixture[str], value: str
 ) -> None:
     _fails(capsys, [*_args(data_dir), "--idle-below-percent", value], "--idle-below-percent")
+
+
+def test_idle_seconds_below_the_apis_minimum(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _fails(capsys, [*_args(data_dir), "--idle-seconds", "10"], "--idle-seconds must be between")

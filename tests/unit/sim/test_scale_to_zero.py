@@ -79,3 +79,17 @@ def test_idle_below_percent_makes_quiet_hours_idle_and_keeps_the_peak(tmp_path: 
     assert np.all(load.requests_per_s[toks == 0] == 0)
     with pytest.raises(SimInputError, match="leaves no load"):
         build_load(shape, 500, 7000.0, tz_offset_hours=1.0, idle_below_percent=60)
+
+
+def test_a_shorter_idle_window_sleeps_sooner(scenario_from_arrays: ScenarioFactory) -> None:
+    from wattscale.sim.policies.wattscale import WattscalePolicy
+
+    sc = scenario_from_arrays(_busy_idle_busy(180), np.full((7, 1), 40.0), quota=6)
+    short = simulate(
+        sc,
+        ["wattscale-zero"],
+        factories={"wattscale-zero": lambda: WattscalePolicy(scale_to_zero=True, idle_seconds=600)},
+    ).results["wattscale-zero"]
+    allocated = short.trajectory.allocated.sum(axis=1)
+    assert np.all(allocated[90:99] >= 1)
+    assert np.all(allocated[105:270] == 0)

@@ -88,14 +88,17 @@ class WattscalePolicy:
         objective: str = "cost",
         carbon_price_per_tonne: float = 0.0,
         scale_to_zero: bool = False,
+        idle_seconds: float | None = None,
     ) -> None:
         """Defaults are the operator's; the overrides exist for sensitivity studies only.
 
         `capacity_hint_factor`: the capacity hint the learner starts from, as a multiple of the
         replica model's true capacity (1.0: a hint that is right; 0.7 / 1.3: off).
-        `scale_to_zero`: minReplicas 0 with the default idle window (policy `wattscale-zero`).
+        `scale_to_zero`: minReplicas 0 with the default idle window (policy `wattscale-zero`),
+        or `idle_seconds` (a sensitivity study).
         """
-        self._idle_seconds = float(DEFAULT_IDLE_SECONDS) if scale_to_zero else None
+        idle = float(DEFAULT_IDLE_SECONDS if idle_seconds is None else idle_seconds)
+        self._idle_seconds = idle if scale_to_zero else None
         if scale_to_zero:
             self.name = "wattscale-zero"
         self._hint_factor = capacity_hint_factor
