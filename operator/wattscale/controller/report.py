@@ -474,6 +474,7 @@ def export(
             capacity_tokens_per_second=facts.capacity,
             capacity_hint_tokens_per_second=float(hint) if hint else None,
             demand_tokens_per_second=facts.demand.tokens_per_second,
+            gateway_waiting_requests=facts.gateway.waiting_requests if facts.gateway else None,
         ),
         elapsed_seconds=elapsed,
     )

@@ -50,6 +50,8 @@ class DeploymentRates:
     capacity_tokens_per_second: float
     capacity_hint_tokens_per_second: float | None
     demand_tokens_per_second: float | None
+    gateway_waiting_requests: float | None = None
+    """What the scale-to-zero wake query read (None: not read, or unknown)."""
 
 
 @dataclass
@@ -141,6 +143,13 @@ class OperatorMetrics:
         self.demand = Gauge(
             f"{NS}_demand_tokens_per_second", "Observed output token demand", DEP, registry=r
         )
+        self.gateway_waiting = Gauge(
+            f"{NS}_gateway_waiting_requests",
+            "Requests waiting for (or failed by) the deployment at the gateway, as the "
+            "scale-to-zero wake query reads them",
+            DEP,
+            registry=r,
+        )
         self.decisions = Counter(
             f"{NS}_decisions", "Decisions taken, by reason code", (*DEP, "reason"), registry=r
         )
@@ -222,6 +231,8 @@ class OperatorMetrics:
             self.capacity.labels(*dep, "hint").set(rates.capacity_hint_tokens_per_second)
         if rates.demand_tokens_per_second is not None:
             self.demand.labels(*dep).set(rates.demand_tokens_per_second)
+        if rates.gateway_waiting_requests is not None:
+            self.gateway_waiting.labels(*dep).set(rates.gateway_waiting_requests)
 
     def forget(self, namespace: str, deployment: str, regions: Iterable[str]) -> None:
         """Drop the gauges of a deleted InferenceDeployment (counters stay until restart)."""
@@ -232,6 +243,7 @@ class OperatorMetrics:
             for source in ("modelled", "measured"):
                 _remove(self.power_watts, (*dep, region, source))
             _remove(self.carbon_grams_per_hour, (*dep, region))
+        _remove(self.gateway_waiting, dep)
 
 
 def _remove(gauge: Gauge, labels: tuple[str, ...]) -> None:

@@ -93,6 +93,10 @@ def test_a_waiting_request_wakes_the_cheapest_region_within_one_pass() -> None:
     assert cond["status"] == "False"
     assert cond["reason"] == "WokeUp"
     assert "3 requests waiting at the gateway" in cond["message"]
+    waiting = h.reconciler.metrics.registry.get_sample_value(
+        "wattscale_gateway_waiting_requests", {"namespace": "ml-serving", "deployment": "llama"}
+    )
+    assert waiting == 3.0
     # Once the replica reports demand, the ordinary sizing takes over.
     h.region("us-west").metrics.gateway_waiting = 0.0
     h.load.tokens_per_second = 20_000.0
