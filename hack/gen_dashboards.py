@@ -704,6 +704,17 @@ def deployment_view() -> JSON:
                 )
             ],
         ),
+        Panel(
+            "Requests waiting at the gateway",
+            "With slo.minReplicas 0: the requests the scale-to-zero wake query reads (waiting "
+            "for, or failed by, the deployment at the gateway); above 0 while at zero wakes it.",
+            [
+                Query(
+                    f"wattscale_gateway_waiting_requests{{{DEP}}}",
+                    "{{namespace}}/{{deployment}}",
+                )
+            ],
+        ),
         Row("Cost, power and carbon"),
         Panel(
             "Cost rate by region vs counterfactual",
