@@ -156,6 +156,14 @@ def explain_text(obj: dict[str, Any]) -> str:
             f"{status.get('counterfactualCostPerHour')} all in the home region: "
             f"{status.get('savingsPercent')} % saved"
         )
+    conditions: list[dict[str, Any]] = status.get("conditions", [])
+    zero = next((c for c in conditions if c.get("type") == "ScaledToZero"), {})
+    if zero:
+        state = "asleep" if zero.get("status") == "True" else "awake"
+        lines.append(
+            f"  scale to zero: {state} since {zero.get('lastTransitionTime')} "
+            f"({zero.get('reason')}): {zero.get('message')}"
+        )
     for note in ex.get("notes", []):
         lines.append(f"  note: {note}")
     return "\n".join(lines)

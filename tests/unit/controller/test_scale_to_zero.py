@@ -8,6 +8,7 @@ import pytest
 
 from tests.unit.controller.test_reconcile import Harness
 from wattscale.api.inference import DEFAULT_WAKE_QUERY
+from wattscale.cli_operator import explain_text
 
 pytestmark = pytest.mark.unit
 
@@ -73,6 +74,8 @@ def test_idle_for_the_window_it_sleeps_and_says_so() -> None:
     assert "300 s" in cond["message"]
     assert "cold start" in cond["message"]
     assert ("ScaledToZero", h.status["lastDecision"]["message"]) in h.events
+    text = explain_text({"metadata": {"name": "llama"}, "spec": h.spec, "status": h.status})
+    assert "scale to zero: asleep since" in text
     # Asleep, nothing waiting: it stays at zero and says nothing new.
     before = len(h.events)
     for _ in range(5):
