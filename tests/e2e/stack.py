@@ -67,7 +67,7 @@ def check_bins() -> Path:
         raise StackError(
             "The Kubernetes binaries for the e2e stack are missing or at the wrong version:\n"
             f"{proc.stderr.strip()}\n"
-            "Build them once with `make bins` (hack/k8s-bins.sh; ~30 min cold, cached after)."
+            "Build them once with `make bins` (hack/k8s-bins.sh; ~18 min cold, cached after)."
         )
     return Path(proc.stdout.strip().splitlines()[-1])
 
