@@ -26,7 +26,15 @@ nothing writes nothing) and peak RSS. The old path runs at N = 10 and 100 by def
 lines are ``scale_n1000_cpu_s_per_pass=``, ``prometheus_queries_per_region_per_pass=`` (new path,
 steady passes, N = 1,000, instant queries) and ``planner_fleet_100_s=``.
 
-Usage: ``python bench/scale.py [--sizes 10,100,1000,3000] [--passes 3] [--old-max 100]``.
+Sharded (``--shards 2 --shard-sizes 3000``): the fleet of N deployments is served by K
+operator replicas, each in turn in its own worker process: every timer fires for every
+deployment, the kopf handler's ``owned_pass`` returns at once for the others' (the shards as
+the rendezvous hash over K settled Leases gives them), so each replica's CPU per pass covers
+its shard plus the early returns. Printed per replica, then the largest replica's CPU per
+owned deployment against one replica's at the largest single-replica N.
+
+Usage: ``python bench/scale.py [--sizes 10,100,1000,3000] [--passes 3] [--old-max 100]
+[--shards 2 --shard-sizes 3000 --shard-passes 2]``.
 """
 
 from __future__ import annotations
