@@ -168,8 +168,8 @@ class Reconciler:
         mem = self._memories.get(namespace, name, spec)
         dropped = leaving.leaving_regions(spec.placement.regions, old)
         regions = self._snapshot(mem, spec, name, namespace, old, now, dropped)
-        sized = self._size(mem, spec, regions, now_s)
         gateway = _gateway(spec, name, namespace, regions)
+        sized = self._size(mem, spec, regions, now_s, gateway)
         request, decision, quota_note = self._plan(
             mem, name, namespace, spec, regions, sized, now, now_s, dropped, gateway
         )
@@ -245,6 +245,7 @@ class Reconciler:
         spec: InferenceDeploymentSpec,
         regions: list[RegionObservation],
         now_s: float,
+        gateway: GatewayReading | None = None,
     ) -> _Sized:
         """Demand (held while regions settle), its forecast, and one replica's capacity."""
         window_s = float(self.settings.rate_window_seconds)
@@ -252,9 +253,12 @@ class Reconciler:
         whole = completeness(regions)
 
         # Forecast: learn from fresh, complete demand only; plan the upper quantile over the
-        # horizon. With pods missing, the reading is a floor: never plan below it.
+        # horizon. With pods missing, the reading is a floor: never plan below it. Asleep
+        # (scaled to zero) with no request waiting at the gateway, demand is known to be zero.
         if demand.fresh and demand.tokens_per_second is not None and whole.complete:
             mem.forecaster = forecast_observe(mem.forecaster, now_s, demand.tokens_per_second)
+        elif _asleep_and_idle(regions, gateway):
+            mem.forecaster = forecast_observe(mem.forecaster, now_s, 0.0)
         steps = horizon_steps(spec.placement.coldStartSeconds, self.settings.interval_seconds)
         fc = horizon(mem.forecaster, steps, FORECAST_K_SIGMA) if demand.fresh else ()
         if not whole.complete and demand.tokens_per_second is not None:
@@ -350,3 +354,10 @@ def _gateway(
         if o.name in allowed and o.runtime is not None and o.runtime.metrics is not None
     ]
     return read_waiting(readers, query)
+
+
+def _asleep_and_idle(regions: list[RegionObservation], gateway: GatewayReading | None) -> bool:
+    """Scaled to zero (nothing set or Ready anywhere) and the gateway read no waiting request."""
+    if gateway is None or gateway.waiting_requests != 0.0:
+        return False
+    return all(o.available and o.current == 0 and o.ready == 0 for o in regions)

@@ -136,3 +136,24 @@ def test_without_min_replicas_zero_the_gateway_is_not_read() -> None:
 
 def out_events(out: Any) -> list[tuple[str, str]]:
     return [(e.reason, e.message) for e in out.events]
+
+
+def test_asleep_with_nobody_waiting_the_forecaster_learns_zero_demand() -> None:
+    h = _asleep(_harness())
+    mem = h.reconciler._memories.get("ml-serving", "llama", _spec_model(h))
+    before = (mem.forecaster.updates, mem.forecaster.open_count)
+    for _ in range(6):
+        h.step()
+    assert (mem.forecaster.updates, mem.forecaster.open_count) != before
+    assert mem.forecaster.last_value == 0.0
+    # Not while a request waits (the wake pass): demand is unknown then.
+    h.region("us-west").metrics.gateway_waiting = 2.0
+    before = (mem.forecaster.updates, mem.forecaster.open_count)
+    h.step()
+    assert (mem.forecaster.updates, mem.forecaster.open_count) == before
+
+
+def _spec_model(h: Harness) -> Any:
+    from wattscale.api.inference import InferenceDeploymentSpec
+
+    return InferenceDeploymentSpec.model_validate(h.spec)

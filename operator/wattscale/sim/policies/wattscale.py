@@ -143,7 +143,15 @@ class WattscalePolicy:
         if self._learned is not None and obs.readings is not None:
             self._learned.observe(obs.minute, obs.regions, obs.readings)
         past = obs.past_demand_tokens_per_s
-        if past.shape[0]:
+        # Scale to zero, as the controller: with nothing Ready vLLM measures nothing; asleep
+        # with no request waiting at the gateway, demand is known to be zero; waking (loading,
+        # or the minute whose requests woke it), it is unknown and the forecaster learns nothing.
+        measured = (
+            self._idle_seconds is None
+            or int(obs.ready.sum()) > 0
+            or (int(obs.loading.sum()) == 0 and past.shape[0] > 0 and float(past[-1]) == 0.0)
+        )
+        if past.shape[0] and measured:
             # The last completed minute is what the controller measures now.
             seconds = (obs.minute - 1) * STEP_SECONDS
             self._forecaster = observe(self._forecaster, seconds, float(past[-1]))
