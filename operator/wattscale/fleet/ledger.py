@@ -184,7 +184,7 @@ def _refused(
     bound = [k for k in quota if quota[k].holders]
     if not bound:
         return {}
-    key = max(bound, key=lambda k: sum(g for _, g in quota[k].holders))
+    key = max(bound, key=lambda k: quota[k].held_by_others)
     pool = pools[key]
     needed = math.ceil(
         decision.explanation.need_tokens_per_second / pool.capacity_tokens_per_second

@@ -20,6 +20,7 @@ solve the benchmark times.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -46,28 +47,47 @@ class Claim:
     refused_gpus: int = 0
 
 
+NAMED_HOLDERS = 5
+"""How many of the other holders a share names (the largest); the rest are counted."""
+
+
 @dataclass(frozen=True, slots=True)
 class Share:
     """One deployment's share of a pool: the GPUs it may hold, and who holds the others."""
 
     allowed_gpus: int
     holders: tuple[tuple[str, int], ...]
-    """Other deployments and the GPUs they hold, largest first."""
+    """The largest other holders (at most :data:`NAMED_HOLDERS`) and their GPUs, largest first."""
+    held_by_others: int = 0
+    """GPUs every other deployment holds there."""
+    other_holders: int = 0
+    """Other deployments holding GPUs there beyond those named in ``holders``."""
 
 
 def share(capacity_gpus: int, claims: Iterable[Claim], member: str, priority: int) -> Share:
-    """``member``'s share of a pool of ``capacity_gpus`` that ``claims`` hold (see module)."""
-    others = [c for c in claims if c.member != member]
-    own = next((c.held_gpus for c in claims if c.member == member), 0)
-    held_by_others = sum(c.held_gpus for c in others)
-    holders = tuple(
-        sorted(((c.member, c.held_gpus) for c in others if c.held_gpus > 0), key=lambda h: -h[1])
-    )
+    """``member``'s share of a pool of ``capacity_gpus`` that ``claims`` hold (see module).
+
+    One pass over the claims (a pool may have thousands of holders)."""
+    own = held_by_others = preempted = 0
+    holding: list[tuple[int, str]] = []
+    for c in claims:
+        if c.member == member:
+            own = c.held_gpus
+            continue
+        held_by_others += c.held_gpus
+        if c.priority > priority:
+            preempted += c.refused_gpus
+        if c.held_gpus > 0:
+            holding.append((-c.held_gpus, c.member))
+    named = heapq.nsmallest(NAMED_HOLDERS, holding)  # the largest, ties by name
+    holders = tuple((m, -g) for g, m in named)
+    rest = len(holding) - len(holders)
     total = held_by_others + own
     if total > capacity_gpus:
-        return Share(math.floor(capacity_gpus * own / total) if total else 0, holders)
-    preempted = sum(c.refused_gpus for c in others if c.priority > priority)
-    return Share(max(0, capacity_gpus - held_by_others - preempted), holders)
+        allowed = math.floor(capacity_gpus * own / total) if total else 0
+        return Share(allowed, holders, held_by_others, rest)
+    allowed = max(0, capacity_gpus - held_by_others - preempted)
+    return Share(allowed, holders, held_by_others, rest)
 
 
 def held_gpus(decision: Decision, request: PlanRequest, key: PoolKey) -> int:
@@ -146,6 +166,9 @@ def quota_note(decision: Decision, shares: Mapping[PoolKey, Share]) -> str | Non
     for key, s in sorted(shares.items()):
         if s.holders:
             named = ", ".join(f"{m} ({g} GPUs)" for m, g in s.holders)
+            if s.other_holders:
+                rest = s.held_by_others - sum(g for _, g in s.holders)
+                named += f" and {s.other_holders} more ({rest} GPUs)"
             parts.append(
                 f"{key.region} {key.gpu_product}: {s.allowed_gpus} GPUs left, held by {named}"
             )

@@ -107,3 +107,12 @@ def test_random_fleets_never_oversubscribe(seed: int) -> None:
     for key, held in fleet.held.items():
         assert sum(held.values()) <= quota, (key, held)
         assert sum(d.target.get(key, 0) for d in fleet.decisions.values()) <= quota
+
+
+def test_a_share_names_the_largest_holders_and_counts_the_rest() -> None:
+    claims = [Claim(f"ns/d-{i}", 0, held) for i, held in enumerate([1, 5, 2, 7, 3, 4, 6, 1])]
+    s = share(40, claims, "ns/d-0", 0)
+    assert s.holders == (("ns/d-3", 7), ("ns/d-6", 6), ("ns/d-1", 5), ("ns/d-5", 4), ("ns/d-4", 3))
+    assert s.other_holders == 2
+    assert s.held_by_others == 28
+    assert s.allowed_gpus == 40 - 28
