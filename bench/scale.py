@@ -322,9 +322,12 @@ def worker(n: int, path: str, passes: int, base: str, shard: str = "") -> dict[s
         fleet = FleetSnapshot(directory, lambda: clock[0], feeds_period_seconds=INTERVAL_SECONDS)
         ledger = QuotaLedger()
     reconciler = Reconciler(directory, settings, clock=lambda: clock[0], fleet=fleet, ledger=ledger)
+    ownership = _ownership(shard if shard else "0/1")
+    if shard and ledger is not None:
+        # As share_quotas wires it (the ceilings themselves are Lease I/O: none here).
+        ledger.shard(lambda: ownership.predicate(clock[0]), lambda key: 1 << 30)
     spec = _deployment_spec()
     statuses: dict[str, dict[str, Any]] = {d: {} for d in names}
-    ownership = _ownership(shard if shard else "0/1")
     owned = [d for d in names if ownership.owns(NAMESPACE, d, clock[0])]
     rows = []
     for p in range(passes + 2):

@@ -116,7 +116,7 @@ def share_quotas(membership: Membership, ledger: QuotaLedger) -> None:
     membership.ceilings = keeper
     ownership = membership.ownership
     clock = membership.clock
-    ledger.shard(lambda member: ownership.owns_key(member, clock()), keeper.ceiling)
+    ledger.shard(lambda: ownership.predicate(clock()), keeper.ceiling)
 
 
 async def keep_leases(membership: Membership, period_seconds: float) -> None:

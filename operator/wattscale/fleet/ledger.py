@@ -45,26 +45,29 @@ class QuotaLedger:
         self._lock = threading.Lock()
         self._quota: dict[PoolKey, int] = {}
         """Each pool's quota in GPUs, as the last pass placed there stated it."""
-        self._own: Callable[[str], bool] | None = None
+        self._own: Callable[[], Callable[[str], bool]] | None = None
         self._ceiling: Callable[[PoolKey], int | None] | None = None
 
-    def shard(self, own: Callable[[str], bool], ceiling: Callable[[PoolKey], int | None]) -> None:
-        """Several replicas: this one plans the members ``own`` says it owns, and its shard
-        as a whole holds at most its ``ceiling`` in each pool (:mod:`.shares`; None: no
-        ceiling yet, so no growth). The others' members count at what they hold."""
+    def shard(
+        self, own: Callable[[], Callable[[str], bool]], ceiling: Callable[[PoolKey], int | None]
+    ) -> None:
+        """Several replicas: this one plans the members it owns (``own()`` gives the judgement,
+        made once per call for every member), and its shard as a whole holds at most its
+        ``ceiling`` in each pool (:mod:`.shares`; None: no ceiling yet, so no growth). The
+        others' members count at what they hold."""
         self._own, self._ceiling = own, ceiling
 
-    def _capacity(self, key: PoolKey, quota_gpus: int) -> int:
+    def _capacity(self, key: PoolKey, quota_gpus: int, mine: Callable[[str], bool] | None) -> int:
         """The pool capacity the shares are computed from: the quota; with shards, what the
         other shards hold (per their status, up to an interval old) plus this shard's ceiling
         (never less than it holds, never more than the quota). So this shard grows only
         within its ceiling, and is cut only when it alone holds more than the quota: never
         because another shard's status is late to show what it released."""
-        if self._own is None or self._ceiling is None:
+        if mine is None or self._ceiling is None:
             return quota_gpus
         own = foreign = 0
         for member, claim in self._claims.get(key, {}).items():
-            if self._own(member):
+            if mine(member):
                 own += claim.held_gpus
             else:
                 foreign += claim.held_gpus
@@ -75,10 +78,11 @@ class QuotaLedger:
         """Per pool: the quota, and what this replica's own members hold and were refused."""
         held: dict[PoolKey, int] = {}
         refused: dict[PoolKey, int] = {}
+        mine = None if self._own is None else self._own()
         with self._lock:
             for key, claims in self._claims.items():
                 for member, claim in claims.items():
-                    if self._own is None or self._own(member):
+                    if mine is None or mine(member):
                         held[key] = held.get(key, 0) + claim.held_gpus
                         refused[key] = refused.get(key, 0) + claim.refused_gpus
             return dict(self._quota), held, refused
@@ -128,8 +132,10 @@ class QuotaLedger:
         with self._lock:
             capacity = pool_capacity_gpus(request)
             self._quota.update(capacity)
+            mine = None if self._own is None else self._own()
+            claims = self._claims
             quota = {
-                k: share(self._capacity(k, cap), self._claims.get(k, {}).values(), member, priority)
+                k: share(self._capacity(k, cap, mine), claims.get(k, {}).values(), member, priority)
                 for k, cap in capacity.items()
             }
             event = {

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 
@@ -108,6 +108,8 @@ class Ownership:
         self.sharded = sharded
         self._view: ShardView | None = None
         self._lock = threading.Lock()
+        self._owners: tuple[tuple[str, ...], dict[str, str | None]] = ((), {})
+        """Each key's owner among the members it was computed for (hashing is not free)."""
 
     def update(self, view: ShardView) -> None:
         with self._lock:
@@ -122,10 +124,30 @@ class Ownership:
 
     def owns_key(self, key: str, now_s: float) -> bool:
         """Whether this replica owns the deployment ``namespace/name``."""
+        return self.predicate(now_s)(key)
+
+    def predicate(self, now_s: float) -> Callable[[str], bool]:
+        """Whether this replica owns a key, judged for many keys at one instant: the members
+        are worked out once, each key's owner hashed once per membership."""
         if not self.sharded:
-            return True
+            return lambda key: True
         view = self.view()
-        return view is not None and view.owns(key, now_s)
+        members = () if view is None else view.members(now_s)
+        if self.identity not in members:
+            return lambda key: False
+        cached, owners = self._owners
+        if cached != members:
+            owners = {}
+            self._owners = (members, owners)
+        me = self.identity
+
+        def owns(key: str) -> bool:
+            found = owners.get(key)
+            if found is None:
+                found = owners[key] = owner(key, members)
+            return found == me
+
+        return owns
 
     def is_leader(self, now_s: float) -> bool:
         if not self.sharded:

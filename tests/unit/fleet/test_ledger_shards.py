@@ -19,7 +19,7 @@ THEIRS = "team-b/qwen"
 def _ledger(ceiling: int | None) -> QuotaLedger:
     """This replica owns MINE; its ceiling in us-east is ``ceiling``, elsewhere the quota."""
     ledger = QuotaLedger()
-    ledger.shard(lambda member: member == MINE, lambda key: ceiling if key == EAST else 16)
+    ledger.shard(lambda: lambda member: member == MINE, lambda key: ceiling if key == EAST else 16)
     return ledger
 
 

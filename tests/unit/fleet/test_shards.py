@@ -158,3 +158,18 @@ def test_only_one_of_two_replicas_takes_an_expired_leader_lease() -> None:
     mb.renew()
     ma.renew()
     assert [oa.is_leader(clock.now), ob.is_leader(clock.now)].count(True) == 1
+
+
+def test_a_predicate_judges_like_the_view_and_follows_membership() -> None:
+    ownership = Ownership("op-a", sharded=True)
+    two = (_record("op-a", 0.0, 100.0), _record("op-b", 0.0, 100.0))
+    ownership.update(ShardView("op-a", two, None, SETTLE))
+    view = ownership.view()
+    assert view is not None
+    mine = ownership.predicate(110.0)
+    assert all(mine(k) == view.owns(k, 110.0) for k in KEYS)
+    assert not all(mine(k) for k in KEYS)
+    # op-b's Lease expires: the same replica's next predicate owns every key.
+    assert not any(ownership.predicate(131.0)(k) for k in KEYS)  # its own Lease expired too
+    ownership.update(ShardView("op-a", (_record("op-a", 0.0, 125.0), two[1]), None, SETTLE))
+    assert all(ownership.predicate(131.0)(k) for k in KEYS)
