@@ -374,7 +374,20 @@ class World:
             status = json.dumps(self.status(), indent=1)[:3000]
         except Exception as exc:  # a failure message must not fail
             status = f"(unreadable: {exc})"
-        return f"status: {status}\noperator log tail:\n{self.operator_output()}"
+        try:
+            events = "\n".join(
+                f"  {e.get('lastTimestamp') or e.get('eventTime')} x{e.get('count', 1)} "
+                f"{e.get('reason')}: {str(e.get('message', ''))[:300]}"
+                for e in sorted(
+                    self.events(), key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or ""
+                )[-25:]
+            )
+        except Exception as exc:
+            events = f"(unreadable: {exc})"
+        return (
+            f"status: {status}\nlast events:\n{events}\n"
+            f"operator log tail:\n{self.operator_output()}"
+        )
 
     def close(self) -> None:
         self._stop.set()
