@@ -50,6 +50,7 @@ from operator_clock import (
 )
 from stack import Stack
 
+from tests.fakes.gateway_emulator import GatewayServer
 from tests.fakes.prometheus import PrometheusServer, free_port, http_sd_config
 from tests.fakes.vllm_emulator import ConstantLoad, Emulator, EmulatorServer
 
@@ -478,17 +479,23 @@ def deployment_manifest(name: str, namespace: str, regions: list[str]) -> dict[s
 
 
 def build_world(
-    stack: Stack, namespace: str, name: str, prices: dict[str, float], identity: Identity
+    stack: Stack,
+    namespace: str,
+    name: str,
+    prices: dict[str, float],
+    identity: Identity,
+    gateway: GatewayServer | None = None,
 ) -> World:
+    """``gateway``: an emulated EPP, scraped by the first region's Prometheus only."""
     board = PriceBoard(prices)
     rigs: dict[str, RegionRig] = {}
-    for region in prices:
+    for i, region in enumerate(prices):
         emu = Emulator(ConstantLoad(0.0), replicas=0, namespace=namespace, deployment=name)
         server = EmulatorServer(emu).start()
-        prom = PrometheusServer(
-            [http_sd_config(f"http://{server.address}/sd", interval_seconds=1.0)],
-            scrape_interval_seconds=1.0,
-        ).start()
+        scrapes = [http_sd_config(f"http://{server.address}/sd", interval_seconds=1.0)]
+        if gateway is not None and i == 0:
+            scrapes.append(gateway.scrape_config())
+        prom = PrometheusServer(scrapes, scrape_interval_seconds=1.0).start()
         rigs[region] = RegionRig(region, server, prom)
     metrics_port = free_port()
     # The operator's own metrics, as the chart's ServiceMonitor scrapes them (honorLabels keeps
@@ -523,6 +530,7 @@ def open_world(
     prices: dict[str, float],
     name: str = "llama",
     namespace_prefix: str = "e2e-op",
+    gateway: GatewayServer | None = None,
 ) -> Iterator[World]:
     """A running world: a fresh namespace, Regions on the hub, balancer and operator started.
 
@@ -538,7 +546,7 @@ def open_world(
         namespace = f"{namespace_prefix}-{uuid.uuid4().hex[:6]}"
         stack.kubectl(stack.hub, "create", "namespace", namespace)
         with operator_identity(stack, OPERATOR_NAMESPACE, tmp / "identity") as identity:
-            world = build_world(stack, namespace, name, prices, identity)
+            world = build_world(stack, namespace, name, prices, identity, gateway)
             try:
                 world.start_balancer()
                 world.start_operator(tmp)
