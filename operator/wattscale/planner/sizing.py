@@ -24,8 +24,12 @@ and a scale-down (or the old side of a move) keeps, as a guard-rail on top of th
 
 The first two are multiplied by the **headroom**, the recent peak too: unless the spec fixes
 it, ``max(1 / TARGET_UTILISATION, exp(mean + ERROR_Z x sigma))`` where mean and sigma are those
-of the planner's own *measured* error on the peak it sized for (log of actual / predicted peak,
-scored once each window has passed; the forecast handed in is already mean + 1 sigma).
+of the planner's own *measured* error on what it sized on (log of the actual peak over the
+larger of the expected peak and the recent peak, scored once each window has passed: a forecast
+that dips with one low reading removes no capacity the guard-rail keeps, so it is no shortfall).
+The forecast handed in is already mean + 1 sigma; its sigma does not count twice, since the
+error's mean is measured against it (when the error term sets the headroom, the need is the mean
+forecast x exp(mean error of the mean forecast + ERROR_Z x sigma)).
 ``TARGET_UTILISATION`` is the share of the SLO capacity a replica is planned to, which keeps
 queueing delay (TTFT) within the SLO in the tail; the error term takes over on traces the
 forecast predicts badly: by measurement, not by a constant fitted to one trace.
@@ -157,13 +161,16 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
             slope = ramp_slope(recent, RAMP_POINTS)
             ramp_peak = min(now + slope * window, MAX_RAMP_RATIO * now)
     expected = max(forecast_peak, ramp_peak)
-    if measured and not req.demand_settling:
-        # Scored later against the measured peak; not while the reading under-reads (new
-        # replicas not in the rate window yet, pods not reporting): that error is the
-        # reading's, not the forecast's, and would inflate the headroom for a day.
-        recent = record_prediction(recent, window, expected)
     peak = recent_peak(recent, window) if measured else None
     kept = 0.0 if peak is None else peak
+    if measured and not req.demand_settling:
+        # What the fleet is sized on is the larger of the expected peak (the target) and the
+        # recent peak (what a scale-down keeps): a forecast that dips after one low reading
+        # removes no capacity, so it is not a shortfall to cover. Scored later against the
+        # measured peak; not while the reading under-reads (new replicas not in the rate
+        # window yet, pods not reporting): that error is the reading's, not the forecast's,
+        # and would inflate the headroom for a day.
+        recent = record_prediction(recent, window, max(expected, kept))
     derived = req.headroom is None
     headroom = derived_headroom(recent) if req.headroom is None else max(req.headroom, 1.0)
     return Sizing(
