@@ -70,3 +70,17 @@ def test_wattscale_meets_the_slo_and_does_not_beat_the_oracle(
     if ws.slo_attainment >= oracle.slo_attainment:
         assert ws.total_cost >= oracle.total_cost
     assert ws.total_cost < result.results["static"].total_cost
+
+
+@pytest.mark.parametrize("name", ["reactive", "greedy"])
+def test_hpa_baselines_hold_their_warm_start_before_anything_is_measured(
+    scenario_from_arrays: ScenarioFactory, name: str
+) -> None:
+    # Minute 0 has no past minute to measure: that is no utilisation of 0, so the HPA holds
+    # the replicas it started warm with instead of scaling to its floor.
+    demand = np.full(30, 20_000.0)
+    scenario = scenario_from_arrays(demand, np.array([[50.0, 40.0]]))
+    result = simulate(scenario, [name]).results[name]
+    first = result.trajectory.allocated[0].sum()
+    assert first >= np.ceil(20_000.0 / (scenario.model.capacity_tokens_per_s * 0.7))
+    assert result.slo_attainment == pytest.approx(1.0)

@@ -73,6 +73,13 @@ class Observation:
             return 0.0
         return float(np.mean(past[-minutes:]))
 
+    def last_utilisation(self, capacity_tokens_per_s: float) -> float | None:
+        """The last minute's demand over ``capacity_tokens_per_s`` (None before the first
+        minute: nothing has been measured yet, which is not a utilisation of 0)."""
+        if self.past_demand_tokens_per_s.shape[0] == 0:
+            return None
+        return self.last_demand() / capacity_tokens_per_s
+
     def price_now(self) -> FloatArray:
         return np.asarray(self.known_prices_usd_mwh[self.hour], dtype=np.float64)
 

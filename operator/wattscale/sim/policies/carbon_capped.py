@@ -65,6 +65,6 @@ class CarbonCappedPolicy:
         ready = int(obs.ready[home])
         current = int(obs.allocated[home])
         capacity = max(ready, 1) * obs.model.capacity_tokens_per_s
-        utilisation = obs.last_demand() / capacity
+        utilisation = obs.last_utilisation(capacity)
         n = self._hpa.recommend(obs.minute, current, ready, utilisation, obs.min_replicas)
         return home_only(len(obs.regions), home, min(n, self.cap(obs), obs.quota[home]))

@@ -42,7 +42,7 @@ class GreedyPolicy:
         ready_total = int(obs.ready.sum())
         current = int(obs.allocated[target])
         capacity = max(ready_total, 1) * obs.model.capacity_tokens_per_s
-        utilisation = obs.last_demand() / capacity
+        utilisation = obs.last_utilisation(capacity)
         # The HPA sees the whole deployment (all Ready replicas) as its current size.
         n = self._hpa.recommend(
             obs.minute, max(current, ready_total), ready_total, utilisation, obs.min_replicas

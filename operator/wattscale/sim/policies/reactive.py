@@ -28,11 +28,12 @@ class HpaScaler:
         self._history: deque[tuple[int, int]] = deque()
 
     def recommend(
-        self, minute: int, current: int, ready: int, utilisation: float, floor: int
+        self, minute: int, current: int, ready: int, utilisation: float | None, floor: int
     ) -> int:
-        """Desired replicas given the measured utilisation of the Ready replicas."""
+        """Desired replicas given the measured utilisation of the Ready replicas (None: nothing
+        measured yet, as before the first minute: the HPA skips the metric and holds)."""
         base = max(current, 1)
-        ratio = utilisation / self.target
+        ratio = 1.0 if utilisation is None else utilisation / self.target
         if ready == 0 or abs(ratio - 1.0) <= TOLERANCE:
             desired = current
         else:
@@ -69,6 +70,6 @@ class ReactivePolicy:
         ready = int(obs.ready[home])
         current = int(obs.allocated[home])
         capacity = max(ready, 1) * obs.model.capacity_tokens_per_s
-        utilisation = obs.last_demand() / capacity
+        utilisation = obs.last_utilisation(capacity)
         n = self._hpa.recommend(obs.minute, current, ready, utilisation, obs.min_replicas)
         return home_only(len(obs.regions), home, min(n, obs.quota[home]))
