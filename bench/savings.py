@@ -279,9 +279,9 @@ def main(argv: list[str] | None = None) -> int:
             print_case(doc)
             sys.stdout.flush()
             docs.append(doc)
+            if args.json is not None:  # after every scenario: a long run stopped keeps its part
+                args.json.write_text(json.dumps(docs, indent=2) + "\n", encoding="utf-8")
     summary(docs, hints)
-    if args.json is not None:
-        args.json.write_text(json.dumps(docs, indent=2) + "\n", encoding="utf-8")
     return 0
 
 
