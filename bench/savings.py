@@ -4,10 +4,12 @@ Not a test: it replays each scenario through the simulator's library (the `watts
 code path) with honest price knowledge (`sim.markets`) and wattscale learning capacity and power
 online from a hint that is off (0.7x and 1.3x the truth, reported separately as `ws0.7` and
 `ws1.3`). Per scenario it prints, for each wattscale variant, `cost_vs_oracle`,
-`savings_captured` and `wins` (the baselines it costs less than at an SLO attainment at least
-as high), then every policy's cost, SLO attainment, carbon (kg CO2, and the carbon price it
-used) and migrations, and whether any policy at an SLO at least the oracle's went below the
-proven lower bound.
+`savings_captured`, `wins` (the baselines it costs less than at an SLO attainment at least
+as high) and `wins_at_goal` (the same, but against a baseline whose SLO attainment is above the
+goal `SLO_GOAL`, an SLO attainment of at least the goal is enough: static holds the period's peak
+all the time, so its attainment is 1.0 and no autoscaler can match it exactly), then every
+policy's cost, SLO attainment, carbon (kg CO2, and the carbon price it used) and migrations,
+and whether any policy at an SLO at least the oracle's went below the proven lower bound.
 
 Scenarios (chosen before looking at any result; the same defaults everywhere):
 - US trio US-CAL-CISO/US-TEX-ERCO/US-MIDA-PJM (home US-CAL-CISO) and EU trio DE-LU/FR/NL (home
@@ -60,6 +62,8 @@ TRACES = {
 HINTS = (0.7, 1.3)
 PEAK_REPLICAS = 20
 BASELINES = ("static", "reactive", "carbon-capped", "greedy")
+SLO_GOAL = 0.995
+"""Issue 13's SLO attainment goal: `wins_at_goal` asks at least min(baseline's, goal)."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,8 @@ def run_case(case: Case) -> dict[str, Any]:
                 and ws["slo_attainment"] >= pol[b]["slo_attainment"]
             ],
         }
+    for h in case.hints:
+        doc["variants"][variant(h)]["wins_at_goal"] = wins_at_goal(doc, variant(h))
     bound = pol["oracle"]["lower_bound_cost"]
     doc["below_bound"] = [
         n
@@ -136,6 +142,19 @@ def run_case(case: Case) -> dict[str, Any]:
     doc["label"] = case.label
     doc["seconds"] = round(time.monotonic() - began, 1)
     return doc
+
+
+def wins_at_goal(doc: dict[str, Any], name: str) -> list[str]:
+    """Baselines `name` costs less than at an SLO attainment of at least the baseline's or,
+    when the baseline's is above it, the goal (from a saved result as well)."""
+    pol = doc["policies"]
+    ws = pol[name]
+    return [
+        b
+        for b in BASELINES
+        if ws["total_cost"] < pol[b]["total_cost"]
+        and ws["slo_attainment"] >= min(pol[b]["slo_attainment"], SLO_GOAL)
+    ]
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -150,7 +169,8 @@ def print_case(doc: dict[str, Any]) -> None:
         print(
             f"   {name}: cost_vs_oracle={_fmt(v['cost_vs_oracle'])} "
             f"savings_captured={_fmt(v['savings_captured'])} "
-            f"slo={v['slo_attainment']:.4f} wins={len(v['wins'])}/{len(BASELINES)} [{wins}]"
+            f"slo={v['slo_attainment']:.4f} wins={len(v['wins'])}/{len(BASELINES)} [{wins}] "
+            f"at goal {len(wins_at_goal(doc, name))}/{len(BASELINES)}"
         )
     print(
         f"   {'policy':<14} {'cost USD':>10} {'SLO':>7} {'kgCO2':>7} {'CO2 price':>10} {'migr':>5}"
@@ -201,16 +221,17 @@ def markdown(docs: list[dict[str, Any]]) -> str:
     """The docs/simulator.md tables: one row per scenario, then every policy's SLO and carbon."""
     hints = list(docs[0]["variants"]) if docs else []
     head = "| scenario | days | " + " | ".join(
-        f"{h} cost/oracle | {h} captured | {h} SLO | {h} wins" for h in hints
+        f"{h} cost/oracle | {h} captured | {h} SLO | {h} wins | {h} wins at goal" for h in hints
     )
-    out = [head + " |", "|---|---:|" + "---:|---:|---:|---:|" * len(hints)]
+    out = [head + " |", "|---|---:|" + "---:|---:|---:|---:|---:|" * len(hints)]
     for d in docs:
         cells = []
         for h in hints:
             v = d["variants"][h]
             cells.append(
                 f"{_fmt(v['cost_vs_oracle'])} | {_fmt(v['savings_captured'], 2)} | "
-                f"{v['slo_attainment']:.4f} | {len(v['wins'])}/{len(BASELINES)}"
+                f"{v['slo_attainment']:.4f} | {len(v['wins'])}/{len(BASELINES)} | "
+                f"{len(wins_at_goal(d, h))}/{len(BASELINES)}"
             )
         days = d["scenario"]["days"]
         out.append(f"| {d['label']} | {days:g} | " + " | ".join(cells) + " |")
