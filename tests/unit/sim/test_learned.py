@@ -46,19 +46,3 @@ def test_capacity_moves_from_a_wrong_hint_towards_the_truth(factor: float) -> No
         0.5 * model.capacity_tokens_per_s / learned.capacity_tokens_per_s
     )
     assert abs(believed - measured) < abs(configured - measured)
-
-
-def test_the_estimate_is_refreshed_by_the_operators_rule() -> None:
-    from wattscale.controller import memory
-    from wattscale.sim.policies import learned
-
-    assert learned.ESTIMATE_REFRESH_INTERVALS == memory.ESTIMATE_REFRESH_INTERVALS
-    assert learned.ESTIMATE_EVERY_WINDOW_BELOW == memory.ESTIMATE_EVERY_WINDOW_BELOW
-    assert learned.NEAR_SLO == memory.NEAR_SLO
-    # Windows near the SLO are news: the estimate moves within minutes, not once an hour.
-    model = ReplicaModel()
-    learned_now = Learned(model, 1.3 * model.capacity_tokens_per_s, "H100")
-    for minute in range(1, 41):
-        load = 4 * (0.75 + 0.35 * np.sin(minute / 6.0)) * model.capacity_tokens_per_s
-        learned_now.observe(minute, ("R",), _readings(model, 4, load))
-    assert learned_now.capacity_tokens_per_s < 1.3 * model.capacity_tokens_per_s * 0.95
