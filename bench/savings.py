@@ -5,9 +5,9 @@ code path) with honest price knowledge (`sim.markets`) and wattscale learning ca
 online from a hint that is off (0.7x and 1.3x the truth, reported separately as `ws0.7` and
 `ws1.3`). Per scenario it prints, for each wattscale variant, `cost_vs_oracle`,
 `savings_captured`, `wins` (the baselines it costs less than at an SLO attainment at least
-as high) and `wins_at_goal` (the same, but against a baseline whose SLO attainment is above the
-goal `SLO_GOAL`, an SLO attainment of at least the goal is enough: static holds the period's peak
-all the time, so its attainment is 1.0 and no autoscaler can match it exactly), then every
+as high) and `wins_at_goal` (the same, except that against static an SLO attainment of at least
+the goal `SLO_GOAL` is enough: static holds the period's peak all the time, so its attainment is
+1.0 by construction and no autoscaler can match it exactly), then every
 policy's cost, SLO attainment, carbon (kg CO2, and the carbon price it used) and migrations,
 and whether any policy at an SLO at least the oracle's went below the proven lower bound.
 
@@ -63,7 +63,7 @@ HINTS = (0.7, 1.3)
 PEAK_REPLICAS = 20
 BASELINES = ("static", "reactive", "carbon-capped", "greedy")
 SLO_GOAL = 0.995
-"""Issue 13's SLO attainment goal: `wins_at_goal` asks at least min(baseline's, goal)."""
+"""Issue 13's SLO attainment goal: `wins_at_goal` asks at least this against static."""
 
 
 @dataclass(frozen=True)
@@ -145,15 +145,17 @@ def run_case(case: Case) -> dict[str, Any]:
 
 
 def wins_at_goal(doc: dict[str, Any], name: str) -> list[str]:
-    """Baselines `name` costs less than at an SLO attainment of at least the baseline's or,
-    when the baseline's is above it, the goal (from a saved result as well)."""
+    """Baselines `name` costs less than at an SLO attainment of at least the baseline's, except
+    static (1.0 by construction: it never starts a replica), against which at least the goal
+    is asked (from a saved result as well)."""
     pol = doc["policies"]
     ws = pol[name]
     return [
         b
         for b in BASELINES
         if ws["total_cost"] < pol[b]["total_cost"]
-        and ws["slo_attainment"] >= min(pol[b]["slo_attainment"], SLO_GOAL)
+        and ws["slo_attainment"]
+        >= (min(pol[b]["slo_attainment"], SLO_GOAL) if b == "static" else pol[b]["slo_attainment"])
     ]
 
 
