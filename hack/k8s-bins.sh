@@ -165,15 +165,12 @@ go_package() {
     esac
 }
 
-# go_module_version NAME: the version of the module that holds NAME's main package.
+# go_module_version NAME: the version of the module that holds NAME's main package (the version
+# the binary reports, always with its "v").
 go_module_version() {
-    case "$1" in
-    kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "v$K8S_VERSION" ;;
-    etcd) echo "v$ETCD_VERSION" ;;
-    kwok | kwokctl) echo "v$KWOK_VERSION" ;;
-    helm) echo "v$HELM_VERSION" ;;
-    *) die "no Go module for $1" ;;
-    esac
+    local v
+    v="$(wanted_version "$1")"
+    echo "v${v#v}"
 }
 
 # prepare_module: one wrapper Go module that requires k8s.io/kubernetes, etcd's server, kwok and

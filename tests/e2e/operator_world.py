@@ -38,7 +38,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from chart import Identity, dashboard_gaps, operator_identity, rbac_refusals
+from chart import (
+    SCALE_TO_ZERO_METRIC,
+    Identity,
+    dashboard_gaps,
+    operator_identity,
+    rbac_refusals,
+)
 from operator_clock import (
     COLD_START_SECONDS,
     INTERVAL_SECONDS,
@@ -297,9 +303,13 @@ class World:
             for line in rbac_refusals(log.read_text(errors="replace"))
         ]
 
-    def dashboard_gaps(self) -> list[str]:
-        """Dashboard queries the operator's Prometheus refuses or has no data for (chart.py)."""
-        return dashboard_gaps(self.operator_prometheus)
+    def dashboard_gaps(self, scale_to_zero: bool = False) -> list[str]:
+        """Dashboard queries the operator's Prometheus refuses or has no data for (chart.py):
+        the scale-to-zero panels' only, or every other one."""
+        return dashboard_gaps(
+            self.operator_prometheus,
+            keep=lambda expr: (SCALE_TO_ZERO_METRIC in expr) == scale_to_zero,
+        )
 
     # --- reading the InferenceDeployment ---------------------------------------------------
 
