@@ -492,23 +492,25 @@ def test_the_service_account_may_do_what_the_operator_needs(
 CLUSTER_SCOPED = {"regions", "regions/status", "customresourcedefinitions"}
 
 
-def test_with_watch_namespaces_only_cluster_scoped_kinds_are_granted_cluster_wide(
-    stack: Stack, helm_env: dict[str, str], kube_version: str
-) -> None:
+def _render_in_system_namespace(
+    stack: Stack, helm_env: dict[str, str], kube_version: str, values: str
+) -> list[dict[str, Any]]:
+    """The chart rendered offline as release ``ws`` in wattscale-system with ``--set values``."""
     out = helm(
         stack,
         helm_env,
-        "template",
-        "ws",
-        str(CHART),
-        "--namespace",
-        "wattscale-system",
-        "--kube-version",
-        kube_version,
-        "--set",
-        "operator.watchNamespaces={ml-a,ml-b},rbac.httpRoutes=true",
+        *("template", "ws", str(CHART), "--namespace", "wattscale-system"),
+        *("--kube-version", kube_version, "--set", values),
     )
-    rendered = docs(out)
+    return docs(out)
+
+
+def test_with_watch_namespaces_only_cluster_scoped_kinds_are_granted_cluster_wide(
+    stack: Stack, helm_env: dict[str, str], kube_version: str
+) -> None:
+    rendered = _render_in_system_namespace(
+        stack, helm_env, kube_version, "operator.watchNamespaces={ml-a,ml-b},rbac.httpRoutes=true"
+    )
     bound = {
         d["roleRef"]["name"]
         for d in rendered
@@ -533,20 +535,7 @@ def test_several_replicas_shard_through_leases_in_the_release_namespace(
 ) -> None:
     """operator.replicas > 1: every replica runs with --shards and its pod name, pods may
     overlap (a rolling update), and the ServiceAccount may use Leases in its own namespace only."""
-    out = helm(
-        stack,
-        helm_env,
-        "template",
-        "ws",
-        str(CHART),
-        "--namespace",
-        "wattscale-system",
-        "--kube-version",
-        kube_version,
-        "--set",
-        "operator.replicas=3",
-    )
-    rendered = docs(out)
+    rendered = _render_in_system_namespace(stack, helm_env, kube_version, "operator.replicas=3")
     dep = next(d for d in rendered if d["kind"] == "Deployment")
     assert dep["spec"]["replicas"] == 3
     assert dep["spec"]["strategy"]["type"] == "RollingUpdate"
