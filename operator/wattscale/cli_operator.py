@@ -59,7 +59,7 @@ def run_operator(args: argparse.Namespace) -> int:
     import kopf
 
     from wattscale.controller.handlers import build_registry, configure
-    from wattscale.controller.settings import Settings
+    from wattscale.controller.settings import Settings, is_namespace_pattern
     from wattscale.telemetry.metrics import OperatorMetrics, serve
 
     logging.basicConfig(
@@ -89,7 +89,7 @@ def run_operator(args: argparse.Namespace) -> int:
     # Exact namespace names need no cluster scanning: kopf would otherwise list and watch every
     # namespace (cluster-wide) to match them, which a chart with watchNamespaces does not grant.
     kopf_settings.scanning.disabled = bool(namespaces) and not any(
-        set("*?[!") & set(n) for n in namespaces
+        is_namespace_pattern(n) for n in namespaces
     )
     kopf.run(
         registry=registry,

@@ -26,7 +26,12 @@ from wattscale.controller.leaving import leaving_regions
 from wattscale.controller.reconcile import Reconciler
 from wattscale.controller.region_health import RegionHealthLoop
 from wattscale.controller.report import Outcome, status_patch
-from wattscale.controller.settings import ANNOTATION_PREFIX, FINALIZER, Settings
+from wattscale.controller.settings import (
+    ANNOTATION_PREFIX,
+    FINALIZER,
+    Settings,
+    is_namespace_pattern,
+)
 from wattscale.controller.status import condition
 from wattscale.fleet.leases import CeilingKeeper, HubLeases, LeaseStore, Membership
 from wattscale.fleet.ledger import QuotaLedger
@@ -195,7 +200,7 @@ def _watched_deployments(
             return list(cast(dict[str, Any], found).get("items", []))
         items: list[dict[str, Any]] = []
         for namespace in namespaces:
-            if set("*?[!") & set(namespace):
+            if is_namespace_pattern(namespace):
                 continue
             found = api.list_namespaced_custom_object(
                 IDS[0], IDS[1], namespace, IDS[2], _request_timeout=30
@@ -289,7 +294,7 @@ def build_registry(
         if membership is not None:  # hand this replica's shard over now, not at expiry
             await asyncio.get_running_loop().run_in_executor(None, membership.release)
 
-    settings_ = settings
+    watch_namespaces = settings.watch_namespaces  # kopf's startup handler shadows `settings`
 
     @kopf.on.startup(registry=registry)
     def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -311,7 +316,7 @@ def build_registry(
                     meta["name"], int(meta.get("generation") or 0), item.get("spec") or {}
                 )
             # What every deployment holds of the Regions' quotas, before the first pass.
-            for item in _watched_deployments(api, settings_.watch_namespaces):
+            for item in _watched_deployments(api, watch_namespaces):
                 seed_claims(ledger, item)
 
     @kopf.on.login(registry=registry)

@@ -10,6 +10,11 @@ ANNOTATION_PREFIX = "wattscale.io"
 FINALIZER = "wattscale.io/cleanup"
 
 
+def is_namespace_pattern(namespace: str) -> bool:
+    """Whether a watched namespace is a kopf glob (``team-*``) rather than an exact name."""
+    return bool(set("*?[!") & set(namespace))
+
+
 @dataclass(frozen=True)
 class Settings:
     """How the control loop runs. Defaults suit production; tests shorten the intervals."""
