@@ -86,10 +86,6 @@ def _score(r: RecentDemand, seen: tuple[tuple[float, float], ...], clock: float)
         if due > clock:
             left.append((made, due, peak))
             continue
-        if r.first_demand_clock is None or made - r.first_demand_clock < due - made:
-            # Made before a window of traffic had been seen: the memory was cold (traffic
-            # starting from nothing is not the forecast's error, as an outage is not).
-            continue
         actual = [v for t, v in seen if made < t <= due]
         if not actual or peak <= 0:
             continue
@@ -160,6 +156,11 @@ def rising(r: RecentDemand) -> bool:
 def record_prediction(r: RecentDemand, window_seconds: float, peak: float) -> RecentDemand:
     """Keep the predicted peak of the next ``window_seconds`` to score once they have passed."""
     if not math.isfinite(peak) or peak <= 0 or window_seconds <= 0 or not r.last_measured:
+        return r
+    first = r.first_demand_clock
+    if first is None or r.clock_seconds - first < window_seconds:
+        # Less than a window of traffic seen: the memory is cold (traffic starting from
+        # nothing is not the forecast's error, as an outage is not), so nothing is scored.
         return r
     due = r.clock_seconds + window_seconds
     kept = tuple(p for p in r.pending if p[1] > r.clock_seconds - r.keep_seconds)
