@@ -257,7 +257,7 @@ def main() -> int:
     started = stack.join()
     try:
         say(f"stack up (hub + {', '.join(stack.regions)}); starting the operator")
-        workdir = stack.cache_dir / "demo"
+        workdir = stack.stack_dir / "demo"
         workdir.mkdir(parents=True, exist_ok=True)
         prices = dict.fromkeys(MARKETS, 0.1)  # until the replay sets the first hour
         with open_world(

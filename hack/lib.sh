@@ -25,8 +25,12 @@ WATTSCALE_CACHE="${WATTSCALE_CACHE:-$HOME/.cache/wattscale}"
 # The bin directory is keyed by every version, so a version bump never reuses a stale binary.
 WATTSCALE_BIN_DIR="${WATTSCALE_BIN_DIR:-$WATTSCALE_CACHE/bin-k${K8S_VERSION}-e${ETCD_VERSION}-kwok${KWOK_VERSION}-h${HELM_VERSION}}"
 WATTSCALE_SRC_DIR="$WATTSCALE_CACHE/src"                  # throw-away wrapper Go modules
-WATTSCALE_CLUSTERS_DIR="${WATTSCALE_CLUSTERS_DIR:-$WATTSCALE_CACHE/clusters}"  # <name>.kubeconfig
-WATTSCALE_KWOK_WORKDIR="${WATTSCALE_KWOK_WORKDIR:-$WATTSCALE_CACHE/kwok}"      # kwokctl's state
+# One running stack: its clusters' state, kubeconfigs, locks and test-session registry. CI gives each
+# run its own (a fresh temp dir), so it never joins, nor inherits the leftovers of, clusters that
+# another process on the same machine started; developers share the default one.
+WATTSCALE_STACK_DIR="${WATTSCALE_STACK_DIR:-$WATTSCALE_CACHE}"
+WATTSCALE_CLUSTERS_DIR="${WATTSCALE_CLUSTERS_DIR:-$WATTSCALE_STACK_DIR/clusters}"  # <name>.kubeconfig
+WATTSCALE_KWOK_WORKDIR="${WATTSCALE_KWOK_WORKDIR:-$WATTSCALE_STACK_DIR/kwok}"      # kwokctl's state
 
 # The clusters of the development stack: one hub and three regions.
 WATTSCALE_HUB="${WATTSCALE_HUB:-hub}"
@@ -188,7 +192,7 @@ stack_rss_summary() {
 # lock_stack: hold an exclusive lock on the dev stack until the calling script exits, so that two
 # dev-up/dev-down runs (two terminals, two test sessions) never interleave. Waits up to 10 min.
 # Anything long-lived started while holding it must be started with {WATTSCALE_LOCK_FD}>&-.
-lock_stack() { take_lock dev-stack 600; }
+lock_stack() { take_lock dev-stack 600 "$WATTSCALE_STACK_DIR"; }
 
 # close_inherited_fds: close every file descriptor above stdio in the current (sub)shell; call it
 # in a subshell before starting a daemon, so the daemon cannot keep a caller's lock alive.
@@ -200,10 +204,12 @@ close_inherited_fds() {
     done
 }
 
-# take_lock NAME SECONDS: hold $WATTSCALE_CACHE/NAME.flock until the calling script exits.
+# take_lock NAME SECONDS [DIR]: hold DIR/NAME.flock (DIR: $WATTSCALE_CACHE) until the calling
+# script exits.
 take_lock() {
-    local file="$WATTSCALE_CACHE/$1.flock"
-    mkdir -p "$WATTSCALE_CACHE"
+    local dir="${3:-$WATTSCALE_CACHE}"
+    local file="$dir/$1.flock"
+    mkdir -p "$dir"
     exec {WATTSCALE_LOCK_FD}>"$file"
     if ! flock -n "$WATTSCALE_LOCK_FD"; then
         log "another process holds $file; waiting for it (up to $2 s)"

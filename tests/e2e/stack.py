@@ -51,6 +51,9 @@ same cluster sets (a CRD Established, a Node Ready, a Pod created). On an idle m
 well under a second; the bound is for a 2-core machine that other test sessions and builds keep
 busy, where one kubectl call alone can take a few seconds."""
 
+TEST_NAMESPACE_PREFIXES = ("e2e-", "demo-")
+"""Namespaces the tests (and hack/demo.py) create for themselves, as ``<prefix>-<random>``."""
+
 
 def _lib_value(name: str) -> str:
     """Read a variable as hack/lib.sh computes it (honours WATTSCALE_* overrides in the env)."""
@@ -77,7 +80,7 @@ class Stack:
     """A handle on the running clusters: kubeconfigs and a kubectl runner."""
 
     bin_dir: Path
-    cache_dir: Path
+    stack_dir: Path  # this stack's state, locks and session registry (WATTSCALE_STACK_DIR)
     clusters_dir: Path
     hub: str
     regions: list[str]
@@ -91,7 +94,7 @@ class Stack:
         env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
         return cls(
             bin_dir=bin_dir,
-            cache_dir=Path(_lib_value("WATTSCALE_CACHE")),
+            stack_dir=Path(_lib_value("WATTSCALE_STACK_DIR")),
             clusters_dir=Path(_lib_value("WATTSCALE_CLUSTERS_DIR")),
             hub=_lib_value("WATTSCALE_HUB"),
             regions=_lib_value("WATTSCALE_REGIONS").split(),
@@ -183,7 +186,7 @@ class Stack:
         if name not in self.all_clusters:
             raise StackError(f"{name} is not a cluster of this stack ({self.all_clusters})")
         env = {**self.env, "KWOK_WORKDIR": str(self.kwok_workdir)}
-        log = self.cache_dir / f"kwokctl-{name}.log"
+        log = self.stack_dir / f"kwokctl-{name}.log"
         cmd = [str(self.bin_dir / "kwokctl"), "-v", "WARN", "--name", name, *args]
         with self._stack_locked(), log.open("ab") as out:
             proc = subprocess.run(
@@ -234,7 +237,7 @@ class Stack:
     @contextlib.contextmanager
     def _stack_locked(self) -> Iterator[None]:
         """hack/lib.sh's lock_stack: no dev-up or dev-down runs meanwhile."""
-        with _flocked(self.cache_dir / "dev-stack.flock"):
+        with _flocked(self.stack_dir / "dev-stack.flock"):
             yield
 
     def apply_file(self, cluster: str, path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -288,7 +291,7 @@ class Stack:
 
     @property
     def _sessions_dir(self) -> Path:
-        return self.cache_dir / "e2e-sessions"
+        return self.stack_dir / "e2e-sessions"
 
     @contextlib.contextmanager
     def _sessions_locked(self) -> Iterator[Path]:
@@ -304,7 +307,7 @@ class Stack:
         that each run an operator world (e.g. two developers' `pytest tests/e2e`) would overwrite
         each other's feeds. They take turns on this lock instead.
         """
-        with _flocked(self.cache_dir / "regions-owner.flock"):
+        with _flocked(self.stack_dir / "regions-owner.flock"):
             yield
 
     def join(self) -> list[str]:
@@ -315,19 +318,64 @@ class Stack:
                 # Recorded first: if dev-up fails half-way, the last session still cleans up.
                 noted = _read_lines(d / "started")
                 (d / "started").write_text("".join(f"{c}\n" for c in {*noted, *started}))
+            alone = not self._live_sessions(d)
             (d / str(os.getpid())).touch()
             # dev-up is idempotent: for running clusters it only re-applies nodes and Secrets.
             self.up(self.all_clusters, apply_crds=False)
             # The CRDs are applied here instead, so that a CRD the API server rejects fails one
             # test (showing the server's message) rather than the whole session.
             self.apply_crds()
+            if alone:
+                self.sweep_leftovers()
             return started
+
+    def sweep_leftovers(self, prefixes: tuple[str, ...] = TEST_NAMESPACE_PREFIXES) -> list[str]:
+        """Delete the namespaces a killed test session left behind; ``cluster/namespace`` each.
+
+        A session killed mid-test (Ctrl-C twice, a lost terminal) never runs its teardown: its
+        InferenceDeployments keep holding GPU quota, with finalizers no operator will remove, in
+        clusters that outlive it. Called only when no other session is alive, so nothing here
+        is in use. Only namespaces named with ``prefixes`` (our own test namespaces) are touched.
+        """
+        swept = []
+        for cluster in self.all_clusters:
+            items = self.get_json(cluster, "namespaces").get("items", [])
+            for ns in (i["metadata"]["name"] for i in items):
+                if not ns.startswith(prefixes):
+                    continue
+                if cluster == self.hub:
+                    self._drop_finalizers(ns)
+                self.kubectl(cluster, "delete", "namespace", ns, "--wait=false", check=False)
+                swept.append(f"{cluster}/{ns}")
+        if swept:
+            print(f"removed {len(swept)} namespaces a dead test session left: {swept[:10]}",
+                  file=sys.stderr)  # fmt: skip
+        return swept
+
+    def _drop_finalizers(self, namespace: str) -> None:
+        found = self.kubectl(
+            self.hub, "get", "inferencedeployments", "-n", namespace, "-o", "name", check=False
+        )
+        for name in found.stdout.split():
+            self.kubectl(
+                self.hub, "patch", name, "-n", namespace, "--type=merge",
+                "-p", '{"metadata":{"finalizers":null}}', check=False,
+            )  # fmt: skip
+
+    @staticmethod
+    def _live_sessions(d: Path) -> list[Path]:
+        """The sessions registered in ``d`` whose process is alive (not this one)."""
+        return [
+            p
+            for p in d.iterdir()
+            if p.name.isdigit() and int(p.name) != os.getpid() and _alive(int(p.name))
+        ]
 
     def leave(self, keep: bool = False) -> list[str]:
         """Unregister this session; if it was the last one, stop what sessions started."""
         with self._sessions_locked() as d:
             (d / str(os.getpid())).unlink(missing_ok=True)
-            others = [p for p in d.iterdir() if p.name.isdigit() and _alive(int(p.name))]
+            others = self._live_sessions(d)
             for p in d.iterdir():
                 if p.name.isdigit() and p not in others:
                     p.unlink(missing_ok=True)  # a session that died without leaving

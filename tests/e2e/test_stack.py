@@ -5,13 +5,16 @@
 - one asking for more GPUs than any node has stays Pending, visibly Unschedulable;
 - our CRDs are accepted by a real kube-apiserver and `kubectl explain` shows their descriptions;
 - every example in examples/ passes the real API server's validation (server-side dry run);
-- every malformed object of tests/cases/malformed.py is refused with the message a person needs.
+- every malformed object of tests/cases/malformed.py is refused with the message a person needs;
+- what a killed test session left (a namespace, an InferenceDeployment whose finalizer no operator
+  will remove) is swept by the next session that finds itself alone.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -258,3 +261,25 @@ def test_malformed_object_is_refused_with_a_readable_message(stack: Stack, case:
     assert case.server_says in proc.stderr, (
         f"{case.name}: expected the API server to say {case.server_says!r}, it said:\n{proc.stderr}"
     )
+
+
+def test_a_killed_sessions_namespaces_are_swept_finalizers_and_all(stack: Stack) -> None:
+    prefix = f"e2e-leftover-{uuid.uuid4().hex[:6]}"  # only this test's namespaces are swept
+    namespace = f"{prefix}-a"
+    for cluster in (stack.hub, stack.regions[0]):
+        stack.kubectl(cluster, "create", "namespace", namespace)
+    doc = load_yaml_docs(EXAMPLE_FILES[0])[0]
+    assert doc["kind"] == "InferenceDeployment", EXAMPLE_FILES[0]
+    doc["metadata"] = {"name": "left", "namespace": namespace, "finalizers": ["wattscale.io/x"]}
+    stack.apply(stack.hub, doc)
+
+    swept = stack.sweep_leftovers(prefixes=(prefix,))
+
+    assert sorted(swept) == sorted([f"{stack.hub}/{namespace}", f"{stack.regions[0]}/{namespace}"])
+
+    def gone() -> bool:
+        listed = (stack.kubectl(c, "get", "namespaces", "-o", "name").stdout for c in clusters)
+        return all(namespace not in names for names in listed)
+
+    clusters = (stack.hub, stack.regions[0])
+    wait_for(f"namespace {namespace} gone from {' and '.join(clusters)}", gone)
