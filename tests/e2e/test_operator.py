@@ -229,15 +229,17 @@ def test_operator_killed_and_restarted_resumes_without_flapping(
 
 
 def test_dead_price_feed_holds_and_reports(world: World) -> None:
-    before = sum(world.desired().values())
     world.board.broken = set(REGIONS)
-    world.total_tokens_per_second = 1000.0  # load falls while the feeds are dead
     try:
         world.wait(
             "SignalsFresh turns False",
             lambda: world.condition("SignalsFresh").get("status") == "False",
             passes=passes_for(10) + STEP_PASSES,  # the feeds' maxAgeSeconds, then a step
         )
+        # The load falls once the feeds are known dead (before that, a scale-down on the
+        # lower load is the plan working on fresh prices, not what this test is about).
+        before = sum(world.desired().values())
+        world.total_tokens_per_second = 1000.0
         held: list[int] = []
         # Longer than the scale-down window: the lower load must not shrink the fleet meanwhile.
         world.let_pass(SETTLE_PASSES, lambda: held.append(sum(world.desired().values())))

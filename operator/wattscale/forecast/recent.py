@@ -4,7 +4,7 @@ Pure and replayable like :mod:`wattscale.forecast.holt`: :class:`RecentDemand` i
 value, every function returns a new one. It serves three sizing questions the Holt forecast
 alone answers badly:
 
-* **ramp** (:func:`ramp_slope`, :func:`rising`): a damped trend lags a rising load by minutes;
+* **ramp** (:func:`ramp_slope`): a damped trend lags a rising load by minutes;
   the smallest rise between the last few measurements, so that one jump between two readings
   (an under-read, a step) or noise is not extrapolated as a ramp;
 * **recent peak** (:func:`recent_peak`): the highest demand measured within a window, so that
@@ -33,7 +33,6 @@ __all__ = [
     "ramp_slope",
     "recent_peak",
     "record_prediction",
-    "rising",
     "skip_recent",
 ]
 
@@ -144,13 +143,8 @@ def ramp_slope(r: RecentDemand, points: int = 3) -> float:
 
 
 RISE_TOLERANCE = 0.01
-"""A measurement counts as a rise when it is more than this share above the one before
-(a forecast's level creeping by a few tokens/s is not a surge)."""
-
-
-def rising(r: RecentDemand) -> bool:
-    """Whether the newest measurement is materially above the one before it."""
-    return len(r.seen) >= 2 and r.seen[-1][1] > r.seen[-2][1] * (1 + RISE_TOLERANCE)
+"""A measurement counts as a rise when it is more than this share above the highest of the
+protection window before it (a level creeping by a few tokens/s is not a surge)."""
 
 
 def record_prediction(r: RecentDemand, window_seconds: float, peak: float) -> RecentDemand:

@@ -18,9 +18,11 @@ and a scale-down (or the old side of a move) keeps, as a guard-rail on top of th
    window, in measured time): a replica removed now takes a cold start to come back, so a dip
    shorter than that does not release capacity, and a reading that under-reads once (a rate
    window after a cluster returns) cannot shrink the fleet below what it served a pass ago;
-4. **no shrinking on a rise**: while the newest measurement is materially above the one before,
-   the fleet's capacity is kept whole (replicas may move, not go): a scale-down just as a surge
-   begins is the one a cold start cannot undo in time.
+4. **no shrinking on a rise**: while the newest measurement is a new high, materially
+   (``RISE_TOLERANCE``) above every other one of the protection window, the fleet's capacity
+   is kept whole (replicas may move, not go): a scale-down just as a surge begins is the one a
+   cold start cannot undo in time. Noise around a level, which rises every other reading, does
+   not hold a scale-down the level allows.
 
 The first two are multiplied by the **headroom**, the recent peak too: unless the spec fixes
 it, ``max(1 / TARGET_UTILISATION, exp(mean + ERROR_Z x sigma))`` where mean and sigma are those
@@ -50,7 +52,6 @@ from wattscale.forecast.recent import (
     ramp_slope,
     recent_peak,
     record_prediction,
-    rising,
     skip_recent,
 )
 
@@ -114,7 +115,8 @@ class Sizing:
     recent: RecentDemand
     derived_headroom: bool
     rising: bool = False
-    """The newest measurement is above the one before: keep the fleet's capacity whole."""
+    """The newest measurement is a new high of the protection window: keep the fleet's
+    capacity whole."""
 
     def note(self) -> str:
         """One line for the explanation: what set the need and what a scale-down keeps."""
@@ -153,13 +155,14 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
     else:
         recent = skip_recent(recent, req.now_seconds)
     ramp_peak = 0.0
-    if measured:
-        # Only a climb to a new high is a ramp: recovering from a dip (or an under-read)
-        # returns to a level served minutes ago, which is not a trend to extrapolate.
-        before = recent_peak(recent, window, before_newest=True)
-        if before is None or now > before * (1 + RISE_TOLERANCE):
-            slope = ramp_slope(recent, RAMP_POINTS)
-            ramp_peak = min(now + slope * window, MAX_RAMP_RATIO * now)
+    # Only a climb to a new high is a rise: recovering from a dip (or an under-read) returns
+    # to a level served minutes ago, and noise around a level rises every other reading; a
+    # level neither is a trend to extrapolate nor a surge to hold capacity for.
+    before = recent_peak(recent, window, before_newest=True) if measured else None
+    new_high = before is not None and now > before * (1 + RISE_TOLERANCE)
+    if measured and (before is None or new_high):
+        slope = ramp_slope(recent, RAMP_POINTS)
+        ramp_peak = min(now + slope * window, MAX_RAMP_RATIO * now)
     expected = max(forecast_peak, ramp_peak)
     peak = recent_peak(recent, window) if measured else None
     kept = 0.0 if peak is None else peak
@@ -182,5 +185,5 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
         kept,
         recent,
         derived,
-        measured and rising(recent),
+        new_high,
     )

@@ -148,6 +148,14 @@ def test_no_scale_down_while_demand_is_rising() -> None:
     assert "demand rising" in " ".join(rising.explanation.notes)
 
 
+def test_noise_around_a_level_does_not_hold_a_scale_down() -> None:
+    # 29,800 is 3 % above the reading before it, but below the 30,000 of two minutes ago: a
+    # level with noise, not a surge. The recent peak is kept, nothing more.
+    noisy = _readings([30_000.0, 29_000.0, 29_800.0], current=8)
+    assert noisy.desired[A] == math.ceil(30_000.0 / CAP)
+    assert "demand rising" not in " ".join(noisy.explanation.notes)
+
+
 def test_a_move_keeps_the_old_side_until_the_new_one_carries_the_recent_peak() -> None:
     # 5 Ready in A serve a peak of 34,000 seen a minute ago; demand reads 20,000 now, and B
     # is far cheaper. B's replacements are loading (0 Ready): A keeps serving what was served.
