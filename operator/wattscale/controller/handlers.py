@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -125,14 +126,21 @@ def share_quotas(membership: Membership, ledger: QuotaLedger) -> None:
 
 
 async def keep_leases(membership: Membership, period_seconds: float) -> None:
-    """Renew this replica's Lease and re-read the others every ``period_seconds``."""
+    """Renew this replica's Lease and re-read the others every ``period_seconds``.
+
+    On a thread of its own: a fleet snapshot or a region check waiting out a timeout in the
+    loop's shared executor must not delay the renewal past the Lease's expiry."""
     loop = asyncio.get_running_loop()
-    while True:
-        try:
-            await loop.run_in_executor(None, membership.renew)
-        except Exception:  # never stop: an unrenewed Lease only hands the shard over
-            log.exception("shard lease round failed")
-        await asyncio.sleep(period_seconds)
+    own = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shard-leases")
+    try:
+        while True:
+            try:
+                await loop.run_in_executor(own, membership.renew)
+            except Exception:  # never stop: an unrenewed Lease only hands the shard over
+                log.exception("shard lease round failed")
+            await asyncio.sleep(period_seconds)
+    finally:  # cancelled at shutdown: never block the loop on a round in flight
+        own.shutdown(wait=False)
 
 
 def owned_pass(

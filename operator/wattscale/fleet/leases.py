@@ -116,7 +116,7 @@ class Membership:
         except Exception as err:  # the last view expires by itself: never two owners for long
             log.warning("shard leases: could not renew or read: %s", err)
             return None
-        view = ShardView(self.identity, tuple(shards), leader, self.settle_seconds)
+        view = ShardView(self.identity, tuple(shards), leader, self.settle_seconds, now)
         self.ownership.update(view)
         if self.ceilings is not None:
             try:

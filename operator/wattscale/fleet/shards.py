@@ -13,8 +13,11 @@ renews them; this module only judges what was read, so the I/O stays out of the 
   joining replica's deployments over at about the same instant, never two owners for long;
 * the leader holds the leader Lease (the same expiry rule); it alone runs the fleet-wide parts.
 
-Every replica judges ownership with the clock of the pass, not of the last read, so an
-expired Lease loses its shard at its expiry time on every replica alike.
+Every replica judges its own Lease and the settling of new ones with the clock of the pass, so a
+joining replica's deployments move at the same instant on every replica, and a replica that
+cannot renew stops passing its shard on time; it judges the *expiry* of another replica's Lease
+as of its last read (:attr:`ShardView.read_seconds`), so a stale view never takes a shard
+whose holder may have renewed meanwhile (two owners), only a fresh read that shows it unrenewed.
 """
 
 from __future__ import annotations
@@ -41,10 +44,11 @@ class LeaseRecord:
             return False
         return now_s < self.renewed_seconds + self.duration_seconds
 
-    def settled(self, now_s: float, settle_seconds: float) -> bool:
-        """Live, and held for at least ``settle_seconds``."""
+    def settled(self, now_s: float, settle_seconds: float, live_at_s: float | None = None) -> bool:
+        """Held for ``settle_seconds`` at ``now_s``, and live at ``live_at_s`` (default: now)."""
         since = self.acquired_seconds if self.acquired_seconds is not None else self.renewed_seconds
-        return self.live(now_s) and since is not None and now_s - since >= settle_seconds
+        live = self.live(now_s if live_at_s is None else live_at_s)
+        return live and since is not None and now_s - since >= settle_seconds
 
 
 def _weight(member: str, key: str) -> int:
@@ -74,11 +78,22 @@ class ShardView:
     shards: tuple[LeaseRecord, ...]
     leader: LeaseRecord | None
     settle_seconds: float
+    read_seconds: float | None = None
+    """When the Leases were read (None: judge everything at the pass's clock). Another
+    replica's Lease expires in this view no later than it had at that instant: a view this
+    replica could not refresh (starved of CPU, cut off from the hub) must not expire Leases
+    their holders may have renewed since, or it takes their shards while they still pass
+    them. The next read that shows the Lease unrenewed takes them over. This replica's own
+    Lease is judged at the pass's clock: one it cannot renew loses its shard on time."""
 
     def members(self, now_s: float) -> tuple[str, ...]:
         """The replicas the hash spreads the deployments over at ``now_s`` (sorted)."""
+        seen = now_s if self.read_seconds is None else min(now_s, self.read_seconds)
         found = {
-            r.holder for r in self.shards if r.holder and r.settled(now_s, self.settle_seconds)
+            r.holder
+            for r in self.shards
+            if r.holder
+            and r.settled(now_s, self.settle_seconds, now_s if r.holder == self.identity else seen)
         }
         return tuple(sorted(found))
 

@@ -65,6 +65,22 @@ def test_a_replica_owns_nothing_until_its_lease_settles_and_loses_it_at_expiry()
     assert all(later.owns(k, 131.0) for k in KEYS[:200])
 
 
+def test_a_stale_view_never_takes_a_shard_whose_holder_may_have_renewed() -> None:
+    # op-b read the Leases at 125 and could not read again (starved of CPU): at 140 op-a's
+    # Lease has expired by that read, but op-a may have renewed it since. op-b keeps its
+    # own shard (its Lease, renewed at 125, holds to 155) and takes nothing of op-a's.
+    a = _record("op-a", 0.0, 100.0)
+    stale = ShardView("op-b", (a, _record("op-b", 95.0, 125.0)), None, SETTLE, read_seconds=125.0)
+    assert stale.members(140.0) == ("op-a", "op-b")
+    mine = {k for k in KEYS if owner(k, ["op-a", "op-b"]) == "op-b"}
+    assert {k for k in KEYS if stale.owns(k, 140.0)} == mine
+    # Its own Lease is judged at the pass's clock: unrenewed past 155, it passes nothing.
+    assert not any(stale.owns(k, 156.0) for k in KEYS)
+    # A fresh read (at 131) that shows op-a unrenewed hands op-a's shard over.
+    fresh = ShardView("op-b", (a, _record("op-b", 95.0, 131.0)), None, SETTLE, read_seconds=131.0)
+    assert all(fresh.owns(k, 132.0) for k in KEYS)
+
+
 def test_without_sharding_one_replica_owns_everything_and_leads() -> None:
     alone = Ownership("op-a", sharded=False)
     assert alone.owns("ns", "x", 0.0)
