@@ -213,10 +213,12 @@ def build_request(
     held_replicas: int = 0,
     demand_settling: bool = False,
     gateway: GatewayReading | None = None,
+    demand_lag_seconds: float = 0.0,
 ) -> PlanRequest:
     """The full planner request for one decision.
 
-    ``demand_settling``: see :attr:`PlanRequest.demand_settling`.
+    ``demand_settling``, ``demand_lag_seconds`` (the metrics' rate window): see
+    :class:`PlanRequest`.
     ``held_replicas``: while demand cannot be measured, plan at least this many (what served
     before a region stopped answering, so that its replicas are replaced in the regions that
     answer; the planner's hold alone would keep only what those run).
@@ -275,6 +277,7 @@ def build_request(
         latency=latency,
         metrics_fresh=demand.fresh,
         demand_settling=demand_settling,
+        demand_lag_seconds=demand_lag_seconds,
         scale_to_zero_idle_seconds=_idle_seconds(spec, scale),
         waiting_requests=None if gateway is None else gateway.waiting_requests,
         measured_tokens_per_second=demand.tokens_per_second if demand.fresh else None,

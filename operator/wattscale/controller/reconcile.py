@@ -312,6 +312,7 @@ class Reconciler:
             demand_settling=not sized.metrics.complete
             or any(o.ready > o.ready_in_readings for o in regions if o.available),
             gateway=gateway,
+            demand_lag_seconds=float(self.settings.rate_window_seconds),
         )
         request = leaving.exclude(request, dropped)
         if mem.planner_state is None:

@@ -147,14 +147,20 @@ RISE_TOLERANCE = 0.01
 protection window before it (a level creeping by a few tokens/s is not a surge)."""
 
 
-def record_prediction(r: RecentDemand, window_seconds: float, peak: float) -> RecentDemand:
-    """Keep the predicted peak of the next ``window_seconds`` to score once they have passed."""
+def record_prediction(
+    r: RecentDemand, window_seconds: float, peak: float, lag_seconds: float = 0.0
+) -> RecentDemand:
+    """Keep the predicted peak of the next ``window_seconds`` to score once they have passed.
+
+    ``lag_seconds``: how long the reading lags the traffic (its rate window)."""
     if not math.isfinite(peak) or peak <= 0 or window_seconds <= 0 or not r.last_measured:
         return r
     first = r.first_demand_clock
-    if first is None or r.clock_seconds - first < window_seconds:
-        # Less than a window of traffic seen: the memory is cold (traffic starting from
-        # nothing is not the forecast's error, as an outage is not), so nothing is scored.
+    cold = window_seconds + max(lag_seconds, 0.0) if math.isfinite(lag_seconds) else window_seconds
+    if first is None or r.clock_seconds - first < cold:
+        # Less than a window of traffic seen in the reading, which shows a step in traffic as a
+        # ramp over its lag: the memory is cold (traffic starting from nothing is not the
+        # forecast's error, as an outage is not), so nothing is scored.
         return r
     due = r.clock_seconds + window_seconds
     kept = tuple(p for p in r.pending if p[1] > r.clock_seconds - r.keep_seconds)

@@ -232,6 +232,10 @@ class PlanRequest:
     """Replicas became Ready within the metrics window, so the measured demand may under-read
     (their rates are not in it yet): plan up on it, or move replicas, but never shrink the
     fleet's capacity on it."""
+    demand_lag_seconds: float = 0.0
+    """How long the measured demand lags the traffic (the metrics' ``rate()`` window): traffic
+    that starts as a step shows as a ramp over it, so the forecast's error memory stays cold
+    for this long beyond the sizing window after traffic first appears."""
     explain: bool = True  # compute the runner-up; the simulator may skip it
     runner_up_exact: bool = False  # prove the runner-up optimal (one more exact solve)
     scale_to_zero_idle_seconds: float | None = None

@@ -25,7 +25,11 @@ COLD = 300.0
 
 
 def _drive(
-    demands: list[float], current: int, headroom: float | None = None, stabilise: float = 0.0
+    demands: list[float],
+    current: int,
+    headroom: float | None = None,
+    stabilise: float = 0.0,
+    lag: float = 0.0,
 ) -> list[Decision]:
     """One pass per minute on a flat forecast of each minute's demand; what each pass desires
     is Ready the next minute (so only the sizing, not cold starts, shapes the counts)."""
@@ -41,6 +45,7 @@ def _drive(
                 cold_start_seconds=COLD,
                 interval_seconds=STEP,
                 scale_down_stabilisation_seconds=stabilise,
+                demand_lag_seconds=lag,
             ),
             state,
         )
@@ -107,6 +112,18 @@ def test_traffic_starting_from_nothing_is_not_a_forecast_error() -> None:
     assert recent.err_count > 20
     assert derived_headroom(recent) == pytest.approx(1 / TARGET_UTILISATION)
     assert passes[-1].desired[A] == math.ceil(21_000.0 / TARGET_UTILISATION / CAP - 1e-9)
+
+
+def test_a_start_the_reading_smears_past_the_sizing_window_is_not_a_forecast_error() -> None:
+    # The same step, read through a rate window longer than the sizing window (7 minutes):
+    # the reading climbs for 10. Told the reading's lag, the memory stays cold through it.
+    climb = [0.0] + [2_100.0 * m for m in range(1, 11)]
+    told = _drive(climb + [21_000.0] * 40, current=1, lag=10 * STEP)[-1].state.recent
+    assert told.err_count > 20
+    assert derived_headroom(told) == pytest.approx(1 / TARGET_UTILISATION)
+    # Without it, the climb's last minutes are scored as under-predictions.
+    blind = _drive(climb + [21_000.0] * 40, current=1)[-1].state.recent
+    assert derived_headroom(blind) > derived_headroom(told)
 
 
 def test_a_dip_shorter_than_a_cold_start_keeps_the_replicas_it_would_need_again() -> None:
