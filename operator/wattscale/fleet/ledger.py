@@ -200,9 +200,10 @@ def _refused(
 
 
 def _running(request: PlanRequest, key: PoolKey) -> int:
-    """GPUs a pool's replicas occupy now (set or Ready)."""
-    for r in request.regions:
-        for p in r.pools:
-            if PoolKey(r.name, p.gpu_product) == key:
-                return max(p.current_replicas, p.ready_replicas) * p.gpus_per_replica
-    return 0
+    """GPUs a quota pool's replicas occupy now (set or Ready), over all its variants."""
+    return sum(
+        max(p.current_replicas, p.ready_replicas) * p.gpus_per_replica
+        for r in request.regions
+        for p in r.pools
+        if PoolKey(r.name, p.gpu_product) == key
+    )

@@ -50,6 +50,9 @@ class Costing:
     region_cap: IntArray  # per region: grid-event caps in force or announced (bounds the target)
     region_hard_cap: IntArray  # per region: caps in force only (bound the current replicas)
     hard_quota: IntArray  # per pool: like ``quota``, with only the grid caps in force
+    gpus: IntArray  # per pool: GPUs per replica
+    group_of: IntArray  # per pool: its quota group (its GPU product in its region)
+    group_cap_gpus: IntArray  # per group: the GPU quota its variants share
     current: IntArray
     ready: IntArray
     fixed_objective: FloatArray  # F_j as optimised (floored)
@@ -97,6 +100,9 @@ class Costing:
             min_regions=req.min_regions if spread else 0,
             single_population=self.shares.shape[0] == 1
             or bool(np.all(self.allowed[np.ix_(self.shares > 0, hi_a > 0)])),
+            gpus=self.gpus,
+            group_of=self.group_of,
+            group_cap_gpus=self.group_cap_gpus,
         )
 
     def as_mapping(self, r: IntArray) -> dict[PoolKey, int]:
@@ -186,6 +192,28 @@ def _shares(req: PlanRequest) -> FloatArray:
     return s / total if total > 0 else np.full(s.shape[0], 1.0 / s.shape[0])
 
 
+def _quota_groups(regions: list[RegionInput]) -> tuple[IntArray, IntArray, IntArray]:
+    """GPUs per replica and quota group of each pool (in :func:`build_costing`'s order), and
+    each group's GPU quota: the variants of one product in one region share the largest
+    ``quota_replicas x gpus_per_replica`` any of them states (the Region's quota, up to
+    rounding to whole replicas)."""
+    gpus: list[int] = []
+    group_of: list[int] = []
+    index: dict[tuple[str, str], int] = {}
+    caps: list[int] = []
+    for reg in regions:
+        for pool in sorted(reg.pools, key=lambda p: (p.gpu_product, p.variant)):
+            g = max(pool.gpus_per_replica, 1)
+            group = index.setdefault((reg.name, pool.gpu_product), len(caps))
+            if group == len(caps):
+                caps.append(0)
+            caps[group] = max(caps[group], max(pool.quota_replicas, 0) * g)
+            gpus.append(g)
+            group_of.append(group)
+    i64 = np.int64
+    return np.array(gpus, dtype=i64), np.array(group_of, dtype=i64), np.array(caps, dtype=i64)
+
+
 def build_costing(req: PlanRequest, need: float | None = None) -> Costing:
     """Price every pool of ``req`` over its horizon (see the module docstring).
 
@@ -267,10 +295,10 @@ def build_costing(req: PlanRequest, need: float | None = None) -> Costing:
             hard_i = cap_i if reg.grid_event.in_force else UNCAPPED
         region_cap.append(cap_i)
         region_hard_cap.append(hard_i)
-        pools = sorted(reg.pools, key=lambda p: p.gpu_product)
+        pools = sorted(reg.pools, key=lambda p: (p.gpu_product, p.variant))
         n_pools.append(len(pools))
         for pool in pools:
-            keys.append(PoolKey(reg.name, pool.gpu_product))
+            keys.append(pool.key(reg.name))
             region_of.append(i)
             cap = _usable(pool.capacity_tokens_per_second)
             usable = cap > 0 and math.isfinite(pool.gpu_hour_cost_per_replica)
@@ -300,6 +328,7 @@ def build_costing(req: PlanRequest, need: float | None = None) -> Costing:
             quota[-1] = min(quota[-1], cap_i)
             hard_quota[-1] = min(hard_quota[-1], hard_i)
     arr = {k: np.array(v, dtype=np.float64) for k, v in cols.items()}
+    gpus, group_of, group_cap = _quota_groups(regions)
     horizon_hours = steps * max(req.horizon_step_seconds, 0.0) / 3600.0
     return Costing(
         keys=tuple(keys),
@@ -309,6 +338,9 @@ def build_costing(req: PlanRequest, need: float | None = None) -> Costing:
         quota=np.minimum(np.array(quota, dtype=np.int64), max(req.max_replicas, 0)),
         pool_quota=np.array(quota, dtype=np.int64),
         hard_quota=np.minimum(np.array(hard_quota, dtype=np.int64), max(req.max_replicas, 0)),
+        gpus=gpus,
+        group_of=group_of,
+        group_cap_gpus=group_cap,
         region_cap=np.array(region_cap, dtype=np.int64),
         region_hard_cap=np.array(region_hard_cap, dtype=np.int64),
         current=np.array(current, dtype=np.int64),

@@ -91,20 +91,21 @@ def share(capacity_gpus: int, claims: Iterable[Claim], member: str, priority: in
 
 
 def held_gpus(decision: Decision, request: PlanRequest, key: PoolKey) -> int:
-    """GPUs a deployment occupies in a pool after ``decision``: the target, or what still runs
-    while a make-before-break move drains (the larger)."""
-    pool = next(
-        p
-        for r in request.regions
-        if r.name == key.region
-        for p in r.pools
-        if p.gpu_product == key.gpu_product
-    )
-    replicas = max(
-        decision.target.get(key, 0), decision.desired.get(key, 0), pool.current_replicas,
-        pool.ready_replicas,
-    )  # fmt: skip
-    return replicas * pool.gpus_per_replica
+    """GPUs a deployment occupies in a quota pool (a GPU product in a region, over all its
+    variants) after ``decision``: per variant the target, or what still runs while a
+    make-before-break move drains (the larger)."""
+    held = 0
+    for r in request.regions:
+        for p in r.pools:
+            k = p.key(r.name)
+            if r.name != key.region or p.gpu_product != key.gpu_product:
+                continue
+            replicas = max(
+                decision.target.get(k, 0), decision.desired.get(k, 0), p.current_replicas,
+                p.ready_replicas,
+            )  # fmt: skip
+            held += replicas * p.gpus_per_replica
+    return held
 
 
 def restrict(
@@ -140,11 +141,12 @@ def restrict(
 
 def pool_capacity_gpus(request: PlanRequest) -> dict[PoolKey, int]:
     """Each pool's quota in GPUs, as this request states it (the Region's whole quota)."""
-    return {
-        PoolKey(r.name, p.gpu_product): p.quota_replicas * p.gpus_per_replica
-        for r in request.regions
-        for p in r.pools
-    }
+    out: dict[PoolKey, int] = {}
+    for r in request.regions:
+        for p in r.pools:
+            key = PoolKey(r.name, p.gpu_product)  # the variants of a product share its quota
+            out[key] = max(out.get(key, 0), p.quota_replicas * p.gpus_per_replica)
+    return out
 
 
 def event_capacity_gpus(request: PlanRequest) -> dict[str, int]:

@@ -1,7 +1,10 @@
 """Inputs and outputs of the planner: frozen dataclasses, units in every field name.
 
-A *pool* is one GPU product in one region (``PoolKey(region, gpu_product)``); the planner
-decides an integer replica count per pool. Everything here is plain data: no I/O, no
+A *pool* is one variant of the deployment in one region (``PoolKey(region, gpu_product,
+variant)``): a GPU product with its own GPUs per replica, capacity and power; a deployment with
+one implicit variant has pools ``PoolKey(region, gpu_product)``. The planner decides an integer
+replica count per pool. A Region's GPU quota is per product: the variants of one product in one
+region share it (counted in GPUs). Everything here is plain data: no I/O, no
 Kubernetes types, so the controller, the simulator and ``wattscale explain`` can all build and
 read these objects.
 """
@@ -36,13 +39,20 @@ __all__ = [
 
 
 class PoolKey(NamedTuple):
-    """Identifies a pool: one GPU product in one region."""
+    """Identifies a pool: one variant (a GPU product, by default the only one) in one region."""
 
     region: str
     gpu_product: str
+    variant: str = ""
+    """The variant's name; empty for a deployment with a single implicit variant."""
 
     def __str__(self) -> str:
-        return f"{self.region}/{self.gpu_product}"
+        return f"{self.region}/{self.variant or self.gpu_product}"
+
+    @property
+    def quota_key(self) -> PoolKey:
+        """The Region quota this pool draws on: its GPU product in its region."""
+        return PoolKey(self.region, self.gpu_product)
 
 
 class Objective(StrEnum):
@@ -89,10 +99,12 @@ class ActionKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PoolInput:
-    """One GPU product offered by a region, as the planner sees it.
+    """One variant of the deployment (a GPU product) in a region, as the planner sees it.
 
     Watts are per replica (all its GPUs plus their host share), before PUE; see
-    :func:`wattscale.planner.power.replica_power` for defaults.
+    :func:`wattscale.planner.power.replica_power` for defaults. Pools of one region with the
+    same ``gpu_product`` (variants) share its quota: together they hold at most the largest
+    ``quota_replicas * gpus_per_replica`` of them in GPUs.
     """
 
     gpu_product: str
@@ -104,6 +116,11 @@ class PoolInput:
     current_replicas: int = 0  # desired replicas as last set (the Deployment's spec.replicas)
     ready_replicas: int = 0  # replicas that are Ready now
     gpus_per_replica: int = 1
+    variant: str = ""  # the variant's name; empty for a single implicit variant
+
+    def key(self, region: str) -> PoolKey:
+        """This pool's key in ``region``."""
+        return PoolKey(region, self.gpu_product, self.variant)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ Problem (all arrays indexed by pool j; populations p)::
                 lo_j <= r_j <= hi_j, r_j integer       (quota, grid event, never-down holds)
                 n_min <= sum_j r_j <= n_max
                 sum_{j in region i} r_j <= cap_i       (grid event caps spanning pools)
+                sum_{j in group g} gpus_j r_j <= Q_g   (a quota shared by a product's variants)
                 #regions with a replica >= min_regions
 
 ``F_j`` is the fixed cost rate of one replica (GPU-hour + idle power), ``v_j`` the cost per
@@ -29,7 +30,8 @@ Two exact solvers:
   its LP value costs at least k times its reduced cost; moves dearer than the gap between the
   incumbent and the LP bound are cut).
 * :func:`solve_milp`, HiGHS through ``scipy.optimize.milp``, for everything else (several
-  latency-restricted populations, region caps spanning pools, min_regions, total bounds) when
+  latency-restricted populations, region caps spanning pools, quotas shared by pools,
+  min_regions, total bounds) when
   the fast path's optimum of the relaxation violates them.
 
 :func:`exhaustive` enumerates every plan: the reference the tests and the benchmark use.
@@ -85,11 +87,22 @@ class Problem:
     n_max: int
     min_regions: int
     single_population: bool | None = None  # precomputed by the caller, else derived
+    gpus: IntArray | None = None  # GPUs per replica of pool j (None: no shared quota)
+    group_of: IntArray | None = None  # quota group of pool j (its product in its region)
+    group_cap_gpus: IntArray | None = None  # Q_g, GPUs per group
 
     @property
     def pools(self) -> int:
         """Number of pools."""
         return int(self.capacity.shape[0])
+
+    def group_gpus(self, r: IntArray) -> IntArray | None:
+        """GPUs plan ``r`` takes in each quota group (None when no quota is shared)."""
+        if self.gpus is None or self.group_of is None or self.group_cap_gpus is None:
+            return None
+        n_g = self.group_cap_gpus.shape[0]
+        weights = (self.gpus * r).astype(np.float64)
+        return np.bincount(self.group_of, weights=weights, minlength=n_g).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -161,6 +174,9 @@ def coupling_ok(p: Problem, r: IntArray) -> bool:
         return False
     per_region = np.bincount(p.region_of, weights=r, minlength=p.region_cap.shape[0])
     if np.any(per_region > p.region_cap + 0.5):
+        return False
+    groups = p.group_gpus(r)
+    if groups is not None and p.group_cap_gpus is not None and np.any(groups > p.group_cap_gpus):
         return False
     return int(np.count_nonzero(per_region > 0.5)) >= p.min_regions
 
@@ -803,6 +819,10 @@ def solve_milp(p: Problem, time_limit_seconds: float = MILP_TIME_LIMIT_SECONDS) 
         row = np.zeros(n)
         row[j_n + nx :] = 1.0
         add(row, float(p.min_regions), np.inf)
+    for members, cap in _shared_groups(p):
+        row = np.zeros(n)
+        row[:j_n][members] = p.gpus[members] if p.gpus is not None else 0.0
+        add(row, -np.inf, float(cap))
     x_ub = np.where(p.allowed.reshape(-1), np.inf, 0.0)
     lower = np.concatenate([p.lo.astype(np.float64), np.zeros(nx), np.zeros(ny)])
     upper = np.concatenate([p.hi.astype(np.float64), x_ub, np.ones(ny)])
@@ -822,6 +842,18 @@ def solve_milp(p: Problem, time_limit_seconds: float = MILP_TIME_LIMIT_SECONDS) 
         return None
     load, obj = routed
     return Solution(r, load, obj, "milp", bool(res.status == 0))
+
+
+def _shared_groups(p: Problem) -> list[tuple[BoolArray, int]]:
+    """The quota groups whose bounds alone could exceed their GPUs: (members, Q_g)."""
+    if p.gpus is None or p.group_of is None or p.group_cap_gpus is None:
+        return []
+    out = []
+    for g, cap in enumerate(p.group_cap_gpus.tolist()):
+        members = p.group_of == g
+        if int(p.gpus[members] @ p.hi[members]) > cap:
+            out.append((members, int(cap)))
+    return out
 
 
 def solve_near(p: Problem) -> Solution | None:
@@ -910,6 +942,10 @@ def exhaustive(p: Problem) -> Solution | None:
     ok = (totals >= p.n_min) & (totals <= p.n_max)
     ok &= np.all(per_region <= p.region_cap[None, :] + 0.5, axis=1)
     ok &= (per_region > 0.5).sum(axis=1) >= p.min_regions
+    if p.gpus is not None and p.group_of is not None and p.group_cap_gpus is not None:
+        groups = np.zeros((p.pools, p.group_cap_gpus.shape[0]))
+        groups[np.arange(p.pools), p.group_of] = p.gpus
+        ok &= np.all(plans @ groups <= p.group_cap_gpus[None, :] + 0.5, axis=1)
     ok &= plans @ p.capacity >= p.need * (1 - 1e-9) - 1e-9
     plans = plans[ok]
     if plans.shape[0] == 0:

@@ -92,12 +92,35 @@ def _cap_regions(co: Costing, r: IntArray, caps: IntArray) -> IntArray:
     return out
 
 
+def _cap_groups(co: Costing, r: IntArray) -> IntArray:
+    """Trim ``r`` to the GPU quota its variants share, removing the dearest replicas first."""
+    out = r.copy()
+    used = np.bincount(co.group_of, weights=co.gpus * out, minlength=co.group_cap_gpus.shape[0])
+    for g in np.flatnonzero(used > co.group_cap_gpus):
+        excess = int(used[g]) - int(co.group_cap_gpus[g])
+        members = np.flatnonzero(co.group_of == g)
+        for j in members[np.argsort(-co.fixed_objective[members], kind="stable")]:
+            if excess <= 0:
+                break
+            cut = min(int(out[j]), -(-excess // int(co.gpus[j])))
+            out[j] -= cut
+            excess -= cut * int(co.gpus[j])
+    return out
+
+
+def _group_room(co: Costing, r: IntArray, j: int) -> int:
+    """Replicas of pool ``j`` that still fit in the GPU quota it shares with its variants."""
+    members = co.group_of == co.group_of[j]
+    left = int(co.group_cap_gpus[co.group_of[j]]) - int(co.gpus[members] @ r[members])
+    return max(left, 0) // int(co.gpus[j])
+
+
 def _hard_cap(co: Costing, req: PlanRequest, r: IntArray) -> IntArray:
     """``r`` within quota, grid-event caps in force and ``max_replicas`` (dearest go first).
 
     Announced events are not applied here: they bound the target, so the move out of their
     region is make-before-break."""
-    out = _cap_regions(co, np.minimum(r, co.hard_quota), co.region_hard_cap)
+    out = _cap_regions(co, _cap_groups(co, np.minimum(r, co.hard_quota)), co.region_hard_cap)
     excess = int(out.sum()) - max(req.max_replicas, 0)
     for j in np.lexsort((np.arange(out.shape[0]), -co.fixed_objective)):
         if excess <= 0:
@@ -126,6 +149,7 @@ def _fill_cheapest(co: Costing, req: PlanRequest, r: IntArray, need: float) -> I
             continue
         want = int(np.ceil((need - have) / co.capacity[j] - 1e-12))
         add = min(want, int(co.quota[j] - out[j]), room_total, int(region_room[co.region_of[j]]))
+        add = min(add, _group_room(co, out, int(j)))
         if add > 0:
             out[j] += add
             region_room[co.region_of[j]] -= add
@@ -142,6 +166,7 @@ def _top_up_min_replicas(co: Costing, req: PlanRequest, r: IntArray) -> IntArray
             break
         region_total = int(out[co.region_of == co.region_of[j]].sum())
         room = min(int(co.quota[j] - out[j]), int(co.region_cap[co.region_of[j]]) - region_total)
+        room = min(room, _group_room(co, out, int(j)))
         add = min(short, max(room, 0))
         out[j] += add
     return out
@@ -239,6 +264,7 @@ def _optimise(co: Costing, req: PlanRequest, cur: IntArray, w: _Work) -> tuple[I
         if code is not ReasonCode.INFEASIBLE:
             w.add(code)
         best = _fill_cheapest(co, req, np.maximum(lo, np.minimum(cur, co.quota)), p.need)
+        best = _cap_groups(co, best)
         return _top_up_min_replicas(co, req, _cap_regions(co, best, co.region_cap)), p
     r_opt = opt.replicas
     if np.all(r_opt <= cur):  # no replica to add: nothing to cold-start, no hysteresis
@@ -300,7 +326,7 @@ def _stabilise(
         out = _keep_capacity(co, out, cur)
     elif protected > float(co.capacity @ out) * (1 + 1e-9):
         out = _keep_capacity(co, out, cur, protected)
-    out = np.minimum(out, co.quota)
+    out = _cap_groups(co, np.minimum(out, co.quota))
     out = _cap_regions(co, out, co.region_cap)
     if np.any(out > target) and np.any(target < cur):
         w.add(ReasonCode.SCALE_DOWN_STABILISING)
@@ -331,6 +357,16 @@ def _trim_adds(co: Costing, add: IntArray, limit: int) -> IntArray:
         take = min(int(add[j]), left)
         out[j] = take
         left -= take
+    return out
+
+
+def _add_within_groups(co: Costing, hard: IntArray, add: IntArray) -> IntArray:
+    """``hard + add``, the adds cut (dearest first) to what fits beside ``hard`` in the GPU
+    quota a product's variants share: a move between two variants of a full quota waits."""
+    out = hard.copy()
+    per_cap = co.fixed_objective / np.maximum(co.capacity, 1e-9)
+    for j in np.lexsort((np.arange(add.shape[0]), per_cap)):
+        out[j] += min(int(add[j]), _group_room(co, out, int(j)))
     return out
 
 
@@ -394,7 +430,7 @@ def _make_before_break(
     if int(add.sum()) > max(room, 0):
         add = _trim_adds(co, add, room)
         w.add(ReasonCode.AT_MAX_REPLICAS)
-    desired = hard + add
+    desired = _add_within_groups(co, hard, add)
     # Removals: dearest replicas first, each only while the ready capacity left still covers
     # the need (or, when it already does not, while it does not shrink).
     budget = req.max_scale_down_per_step
@@ -537,7 +573,7 @@ def plan(req: PlanRequest, state: PlannerState | None = None) -> Decision:
 
 def _at_zero(req: PlanRequest, state: PlannerState, z: ZeroGate) -> Decision:
     """Every pool at zero: the deployment goes to sleep, or stays asleep."""
-    keys = [PoolKey(r.name, p.gpu_product) for r in req.regions for p in r.pools]
+    keys = [p.key(r.name) for r in req.regions for p in r.pools]
     current = [p.current_replicas for r in req.regions for p in r.pools]
     reason = ReasonCode.SCALED_TO_ZERO
     before = ", ".join(f"{k}={c}" for k, c in zip(keys, current, strict=True) if c > 0)
