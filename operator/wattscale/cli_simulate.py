@@ -178,6 +178,12 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         "API's, 1800): for sensitivity studies",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--variants",
+        metavar="LIST",
+        help="replay wattscale with GPU variants of Llama-3.1-8B (h100, a100; e.g. h100,a100): "
+        "the mix of all of them and each alone, and what the mix saved (only wattscale runs)",
+    )
     p.set_defaults(handler=run_simulate)
 
 
@@ -285,6 +291,8 @@ def print_table(result: SimulationResult, console: Console) -> None:
 
 def run_simulate(args: argparse.Namespace) -> int:
     """The `simulate` handler: exit code 0, or 2 with one line on stderr for bad input."""
+    if args.variants is not None:
+        return _run_variants(args)
     err = Console(stderr=True)
     try:
         result = _run(args)
@@ -313,11 +321,25 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> SimulationResult:
+    policies = parse_policies(args.policies)
+    scenario = _checked_scenario(args)
+    factories = {
+        "wattscale": _wattscale_factory(args),
+        "wattscale-zero": _wattscale_factory(args, scale_to_zero=True),
+    }
+    show = not args.no_progress and sys.stderr.isatty()
+    with _progress(show) as progress:
+        return simulate(
+            scenario, policies, progress, oracle_integer=args.oracle_integer, factories=factories
+        )
+
+
+def _checked_scenario(args: argparse.Namespace) -> Scenario:
+    """The scenario the options describe, every option checked first."""
     regions = _regions(args.regions)
     home = args.home_region or regions[0]
     start = _parse_start(args.start or SAMPLE_START)
     days = args.days if args.days is not None else SAMPLE_DAYS
-    policies = parse_policies(args.policies)
     if not 0 <= args.max_gap_hours <= MAX_GAP_HOURS:
         raise SimulateUsageError(
             f"--max-gap-hours must be between 0 and {MAX_GAP_HOURS} (got {args.max_gap_hours})"
@@ -333,7 +355,7 @@ def _run(args: argparse.Namespace) -> SimulationResult:
             f"--trace-tz-offset-hours must be between -14 and 14 (got {offset:g})"
         )
     try:
-        scenario = _scenario(args, regions, home, start, days, offset)
+        return _scenario(args, regions, home, start, days, offset)
     except OutsideDataError as problem:
         if args.prices_dir is None:
             raise SimulateUsageError(
@@ -341,15 +363,44 @@ def _run(args: argparse.Namespace) -> SimulationResult:
                 "pass --prices-dir and --carbon-dir for other periods"
             ) from None
         raise
-    factories = {
-        "wattscale": _wattscale_factory(args),
-        "wattscale-zero": _wattscale_factory(args, scale_to_zero=True),
-    }
-    show = not args.no_progress and sys.stderr.isatty()
-    with _progress(show) as progress:
-        return simulate(
-            scenario, policies, progress, oracle_integer=args.oracle_integer, factories=factories
-        )
+
+
+def _run_variants(args: argparse.Namespace) -> int:
+    """`--variants`: wattscale on the mix of the variants and on each alone, compared."""
+    from wattscale.sim.engine import replay
+    from wattscale.sim.variants import expand, parse_variants
+
+    try:
+        scenario = _checked_scenario(args)
+        variants = parse_variants(args.variants, scenario.model)
+        make = _wattscale_factory(args)
+    except (SimInputError, SimulateUsageError) as problem:
+        print(f"wattscale simulate: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    runs = [[v] for v in variants] + ([variants] if len(variants) > 1 else [])
+    results = {}
+    for run in runs:
+        name = "+".join(v.name for v in run)
+        results[name] = replay(make(), expand(scenario, run))
+    out = Console() if Console().is_terminal else Console(width=160)
+    table = Table(
+        title=f"wattscale with variants: {', '.join(scenario.regions)}, {scenario.start:%Y-%m-%d}"
+        f" + {scenario.minutes / 1440:g} days, H100 {scenario.gpu_hour_cost:g} {CURRENCY}/h"
+    )
+    for col in ("variants", f"total {CURRENCY}", f"GPU {CURRENCY}", "energy kWh", "SLO met",
+                "replica-h"):  # fmt: skip
+        table.add_column(col, justify="left" if col == "variants" else "right")
+    for name, r in results.items():
+        table.add_row(name, f"{r.total_cost:,.2f}", f"{r.gpu_cost:,.2f}", f"{r.energy_kwh:,.0f}",
+                      f"{100 * r.slo_attainment:.2f} %", f"{r.replica_hours:,.0f}")  # fmt: skip
+    out.print(table)
+    if len(variants) > 1:
+        mix = results["+".join(v.name for v in variants)]
+        best = min((v.name for v in variants), key=lambda n: results[n].total_cost)
+        cost = results[best].total_cost
+        saved = 100.0 * (1.0 - mix.total_cost / cost) if cost else 0.0
+        out.print(f"mix vs best single variant ({best}): {saved:+.2f} % saved")
+    return EXIT_OK
 
 
 def _wattscale_factory(

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from wattscale.sim.model import serve_minute
+from wattscale.sim import pools as pool_models
 from wattscale.sim.scenario import Scenario
 
 FloatArray = npt.NDArray[np.float64]
@@ -103,30 +103,36 @@ class PolicyResult:
         return "0 (cost)" if self.objective == "cost" else "carbon only"
 
 
-def route(ready: FloatArray, demand: FloatArray, price: FloatArray, safe: float) -> FloatArray:
+def route(
+    ready: FloatArray, demand: FloatArray, price: FloatArray, safe: float | FloatArray
+) -> FloatArray:
     """Split each minute's demand (tokens/s) over Ready replicas: cheapest energy first.
 
     Regions are filled up to `safe` tokens/s per Ready replica in order of price; demand beyond
     every region's safe capacity is spread in proportion to Ready replicas (all run hotter).
+    With variants `safe` is per column, and the spill goes in proportion to safe capacity.
     """
     minutes, regions = ready.shape
     served = np.zeros_like(ready, dtype=np.float64)
     remaining = demand.astype(np.float64).copy()
     order = np.argsort(price, axis=1, kind="stable")
     rows = np.arange(minutes)
+    per_column = np.ndim(safe) > 0
+    safe_c = np.broadcast_to(np.asarray(safe, dtype=np.float64), (regions,))
     for rank in range(regions):
         col = order[:, rank]
-        room = ready[rows, col] * safe
+        room = ready[rows, col] * safe_c[col]
         take = np.minimum(room, remaining)
         served[rows, col] += take
         remaining -= take
-    total_ready = ready.sum(axis=1)
+    weight = ready * safe_c[None, :] if per_column else ready
+    total_ready = weight.sum(axis=1)
     spill = remaining > 1e-9
     if np.any(spill):
         share = np.divide(
-            ready[spill],
+            weight[spill],
             total_ready[spill, None],
-            out=np.zeros_like(ready[spill]),
+            out=np.zeros_like(weight[spill]),
             where=total_ready[spill, None] > 0,
         )
         served[spill] += share * remaining[spill, None]
@@ -170,9 +176,10 @@ def serve(
     Each region's backlog is carried from minute to minute (`model.serve_minute`). Minutes
     without any backlog are computed all at once; the loop runs only through backlog episodes.
     """
-    model, load = scenario.model, scenario.load
+    model, load, pools = scenario.model, scenario.load, scenario.pools
     out_mean, ctx_mean = load.mean_output_tokens, load.mean_context_tokens
-    base = serve_minute(model, ready, routed, np.zeros_like(routed), out_mean, ctx_mean)
+    zero = np.zeros_like(routed)
+    base = pool_models.serve(pools, model, ready, routed, zero, out_mean, ctx_mean)
     served = base.served_tokens_per_s.copy()
     met = base.met_share.copy()
     overflow = np.flatnonzero(np.any(base.backlog_tokens > 1e-6, axis=1))
@@ -181,7 +188,7 @@ def serve(
     k = 0
     t = int(overflow[0]) if overflow.size else minutes
     while t < minutes:
-        step = serve_minute(model, ready[t], routed[t], backlog, out_mean, ctx_mean)
+        step = pool_models.serve(pools, model, ready[t], routed[t], backlog, out_mean, ctx_mean)
         served[t], met[t], backlog = step.served_tokens_per_s, step.met_share, step.backlog_tokens
         t += 1
         if not np.any(backlog > 1e-6):
@@ -206,12 +213,14 @@ def account(
     price = scenario.minute_prices()
     carbon = scenario.minute_carbon()
     demand = scenario.load.output_tokens_per_s
-    routed = route(trajectory.ready, demand, price, model.safe_tokens_per_s)
+    pools = scenario.pools
+    safe = pool_models.safe_tokens_per_s(pools, model)
+    routed = route(trajectory.ready, demand, price, safe)
     served, attained = serve(scenario, trajectory.ready, routed)
-    board_w = model.board_watts(trajectory.allocated, trajectory.ready, served)
+    board_w = pool_models.board_watts(pools, model, trajectory.allocated, trajectory.ready, served)
     facility_kwh = board_w * model.pue / 1000.0 / 60.0
     energy_cost_m = facility_kwh * price / 1000.0
-    gpu_cost_m = trajectory.allocated * scenario.gpu_hour_cost / 60.0
+    gpu_cost_m = trajectory.allocated * scenario.gpu_hour_cost_per_column() / 60.0
     known = ~np.isnan(carbon)
     carbon_kg = float(np.sum(np.where(known, facility_kwh * np.nan_to_num(carbon), 0.0)) / 1000.0)
     unknown_kwh = float(np.sum(np.where(known, 0.0, facility_kwh)))

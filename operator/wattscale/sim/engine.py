@@ -13,9 +13,9 @@ from datetime import timedelta
 
 import numpy as np
 
+from wattscale.sim import pools as pool_models
 from wattscale.sim.accounting import PolicyResult, Trajectory, account, route
 from wattscale.sim.errors import SimInputError
-from wattscale.sim.model import serve_minute
 from wattscale.sim.policies.base import IntArray, MinuteReadings, Observation, Policy
 from wattscale.sim.scenario import Scenario
 
@@ -106,8 +106,10 @@ class _Meter:
         sc, model = self._sc, self._sc.model
         pool = np.asarray(ready, dtype=np.float64)
         demand = sc.load.output_tokens_per_s[t : t + 1]
-        routed = route(pool[None, :], demand, self._prices[t : t + 1], model.safe_tokens_per_s)[0]
-        step = serve_minute(
+        safe = pool_models.safe_tokens_per_s(sc.pools, model)
+        routed = route(pool[None, :], demand, self._prices[t : t + 1], safe)[0]
+        step = pool_models.serve(
+            sc.pools,
             model,
             pool,
             routed,
@@ -123,5 +125,5 @@ class _Meter:
             ttft_p95_s=step.ttft_p95_s,
             tpot_p95_s=step.tpot_p95_s,
             waiting_requests_per_replica=step.waiting_requests_per_replica,
-            board_watts_per_replica=model.replica_watts(per),
+            board_watts_per_replica=pool_models.replica_watts(sc.pools, model, per),
         )

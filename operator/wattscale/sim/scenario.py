@@ -19,6 +19,7 @@ from wattscale.sim.errors import OutsideDataError, SimInputError
 from wattscale.sim.load import Load, build_load, burstiness_factors, read_trace
 from wattscale.sim.markets import MarketRule, PriceKnowledge, load_table, rules_for
 from wattscale.sim.model import ReplicaModel
+from wattscale.sim.pools import PoolModels
 from wattscale.sim.series import DEFAULT_MAX_GAP_HOURS, load_carbon, load_prices
 
 FloatArray = npt.NDArray[np.float64]
@@ -53,6 +54,15 @@ class Scenario:
     markets: tuple[MarketRule, ...] = ()
     # Prices of the hour before `start` (what a real-time feed shows at minute 0); None: hour 0's.
     price_lead_usd_mwh: FloatArray | None = None
+    # With variants (`sim.variants`): each column is a variant in a region, with its own model
+    # and GPU price; None: one column per region, `model` and `gpu_hour_cost` for all.
+    pools: PoolModels | None = None
+
+    def gpu_hour_cost_per_column(self) -> float | FloatArray:
+        """USD per replica-hour, per column (a scalar without variants)."""
+        if self.pools is None:
+            return self.gpu_hour_cost
+        return self.pools.per_column(self.pools.gpu_hour_cost)
 
     @property
     def home(self) -> int:

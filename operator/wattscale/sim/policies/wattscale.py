@@ -49,8 +49,9 @@ from wattscale.planner import (
     horizon_steps,
     plan,
 )
-from wattscale.sim.policies.base import FloatArray, IntArray, Observation
+from wattscale.sim.policies.base import FloatArray, IntArray, MinuteReadings, Observation
 from wattscale.sim.policies.learned import Learned
+from wattscale.sim.pools import PoolModels
 from wattscale.sim.scenario import Scenario
 
 GPU_PRODUCT = "NVIDIA-H100-80GB-HBM3"
@@ -105,6 +106,8 @@ class WattscalePolicy:
         self.objective = Objective(objective).value
         self.carbon_price_per_tonne = carbon_price_per_tonne if objective == "balanced" else 0.0
         self._learned: Learned | None = None
+        self._pools: PoolModels | None = None
+        self._learned_variants: list[Learned] = []
         self._state = PlannerState()
         self._knobs = _defaults()
         if headroom is not None:
@@ -121,6 +124,12 @@ class WattscalePolicy:
         """Start as the planner would place the first minute's demand (warm, like every policy)."""
         hint = scenario.model.capacity_tokens_per_s * self._hint_factor
         self._learned = Learned(scenario.model, hint, GPU_PRODUCT)
+        self._pools = scenario.pools
+        if self._pools is not None:  # capacity and power learned per variant
+            self._learned_variants = [
+                Learned(m, m.capacity_tokens_per_s * self._hint_factor, product)
+                for m, product in zip(self._pools.models, self._pools.products, strict=True)
+            ]
         first = float(scenario.load.output_tokens_per_s[0])
         obs_ready = np.zeros(len(scenario.regions), dtype=np.int64)
         request = self._request(
@@ -141,7 +150,13 @@ class WattscalePolicy:
 
     def decide(self, obs: Observation) -> IntArray:
         if self._learned is not None and obs.readings is not None:
-            self._learned.observe(obs.minute, obs.regions, obs.readings)
+            if self._pools is None:
+                self._learned.observe(obs.minute, obs.regions, obs.readings)
+            for v, learned in enumerate(self._learned_variants):
+                assert self._pools is not None  # variants are learned only with pools
+                cols = self._pools.columns(v)
+                names = tuple(obs.regions[c] for c in cols)
+                learned.observe(obs.minute, names, _columns(obs.readings, cols))
         past = obs.past_demand_tokens_per_s
         # Scale to zero, as the controller: with nothing Ready vLLM measures nothing; asleep
         # with no request waiting at the gateway, demand is known to be zero; waking (loading,
@@ -194,12 +209,76 @@ class WattscalePolicy:
             "measured_tokens_per_second": last,
         }
 
-    @staticmethod
-    def _vector(regions: tuple[str, ...], mapping: Any) -> IntArray:
+    def _vector(self, regions: tuple[str, ...], mapping: Any) -> IntArray:
         out = np.zeros(len(regions), dtype=np.int64)
+        pools = self._pools
         for i, region in enumerate(regions):
-            out[i] = int(mapping.get(PoolKey(region, GPU_PRODUCT), 0))
+            if pools is None:
+                out[i] = int(mapping.get(PoolKey(region, GPU_PRODUCT), 0))
+            else:
+                v = pools.variant_of[i]
+                key = PoolKey(pools.region_names[pools.region_of[i]], pools.products[v])
+                out[i] = int(mapping.get(key._replace(variant=pools.names[v]), 0))
         return out
+
+    def _single_pool(
+        self,
+        i: int,
+        model: Any,
+        gpu_hour_cost: float,
+        quota: tuple[int, ...],
+        current: IntArray,
+        ready: IntArray,
+    ) -> PoolInput:
+        """Region ``i``'s one pool, without variants."""
+        learned = self._learned
+        capacity = (
+            learned.capacity_tokens_per_s if learned is not None else model.capacity_tokens_per_s
+        )
+        power = learned.power if learned is not None else None
+        if power is None or power.max_watts <= 0:
+            power = PowerModel(GPU_PRODUCT, model.idle_watts, model.max_watts, "configured")
+        return PoolInput(
+            gpu_product=GPU_PRODUCT,
+            gpu_hour_cost_per_replica=gpu_hour_cost,
+            idle_watts=power.idle_watts,
+            max_watts=power.max_watts,
+            capacity_tokens_per_second=capacity,
+            quota_replicas=int(quota[i]),
+            current_replicas=int(current[i]),
+            ready_replicas=int(ready[i]),
+        )
+
+    def _variant_pools(
+        self, region: int, quota: tuple[int, ...], current: IntArray, ready: IntArray
+    ) -> tuple[PoolInput, ...]:
+        """One pool per variant of ``region`` (column region-major), each with its own
+        learned capacity and power and its GPU price."""
+        pools = self._pools
+        assert pools is not None
+        out = []
+        for v, learned in enumerate(self._learned_variants):
+            col = int(pools.columns(v)[region])
+            power = learned.power
+            if power.max_watts <= 0:
+                model = pools.models[v]
+                power = PowerModel(
+                    pools.products[v], model.idle_watts, model.max_watts, "configured"
+                )
+            out.append(
+                PoolInput(
+                    gpu_product=pools.products[v],
+                    variant=pools.names[v],
+                    gpu_hour_cost_per_replica=pools.gpu_hour_cost[v],
+                    idle_watts=power.idle_watts,
+                    max_watts=power.max_watts,
+                    capacity_tokens_per_second=learned.capacity_tokens_per_s,
+                    quota_replicas=int(quota[col]),
+                    current_replicas=int(current[col]),
+                    ready_replicas=int(ready[col]),
+                )
+            )
+        return tuple(out)
 
     def _request(
         self,
@@ -219,32 +298,21 @@ class WattscalePolicy:
         steps = max(len(forecast), 1)
         minutes = minute + np.arange(steps)
         hours = np.minimum(minutes // 60, known_prices_usd_mwh.shape[0] - 1)
-        learned = self._learned
-        capacity = (
-            learned.capacity_tokens_per_s if learned is not None else model.capacity_tokens_per_s
-        )
-        power = learned.power if learned is not None else None
-        if power is None or power.max_watts <= 0:
-            power = PowerModel(GPU_PRODUCT, model.idle_watts, model.max_watts, "configured")
         region_inputs = []
-        for i, region in enumerate(regions):
-            per_kwh = known_prices_usd_mwh[hours, i] / 1000.0
-            carbon = float(carbon_now[i])
+        names = regions if self._pools is None else self._pools.region_names
+        for i, region in enumerate(names):
+            first = i if self._pools is None else int(self._pools.columns(0)[i])
+            per_kwh = known_prices_usd_mwh[hours, first] / 1000.0
+            carbon = float(carbon_now[first])
+            pool_inputs = (
+                (self._single_pool(i, model, gpu_hour_cost, quota, current, ready),)
+                if self._pools is None
+                else self._variant_pools(i, quota, current, ready)
+            )
             region_inputs.append(
                 RegionInput(
                     name=region,
-                    pools=(
-                        PoolInput(
-                            gpu_product=GPU_PRODUCT,
-                            gpu_hour_cost_per_replica=gpu_hour_cost,
-                            idle_watts=power.idle_watts,
-                            max_watts=power.max_watts,
-                            capacity_tokens_per_second=capacity,
-                            quota_replicas=int(quota[i]),
-                            current_replicas=int(current[i]),
-                            ready_replicas=int(ready[i]),
-                        ),
-                    ),
+                    pools=pool_inputs,
                     pue=model.pue,
                     price_per_kwh=float(per_kwh[0]),
                     price_forecast_per_kwh=tuple(float(x) for x in per_kwh),
@@ -268,3 +336,9 @@ class WattscalePolicy:
             metrics_fresh=bool(forecast),
             **{**self._knobs, **zero},
         )
+
+
+def _columns(readings: MinuteReadings, cols: Any) -> MinuteReadings:
+    """The readings of some columns only (one variant's)."""
+    fields = MinuteReadings.__dataclass_fields__
+    return MinuteReadings(**{f: np.asarray(getattr(readings, f))[cols] for f in fields})
