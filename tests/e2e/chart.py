@@ -8,6 +8,9 @@ operator world runs ``wattscale run`` out of cluster under the chart's ServiceAc
 - :func:`operator_identity` installs the chart with ``operator.replicas=0`` (RBAC, ServiceAccount,
   no in-cluster operator) and yields a kubeconfig holding a bound token of its ServiceAccount
   (:func:`service_account_kubeconfig`);
+- :func:`member_identities` applies docs/install.md's member-cluster role in every region and
+  stores, on the hub, a kubeconfig Secret per region holding that ServiceAccount's token: what
+  the worlds' Regions point at, so the operator acts in the members only as the docs grant;
 - :func:`rbac_refusals` finds the lines of an operator log where the API server said Forbidden;
 - :func:`dashboard_queries` lists every PromQL expression of every dashboard panel, template
   variable and annotation, and :func:`dashboard_gaps` runs them against a real Prometheus.
@@ -24,6 +27,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from stack import REPO, Stack
@@ -145,6 +149,60 @@ def operator_identity(
         yield Identity(release, namespace, account, kubeconfig)
     finally:
         helm(stack, env, "uninstall", release, "--namespace", namespace, check=False)
+
+
+def documented_member_role(suffix: str) -> list[dict[str, Any]]:
+    """The member-cluster RBAC block of docs/install.md, its names made unique."""
+    text = (REPO / "docs" / "install.md").read_text(encoding="utf-8")
+    block = re.search(r"```yaml\n(# apply in each REGION cluster.*?)```", text, re.DOTALL)
+    assert block, "docs/install.md lost its member-cluster RBAC block"
+    docs = [d for d in yaml.safe_load_all(block.group(1)) if d]
+    renames = {"wattscale-hub": f"wattscale-hub-{suffix}", "wattscale-member": f"ws-mb-{suffix}"}
+    for doc in docs:
+        doc["metadata"]["name"] = renames[doc["metadata"]["name"]]
+        if "roleRef" in doc:
+            doc["roleRef"]["name"] = renames[doc["roleRef"]["name"]]
+            for subject in doc["subjects"]:
+                subject["name"] = renames[subject["name"]]
+    return docs
+
+
+@contextlib.contextmanager
+def member_identities(
+    stack: Stack, regions: list[str], secret_namespace: str, workdir: Path, duration: str = "12h"
+) -> Iterator[dict[str, str]]:
+    """docs/install.md's member role in every region cluster (unique names), and in the hub's
+    ``secret_namespace`` one Secret per region (key ``kubeconfig``) holding a bound token of its
+    ServiceAccount; yields region -> Secret name. On exit the Secrets and the RBAC go."""
+    suffix = uuid.uuid4().hex[:6]
+    docs = documented_member_role(suffix)
+    manifest = yaml.safe_dump_all(docs)
+    account = next(d["metadata"] for d in docs if d["kind"] == "ServiceAccount")
+    workdir.mkdir(parents=True, exist_ok=True)
+    secrets: dict[str, str] = {}
+    applied: list[str] = []
+    try:
+        for region in regions:
+            applied.append(region)
+            stack.kubectl(region, "apply", "-f", "-", stdin=manifest)
+            path = service_account_kubeconfig(
+                stack, region, account["namespace"], account["name"],
+                workdir / f"{region}-{suffix}.kubeconfig", duration=duration,
+            )  # fmt: skip
+            name = secrets[region] = f"region-{region}-member-{suffix}"
+            stack.kubectl(
+                stack.hub, "create", "secret", "generic", name, "-n", secret_namespace,
+                f"--from-file=kubeconfig={path}",
+            )  # fmt: skip
+        yield secrets
+    finally:
+        for name in secrets.values():
+            stack.kubectl(
+                stack.hub, "delete", "secret", name, "-n", secret_namespace, "--wait=false",
+                check=False,
+            )  # fmt: skip
+        for region in applied:
+            stack.kubectl(region, "delete", "-f", "-", "--wait=false", stdin=manifest, check=False)
 
 
 # ---- what an identity may do ---------------------------------------------------------------------

@@ -42,6 +42,7 @@ from chart import (
     SCALE_TO_ZERO_METRIC,
     Identity,
     dashboard_gaps,
+    member_identities,
     operator_identity,
     rbac_refusals,
 )
@@ -411,8 +412,14 @@ class World:
 
 
 def region_manifest(
-    name: str, board: PriceBoard, prometheus_url: str, extra_energy: dict[str, Any] | None = None
+    name: str,
+    board: PriceBoard,
+    prometheus_url: str,
+    extra_energy: dict[str, Any] | None = None,
+    kubeconfig_secret: str | None = None,
 ) -> dict[str, Any]:
+    """A Region on the hub; ``kubeconfig_secret``: the Secret (in the operator's namespace) the
+    operator reaches the member with (default: hack/dev-up.sh's admin one)."""
     energy: dict[str, Any] = {
         "currency": "USD",
         "pue": "1.2",
@@ -442,7 +449,7 @@ def region_manifest(
             "clusterRef": {
                 "kubeconfigSecretRef": {
                     "namespace": OPERATOR_NAMESPACE,
-                    "name": f"region-{name}-kubeconfig",
+                    "name": kubeconfig_secret or f"region-{name}-kubeconfig",
                     "key": "kubeconfig",
                 }
             },
@@ -495,8 +502,10 @@ def build_world(
     prices: dict[str, float],
     identity: Identity,
     gateway: GatewayServer | None = None,
+    member_secrets: dict[str, str] | None = None,
 ) -> World:
-    """``gateway``: an emulated EPP, scraped by the first region's Prometheus only."""
+    """``gateway``: an emulated EPP, scraped by the first region's Prometheus only;
+    ``member_secrets``: region -> the kubeconfig Secret its Region names (see region_manifest)."""
     board = PriceBoard(prices)
     rigs: dict[str, RegionRig] = {}
     for i, region in enumerate(prices):
@@ -529,7 +538,8 @@ def build_world(
         clock=OperatorClock(f"http://127.0.0.1:{metrics_port}/metrics", namespace, name),
     )
     for region, rig in rigs.items():
-        stack.apply(stack.hub, region_manifest(region, board, rig.prometheus.url))
+        secret = (member_secrets or {}).get(region)
+        stack.apply(stack.hub, region_manifest(region, board, rig.prometheus.url, None, secret))
     return world
 
 
@@ -544,7 +554,9 @@ def open_world(
 ) -> Iterator[World]:
     """A running world: a fresh namespace, Regions on the hub, balancer and operator started.
 
-    The operator runs under the ServiceAccount of a chart release made for this world. The
+    The operator runs under the ServiceAccount of a chart release made for this world on the
+    hub, and in each region as the member role docs/install.md documents (its Regions name
+    kubeconfig Secrets of that ServiceAccount's token, :func:`chart.member_identities`). The
     caller applies its InferenceDeployment (``deployment_manifest``) and sets the load. On exit
     the InferenceDeployment goes first (so the operator's finalizer cleans the members), then the
     operator, rigs, Regions, release and namespace; then, if the operator was ever refused
@@ -555,8 +567,11 @@ def open_world(
         release_regions(stack, list(prices))  # what a world that died before its cleanup left
         namespace = f"{namespace_prefix}-{uuid.uuid4().hex[:6]}"
         stack.kubectl(stack.hub, "create", "namespace", namespace)
-        with operator_identity(stack, OPERATOR_NAMESPACE, tmp / "identity") as identity:
-            world = build_world(stack, namespace, name, prices, identity, gateway)
+        with (
+            operator_identity(stack, OPERATOR_NAMESPACE, tmp / "identity") as identity,
+            member_identities(stack, list(prices), OPERATOR_NAMESPACE, tmp / "members") as secrets,
+        ):
+            world = build_world(stack, namespace, name, prices, identity, gateway, secrets)
             try:
                 world.start_balancer()
                 world.start_operator(tmp)
@@ -579,9 +594,9 @@ def open_world(
                 )
         refused = world.rbac_refusals()
         assert not refused, (
-            "the hub refused the operator (running as the chart's ServiceAccount "
-            f"{identity.service_account}) something: the chart's RBAC is too little:\n"
-            + "\n".join(refused[:20])
+            "the hub or a member refused the operator (running as the chart's ServiceAccount "
+            f"{identity.service_account} on the hub, docs/install.md's member role in the "
+            "regions) something: that RBAC is too little:\n" + "\n".join(refused[:20])
         )
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chart import Identity, operator_identity, rbac_refusals
+from chart import Identity, member_identities, operator_identity, rbac_refusals
 from operator_world import (
     OPERATOR_NAMESPACE,
     ROOT,
@@ -180,10 +180,13 @@ def _fleet(stack: Stack, tmp: Path) -> Iterator[tuple[str, list[Operator]]]:
         board = PriceBoard(prices)
         prometheus = PrometheusServer([]).start()  # no targets: every reading is Missing
         operators: list[Operator] = []
-        with operator_identity(stack, OPERATOR_NAMESPACE, tmp / "identity") as identity:
+        with (
+            operator_identity(stack, OPERATOR_NAMESPACE, tmp / "identity") as identity,
+            member_identities(stack, regions, OPERATOR_NAMESPACE, tmp / "members") as secrets,
+        ):
             try:
                 for region in regions:
-                    doc = region_manifest(region, board, prometheus.url)
+                    doc = region_manifest(region, board, prometheus.url, None, secrets[region])
                     doc["spec"]["gpus"][0]["available"] = GPUS_PER_REGION
                     stack.apply(stack.hub, doc)
                 items = []
@@ -208,7 +211,7 @@ def _fleet(stack: Stack, tmp: Path) -> Iterator[tuple[str, list[Operator]]]:
             if op.log.exists()
             for line in rbac_refusals(op.log.read_text(errors="replace"))
         ]
-        assert not refused, "the hub refused the operators:\n" + "\n".join(refused[:20])
+        assert not refused, "the hub or a member refused the operators:\n" + "\n".join(refused[:20])
 
 
 def _teardown(stack: Stack, namespace: str, operators: list[Operator]) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import subprocess
 import sys
 import urllib.request
@@ -36,6 +35,7 @@ import yaml
 from chart import (
     CHART,
     access_mismatches,
+    documented_member_role,
     helm,
     helm_environment,
     rbac_refusals,
@@ -56,22 +56,6 @@ GPU = {
     "available": 8,
 }
 MARKERS = {"yaml": "mk-yaml-7f3a9c", "csv": "mk-csv-c0ffee", "body": "mk-body-5eed42"}
-
-
-def documented_member_role(suffix: str) -> list[dict[str, Any]]:
-    """The member-cluster RBAC block of docs/install.md, its names made unique."""
-    text = (REPO / "docs" / "install.md").read_text(encoding="utf-8")
-    block = re.search(r"```yaml\n(# apply in each REGION cluster.*?)```", text, re.DOTALL)
-    assert block, "docs/install.md lost its member-cluster RBAC block"
-    docs = [d for d in yaml.safe_load_all(block.group(1)) if d]
-    renames = {"wattscale-hub": f"wattscale-hub-{suffix}", "wattscale-member": f"ws-mb-{suffix}"}
-    for doc in docs:
-        doc["metadata"]["name"] = renames[doc["metadata"]["name"]]
-        if "roleRef" in doc:
-            doc["roleRef"]["name"] = renames[doc["roleRef"]["name"]]
-            for subject in doc["subjects"]:
-                subject["name"] = renames[subject["name"]]
-    return docs
 
 
 @pytest.fixture(scope="module")
