@@ -6,7 +6,8 @@ sends to ``llama-us-west``, ``llama-us-east`` and ``llama-eu-central`` (and to a
 is not ours); its parent Gateway need not exist, since only the weights are under test. The
 operator must keep the route's weights equal to the status traffic weights, move them only once
 the new region's replicas are Ready when the price moves the replicas, touch nothing else in the
-route, and report a route that does not exist as a condition without crashing.
+route, keep the replicas a route still sends traffic to while its writes are refused, and report
+a route that does not exist as a condition without crashing.
 """
 
 from __future__ import annotations
@@ -171,6 +172,115 @@ def test_price_jump_moves_the_weights_only_once_the_new_replicas_are_ready(world
     assert samples[0][1]["llama-us-east"] > 0, "the weight left us-east at once"
     world.wait("the route agrees with status", lambda: _agrees_with_status(world), passes=2)
     assert _without_our_weights(_route(world)) == before
+
+
+def _freeze(world: World, ns: str) -> list[dict[str, Any]]:
+    """A ValidatingAdmissionPolicy refusing every write to our route (403), reads still work."""
+    name = f"freeze-{ns}"
+    return [
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": name},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": ["gateway.networking.k8s.io"],
+                            "apiVersions": ["*"],
+                            "operations": ["UPDATE"],
+                            "resources": ["httproutes"],
+                            "resourceNames": [ROUTE],
+                        }
+                    ]
+                },
+                "validations": [
+                    {
+                        "expression": "false",
+                        "message": "frozen by the e2e test",
+                        "reason": "Forbidden",
+                    }
+                ],
+            },
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": name},
+            "spec": {
+                "policyName": name,
+                "validationActions": ["Deny"],
+                "matchResources": {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}
+                },
+            },
+        },
+    ]
+
+
+def _route_write_refused(world: World) -> bool:
+    proc = world.stack.kubectl(
+        world.stack.hub,
+        *("patch", "httproute", ROUTE, "-n", world.namespace, "--type=merge"),
+        *("--dry-run=server", "-p", json.dumps({"metadata": {"labels": {"probe": "1"}}})),
+        check=False,
+    )
+    return proc.returncode != 0 and "frozen by the e2e test" in proc.stderr
+
+
+def test_a_refused_route_write_keeps_the_replicas_the_route_still_sends_traffic_to(
+    world: World,
+) -> None:
+    """Issue 14 item 3, against a real API server: the route's writes are refused (403 from an
+    admission policy) while the plan would move everything away from the region it weighs."""
+    world.wait(
+        "all the weight is on us-west",
+        lambda: _weights(_route(world))["llama-us-west"] == 1000,
+        passes=STEP_PASSES,
+    )
+    ready_before = world.ready_replicas()["us-west"]
+    assert ready_before >= 1
+    policy = _freeze(world, world.namespace)
+    for doc in policy:
+        world.stack.apply(world.stack.hub, doc)
+    try:
+        world.wait(
+            "the admission policy refuses route writes",
+            lambda: _route_write_refused(world),
+            passes=2,
+        )
+        world.board.prices["us-east"] = 0.05  # us-east is the cheapest again: move everything
+        world.wait(
+            "TrafficRouted turns False: the write was refused",
+            lambda: (
+                world.condition("TrafficRouted").get("reason") in ("Forbidden", "PatchRejected")
+            ),
+            passes=STEP_PASSES,
+        )
+        seen: list[tuple[dict[str, int], dict[str, int]]] = []
+        world.let_pass(
+            MOVE_PASSES,
+            lambda: seen.append((_weights(_route(world)), world.ready_replicas())),
+        )
+        assert seen, "nothing sampled"
+        for weights, ready in seen:
+            assert weights["llama-us-west"] == 1000, f"the route changed while frozen: {seen}"
+            assert ready["us-west"] >= ready_before, f"us-west lost replicas it serves: {seen}"
+    finally:
+        for doc in reversed(policy):
+            world.stack.kubectl(
+                world.stack.hub,
+                *("delete", doc["kind"].lower(), doc["metadata"]["name"], "--ignore-not-found"),
+                check=False,
+            )
+    world.wait(
+        "once writes are allowed, the route follows the status again",
+        lambda: (
+            world.condition("TrafficRouted").get("status") == "True" and _agrees_with_status(world)
+        ),
+        passes=MOVE_PASSES,
+    )
 
 
 def _name_route(world: World, route: str) -> None:
