@@ -4,15 +4,17 @@ One InferenceDeployment is applied to the hub; the operator (a `wattscale run` s
 the Helm chart's ServiceAccount: see operator_world.py) must bring replicas up where power is
 cheapest, grow them before the SLO breaks when load rises, move them make-before-break when that
 region's price jumps, and move load out of a region while a grid event excludes it. Then the
-faults: a hand-scaled Deployment, an operator killed and restarted, a dead price feed, and a
-Region that does not exist. Last, every dashboard query runs against the real Prometheus that
-scraped the operator all along, and must return data.
+faults: a hand-scaled Deployment, an operator killed and restarted, a dead price feed, a
+Region that does not exist, and a region dropped from the spec (drained, then deleted). Last,
+every dashboard query runs against the real Prometheus that scraped the operator all along, and
+must return data.
 
 The tests run in file order and share one world; each starts from where the previous one left it.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -278,6 +280,48 @@ def test_unknown_region_is_a_condition_and_an_event(world: World) -> None:
             "--timeout=60s",
             check=False,
         )
+
+
+def _placement(world: World, regions: list[str]) -> None:
+    patch = {"spec": {"placement": {"regions": regions, "homeRegion": regions[0]}}}
+    world.stack.kubectl(
+        world.stack.hub,
+        *("patch", "infd", world.name, "-n", world.namespace, "--type=merge"),
+        *("-p", json.dumps(patch)),
+    )
+
+
+def _gone(world: World, region: str) -> bool:
+    for kind in ("deployment", "service"):
+        proc = world.stack.kubectl(
+            region, "get", kind, f"{world.name}-vllm", "-n", world.namespace, check=False
+        )
+        if proc.returncode == 0:
+            return False
+    return True
+
+
+def test_a_region_dropped_from_placement_is_drained_then_deleted(world: World) -> None:
+    """Issue 14 item 9: its replicas move out make-before-break, then its objects are deleted."""
+    desired = world.desired()
+    source = max(desired, key=lambda r: desired[r])
+    assert desired[source] > 0, desired
+    others = [r for r in REGIONS if r != source]
+    mark = len(world.ready_history)
+    _placement(world, others)
+    try:
+        world.wait(
+            f"{source} is drained and its Deployment and Service are deleted",
+            lambda: _gone(world, source) and source not in world.desired(),
+            passes=MOVE_PASSES + STEP_PASSES,
+        )
+        during = [r for _, r in world.ready_history[mark:]]
+        needs = _slo_needs(world)
+        assert min(_total_ready(r) for r in during) >= needs, f"Ready dropped: {during}"
+        reasons = [e.get("reason") for e in world.events()]
+        assert "RegionRemoved" in reasons, reasons
+    finally:
+        _placement(world, REGIONS)
 
 
 def test_every_dashboard_query_returns_data_from_the_scenario(world: World) -> None:
