@@ -379,3 +379,34 @@ CASES += [
         "should be greater than or equal to 60",
     ),
 ]
+
+# GPU variants (issue 17 item 1): the first variant is the workload the deployment ran before, so
+# it names the product engine.gpuProduct names; variant names are unique, short DNS labels.
+_H100 = "NVIDIA-H100-80GB-HBM3"
+CASES += [
+    Case(
+        "variants_first_product_differs",
+        _edit(
+            INF, "spec.engine.variants", [{"name": "a100", "gpuProduct": "NVIDIA-A100-SXM4-80GB"}]
+        ),
+        "spec.engine.gpuProduct: with variants, gpuProduct must equal variants[0].gpuProduct "
+        "(the first variant is the workload <name>-vllm)",
+        "with variants, gpuProduct must equal variants[0].gpuProduct",
+    ),
+    Case(
+        "variants_names_repeat",
+        _edit(
+            INF,
+            "spec.engine.variants",
+            [{"name": "h100", "gpuProduct": _H100}, {"name": "h100", "gpuProduct": _H100}],
+        ),
+        "spec.engine.variants: variant names must be unique",
+        "variant names must be unique",
+    ),
+    Case(
+        "variant_name_too_long",
+        _edit(INF, "spec.engine.variants", [{"name": "h100-tp1-fp8-long", "gpuProduct": _H100}]),
+        "spec.engine.variants[0].name: must be at most 15 characters",
+        "spec.engine.variants[0].name: Too long",
+    ),
+]

@@ -6,6 +6,7 @@ them in the allowed regions where a replica-hour costs least; what it did is in 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
@@ -131,6 +132,41 @@ class ModelCache(ApiModel):
     )
 
 
+VARIANT_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+MAX_VARIANTS = 4
+
+
+class Variant(ApiModel):
+    """One way to serve the model: a GPU product, GPUs per replica and extra vLLM arguments."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=15,
+        pattern=VARIANT_NAME_PATTERN,
+        description="Variant name (a-z, 0-9 and '-', starting with a letter), e.g. h100-tp1.",
+    )
+    gpuProduct: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=LABEL_VALUE_PATTERN,
+        description="GPU product (nvidia.com/gpu.product and the Region's spec.gpus[].product).",
+    )
+    gpusPerReplica: int = Field(
+        default=1, ge=1, le=16, description="GPUs per replica (the tensor-parallel size)."
+    )
+    args: list[str] = Field(
+        default_factory=list,
+        description="Extra `vllm serve` arguments after engine.args, e.g. --quantization=fp8.",
+    )
+    tokensPerSecondPerReplica: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000_000,
+        description="Output tokens/s one replica serves within the SLO (a prior, learned online; "
+        "unset: spec.capacity.tokensPerSecondPerReplica).",
+    )
+
+
 class Engine(ApiModel):
     """The vLLM engine: container image, arguments and the GPUs one replica needs."""
 
@@ -159,6 +195,60 @@ class Engine(ApiModel):
     )
     port: int = Field(default=8000, ge=1, le=65535, description="Port vLLM listens on.")
     modelCache: ModelCache | None = Field(default=None, description="Model weights cache volume.")
+    variants: list[Variant] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_VARIANTS,
+        description=(
+            "GPU variants the operator chooses from, per region (unset: one variant, from "
+            "gpuProduct and gpusPerReplica). gpuProduct must equal variants[0].gpuProduct: the "
+            "first variant is the workload <name>-vllm the deployment ran before."
+        ),
+    )
+
+    cel_rules: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!has(self.variants) || self.variants[0].gpuProduct == self.gpuProduct",
+            check=lambda m: not m.variants or m.variants[0].gpuProduct == m.gpuProduct,
+            message="with variants, gpuProduct must equal variants[0].gpuProduct (the first "
+            "variant is the workload <name>-vllm)",
+            field="gpuProduct",
+        ),
+        Rule(
+            cel="!has(self.variants) || self.variants.all(v, "
+            "self.variants.exists_one(w, w.name == v.name))",
+            check=lambda m: not m.variants or len({v.name for v in m.variants}) == len(m.variants),
+            message="variant names must be unique",
+            field="variants",
+        ),
+    )
+
+    def resolved_variants(self, capacity_hint: int | None) -> list[ResolvedVariant]:
+        """The variants in force: ``variants``, or one implicit variant (name empty) from
+        gpuProduct, gpusPerReplica and the deployment's ``capacity_hint``."""
+        if not self.variants:
+            return [ResolvedVariant("", self.gpuProduct, self.gpusPerReplica, (), capacity_hint)]
+        return [
+            ResolvedVariant(
+                v.name,
+                v.gpuProduct,
+                v.gpusPerReplica,
+                tuple(v.args),
+                v.tokensPerSecondPerReplica or capacity_hint,
+            )
+            for v in self.variants
+        ]
+
+
+@dataclass(frozen=True)
+class ResolvedVariant:
+    """A variant as the controller uses it (the implicit one has the name "")."""
+
+    name: str
+    gpu_product: str
+    gpus_per_replica: int
+    args: tuple[str, ...]
+    capacity_hint: int | None
 
 
 class Slo(ApiModel):

@@ -22,6 +22,7 @@ FIELD_MANAGER = "wattscale"
 LABEL_DEPLOYMENT = "wattscale.io/deployment"
 LABEL_NAMESPACE = "wattscale.io/namespace"
 LABEL_REGION = "wattscale.io/region"
+LABEL_VARIANT = "wattscale.io/variant"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 ANNOTATION_HASH = "wattscale.io/spec-hash"
 ANNOTATION_OWNER = "wattscale.io/owner"
@@ -39,19 +40,22 @@ _DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _SUFFIX = "-vllm"
 
 
-def workload_name(deployment: str) -> str:
+def workload_name(deployment: str, variant: str = "") -> str:
     """Name of the vLLM Deployment and Service in every member cluster: unique per
-    InferenceDeployment name, and a valid Service name (a DNS-1035 label, <= 63 characters).
+    InferenceDeployment name (and variant), and a valid Service name (a DNS-1035 label, <= 63
+    characters).
 
     ``<name>-vllm`` when that is valid (every name the operator ever used for a short name);
     otherwise a shortened, cleaned name with 8 hex digits of the full name's SHA-256, so two
-    long names sharing their first 50 characters no longer map to the same workload.
+    long names sharing their first 50 characters no longer map to the same workload. A variant
+    other than the first (``variant`` not empty) is ``<name>-<variant>-vllm``, by the same rule.
     """
-    plain = f"{deployment}{_SUFFIX}"
+    full = f"{deployment}-{variant}" if variant else deployment
+    plain = f"{full}{_SUFFIX}"
     if len(plain) <= 63 and _DNS_1035.match(plain):
         return plain
-    digest = hashlib.sha256(deployment.encode()).hexdigest()[:8]
-    stem = re.sub(r"[^a-z0-9-]+", "-", deployment.lower())
+    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
+    stem = re.sub(r"[^a-z0-9-]+", "-", full.lower())
     if not stem[:1].isalpha():
         stem = "w-" + stem
     stem = stem[: 63 - len(_SUFFIX) - len(digest) - 1].strip("-")
@@ -75,14 +79,18 @@ def namespace_labels(pod_security: str) -> dict[str, str]:
     }
 
 
-def selector_labels(deployment: str, namespace: str) -> dict[str, str]:
-    """Labels that select this InferenceDeployment's pods (stable: never change them)."""
-    return {LABEL_DEPLOYMENT: deployment, LABEL_NAMESPACE: namespace}
+def selector_labels(deployment: str, namespace: str, variant: str = "") -> dict[str, str]:
+    """Labels that select this InferenceDeployment's pods (stable: never change them); a variant
+    other than the first adds its name (the first keeps the selector it always had)."""
+    labels = {LABEL_DEPLOYMENT: deployment, LABEL_NAMESPACE: namespace}
+    if variant:
+        labels[LABEL_VARIANT] = variant
+    return labels
 
 
-def _labels(deployment: str, namespace: str, region: str) -> dict[str, str]:
+def _labels(deployment: str, namespace: str, region: str, variant: str = "") -> dict[str, str]:
     return {
-        **selector_labels(deployment, namespace),
+        **selector_labels(deployment, namespace, variant),
         LABEL_REGION: region,
         LABEL_MANAGED_BY: "wattscale",
         "app.kubernetes.io/name": "vllm",
@@ -166,14 +174,18 @@ def render_deployment(
     region: str,
     spec: InferenceDeploymentSpec,
     workloads: RegionWorkloads | None = None,
+    variant: int = 0,
 ) -> Manifest:
-    """The vLLM Deployment for one region, without ``spec.replicas`` (see module doc).
+    """The vLLM Deployment of one variant (the first by default) for one region, without
+    ``spec.replicas`` (see module doc).
 
     ``workloads`` is the Region's ``spec.workloads``: where a named model cache comes from.
     """
     engine = spec.engine
-    labels = _labels(name, namespace, region)
-    gpus = str(engine.gpusPerReplica)
+    chosen = engine.resolved_variants(None)[variant]
+    key = chosen.name if variant else ""  # the first variant renders as it always did
+    labels = _labels(name, namespace, region, key)
+    gpus = str(chosen.gpus_per_replica)
     args = [
         "--model",
         spec.model,
@@ -182,6 +194,7 @@ def render_deployment(
         "--tensor-parallel-size",
         gpus,
         *engine.args,
+        *chosen.args,
     ]
     volumes: list[dict[str, Any]] = [
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": engine.shmSize}},
@@ -233,13 +246,13 @@ def render_deployment(
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
-            "name": workload_name(name),
+            "name": workload_name(name, key),
             "namespace": namespace,
             "labels": labels,
             "annotations": {ANNOTATION_OWNER: owner_of(namespace, name)},
         },
         "spec": {
-            "selector": {"matchLabels": selector_labels(name, namespace)},
+            "selector": {"matchLabels": selector_labels(name, namespace, key)},
             # Make-before-break inside a region too: a new pod must be Ready before an old one
             # goes, and never more than one extra GPU replica at a time.
             "strategy": {
@@ -256,7 +269,7 @@ def render_deployment(
                     },
                 },
                 "spec": {
-                    "nodeSelector": {GPU_PRODUCT_LABEL: engine.gpuProduct},
+                    "nodeSelector": {GPU_PRODUCT_LABEL: chosen.gpu_product},
                     "tolerations": [
                         {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
                     ],
@@ -273,20 +286,23 @@ def render_deployment(
     return body
 
 
-def render_service(*, name: str, namespace: str, region: str, port: int) -> Manifest:
-    """A ClusterIP Service in front of the region's vLLM pods."""
+def render_service(
+    *, name: str, namespace: str, region: str, port: int, variant: str = ""
+) -> Manifest:
+    """A ClusterIP Service in front of the region's vLLM pods: all of them for the first
+    variant's (``<name>-vllm``, as before variants), one variant's for the others."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            "name": workload_name(name),
+            "name": workload_name(name, variant),
             "namespace": namespace,
-            "labels": _labels(name, namespace, region),
+            "labels": _labels(name, namespace, region, variant),
             "annotations": {ANNOTATION_OWNER: owner_of(namespace, name)},
         },
         "spec": {
             "type": "ClusterIP",
-            "selector": selector_labels(name, namespace),
+            "selector": selector_labels(name, namespace, variant),
             "ports": [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}],
         },
     }
