@@ -494,6 +494,11 @@ class InferenceDeploymentSpec(ApiModel):
         ),
     )
 
+    def primary_variant(self) -> ResolvedVariant:
+        """The first variant (the implicit one without ``engine.variants``): the workload
+        ``<name>-vllm``, with the capacity hint that applies to it."""
+        return self.engine.resolved_variants(self.capacity.tokensPerSecondPerReplica)[0]
+
     def scale_to_zero(self) -> ScaleToZero | None:
         """The scale-to-zero settings in force: None unless ``slo.minReplicas`` is 0."""
         if self.slo.minReplicas != 0:

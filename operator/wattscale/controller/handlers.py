@@ -92,6 +92,9 @@ def held_gpus(spec: Any, status: Any) -> tuple[int, dict[PoolKey, int]] | None:
     spec, status = spec or {}, status or {}
     engine = spec.get("engine") or {}
     product, gpus = engine.get("gpuProduct"), engine.get("gpusPerReplica", 1)
+    variants = engine.get("variants")
+    if isinstance(variants, list) and variants and isinstance(variants[0], dict):
+        gpus = variants[0].get("gpusPerReplica", 1)  # the first variant runs (the only one)
     if not product or not isinstance(gpus, int):
         return None
     held = {

@@ -109,7 +109,7 @@ class Memories:
         key = (namespace, name)
         mem = self._by_key.get(key)
         slo = LatencySlo(spec.slo.ttftP95Ms / 1000.0, spec.slo.tpotP95Ms / 1000.0)
-        hint = spec.capacity.tokensPerSecondPerReplica
+        hint = spec.primary_variant().capacity_hint
         if mem is None:
             config = ForecastConfig(step_seconds=HORIZON_STEP_SECONDS)
             mem = Memory(

@@ -128,7 +128,7 @@ def region_input(
     if runtime is None or runtime.spec is None or obs.offer is None:
         return None
     region = runtime.spec
-    gpus = spec.engine.gpusPerReplica
+    gpus = spec.primary_variant().gpus_per_replica
     offer = obs.offer
     quota = offer.available // gpus
     if not obs.available:

@@ -70,6 +70,12 @@ from wattscale.telemetry.metrics import OperatorMetrics
 
 __all__ = ["Event", "Outcome", "Reconciler"]
 
+VARIANTS_NOT_PLANNED = (
+    "spec.engine.variants: this operator version plans one variant per deployment; with more "
+    "than one it acts on none of them (the planner and `wattscale simulate --variants` "
+    "already choose between variants; the controller follows)"
+)
+
 
 @dataclass(frozen=True)
 class _Sized:
@@ -157,6 +163,8 @@ class Reconciler:
             spec = InferenceDeploymentSpec.model_validate(raw_spec)
         except ValidationError as err:
             return invalid(old, generation, now, format_errors(err, prefix="spec"))
+        if len(spec.engine.variants or ()) > 1:
+            return invalid(old, generation, now, [VARIANTS_NOT_PLANNED], reason="Unsupported")
         unknown = [r for r in spec.placement.regions if self.directory.get(r) is None]
         if unknown:
             known = ", ".join(self.directory.names()) or "none"
@@ -175,7 +183,7 @@ class Reconciler:
         )
 
         desired = act.desired_replicas(
-            regions, decision, spec.engine.gpuProduct, paused=spec.mode == "Paused"
+            regions, decision, spec.primary_variant().gpu_product, paused=spec.mode == "Paused"
         )
         desired, draining = act.hold_draining(
             spec, regions, desired, mem.drain_since, now_s, self.settings.time_scale
@@ -276,7 +284,7 @@ class Reconciler:
                 if window is not None:
                     learn(mem, window)
         estimate = capacity_estimate(mem, now_s, self.settings.interval_seconds)
-        if spec.capacity.tokensPerSecondPerReplica is None and estimate.source == "prior":
+        if spec.primary_variant().capacity_hint is None and estimate.source == "prior":
             return _Sized(demand, fc, DEFAULT_CAPACITY_TOKENS_PER_SECOND, "default", whole)
         source = "learned" if estimate.source == "learned" else "hint"
         return _Sized(demand, fc, estimate.tokens_per_second_per_replica, source, whole)
@@ -318,7 +326,7 @@ class Reconciler:
         if mem.planner_state is None:
             # After a (re)start, pretend the current replicas were recommended just now, so the
             # scale-down window starts now instead of allowing an immediate scale-down.
-            product = spec.engine.gpuProduct
+            product = spec.primary_variant().gpu_product
             current = tuple((PoolKey(o.name, product), o.current) for o in regions)
             mem.planner_state = PlannerState(history=(Recommendation(now_s, current),))
         t0 = time.perf_counter()

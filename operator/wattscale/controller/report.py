@@ -148,7 +148,7 @@ def build_status(facts: PassFacts) -> Outcome:
             facts.old.get("shift"),
             facts.decision,
             regions,
-            spec.engine.gpuProduct,
+            spec.primary_variant().gpu_product,
             facts.draining,
             facts.now,
         ),
@@ -459,7 +459,7 @@ def export(
                 carbon_grams_per_hour=float(r.get("carbonGramsPerHour") or 0),
             )
         )
-    hint = spec.capacity.tokensPerSecondPerReplica
+    hint = spec.primary_variant().capacity_hint
     metrics.record(
         DeploymentRates(
             namespace=facts.namespace,
@@ -499,7 +499,7 @@ def _unreachable_note(regions: list[RegionObservation], desired: dict[str, int])
 def _gpu_cost(o: RegionObservation, replicas: int, spec: InferenceDeploymentSpec) -> float:
     if o.offer is None:
         return 0.0
-    return replicas * float(o.offer.hourlyCost) * spec.engine.gpusPerReplica
+    return replicas * float(o.offer.hourlyCost) * spec.primary_variant().gpus_per_replica
 
 
 def _p95(regions: list[RegionObservation], attr: str) -> float | None:

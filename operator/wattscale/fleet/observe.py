@@ -110,11 +110,10 @@ def _observe_region(
         return obs
     obs.errors.extend(runtime.errors)
     if runtime.spec is not None:
-        obs.offer = next(
-            (g for g in runtime.spec.gpus if g.product == spec.engine.gpuProduct), None
-        )
+        product = spec.primary_variant().gpu_product
+        obs.offer = next((g for g in runtime.spec.gpus if g.product == product), None)
         if obs.offer is None:
-            obs.errors.append(f"region {name} offers no {spec.engine.gpuProduct} GPUs")
+            obs.errors.append(f"region {name} offers no {product} GPUs")
         refused = hosting_refusal(runtime.spec.workloads, spec, namespace)
         if refused is not None:
             obs.offer = None  # never planned here; a workload already there is scaled down
