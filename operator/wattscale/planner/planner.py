@@ -317,11 +317,7 @@ def _stabilise(
     kept = tuple(h for h in state.history if now - window <= h.time_seconds <= now)
     rec = Recommendation(now, tuple(zip(co.keys, (int(x) for x in target), strict=True)))
     history = (*kept, rec)
-    high = target.copy()
-    for h in kept:
-        past = dict(h.replicas)
-        high = np.maximum(high, co.vector(past))
-    out = np.where(target >= cur, target, np.minimum(cur, high))
+    out = _hold_recent(co, target, cur, [co.vector(dict(h.replicas)) for h in kept])
     if req.demand_settling or rising:
         out = _keep_capacity(co, out, cur)
     elif protected > float(co.capacity @ out) * (1 + 1e-9):
@@ -331,6 +327,32 @@ def _stabilise(
     if np.any(out > target) and np.any(target < cur):
         w.add(ReasonCode.SCALE_DOWN_STABILISING)
     return out, replace(state, history=history)
+
+
+def _hold_recent(co: Costing, target: IntArray, cur: IntArray, past: list[IntArray]) -> IntArray:
+    """HPA-style scale-down stabilisation: each region keeps (of what runs there) the largest
+    capacity recommended for it within the window, through the replicas cheapest per token/s.
+
+    With one pool per region this is the HPA's rule per pool, ``min(cur, max(target, past))``.
+    A region with several pools (variants) holds capacity, not each pool's count: a plan that
+    swaps a variant for another must not keep the recent maximum of both.
+    """
+    n_regions = co.region_cap.shape[0]
+    held = np.vstack([target, *past]) * co.capacity  # capacity per recommendation and pool
+    per_region = np.array(
+        [held[:, co.region_of == i].sum(axis=1).max(initial=0.0) for i in range(n_regions)]
+    )
+    running = np.bincount(co.region_of, weights=co.capacity * cur, minlength=n_regions)
+    want = np.minimum(per_region, running)
+    out = target.copy()
+    per_cap = co.fixed_objective / np.maximum(co.capacity, 1e-9)
+    have = np.bincount(co.region_of, weights=co.capacity * out, minlength=n_regions)
+    for j in np.lexsort((np.arange(out.shape[0]), per_cap)):
+        i = co.region_of[j]
+        while out[j] < cur[j] and have[i] < want[i] * (1 - 1e-12):
+            out[j] += 1
+            have[i] += co.capacity[j]
+    return out
 
 
 def _keep_capacity(co: Costing, r: IntArray, cur: IntArray, up_to: float | None = None) -> IntArray:

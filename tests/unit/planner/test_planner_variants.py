@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tests.unit.planner.planner_builders import pool, region, request
-from wattscale.planner import ActionKind, PoolKey, plan
+from wattscale.planner import ActionKind, PlannerState, PoolKey, Recommendation, plan
 from wattscale.planner.costing import build_costing
 from wattscale.planner.optimise import exhaustive, solve
 
@@ -103,3 +103,15 @@ def test_the_solver_is_exact_with_a_shared_quota(seed: int) -> None:
         assert groups is not None
         assert p.group_cap_gpus is not None
         assert np.all(groups <= p.group_cap_gpus)
+
+
+def test_scale_down_holds_capacity_not_each_variants_recent_maximum() -> None:
+    # A minute ago the plan was 3 H100; now it is 6 A100 (all Ready). Holding each pool's recent
+    # maximum would keep the 3 H100 for the whole window; the region keeps capacity instead.
+    h100 = variant("h100", "H100", cost=2.5, capacity=7000.0, current=3)
+    a100 = variant("a100", "A100", cost=1.0, capacity=4000.0, current=6)
+    before = PlannerState(history=(Recommendation(0.0, ((H100, 3), (A100, 0))),))
+    req = request(region("A", 0.1, h100, a100), demand=20000.0, now_seconds=60.0)
+    d = plan(req, before)
+    assert d.target == {H100: 0, A100: 6}
+    assert d.desired[H100] == 0
