@@ -239,7 +239,11 @@ class FakeMetrics:
         return DemandHistory(points, ReadingStatus.OK, step_seconds)
 
     def read_capacity_history(
-        self, target: DeploymentTarget, start: datetime, end: datetime, step_seconds: float
+        self,
+        target: DeploymentTarget,
+        start: datetime,
+        end: datetime,
+        step_seconds: float | None = None,
     ) -> list[CapacityObservation]:
         return []
 

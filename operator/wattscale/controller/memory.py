@@ -53,7 +53,7 @@ class Memory:
     last_seconds: float | None = None
     drain_since: dict[str, float] = field(default_factory=dict)
     last_event: tuple[str, str] | None = None
-    last_warnings: frozenset[str] = frozenset()
+    last_warnings: frozenset[str] = frozenset()  # warning_key of each problem posted
     warm: bool = False
     ready_log: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
     """Per region: (time, Ready count) of the passes within the last rate window, and the last
@@ -142,7 +142,7 @@ def warm(
                 t = round(point.t_seconds)
                 demand[t] = demand.get(t, 0.0) + point.tokens_per_second
             mem.learner.observe_many(
-                reader.read_capacity_history(target, now - WARM_START_CAPACITY, now, 60.0)
+                reader.read_capacity_history(target, now - WARM_START_CAPACITY, now)
             )
         except Exception:  # history only makes the next pass better; never fail for it
             log.exception("region %s: warm start from Prometheus history failed", obs.name)

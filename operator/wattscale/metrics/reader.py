@@ -333,10 +333,17 @@ class MetricsReader:
         target: DeploymentTarget,
         start: datetime,
         end: datetime,
-        step_seconds: float = 60.0,
+        step_seconds: float | None = None,
     ) -> list[CapacityObservation]:
         """(output tokens/s per replica, TTFT p95, TPOT p95) over time, to warm-start the
-        capacity learner after a restart. Steps where any part is missing are left out."""
+        capacity learner after a restart. Steps where any part is missing are left out.
+
+        ``step_seconds`` (None: a minute, at most half the rate window): the learner refuses
+        the windows around a change of the replica count as transients only if it sees the
+        change between two windows close enough to bracket it; sampled sparser than the
+        rate window, a window with a scale-down inside it passes as steady evidence."""
+        if step_seconds is None:
+            step_seconds = min(60.0, self.config.rate_window_seconds / 2.0)
         q = self.queries
         _, q95 = self.config.quantiles
         wanted = {

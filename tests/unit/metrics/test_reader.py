@@ -44,6 +44,7 @@ class FakeClient:
         self.answers = answers
         self.error = error
         self.calls: list[str] = []
+        self.steps: list[str] = []
 
     def custom_query(self, query: str, params: dict[str, Any] | None = None) -> Any:
         self.calls.append(query)
@@ -63,6 +64,7 @@ class FakeClient:
         params: dict[str, Any] | None = None,
     ) -> Any:
         self.calls.append(query)
+        self.steps.append(step)
         if self.error is not None:
             raise self.error
         return self.answers.get(query, [])
@@ -302,6 +304,19 @@ def test_capacity_history_joins_by_time() -> None:
         CapacityObservation(1000.0, 0.1, 0.02, 0.0, 2, NOW, window_seconds=120.0, source="eu"),
         CapacityObservation(1500.0, 0.2, 0.05, 2.0, 2, NOW + 60, window_seconds=120.0, source="eu"),
     ]
+
+
+def test_capacity_history_is_sampled_at_least_twice_per_rate_window() -> None:
+    # Sparser than the rate window, a scale-down inside one window would fall between two
+    # samples far apart, and the learner would take that window as steady evidence.
+    start = datetime.fromtimestamp(NOW, tz=UTC)
+    steps = {}
+    for window in (120, 8):
+        client = FakeClient({})
+        r = MetricsReader("http://unused", MetricsConfig(rate_window_seconds=window), client=client)
+        r.read_capacity_history(T, start, start)
+        steps[window] = set(client.steps)
+    assert steps == {120: {"60s"}, 8: {"4s"}}
 
 
 def test_gpu_power_samples() -> None:
