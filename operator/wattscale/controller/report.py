@@ -29,7 +29,7 @@ from wattscale.controller.status import (
 )
 from wattscale.controller.traffic import CONDITION as TRAFFIC_ROUTED
 from wattscale.controller.traffic import RouteReport
-from wattscale.fleet.observe import RegionObservation
+from wattscale.fleet.observe import UNREACHABLE, RegionObservation
 from wattscale.metrics.gateway import GatewayReading
 from wattscale.planner import Decision, PlanOption, PlanRequest, PoolKey, ReasonCode, RegionInput
 from wattscale.telemetry.metrics import DeploymentRates, OperatorMetrics, RegionRates
@@ -425,11 +425,22 @@ def decision_events(mem: Memory, outcome: Outcome, regions: list[RegionObservati
     if key != mem.last_event:
         mem.last_event = key
         events.append(Event("Normal", last["reason"], last["message"]))
-    warnings = frozenset(e for o in regions for e in o.errors)
-    for problem in sorted(warnings - mem.last_warnings):
-        events.append(Event("Warning", "RegionProblem", problem))
-    mem.last_warnings = warnings
+    posted = set(mem.last_warnings)
+    for problem in sorted({e for o in regions for e in o.errors}):
+        kind = warning_key(problem)
+        if kind not in posted:
+            posted.add(kind)
+            events.append(Event("Warning", "RegionProblem", problem))
+    mem.last_warnings = frozenset(warning_key(e) for o in regions for e in o.errors)
     return events
+
+
+def warning_key(problem: str) -> str:
+    """What makes a problem new: its text, except that a member cluster that does not answer
+    is one problem for as long as it lasts, however each pass found it and whatever the
+    error said (a refused connection, then the health loop's verdict)."""
+    head, sep, _ = problem.partition(UNREACHABLE)
+    return head + sep if sep else problem
 
 
 def export(

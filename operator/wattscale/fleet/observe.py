@@ -18,7 +18,7 @@ from datetime import datetime
 
 from wattscale.api.inference import InferenceDeploymentSpec
 from wattscale.api.region import GpuOffer, RegionWorkloads
-from wattscale.clusters.client import ClusterError, WorkloadState
+from wattscale.clusters.client import ClusterError, ClusterUnreachableError, WorkloadState
 from wattscale.clusters.render import owner_of, workload_name
 from wattscale.fleet.regions import RegionDirectory, RegionRuntime
 from wattscale.fleet.snapshot import FleetSnapshot
@@ -95,6 +95,15 @@ def _unscraped(runtime: RegionRuntime, target: DeploymentTarget) -> tuple[str, .
     return None if names is None else tuple(names)
 
 
+UNREACHABLE = "cluster unreachable"
+
+
+def unreachable(name: str, how: str) -> str:
+    """The problem text of a member cluster that does not answer, found by this pass's own
+    read or by the Region health loop (``how``: what said so): the same problem either way."""
+    return f"region {name}: {UNREACHABLE}: {how}"
+
+
 def _observe_region(
     runtime: RegionRuntime | None,
     name: str,
@@ -120,13 +129,13 @@ def _observe_region(
             obs.errors.append(f"region {name} {refused}")
     down = fleet.down(name) if fleet is not None else None
     if down is not None:
-        obs.errors.append(
-            f"region {name}: cluster unreachable (Region health check): {down.reason}"
-        )
+        obs.errors.append(unreachable(name, f"Region health check: {down.reason}"))
     elif runtime.cluster is not None:
         try:
             obs.workload = runtime.cluster.state(workload_name(deployment), namespace)
             obs.available = True
+        except ClusterUnreachableError as err:
+            obs.errors.append(unreachable(name, str(err)))
         except ClusterError as err:
             obs.errors.append(str(err))
     owner = owner_of(namespace, deployment)

@@ -22,6 +22,11 @@ from pydantic import TypeAdapter, ValidationError
 from tests.unit.controller.test_reconcile import Harness
 from tests.unit.controller.test_region_health import Writer, _conditions, _loop
 from wattscale.clusters.client import ClusterUnreachableError, RegionCluster
+from wattscale.controller.memory import Memory
+from wattscale.controller.report import Outcome, decision_events
+from wattscale.fleet.observe import RegionObservation, unreachable
+from wattscale.forecast.holt import ForecastConfig, warm_start
+from wattscale.metrics.capacity import CapacityLearner, LatencySlo
 
 pytestmark = pytest.mark.unit
 
@@ -162,3 +167,25 @@ def test_the_real_client_turns_an_html_200_into_an_unreachable_region(html_proxy
         assert "the answer could not be read (ValidationError)" in message, what
         assert "SECRET-MARKER" not in message
     cluster.close()
+
+
+def test_an_outage_is_one_warning_however_each_pass_found_it() -> None:
+    # The first pass after a member stops finds it by its own read (connection refused); the
+    # next ones are told by the Region health loop. Same outage: one RegionProblem, until the
+    # region answers again; a new outage later is posted again.
+    mem = Memory(warm_start([], ForecastConfig()), CapacityLearner(LatencySlo(None, None), None))
+    outcome = Outcome(
+        {"lastDecision": {"reason": "NoChange", "message": "m"}, "regionsSummary": ""}
+    )
+
+    def problems(*found: str) -> list[str]:
+        obs = RegionObservation("us-east", None, errors=list(found))
+        return [e.message for e in decision_events(mem, outcome, [obs]) if e.type == "Warning"]
+
+    first = problems(unreachable("us-east", "read deployment: Connection refused"))
+    later = problems(unreachable("us-east", "Region health check: timed out"))
+    assert len(first) == 1
+    assert "Connection refused" in first[0]
+    assert later == []
+    assert problems() == []
+    assert len(problems(unreachable("us-east", "Region health check: timed out"))) == 1
