@@ -298,9 +298,17 @@ class FakeRegion:
     metrics: FakeMetrics
 
 
-def region_doc(name: str, *, quota: int = 16, hourly_cost: str = "2.50") -> dict[str, Any]:
-    """A Region spec like the example's, with feeds our fakes stand in for."""
+def region_doc(
+    name: str,
+    *,
+    quota: int = 16,
+    hourly_cost: str = "2.50",
+    extra_gpus: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A Region spec like the example's, with feeds our fakes stand in for (and
+    ``extra_gpus`` offered beside its H100s)."""
     spec = copy.deepcopy(example("Region")["spec"])
+    spec["gpus"] += copy.deepcopy(extra_gpus or [])
     spec["energy"] = {
         "currency": "USD",
         "pue": "1.2",
@@ -314,7 +322,9 @@ def region_doc(name: str, *, quota: int = 16, hourly_cost: str = "2.50") -> dict
 
 
 def build_world(
-    prices: dict[str, float], carbon: dict[str, float] | None = None
+    prices: dict[str, float],
+    carbon: dict[str, float] | None = None,
+    extra_gpus: list[dict[str, Any]] | None = None,
 ) -> tuple[RegionDirectory, dict[str, FakeRegion], Load]:
     """A directory of regions backed by fakes; prices in USD/kWh."""
     clusters = {n: FakeCluster(n) for n in prices}
@@ -326,7 +336,7 @@ def build_world(
     directory = RegionDirectory(lambda ref: "secret", factory)
     world: dict[str, FakeRegion] = {}
     for name, price in prices.items():
-        runtime = directory.upsert(name, 1, region_doc(name))
+        runtime = directory.upsert(name, 1, region_doc(name, extra_gpus=extra_gpus))
         fake = FakeRegion(
             cluster=clusters[name],
             price=FakeFeed(f"price-{name}", "price", price, "USD/kWh"),

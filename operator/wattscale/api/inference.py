@@ -526,6 +526,10 @@ class RegionStatus(ApiModel):
 
     name: str = Field(description="Region name.")
     desiredReplicas: int = Field(default=0, ge=0, description="Replicas the operator wants.")
+    variants: dict[str, int] | None = Field(
+        default=None,
+        description="Replicas the operator wants per variant (with spec.engine.variants).",
+    )
     readyReplicas: int = Field(default=0, ge=0, description="Replicas Ready now.")
     trafficWeightPercent: int = Field(
         default=0, ge=0, le=100, description="Share of traffic sent here, percent."

@@ -25,20 +25,54 @@ from wattscale.controller.traffic import RouteReport, TrafficRouter
 from wattscale.fleet.observe import RegionObservation
 from wattscale.planner import Decision, PoolKey
 
+Split = dict[str, list[int]]
+"""Replicas per region and variant (index 0: the first variant, ``<name>-vllm``)."""
+
+
+def pool_keys(spec: InferenceDeploymentSpec, region: str) -> list[PoolKey]:
+    """The planner's pool of each variant in ``region``, in the spec's order (the implicit
+    variant's key has no variant name, as before variants)."""
+    return [PoolKey(region, v.gpu_product, v.name) for v in spec.engine.resolved_variants(None)]
+
+
+def current_split(o: RegionObservation) -> list[int]:
+    """What runs per variant; an unreachable region: what was last set there."""
+    if o.available:
+        return [o.primary_current, *(v.current(True) for v in o.variants)]
+    return [o.last_desired or 0, *(v.last_desired or 0 for v in o.variants)]
+
 
 def desired_replicas(
-    regions: list[RegionObservation], decision: Decision, product: str, paused: bool
-) -> dict[str, int]:
-    """The plan per region; an unreachable region keeps what was last set there.
+    spec: InferenceDeploymentSpec,
+    regions: list[RegionObservation],
+    decision: Decision,
+    paused: bool,
+) -> tuple[dict[str, int], Split]:
+    """The plan per region (the total) and per variant; an unreachable region keeps what was
+    last set there.
 
     No made-up 0 to "revert" when it answers again: the plan builds on what runs there.
     """
-    desired = {o.name: o.current if o.available else o.last_desired or 0 for o in regions}
+    split = {o.name: current_split(o) for o in regions}
     if not paused:
         for o in regions:
             if o.available:
-                desired[o.name] = int(decision.desired.get(PoolKey(o.name, product), o.current))
-    return desired
+                keys = pool_keys(spec, o.name)
+                split[o.name] = [
+                    int(decision.desired.get(k, c))
+                    for k, c in zip(keys, split[o.name], strict=False)
+                ]
+    return {n: sum(s) for n, s in split.items()}, split
+
+
+def hold_split(regions: list[RegionObservation], desired: dict[str, int], split: Split) -> Split:
+    """Each region a hold kept at what runs (its total back at ``current``) keeps each
+    variant at what runs too."""
+    out = dict(split)
+    for o in regions:
+        if desired[o.name] == o.current and sum(split[o.name]) != o.current:
+            out[o.name] = current_split(o)
+    return out
 
 
 def hold_draining(
@@ -116,22 +150,26 @@ def apply_regions(
     name: str,
     namespace: str,
     regions: list[RegionObservation],
-    desired: dict[str, int],
+    split: Split,
     old: dict[str, Any],
 ) -> list[Event]:
-    """Apply the workload and set replicas through /scale, region by region."""
+    """Apply each variant's workload and set its replicas through /scale, region by region."""
     events: list[Event] = []
     previous = {r.get("name"): r for r in old.get("regions") or []}
     for o in regions:
         runtime = o.runtime
         if not o.available or runtime is None or runtime.cluster is None:
             continue  # unreachable: nothing is changed (or deleted) there
-        want = desired[o.name]
-        if want == 0 and not o.workload.exists:
-            continue
-        last_set = previous.get(o.name, {}).get("desiredReplicas")
+        row = previous.get(o.name, {})
         try:
-            events += _apply_region(runtime.cluster, spec, name, namespace, o, want, last_set)
+            for index, want in enumerate(split[o.name]):
+                workload = o.workload if index == 0 else o.variants[index - 1].workload
+                if want == 0 and not workload.exists:
+                    continue
+                last_set = _last_set(spec, row, index)
+                events += _apply_region(
+                    runtime.cluster, spec, name, namespace, o, want, last_set, index
+                )
         except Exception as err:
             # Any failure here is this region's (ClusterError, or a surprise from its client):
             # reported, and the other regions are still acted on.
@@ -148,6 +186,13 @@ def apply_regions(
     return events
 
 
+def _last_set(spec: InferenceDeploymentSpec, row: dict[str, Any], index: int) -> Any:
+    """What the operator last set for variant ``index`` here, per the status row."""
+    if not spec.engine.variants:
+        return row.get("desiredReplicas")
+    return (row.get("variants") or {}).get(spec.engine.variants[index].name)
+
+
 def _apply_region(
     cluster: RegionCluster,
     spec: InferenceDeploymentSpec,
@@ -156,15 +201,19 @@ def _apply_region(
     o: RegionObservation,
     want: int,
     last_set: Any,
+    index: int = 0,
 ) -> list[Event]:
-    """Bring one region's workload to the rendered spec and ``want`` replicas."""
+    """Bring one variant's workload in one region to the rendered spec and ``want``
+    replicas."""
     events: list[Event] = []
     workloads = o.runtime.spec.workloads if o.runtime and o.runtime.spec else None
     dep = render_deployment(
-        name=name, namespace=namespace, region=o.name, spec=spec, workloads=workloads
+        name=name, namespace=namespace, region=o.name, spec=spec, workloads=workloads, variant=index
     )
+    variant = o.variants[index - 1].name if index else ""
+    state = o.variants[index - 1].workload if index else o.workload
     pod_security = workloads.podSecurity if workloads else "restricted"
-    live = cluster.read_deployment(workload_name(name), namespace)
+    live = cluster.read_deployment(workload_name(name, variant), namespace)
     changed = drift(live, dep) if live is not None else []
     stale = (
         live is None
@@ -173,7 +222,9 @@ def _apply_region(
     )
     if stale or changed:  # a namespace that is missing is created by apply
         cluster.apply(dep, pod_security)
-        svc = render_service(name=name, namespace=namespace, region=o.name, port=spec.engine.port)
+        svc = render_service(
+            name=name, namespace=namespace, region=o.name, port=spec.engine.port, variant=variant
+        )
         cluster.apply(svc, pod_security)
     if changed and not stale:
         events.append(
@@ -183,15 +234,15 @@ def _apply_region(
                 f"{o.name}: {', '.join(changed)} changed by hand; reverted",
             )
         )
-    if o.workload.exists and last_set is not None and o.workload.specReplicas != last_set:
+    where = f"{o.name}/{variant}" if variant else o.name
+    if state.exists and last_set is not None and state.specReplicas != last_set:
         events.append(
             Event(
                 "Warning",
                 "ManualScaleReverted",
-                f"{o.name}: replicas were set to {o.workload.specReplicas} by hand; "
-                f"set back to {want}",
+                f"{where}: replicas were set to {state.specReplicas} by hand; set back to {want}",
             )
         )
-    if live is None or o.workload.specReplicas != want:
-        cluster.scale(workload_name(name), namespace, want)
+    if live is None or state.specReplicas != want:
+        cluster.scale(workload_name(name, variant), namespace, want)
     return events

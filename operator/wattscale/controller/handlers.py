@@ -87,21 +87,31 @@ def region_status_writer(hub: client.ApiClient | None) -> Callable[[str, dict[st
 
 
 def held_gpus(spec: Any, status: Any) -> tuple[int, dict[PoolKey, int]] | None:
-    """An InferenceDeployment's priority and the GPUs it holds per pool per its status (what
-    the operator last set in each region); None when the spec names no GPU product."""
+    """An InferenceDeployment's priority and the GPUs it holds per quota pool (a product in a
+    region) per its status (what the operator last set in each region, per variant with
+    ``engine.variants``); None when the spec names no GPU product."""
     spec, status = spec or {}, status or {}
     engine = spec.get("engine") or {}
     product, gpus = engine.get("gpuProduct"), engine.get("gpusPerReplica", 1)
-    variants = engine.get("variants")
-    if isinstance(variants, list) and variants and isinstance(variants[0], dict):
-        gpus = variants[0].get("gpusPerReplica", 1)  # the first variant runs (the only one)
     if not product or not isinstance(gpus, int):
         return None
-    held = {
-        PoolKey(str(r.get("name")), str(product)): int(r.get("desiredReplicas") or 0) * gpus
-        for r in status.get("regions") or []
-        if isinstance(r, dict)
-    }
+    variants = [v for v in engine.get("variants") or [] if isinstance(v, dict)]
+    held: dict[PoolKey, int] = {}
+    for r in status.get("regions") or []:
+        if not isinstance(r, dict):
+            continue
+        region = str(r.get("name"))
+        per = r.get("variants") if isinstance(r.get("variants"), dict) else None
+        if not variants or per is None:
+            key = PoolKey(region, str(product))
+            held[key] = held.get(key, 0) + int(r.get("desiredReplicas") or 0) * gpus
+            continue
+        for v in variants:
+            key = PoolKey(region, str(v.get("gpuProduct")))
+            n = per.get(v.get("name"), 0)
+            g = v.get("gpusPerReplica", 1)
+            if isinstance(n, int) and isinstance(g, int):
+                held[key] = held.get(key, 0) + n * g
     priority = spec.get("priority", 0)
     return (priority if isinstance(priority, int) else 0), held
 

@@ -79,13 +79,16 @@ def clean_up(
                 )
             )
             continue
-        if not o.available or desired.get(o.name, 0) > 0 or o.workload.readyReplicas > 0:
+        if not o.available or desired.get(o.name, 0) > 0 or o.ready > 0:
             keep.append(o)  # still draining, or not answering: try again next pass
             continue
         try:
-            gone = runtime.cluster.delete_workload(
-                workload_name(name), namespace, owner_of(namespace, name)
-            )
+            owner = owner_of(namespace, name)
+            results = [  # every variant's workload, the first's (<name>-vllm) included
+                runtime.cluster.delete_workload(workload_name(name, v), namespace, owner)
+                for v in ["", *(x.name for x in o.variants)]
+            ]
+            gone = all(results)
         except ClusterError as err:
             o.errors.append(str(err))
             keep.append(o)

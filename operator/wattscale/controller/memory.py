@@ -71,6 +71,8 @@ class Memory:
     estimate_basis: tuple[LatencySlo, float | None] | None = None
     windows_since_estimate: int = 0
     news_since_estimate: bool = False
+    variant_learners: dict[str, CapacityLearner] = field(default_factory=dict)
+    """One learner per variant after the first (the first's is ``learner``)."""
 
 
 class WarmBudget:
@@ -161,6 +163,55 @@ def learn(mem: Memory, window: CapacityObservation) -> None:
         window.waiting_requests_per_replica or 0.0
     ) > 0.0
     mem.news_since_estimate |= near
+
+
+def learn_variant(
+    mem: Memory, spec: InferenceDeploymentSpec, obs: RegionObservation, window: CapacityObservation
+) -> None:
+    """Give a region's window to the learner of the variant whose pods it measured: the
+    readings pool the region's pods, so a region running several variants teaches none."""
+    running = [obs.primary_ready, *(v.ready(obs.available) for v in obs.variants)]
+    if sum(1 for n in running if n > 0) > 1:
+        return
+    index = next((i for i, n in enumerate(running) if n > 0), 0)
+    if index == 0:
+        learn(mem, window)
+        return
+    v = spec.engine.resolved_variants(None)[index]
+    _variant_learner(mem, spec, v.name).observe(window)
+
+
+def _variant_learner(mem: Memory, spec: InferenceDeploymentSpec, name: str) -> CapacityLearner:
+    """The learner of a variant after the first, its prior the variant's hint (or the
+    deployment's); it follows SLO and hint changes like the first's."""
+    hints = {
+        v.name: v.capacity_hint
+        for v in spec.engine.resolved_variants(spec.capacity.tokensPerSecondPerReplica)
+    }
+    hint = hints.get(name)
+    learner = mem.variant_learners.get(name)
+    if learner is None:
+        learner = CapacityLearner(mem.learner.slo, float(hint) if hint else None)
+        mem.variant_learners[name] = learner
+    learner.slo = mem.learner.slo
+    learner.hint_tokens_per_second = float(hint) if hint else None
+    return learner
+
+
+def variant_capacities(
+    mem: Memory, spec: InferenceDeploymentSpec, now_s: float, default: float
+) -> dict[str, float] | None:
+    """Each variant after the first: its learned capacity, else its hint, else ``default``."""
+    others = spec.engine.resolved_variants(None)[1:]
+    if not others:
+        return None
+    out = {}
+    for v in others:
+        learner = _variant_learner(mem, spec, v.name)
+        estimate = learner.estimate(now_s)
+        prior = estimate.source == "prior" and learner.hint_tokens_per_second is None
+        out[v.name] = default if prior else estimate.tokens_per_second_per_replica
+    return out
 
 
 def capacity_estimate(mem: Memory, now_s: float, interval_s: float) -> CapacityEstimate:

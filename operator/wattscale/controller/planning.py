@@ -15,7 +15,7 @@ so that readings that still describe fewer replicas do not compound the lift pas
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -113,10 +113,64 @@ def _grid_event(
     )
 
 
+def _pools(
+    spec: InferenceDeploymentSpec, obs: RegionObservation, capacity: Capacities
+) -> tuple[PoolInput, ...]:
+    """One pool per variant the region offers a GPU for (the first variant: ``obs.offer``).
+
+    An unreachable region offers no new capacity (quota 0) and none of its replicas count."""
+    pools = []
+    for index, v in enumerate(spec.engine.resolved_variants(None)):
+        seen = obs.variants[index - 1] if 0 < index <= len(obs.variants) else None
+        offer = obs.offer if index == 0 else (seen.offer if seen is not None else None)
+        if offer is None:
+            continue
+        gpus = v.gpus_per_replica
+        current = (
+            obs.primary_current if index == 0 else (seen.current(obs.available) if seen else 0)
+        )
+        ready = obs.primary_ready if index == 0 else (seen.ready(obs.available) if seen else 0)
+        pools.append(
+            PoolInput(
+                gpu_product=offer.product,
+                gpu_hour_cost_per_replica=float(offer.hourlyCost) * gpus,
+                idle_watts=float(gpus * (offer.idleWatts + offer.hostWattsPerGpu)),
+                max_watts=float(gpus * (offer.maxWatts + offer.hostWattsPerGpu)),
+                capacity_tokens_per_second=_capacity_of(capacity, v.name),
+                quota_replicas=offer.available // gpus if obs.available else 0,
+                current_replicas=current,
+                ready_replicas=ready,
+                gpus_per_replica=gpus,
+                variant=v.name,
+            )
+        )
+    return tuple(pools)
+
+
+Capacities = float | Mapping[str, float]
+"""One replica's capacity: one figure, or one per variant name."""
+
+
+def _capacity_of(capacity: Capacities, variant: str) -> float:
+    return capacity if isinstance(capacity, float | int) else float(capacity[variant])
+
+
+def _mean_capacity(spec: InferenceDeploymentSpec, o: RegionObservation, cap: Capacities) -> float:
+    """Capacity of one of the region's Ready replicas, on average over its variants."""
+    if not isinstance(cap, Mapping):
+        return float(cap)
+    names = [v.name for v in spec.engine.resolved_variants(None)]
+    ready = [o.primary_ready, *(v.ready(o.available) for v in o.variants)]
+    total = sum(ready)
+    if total == 0:
+        return float(cap[names[0]])
+    return sum(n * cap[v] for n, v in zip(ready, names, strict=False)) / total
+
+
 def region_input(
     spec: InferenceDeploymentSpec,
     obs: RegionObservation,
-    capacity_tokens_per_second: float,
+    capacity_tokens_per_second: Capacities,
     now: datetime,
     steps: int,
     notice_seconds: float = 0.0,
@@ -125,26 +179,13 @@ def region_input(
 
     ``notice_seconds``: how far ahead an announced grid event already shapes the plan."""
     runtime = obs.runtime
-    if runtime is None or runtime.spec is None or obs.offer is None:
+    if runtime is None or runtime.spec is None:
         return None
     region = runtime.spec
-    gpus = spec.primary_variant().gpus_per_replica
-    offer = obs.offer
-    quota = offer.available // gpus
-    if not obs.available:
-        # Unreachable: plan nothing new here, and count nothing here as capacity.
-        quota = 0
-    pool = PoolInput(
-        gpu_product=offer.product,
-        gpu_hour_cost_per_replica=float(offer.hourlyCost) * gpus,
-        idle_watts=float(gpus * (offer.idleWatts + offer.hostWattsPerGpu)),
-        max_watts=float(gpus * (offer.maxWatts + offer.hostWattsPerGpu)),
-        capacity_tokens_per_second=capacity_tokens_per_second,
-        quota_replicas=quota,
-        current_replicas=obs.current,
-        ready_replicas=obs.ready,
-        gpus_per_replica=gpus,
-    )
+    pools = _pools(spec, obs, capacity_tokens_per_second)
+    if not pools:
+        return None
+    quota = pools[0].quota_replicas
     snap = obs.signals
     step = HORIZON_STEP_SECONDS
     price = carbon = None
@@ -167,7 +208,7 @@ def region_input(
         carbon, carbon_fresh = 0.0, True  # no carbon feed configured: carbon is not a factor
     return RegionInput(
         name=obs.name,
-        pools=(pool,),
+        pools=pools,
         pue=float(region.energy.pue),
         price_per_kwh=price,
         price_forecast_per_kwh=price_fc,
@@ -205,7 +246,7 @@ def build_request(
     regions: Sequence[RegionObservation],
     demand: Demand,
     forecast_tokens_per_second: Sequence[float],
-    capacity_tokens_per_second: float,
+    capacity_tokens_per_second: Capacities,
     now: datetime,
     now_seconds: float,
     interval_seconds: float,
@@ -237,7 +278,10 @@ def build_request(
             # What the replicas the breach was measured on could serve: replicas that became
             # Ready within the readings' window did not serve all of it, and counting them
             # would lift the plan again on every pass until the window catches up.
-            served = sum(o.ready_in_readings for o in regions) * capacity_tokens_per_second
+            served = sum(
+                o.ready_in_readings * _mean_capacity(spec, o, capacity_tokens_per_second)
+                for o in regions
+            )
             floor = max(demand.tokens_per_second, served) * SLO_BREACH_DEMAND_FACTOR
             series = [max(v, floor) for v in series]
         demand_series = tuple(max(0.0, v) for v in series)

@@ -32,10 +32,11 @@ from wattscale.controller.memory import (
     Memory,
     WarmBudget,
     capacity_estimate,
-    learn,
+    learn_variant,
     ready_changed_in_window,
     ready_through_window,
     settling,
+    variant_capacities,
     warm,
 )
 from wattscale.controller.planning import (
@@ -49,7 +50,7 @@ from wattscale.controller.settings import Settings
 from wattscale.controller.status import Event
 from wattscale.controller.traffic import TrafficRouter
 from wattscale.fleet.ledger import QuotaLedger
-from wattscale.fleet.observe import RegionObservation, observe
+from wattscale.fleet.observe import RegionObservation, VariantObservation, observe
 from wattscale.fleet.regions import RegionDirectory
 from wattscale.fleet.snapshot import FleetSnapshot
 from wattscale.forecast.holt import horizon
@@ -70,12 +71,6 @@ from wattscale.telemetry.metrics import OperatorMetrics
 
 __all__ = ["Event", "Outcome", "Reconciler"]
 
-VARIANTS_NOT_PLANNED = (
-    "spec.engine.variants: this operator version plans one variant per deployment; with more "
-    "than one it acts on none of them (the planner and `wattscale simulate --variants` "
-    "already choose between variants; the controller follows)"
-)
-
 
 @dataclass(frozen=True)
 class _Sized:
@@ -86,6 +81,14 @@ class _Sized:
     capacity: float
     capacity_source: str
     metrics: Completeness
+    variant_capacity: dict[str, float] | None = None
+    """Capacity of each variant after the first, by name (None: no such variant)."""
+
+    def capacities(self, spec: InferenceDeploymentSpec) -> float | dict[str, float]:
+        """One replica's capacity: the figure, or one per variant name with variants."""
+        if not spec.engine.variants:
+            return self.capacity
+        return {spec.engine.variants[0].name: self.capacity, **(self.variant_capacity or {})}
 
 
 class Reconciler:
@@ -163,8 +166,6 @@ class Reconciler:
             spec = InferenceDeploymentSpec.model_validate(raw_spec)
         except ValidationError as err:
             return invalid(old, generation, now, format_errors(err, prefix="spec"))
-        if len(spec.engine.variants or ()) > 1:
-            return invalid(old, generation, now, [VARIANTS_NOT_PLANNED], reason="Unsupported")
         unknown = [r for r in spec.placement.regions if self.directory.get(r) is None]
         if unknown:
             known = ", ".join(self.directory.names()) or "none"
@@ -182,18 +183,17 @@ class Reconciler:
             mem, name, namespace, spec, regions, sized, now, now_s, dropped, gateway
         )
 
-        desired = act.desired_replicas(
-            regions, decision, spec.primary_variant().gpu_product, paused=spec.mode == "Paused"
-        )
+        desired, split = act.desired_replicas(spec, regions, decision, paused=spec.mode == "Paused")
         desired, draining = act.hold_draining(
             spec, regions, desired, mem.drain_since, now_s, self.settings.time_scale
         )
         # Traffic first: a region losing its share stops getting requests before it scales down.
         routed = act.route(self.router, spec, name, namespace, regions, decision)
         desired, route_held = act.hold_for_route(regions, desired, routed)
+        split = act.hold_split(regions, desired, split)
         events = [Event(*e) for e in routed.events] if routed else []
         if spec.mode == "Active":
-            events += act.apply_regions(spec, name, namespace, regions, desired, old)
+            events += act.apply_regions(spec, name, namespace, regions, split, old)
             regions, removed = leaving.clean_up(regions, dropped, desired, name, namespace)
             events += removed
 
@@ -210,6 +210,7 @@ class Reconciler:
             request=request,
             decision=decision,
             desired=desired,
+            split=split,
             draining=draining,
             route_held=route_held,
             leaving=[o.name for o in regions if o.name in dropped],
@@ -239,10 +240,9 @@ class Reconciler:
         regions = observe(
             self.directory, spec, name, namespace, now, self.fleet, self._pool, extra=dropped
         )
-        last_set = {r.get("name"): r.get("desiredReplicas") for r in old.get("regions") or []}
+        rows = {r.get("name"): r for r in old.get("regions") or [] if isinstance(r, dict)}
         for obs in regions:
-            value = last_set.get(obs.name)
-            obs.last_desired = int(value) if isinstance(value, int) else None
+            _last_set(spec, obs, rows.get(obs.name) or {})
         if not mem.warm and self._warm_budget.take(now.timestamp()):
             warm(mem, regions, name, namespace, now)
         return regions
@@ -282,12 +282,14 @@ class Reconciler:
                     replicas_changed=ready_changed_in_window(mem, obs, now_s, window_s),
                 )
                 if window is not None:
-                    learn(mem, window)
+                    learn_variant(mem, spec, obs, window)
+        others = variant_capacities(mem, spec, now_s, DEFAULT_CAPACITY_TOKENS_PER_SECOND)
         estimate = capacity_estimate(mem, now_s, self.settings.interval_seconds)
         if spec.primary_variant().capacity_hint is None and estimate.source == "prior":
-            return _Sized(demand, fc, DEFAULT_CAPACITY_TOKENS_PER_SECOND, "default", whole)
+            return _Sized(demand, fc, DEFAULT_CAPACITY_TOKENS_PER_SECOND, "default", whole, others)
         source = "learned" if estimate.source == "learned" else "hint"
-        return _Sized(demand, fc, estimate.tokens_per_second_per_replica, source, whole)
+        cap = estimate.tokens_per_second_per_replica
+        return _Sized(demand, fc, cap, source, whole, others)
 
     def _plan(
         self,
@@ -309,7 +311,7 @@ class Reconciler:
             regions,
             sized.demand,
             sized.forecast,
-            sized.capacity,
+            sized.capacities(spec),
             now,
             now_s,
             self.settings.interval_seconds,
@@ -326,8 +328,15 @@ class Reconciler:
         if mem.planner_state is None:
             # After a (re)start, pretend the current replicas were recommended just now, so the
             # scale-down window starts now instead of allowing an immediate scale-down.
-            product = spec.primary_variant().gpu_product
-            current = tuple((PoolKey(o.name, product), o.current) for o in regions)
+            current = tuple(
+                (key, count)
+                for o in regions
+                for key, count in zip(
+                    act.pool_keys(spec, o.name),
+                    act.current_split(o) if o.available else [0] * (1 + len(o.variants)),
+                    strict=False,
+                )
+            )
             mem.planner_state = PlannerState(history=(Recommendation(now_s, current),))
         t0 = time.perf_counter()
         note = None
@@ -346,6 +355,24 @@ class Reconciler:
         if spec.mode != "Paused":
             mem.planner_state = decision.state
         return request, decision, note
+
+
+def _last_set(spec: InferenceDeploymentSpec, obs: RegionObservation, row: dict[str, Any]) -> None:
+    """What the operator last set in a region, per its status row: the first variant's count
+    (``desiredReplicas``, or its entry in ``variants``) and each other variant's."""
+    value = row.get("desiredReplicas")
+    names = [v.name for v in spec.engine.variants or []]
+    per = row.get("variants") if isinstance(row.get("variants"), dict) else None
+    if names and per is not None:
+        value = per.get(names[0])
+    obs.last_desired = int(value) if isinstance(value, int) else None
+    seen = {v.name: v for v in obs.variants}
+    obs.variants = [
+        seen.get(n) or VariantObservation(n, i) for i, n in enumerate(names[1:], start=1)
+    ]
+    for v in obs.variants:
+        last = (per or {}).get(v.name)
+        v.last_desired = int(last) if isinstance(last, int) else None
 
 
 def _gateway(

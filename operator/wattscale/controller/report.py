@@ -11,6 +11,7 @@ decision, one Warning per new problem, not one per pass.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,7 +32,15 @@ from wattscale.controller.traffic import CONDITION as TRAFFIC_ROUTED
 from wattscale.controller.traffic import RouteReport
 from wattscale.fleet.observe import UNREACHABLE, RegionObservation
 from wattscale.metrics.gateway import GatewayReading
-from wattscale.planner import Decision, PlanOption, PlanRequest, PoolKey, ReasonCode, RegionInput
+from wattscale.planner import (
+    Decision,
+    PlanOption,
+    PlanRequest,
+    PoolInput,
+    PoolKey,
+    ReasonCode,
+    RegionInput,
+)
 from wattscale.telemetry.metrics import DeploymentRates, OperatorMetrics, RegionRates
 
 
@@ -76,6 +85,8 @@ class PassFacts:
     condition is reported then)."""
     gateway: GatewayReading | None = None
     """The requests waiting at the gateway (None: scale to zero is off)."""
+    split: dict[str, list[int]] | None = None
+    """Replicas per region and variant, in the spec's order (None: the totals only)."""
 
     @property
     def load(self) -> float:
@@ -148,7 +159,6 @@ def build_status(facts: PassFacts) -> Outcome:
             facts.old.get("shift"),
             facts.decision,
             regions,
-            spec.primary_variant().gpu_product,
             facts.draining,
             facts.now,
         ),
@@ -176,26 +186,57 @@ def build_status(facts: PassFacts) -> Outcome:
 
 def _region_costs(facts: PassFacts, inputs: dict[str, RegionInput]) -> dict[str, RegionCost]:
     """Each region's rates for max(desired, Ready) replicas serving its share of the load."""
-    weights = _weights(facts.decision)
     costs: dict[str, RegionCost] = {}
     for o in facts.regions:
         ri = inputs.get(o.name)
-        pool = ri.pools[0] if ri else None
         cost = RegionCost(0, 0.0, 0.0, 0.0, 0.0)
-        if ri is not None and pool is not None:
-            cost = region_cost(
-                replicas=max(facts.desired[o.name], o.ready),
-                load_tokens_per_second=facts.load * weights.get(o.name, 0.0),
-                capacity_tokens_per_second=facts.capacity,
-                idle_watts=pool.idle_watts,
-                max_watts=pool.max_watts,
-                gpu_hour_cost_per_replica=pool.gpu_hour_cost_per_replica,
-                pue=ri.pue,
-                price_per_kwh=ri.price_per_kwh,
-                carbon_g_per_kwh=ri.carbon_g_per_kwh,
-            )
+        if ri is not None and len(ri.pools) == 1:
+            cost = _pool_cost(ri, ri.pools[0], max(facts.desired[o.name], o.ready), facts, 1.0)
+        elif ri is not None:  # variants: each pool its replicas and its share of the load
+            cost = _variant_costs(facts, o, ri)
         costs[o.name] = cost
     return costs
+
+
+def _pool_cost(
+    ri: RegionInput, pool: PoolInput, replicas: int, facts: PassFacts, share: float
+) -> RegionCost:
+    """One pool's rates for ``replicas`` serving ``share`` of the region's load."""
+    weight = _weights(facts.decision).get(ri.name, 0.0)
+    return region_cost(
+        replicas=replicas,
+        load_tokens_per_second=facts.load * weight * share,
+        capacity_tokens_per_second=pool.capacity_tokens_per_second
+        if pool.variant
+        else facts.capacity,
+        idle_watts=pool.idle_watts,
+        max_watts=pool.max_watts,
+        gpu_hour_cost_per_replica=pool.gpu_hour_cost_per_replica,
+        pue=ri.pue,
+        price_per_kwh=ri.price_per_kwh,
+        carbon_g_per_kwh=ri.carbon_g_per_kwh,
+    )
+
+
+def _variant_costs(facts: PassFacts, o: RegionObservation, ri: RegionInput) -> RegionCost:
+    """A region's rates summed over its variants (each at max(desired, Ready) replicas),
+    the region's load split in proportion to their capacity."""
+    names = [v.name for v in facts.spec.engine.resolved_variants(None)]
+    ready = [o.primary_ready, *(v.ready(o.available) for v in o.variants)]
+    split = (facts.split or {}).get(o.name) or [0] * len(names)
+    counts = {n: max(w, r) for n, w, r in zip(names, split, ready, strict=False)}
+    pools = [(p, counts.get(p.variant, 0)) for p in ri.pools]
+    capacity = sum(n * p.capacity_tokens_per_second for p, n in pools) or 1.0
+    parts = [
+        _pool_cost(ri, p, n, facts, n * p.capacity_tokens_per_second / capacity) for p, n in pools
+    ]
+    return RegionCost(
+        replicas=sum(c.replicas for c in parts),
+        power_watts=sum(c.power_watts for c in parts),
+        energy_cost_per_hour=sum(c.energy_cost_per_hour for c in parts),
+        gpu_cost_per_hour=sum(c.gpu_cost_per_hour for c in parts),
+        carbon_grams_per_hour=sum(c.carbon_grams_per_hour for c in parts),
+    )
 
 
 def _region_row(facts: PassFacts, o: RegionObservation, cost: RegionCost) -> dict[str, Any]:
@@ -204,6 +245,7 @@ def _region_row(facts: PassFacts, o: RegionObservation, cost: RegionCost) -> dic
     return {
         "name": o.name,
         "desiredReplicas": facts.desired[o.name],
+        "variants": _variants_row(facts, o),
         "readyReplicas": o.ready,
         "trafficWeightPercent": round(100 * weight),
         "costPerHour": money(cost.cost_per_hour),
@@ -211,6 +253,14 @@ def _region_row(facts: PassFacts, o: RegionObservation, cost: RegionCost) -> dic
         "carbonGramsPerHour": round(cost.carbon_grams_per_hour),
         "available": o.available,
     }
+
+
+def _variants_row(facts: PassFacts, o: RegionObservation) -> dict[str, int] | None:
+    """Replicas set per variant in one region (None without ``spec.engine.variants``)."""
+    variants = facts.spec.engine.variants
+    if not variants or facts.split is None or o.name not in facts.split:
+        return None
+    return {v.name: n for v, n in zip(variants, facts.split[o.name], strict=False)}
 
 
 def _last_decision(old: dict[str, Any], now: datetime, reason: str, message: str) -> dict[str, Any]:
@@ -465,8 +515,8 @@ def export(
                 traffic_weight_ratio=r["trafficWeightPercent"] / 100.0,
                 power_watts_modelled=float(r.get("powerWatts") or 0),
                 power_watts_measured=measured,
-                energy_cost_per_hour=cost - _gpu_cost(o, r["desiredReplicas"], spec),
-                gpu_cost_per_hour=_gpu_cost(o, r["desiredReplicas"], spec),
+                energy_cost_per_hour=cost - _gpu_cost(o, r, spec),
+                gpu_cost_per_hour=_gpu_cost(o, r, spec),
                 carbon_grams_per_hour=float(r.get("carbonGramsPerHour") or 0),
             )
         )
@@ -507,10 +557,16 @@ def _unreachable_note(regions: list[RegionObservation], desired: dict[str, int])
     return "".join(f"; {n}" for n in notes)
 
 
-def _gpu_cost(o: RegionObservation, replicas: int, spec: InferenceDeploymentSpec) -> float:
-    if o.offer is None:
-        return 0.0
-    return replicas * float(o.offer.hourlyCost) * spec.primary_variant().gpus_per_replica
+def _gpu_cost(o: RegionObservation, row: dict[str, Any], spec: InferenceDeploymentSpec) -> float:
+    """GPU cost rate of what a status row sets: each variant's replicas x its offer's price."""
+    per = row.get("variants") or {}
+    total = 0.0
+    for index, v in enumerate(spec.engine.resolved_variants(None)):
+        offer = o.offer if index == 0 else o.variants[index - 1].offer
+        replicas = per.get(v.name, 0) if per else (row["desiredReplicas"] if index == 0 else 0)
+        if offer is not None:
+            total += replicas * float(offer.hourlyCost) * v.gpus_per_replica
+    return total
 
 
 def _p95(regions: list[RegionObservation], attr: str) -> float | None:
@@ -574,40 +630,43 @@ def _summary(option: PlanOption | None) -> dict[str, Any] | None:
     if option is None:
         return None
     return {
-        "replicas": {k.region: v for k, v in option.replicas.items()},
+        "replicas": _per_region(option.replicas),
         "costPerHour": money(option.cost_per_hour),
         "powerWatts": round(option.energy_watts),
         "carbonGramsPerHour": round(option.carbon_g_per_hour),
     }
 
 
+def _per_region(replicas: Mapping[PoolKey, int]) -> dict[str, int]:
+    """Replicas per region, summed over its pools (variants)."""
+    out: dict[str, int] = {}
+    for key, n in replicas.items():
+        out[key.region] = out.get(key.region, 0) + n
+    return out
+
+
 def _shift(
     old: dict[str, Any] | None,
     decision: Decision,
     regions: list[RegionObservation],
-    product: str,
     draining: list[str],
     now: datetime,
 ) -> dict[str, Any] | None:
-    """The make-before-break move in progress, derived from the plan (level-based)."""
-    up = [o.name for o in regions if decision.target.get(PoolKey(o.name, product), 0) > o.current]
-    down = [o.name for o in regions if decision.target.get(PoolKey(o.name, product), 0) < o.current]
+    """The make-before-break move in progress between regions, derived from the plan
+    (level-based; a region's target sums its variants)."""
+    target = _per_region(decision.target)
+    up = [o.name for o in regions if target.get(o.name, 0) > o.current]
+    down = [o.name for o in regions if target.get(o.name, 0) < o.current]
     if not (up and down):
         return None
-    waiting = any(
-        o.ready < decision.target.get(PoolKey(o.name, product), 0) for o in regions if o.name in up
-    )
+    waiting = any(o.ready < target.get(o.name, 0) for o in regions if o.name in up)
     if waiting:
         phase = "ScalingUpTarget"
     elif draining:
         phase = "Draining"
     else:
         phase = "ScalingDownSource"
-    moved = sum(
-        o.current - decision.target.get(PoolKey(o.name, product), 0)
-        for o in regions
-        if o.name in down
-    )
+    moved = sum(o.current - target.get(o.name, 0) for o in regions if o.name in down)
     stamp = now_rfc3339(now)
     same = old and old.get("fromRegion") == down[0] and old.get("toRegion") == up[0]
     return {

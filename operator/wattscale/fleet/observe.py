@@ -41,6 +41,30 @@ def hosting_refusal(
 
 
 @dataclass
+class VariantObservation:
+    """One variant after the first (``spec.engine.variants[1:]``) in one region: its workload
+    ``<name>-<variant>-vllm`` and what was last set there (the first variant is the region's
+    own ``workload``)."""
+
+    name: str
+    index: int
+    offer: GpuOffer | None = None
+    workload: WorkloadState = field(default_factory=lambda: WorkloadState(exists=False))
+    last_desired: int | None = None
+
+    def current(self, available: bool) -> int:
+        """Replicas set here (what the operator last set, else the workload's own count)."""
+        if not available:
+            return 0
+        if self.last_desired is not None and self.workload.exists:
+            return self.last_desired
+        return self.workload.specReplicas
+
+    def ready(self, available: bool) -> int:
+        return self.workload.readyReplicas if available else 0
+
+
+@dataclass
 class RegionObservation:
     """What one region looks like for one InferenceDeployment, right now."""
 
@@ -63,6 +87,9 @@ class RegionObservation:
     ready_through_window: int | None = None
     """The fewest Ready replicas seen here over the metrics' rate window: the replicas the
     latency and throughput readings describe (None: no history, take ``ready``)."""
+    variants: list[VariantObservation] = field(default_factory=list)
+    """The variants after the first (empty without ``spec.engine.variants``); ``ready`` and
+    ``current`` count them too, the first variant's alone are ``primary_*``."""
 
     @property
     def ready_in_readings(self) -> int:
@@ -73,10 +100,20 @@ class RegionObservation:
 
     @property
     def ready(self) -> int:
-        return self.workload.readyReplicas if self.available else 0
+        return self.primary_ready + sum(v.ready(self.available) for v in self.variants)
 
     @property
     def current(self) -> int:
+        return self.primary_current + sum(v.current(self.available) for v in self.variants)
+
+    @property
+    def primary_ready(self) -> int:
+        """Ready replicas of the first variant (``<name>-vllm``)."""
+        return self.workload.readyReplicas if self.available else 0
+
+    @property
+    def primary_current(self) -> int:
+        """Replicas set for the first variant (``<name>-vllm``)."""
         if not self.available:
             return 0
         if self.last_desired is not None and self.workload.exists:
@@ -118,12 +155,14 @@ def _observe_region(
         obs.errors.append(f"region {name} does not exist")
         return obs
     obs.errors.extend(runtime.errors)
+    hosted = True
     if runtime.spec is not None:
         product = spec.primary_variant().gpu_product
         obs.offer = next((g for g in runtime.spec.gpus if g.product == product), None)
         if obs.offer is None:
             obs.errors.append(f"region {name} offers no {product} GPUs")
         refused = hosting_refusal(runtime.spec.workloads, spec, namespace)
+        hosted = refused is None
         if refused is not None:
             obs.offer = None  # never planned here; a workload already there is scaled down
             obs.errors.append(f"region {name} {refused}")
@@ -148,6 +187,8 @@ def _observe_region(
         obs.errors.append(obs.conflict)
         obs.workload = WorkloadState(exists=False)
         obs.available = False
+    if obs.available and runtime.cluster is not None:
+        _observe_variants(obs, runtime, spec, deployment, namespace, hosted)
     if runtime.signals is not None:
         obs.signals = runtime.signals.read(now)
     if runtime.metrics is not None and obs.available:
@@ -155,13 +196,49 @@ def _observe_region(
         shared = fleet.metrics(name, runtime) if fleet is not None else None
         reader = shared.reader_for(target) if shared is not None else runtime.metrics
         try:
-            obs.readings = reader.read(target, expected_pods=obs.workload.readyReplicas)
+            obs.readings = reader.read(target, expected_pods=obs.ready)
         except Exception as err:  # the reader types its failures; this is a last resort
             log.exception("region %s: metrics read failed", name)
             obs.errors.append(f"metrics: {err}")
-        if obs.readings is not None and obs.readings.pods_reporting < obs.workload.readyReplicas:
+        if obs.readings is not None and obs.readings.pods_reporting < obs.ready:
             obs.unscraped_pods = _unscraped(runtime, target)
     return obs
+
+
+def _observe_variants(
+    obs: RegionObservation,
+    runtime: RegionRuntime,
+    spec: InferenceDeploymentSpec,
+    deployment: str,
+    namespace: str,
+    hosted: bool,
+) -> None:
+    """The variants after the first: offer (none where the region refuses the deployment) and
+    workload; someone else's Deployment under a variant's name makes the region unavailable."""
+    owner = owner_of(namespace, deployment)
+    for index, v in enumerate(spec.engine.resolved_variants(None)[1:], start=1):
+        offers = runtime.spec.gpus if runtime.spec is not None and hosted else []
+        seen = VariantObservation(
+            v.name, index, next((g for g in offers if g.product == v.gpu_product), None)
+        )
+        if seen.offer is None:
+            obs.errors.append(f"region {obs.name} offers no {v.gpu_product} GPUs")
+        assert runtime.cluster is not None
+        try:
+            seen.workload = runtime.cluster.state(workload_name(deployment, v.name), namespace)
+        except ClusterError as err:
+            obs.errors.append(str(err))
+            obs.available = False
+            return
+        if seen.workload.exists and seen.workload.owner != owner:
+            obs.conflict = (
+                f"region {obs.name}: Deployment {namespace}/{workload_name(deployment, v.name)} "
+                f"exists and was not created by wattscale for {owner}; left untouched"
+            )
+            obs.errors.append(obs.conflict)
+            obs.available = False
+            return
+        obs.variants.append(seen)
 
 
 def observe(

@@ -1,28 +1,90 @@
-"""The controller and spec.engine.variants: one variant runs (as the workload <name>-vllm);
-more than one is refused with a clear condition until the controller plans them."""
+"""The controller and spec.engine.variants: each variant a workload per region, planned as a
+pool; the first keeps the name <name>-vllm; status says the replicas per variant."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from tests.unit.controller.test_reconcile import Harness, _condition
+from tests.fakes.world import build_world
+from tests.unit.controller.test_reconcile import NAME, NS, PRICES, Harness
+from wattscale.controller.handlers import held_gpus
+from wattscale.controller.reconcile import Reconciler
+from wattscale.controller.settings import Settings
 
 pytestmark = pytest.mark.unit
 
 H100 = "NVIDIA-H100-80GB-HBM3"
+A100 = "NVIDIA-A100-SXM4-80GB"
+A100_OFFER = {
+    "product": A100,
+    "hourlyCost": "1.00",
+    "idleWatts": 60,
+    "maxWatts": 400,
+    "hostWattsPerGpu": 100,
+    "available": 16,
+}
 
 
-def test_two_variants_are_refused_and_nothing_is_touched() -> None:
-    h = Harness()
-    h.spec["engine"]["variants"] = [
-        {"name": "h100", "gpuProduct": H100},
-        {"name": "a100", "gpuProduct": "NVIDIA-A100-SXM4-80GB"},
-    ]
-    out = h.step()
-    assert out.status["lastDecision"]["reason"] == "Unsupported"
-    assert "plans one variant per deployment" in out.status["lastDecision"]["message"]
-    assert _condition(out.status, "Ready")["status"] == "False"
-    assert all(not r.cluster.applied for r in h.regions.values())
+class VariantHarness(Harness):
+    """Every region offers A100s beside its H100s; the spec has an h100 and an a100 variant."""
+
+    def __init__(self, a100_hint: int = 4000, **spec_changes: Any) -> None:
+        super().__init__(**spec_changes)
+        self.directory, self.regions, self.load = build_world(PRICES, extra_gpus=[A100_OFFER])
+        self.reconciler = Reconciler(
+            self.directory, Settings(interval_seconds=30), clock=self.clock
+        )
+        self.spec["engine"]["variants"] = [
+            {"name": "h100", "gpuProduct": H100, "tokensPerSecondPerReplica": 6000},
+            {"name": "a100", "gpuProduct": A100, "tokensPerSecondPerReplica": a100_hint},
+        ]
+
+    def per_variant(self) -> dict[str, int]:
+        out = {"h100": 0, "a100": 0}
+        for r in self.regions.values():
+            out["h100"] += r.cluster.replicas(NAME)
+            dep = r.cluster.deployments.get((NS, f"{NAME}-a100-vllm"))
+            out["a100"] += int(dep["spec"]["replicas"]) if dep else 0
+        return out
+
+
+def test_the_cheaper_variant_per_token_carries_the_load() -> None:
+    h = VariantHarness()
+    h.serve(20_000.0)
+    counts = h.per_variant()
+    assert counts["a100"] > 0
+    assert counts["a100"] * 4000 >= counts["h100"] * 6000  # most capacity on the A100s
+    assert h.status["lastDecision"]["reason"] != "Unsupported"
+
+
+def test_status_gives_replicas_per_variant_beside_the_region_totals() -> None:
+    h = VariantHarness()
+    h.serve(20_000.0)
+    rows = h.status["regions"]
+    assert all(set(r["variants"]) == {"h100", "a100"} for r in rows)
+    assert all(r["desiredReplicas"] == sum(r["variants"].values()) for r in rows)
+    assert h.status["replicas"] == sum(h.per_variant().values())
+    held = held_gpus(h.spec, h.status)
+    assert held is not None
+    assert sum(g for k, g in held[1].items() if k.gpu_product == A100) == h.per_variant()["a100"]
+
+
+def test_a_dearer_variant_hands_its_load_over_make_before_break() -> None:
+    h = VariantHarness(a100_hint=1000)  # believed slow: the H100s carry the load
+    h.serve(20_000.0)
+    assert h.per_variant()["h100"] > 0
+    before = h.per_variant()["h100"]
+    h.spec["engine"]["variants"][1]["tokensPerSecondPerReplica"] = 6000  # now A100s are cheaper
+    h.slow_cold_starts()
+    h.step()
+    assert h.per_variant()["a100"] > 0
+    assert h.per_variant()["h100"] == before  # the H100s serve until the A100s are Ready
+    for _ in range(12):
+        h.cold_start_done()
+        h.step(60)
+    assert h.per_variant()["h100"] < before
 
 
 def test_one_variant_runs_as_the_deployment_did_with_its_gpus_and_args() -> None:
