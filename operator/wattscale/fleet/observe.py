@@ -221,7 +221,7 @@ def _observe_variants(
         seen = VariantObservation(
             v.name, index, next((g for g in offers if g.product == v.gpu_product), None)
         )
-        if seen.offer is None:
+        if seen.offer is None and hosted:
             obs.errors.append(f"region {obs.name} offers no {v.gpu_product} GPUs")
         assert runtime.cluster is not None
         try:
