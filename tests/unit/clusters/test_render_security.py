@@ -3,7 +3,8 @@ owner can put a node path into one.
 
 :func:`restricted_violations` restates the Standard's checks (kubernetes.io/docs/concepts/
 security/pod-security-standards, "Restricted") for the fields we render; the e2e suite
-(tests/e2e/test_pod_security.py) has a real API server's admission judge the same pods.
+(tests/e2e/test_shared_cluster.py) has a real API server's admission judge the pods the operator
+renders in a namespace it created (enforce=restricted), and refuse a plain pod there.
 """
 
 from __future__ import annotations
