@@ -140,6 +140,10 @@ def explain_text(obj: dict[str, Any]) -> str:
         if not r.get("available", True):
             bits.append("UNREACHABLE")
         lines.append("  region " + ", ".join(bits))
+    for row in status.get("regions") or []:
+        if row.get("variants"):
+            split = ", ".join(f"{v}={n}" for v, n in row["variants"].items())
+            lines.append(f"  variants in {row.get('name')}: {split}")
     for label, key in (("chosen", "chosen"), ("runner-up", "runnerUp"), ("before", "current")):
         plan = ex.get(key)
         if plan:

@@ -510,6 +510,7 @@ def export(
         rates.append(
             RegionRates(
                 region=o.name,
+                variants=tuple((r.get("variants") or {}).items()),
                 desired_replicas=r["desiredReplicas"],
                 ready_replicas=r["readyReplicas"],
                 traffic_weight_ratio=r["trafficWeightPercent"] / 100.0,

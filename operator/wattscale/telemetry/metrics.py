@@ -32,6 +32,8 @@ class RegionRates:
     energy_cost_per_hour: float
     gpu_cost_per_hour: float
     carbon_grams_per_hour: float
+    variants: tuple[tuple[str, int], ...] = ()
+    """Replicas wanted per variant, with ``spec.engine.variants`` (empty without)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,13 @@ class OperatorMetrics:
         self.ready_replicas = Gauge(
             f"{NS}_ready_replicas", "Ready replicas", DEP_REGION, registry=r
         )
+        self.variant_desired_replicas = Gauge(
+            f"{NS}_variant_desired_replicas",
+            "Replicas the operator wants per GPU variant (with spec.engine.variants)",
+            (*DEP_REGION, "variant"),
+            registry=r,
+        )
+        self._variants: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self.traffic_weight = Gauge(
             f"{NS}_traffic_weight_ratio",
             "Share of traffic sent to the region",
@@ -198,6 +207,9 @@ class OperatorMetrics:
             labels = (*dep, reg.region)
             self.desired_replicas.labels(*labels).set(reg.desired_replicas)
             self.ready_replicas.labels(*labels).set(reg.ready_replicas)
+            for variant, replicas in reg.variants:
+                self.variant_desired_replicas.labels(*labels, variant).set(replicas)
+                self._variants.setdefault(dep, set()).add((reg.region, variant))
             self.traffic_weight.labels(*labels).set(reg.traffic_weight_ratio)
             self.power_watts.labels(*labels, "modelled").set(reg.power_watts_modelled)
             if reg.power_watts_measured is not None:
@@ -243,6 +255,8 @@ class OperatorMetrics:
             for source in ("modelled", "measured"):
                 _remove(self.power_watts, (*dep, region, source))
             _remove(self.carbon_grams_per_hour, (*dep, region))
+        for region, variant in self._variants.pop(dep, set()):
+            _remove(self.variant_desired_replicas, (*dep, region, variant))
         _remove(self.gateway_waiting, dep)
 
 

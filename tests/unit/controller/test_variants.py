@@ -6,9 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
 from tests.fakes.world import build_world
 from tests.unit.controller.test_reconcile import NAME, NS, PRICES, Harness
+from wattscale.cli_operator import explain_text
 from wattscale.controller.handlers import held_gpus
 from wattscale.controller.reconcile import Reconciler
 from wattscale.controller.settings import Settings
@@ -101,3 +103,26 @@ def test_one_variant_runs_as_the_deployment_did_with_its_gpus_and_args() -> None
         assert dep["metadata"]["name"] == "llama-vllm"
         assert container["resources"]["limits"] == {"nvidia.com/gpu": "2"}
         assert container["args"][-1] == "--enforce-eager"
+
+
+def test_metrics_and_explain_say_the_replicas_per_variant() -> None:
+    h = VariantHarness()
+    h.serve(20_000.0)
+    registry = h.reconciler.metrics.registry
+    total = 0.0
+    for region in PRICES:
+        for variant in ("h100", "a100"):
+            labels = {"namespace": NS, "deployment": NAME, "region": region, "variant": variant}
+            total += registry.get_sample_value("wattscale_variant_desired_replicas", labels) or 0
+    assert total == sum(h.per_variant().values())
+    text = explain_text(
+        {"metadata": {"namespace": NS, "name": NAME}, "spec": h.spec, "status": h.status}
+    )
+    assert "variants in us-east: h100=" in text
+
+
+def test_no_variant_metric_without_variants() -> None:
+    h = Harness()
+    h.serve(20_000.0)
+    text = generate_latest(h.reconciler.metrics.registry).decode()
+    assert "wattscale_variant_desired_replicas{" not in text  # the family, no series
