@@ -666,6 +666,20 @@ def deployment_view() -> JSON:
             ],
         ),
         Panel(
+            "Desired replicas by variant",
+            "With spec.engine.variants: the replicas the operator wants per GPU variant and "
+            "region, stacked (empty for deployments without variants).",
+            [
+                Query(
+                    f"sum by (region, variant) "
+                    f"(wattscale_variant_desired_replicas{{{DEP_REGION}}})",
+                    "{{region}}/{{variant}}",
+                )
+            ],
+            decimals=0,
+            stack=True,
+        ),
+        Panel(
             "Traffic weight by region",
             "Share of requests routed to each region (status and, if configured, HTTPRoute).",
             [
