@@ -203,12 +203,18 @@ def _pool_cost(
 ) -> RegionCost:
     """One pool's rates for ``replicas`` serving ``share`` of the region's load."""
     weight = _weights(facts.decision).get(ri.name, 0.0)
+    capacity = pool.capacity_tokens_per_second if pool.variant else facts.capacity
+    return _rates(ri, pool, replicas, facts.load * weight * share, capacity)
+
+
+def _rates(
+    ri: RegionInput, pool: PoolInput, replicas: int, load: float, capacity: float
+) -> RegionCost:
+    """``replicas`` of ``pool`` in region ``ri`` serving ``load`` tokens/s: cost, power, carbon."""
     return region_cost(
         replicas=replicas,
-        load_tokens_per_second=facts.load * weight * share,
-        capacity_tokens_per_second=pool.capacity_tokens_per_second
-        if pool.variant
-        else facts.capacity,
+        load_tokens_per_second=load,
+        capacity_tokens_per_second=capacity,
         idle_watts=pool.idle_watts,
         max_watts=pool.max_watts,
         gpu_hour_cost_per_replica=pool.gpu_hour_cost_per_replica,
@@ -454,17 +460,7 @@ def _counterfactual(
     pool = ri.pools[0]
     count = max(spec.slo.minReplicas, math.ceil(need / capacity) if need > 0 else 0)
     count = min(count, spec.slo.maxReplicas)
-    return region_cost(
-        replicas=count,
-        load_tokens_per_second=load,
-        capacity_tokens_per_second=capacity,
-        idle_watts=pool.idle_watts,
-        max_watts=pool.max_watts,
-        gpu_hour_cost_per_replica=pool.gpu_hour_cost_per_replica,
-        pue=ri.pue,
-        price_per_kwh=ri.price_per_kwh,
-        carbon_g_per_kwh=ri.carbon_g_per_kwh,
-    ).cost_per_hour
+    return _rates(ri, pool, count, load, capacity).cost_per_hour
 
 
 def decision_events(mem: Memory, outcome: Outcome, regions: list[RegionObservation]) -> list[Event]:
