@@ -61,7 +61,10 @@ class Memory:
     answering: frozenset[str] | None = None
     """The regions whose cluster answered last pass."""
     answering_changed_at: float | None = None
-    """When a region last stopped or started answering (its users moved: readings settle)."""
+    """When a region last stopped or started answering, or stopped serving (its users moved:
+    readings settle)."""
+    serving: frozenset[str] | None = None
+    """The regions that answered with Ready replicas last pass."""
     served_before_loss: int = 0
     """Ready replicas over all regions just before a region that ran some stopped answering
     (0 when none is lost): held while demand cannot be measured."""
@@ -246,15 +249,22 @@ def capacity_estimate(mem: Memory, now_s: float, interval_s: float) -> CapacityE
 def settling(
     mem: Memory, regions: list[RegionObservation], demand: Demand, now_s: float, window_s: float
 ) -> Demand:
-    """Track which regions answer; for one rate window after that changes, demand is not fresh.
+    """Track which regions answer and serve; for one rate window after that changes, demand is
+    not fresh.
 
-    When a cluster stops (or starts again) answering, its users move to (or back from) the
-    others, and the readings' rate window still describes the old split: the demand they sum
-    under-reads, and planning on it would scale down the replicas replacing the lost ones. So
-    the plan holds (never down) until the window has passed. When a region that ran replicas is
-    lost, what was Ready everywhere just before is remembered, to be held meanwhile.
+    When a cluster stops (or starts again) answering, or a region's last replica goes (a move
+    drained it), its users move to (or back from) the others, and the readings' rate window
+    still describes the old split: the demand they sum under-reads, and planning on it would
+    scale down the replicas that took the load over, then learn the recovery as a trend and
+    scale up again. So the plan holds (never down) until the window has passed. When a region
+    that ran replicas is lost, what was Ready everywhere just before is remembered, to be held
+    meanwhile.
     """
     answering = frozenset(o.name for o in regions if o.available)
+    serving = frozenset(o.name for o in regions if o.available and o.ready > 0)
+    if mem.serving is not None and mem.serving - serving:
+        mem.answering_changed_at = now_s
+    mem.serving = serving
     if mem.answering is not None and answering != mem.answering:
         mem.answering_changed_at = now_s
         if mem.answering - answering:
@@ -267,8 +277,8 @@ def settling(
     if since is None or now_s - since >= window_s or not demand.fresh:
         return demand
     note = (
-        f"the regions answering changed {now_s - since:.0f} s ago: demand readings still "
-        f"describe the users' old split for one {window_s:.0f}-s window; holding"
+        f"the regions answering or serving changed {now_s - since:.0f} s ago: demand readings "
+        f"still describe the users' old split for one {window_s:.0f}-s window; holding"
     )
     return Demand(demand.tokens_per_second, demand.slo_breached, False, (*demand.notes, note))
 

@@ -17,6 +17,12 @@ import pytest
 
 from tests.fakes.world import FakeCluster
 from tests.unit.controller.test_reconcile import NAME, Harness
+from wattscale.clusters.client import WorkloadState
+from wattscale.controller.memory import Memory, settling
+from wattscale.controller.planning import Demand
+from wattscale.fleet.observe import RegionObservation
+from wattscale.forecast.holt import ForecastConfig, warm_start
+from wattscale.metrics.capacity import CapacityLearner, LatencySlo
 
 pytestmark = pytest.mark.unit
 
@@ -269,3 +275,23 @@ def test_one_under_read_after_the_member_returns_does_not_flap_the_replacements(
     assert min(d["us-west"] for d in after) == settled, after
     assert min(s.ready_seen[back:]) >= SLO_NEEDS, s.ready_seen[back:]
     assert east.replicas(NAME) == 0
+
+
+def test_a_region_drained_to_zero_holds_the_demand_reading_for_one_window() -> None:
+    # A move emptied us-east: its users go to us-west, whose rate window still describes the
+    # old split, so the summed demand under-reads for one window. It is not fresh meanwhile
+    # (the plan holds, the forecaster does not learn the dip); fresh again after the window.
+    mem = Memory(warm_start([], ForecastConfig()), CapacityLearner(LatencySlo(None, None), None))
+    reading = Demand(7_500.0, False, True)
+
+    def regions(east: int) -> list[RegionObservation]:
+        return [
+            RegionObservation(n, None, available=True, workload=WorkloadState(True, r, r))
+            for n, r in (("us-west", 5), ("us-east", east))
+        ]
+
+    assert settling(mem, regions(4), reading, 0.0, 8.0).fresh
+    assert settling(mem, regions(1), reading, 2.0, 8.0).fresh  # fewer, still serving
+    assert not settling(mem, regions(0), reading, 4.0, 8.0).fresh  # its last replica went
+    assert not settling(mem, regions(0), reading, 10.0, 8.0).fresh
+    assert settling(mem, regions(0), reading, 12.0, 8.0).fresh
