@@ -40,6 +40,7 @@ from typing import Any
 
 from chart import (
     SCALE_TO_ZERO_METRIC,
+    VARIANT_METRIC,
     Identity,
     dashboard_gaps,
     member_identities,
@@ -306,10 +307,13 @@ class World:
 
     def dashboard_gaps(self, scale_to_zero: bool = False) -> list[str]:
         """Dashboard queries the operator's Prometheus refuses or has no data for (chart.py):
-        the scale-to-zero panels' only, or every other one."""
+        the scale-to-zero panels' only, or every other one (but the variant panel's, see
+        chart.VARIANT_METRIC)."""
         return dashboard_gaps(
             self.operator_prometheus,
-            keep=lambda expr: (SCALE_TO_ZERO_METRIC in expr) == scale_to_zero,
+            keep=lambda expr: (
+                (SCALE_TO_ZERO_METRIC in expr) == scale_to_zero and VARIANT_METRIC not in expr
+            ),
         )
 
     # --- reading the InferenceDeployment ---------------------------------------------------

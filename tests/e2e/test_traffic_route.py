@@ -239,8 +239,6 @@ def test_a_refused_route_write_keeps_the_replicas_the_route_still_sends_traffic_
         lambda: _weights(_route(world))["llama-us-west"] == 1000,
         passes=STEP_PASSES,
     )
-    ready_before = world.ready_replicas()["us-west"]
-    assert ready_before >= 1
     policy = _freeze(world, world.namespace)
     for doc in policy:
         world.stack.apply(world.stack.hub, doc)
@@ -250,6 +248,12 @@ def test_a_refused_route_write_keeps_the_replicas_the_route_still_sends_traffic_
             lambda: _route_write_refused(world),
             passes=2,
         )
+        # The route as the policy froze it (a write may have landed between the wait for 1000
+        # and the policy taking effect): from here on it must not change.
+        frozen = _weights(_route(world))
+        ready_before = world.ready_replicas()["us-west"]
+        assert ready_before >= 1
+        assert frozen["llama-us-west"] > 0, frozen
         world.board.prices["us-east"] = 0.05  # us-east is the cheapest again: move everything
         world.wait(
             "TrafficRouted turns False: the write was refused",
@@ -265,7 +269,7 @@ def test_a_refused_route_write_keeps_the_replicas_the_route_still_sends_traffic_
         )
         assert seen, "nothing sampled"
         for weights, ready in seen:
-            assert weights["llama-us-west"] == 1000, f"the route changed while frozen: {seen}"
+            assert weights == frozen, f"the route changed while frozen at {frozen}: {seen}"
             assert ready["us-west"] >= ready_before, f"us-west lost replicas it serves: {seen}"
     finally:
         for doc in reversed(policy):
