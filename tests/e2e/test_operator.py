@@ -41,6 +41,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 REGIONS = ["us-west", "us-east", "eu-central"]
 PRICES = {"us-west": 0.20, "us-east": 0.05, "eu-central": 0.30}
+GROWN_TOKENS_PER_SECOND = 8000.0
+"""The load after the grow test: 2.7 emulated replicas' worth, so the SLO needs 3 whether the
+operator's learned capacity is the exact one or the few per cent more vLLM's histograms show
+(at 3.05 replicas' worth, 9,000 once, 3 replicas met the SLO as measured and the need was 4)."""
 MOVE_PASSES = 3 * STEP_PASSES + passes_for(SCALE_DOWN_STABILIZATION_SECONDS)
 """A make-before-break move of the fleet: up to three steps (``maxShiftPerStep`` 4 for 4-5
 replicas, plus one for a lift the SLO asks on the way), and the scale-down window the source's
@@ -111,10 +115,10 @@ def test_regions_report_their_health_and_carry_no_finalizer(world: World) -> Non
 def test_replicas_grow_with_load_before_the_slo_breaks(world: World) -> None:
     before = _total_ready(world.ready_replicas())
     assert before <= 2, f"{before} replicas for 1,500 tok/s"
-    ramp_seconds = (9000.0 - world.total_tokens_per_second) / world.ramp_per_second
-    world.total_tokens_per_second = 9000.0
+    ramp_seconds = (GROWN_TOKENS_PER_SECOND - world.total_tokens_per_second) / world.ramp_per_second
+    world.total_tokens_per_second = GROWN_TOKENS_PER_SECOND
     world.wait(
-        "replicas grow to cover 9,000 tok/s, and serve it",
+        f"replicas grow to cover {GROWN_TOKENS_PER_SECOND:,.0f} tok/s, and serve it",
         lambda: (
             _total_ready(world.ready_replicas()) >= _slo_needs(world)
             and world.status()["explanation"].get("demandTokensPerSecond", 0) > 7000
@@ -249,7 +253,7 @@ def test_dead_price_feed_holds_and_reports(world: World) -> None:
         assert min(held) >= before, f"scaled down on stale signals: {before} -> {held}"
     finally:
         world.board.broken = set()
-        world.total_tokens_per_second = 9000.0
+        world.total_tokens_per_second = GROWN_TOKENS_PER_SECOND
 
 
 def test_unknown_region_is_a_condition_and_an_event(world: World) -> None:

@@ -62,6 +62,9 @@ class RecentDemand:
     err_var: float = PRIOR_LOG_ERROR_SIGMA**2
     err_count: int = 0
     first_demand_clock: float | None = None  # clock of the first demand > 0 measured
+    warm_clock: float | None = None
+    """Clock at which the start from nothing ended (the reading stopped climbing after the
+    cold window): predictions are scored from then on."""
 
 
 def _advance(r: RecentDemand, now_seconds: float) -> float:
@@ -148,20 +151,32 @@ protection window before it (a level creeping by a few tokens/s is not a surge).
 
 
 def record_prediction(
-    r: RecentDemand, window_seconds: float, peak: float, lag_seconds: float = 0.0
+    r: RecentDemand,
+    window_seconds: float,
+    peak: float,
+    lag_seconds: float = 0.0,
+    rising: bool = False,
 ) -> RecentDemand:
     """Keep the predicted peak of the next ``window_seconds`` to score once they have passed.
 
-    ``lag_seconds``: how long the reading lags the traffic (its rate window)."""
+    ``lag_seconds``: how long the reading lags the traffic (its rate window). ``rising``: the
+    newest reading is a new high of the protection window (see :func:`recent_peak`).
+
+    Traffic starting from nothing is not the forecast's error (as an outage is not): the reading
+    shows that step as a climb over its lag, longer still when scrapes are late. So the memory
+    stays cold for a sizing window plus the lag, and then until the reading stops climbing (its
+    first reading that is not a new high; at most ``keep_seconds``), and scores nothing before.
+    """
     if not math.isfinite(peak) or peak <= 0 or window_seconds <= 0 or not r.last_measured:
         return r
-    first = r.first_demand_clock
-    cold = window_seconds + max(lag_seconds, 0.0) if math.isfinite(lag_seconds) else window_seconds
-    if first is None or r.clock_seconds - first < cold:
-        # Less than a window of traffic seen in the reading, which shows a step in traffic as a
-        # ramp over its lag: the memory is cold (traffic starting from nothing is not the
-        # forecast's error, as an outage is not), so nothing is scored.
-        return r
+    if r.warm_clock is None:
+        first = r.first_demand_clock
+        lag = max(lag_seconds, 0.0) if math.isfinite(lag_seconds) else 0.0
+        if first is None or r.clock_seconds - first < window_seconds + lag:
+            return r
+        if rising and r.clock_seconds - first < r.keep_seconds:
+            return r
+        r = replace(r, warm_clock=r.clock_seconds)
     due = r.clock_seconds + window_seconds
     kept = tuple(p for p in r.pending if p[1] > r.clock_seconds - r.keep_seconds)
     return replace(r, pending=(*kept, (r.clock_seconds, due, peak)))

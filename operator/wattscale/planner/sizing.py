@@ -173,7 +173,9 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
         # measured peak; not while the reading under-reads (new replicas not in the rate
         # window yet, pods not reporting): that error is the reading's, not the forecast's,
         # and would inflate the headroom for a day.
-        recent = record_prediction(recent, window, max(expected, kept), req.demand_lag_seconds)
+        recent = record_prediction(
+            recent, window, max(expected, kept), req.demand_lag_seconds, rising=new_high
+        )
     derived = req.headroom is None
     headroom = derived_headroom(recent) if req.headroom is None else max(req.headroom, 1.0)
     return Sizing(

@@ -121,9 +121,20 @@ def test_a_start_the_reading_smears_past_the_sizing_window_is_not_a_forecast_err
     told = _drive(climb + [21_000.0] * 40, current=1, lag=10 * STEP)[-1].state.recent
     assert told.err_count > 20
     assert derived_headroom(told) == pytest.approx(1 / TARGET_UTILISATION)
-    # Without it, the climb's last minutes are scored as under-predictions.
+    # Not told (or the scrapes came late, so the climb outlasted the lag): the memory stays cold
+    # until the reading stops climbing, so the climb is not scored either.
     blind = _drive(climb + [21_000.0] * 40, current=1)[-1].state.recent
-    assert derived_headroom(blind) > derived_headroom(told)
+    assert blind.err_count > 20
+    assert derived_headroom(blind) == pytest.approx(1 / TARGET_UTILISATION)
+
+
+def test_once_the_start_is_over_a_surge_is_scored() -> None:
+    # The same start, a level, then a surge the flat forecast misses: that is a forecast error.
+    climb = [0.0] + [2_100.0 * m for m in range(1, 11)]
+    surge = [21_000.0 * (1 + 0.1 * m) for m in range(1, 8)]
+    recent = _drive(climb + [21_000.0] * 10 + surge, current=1)[-1].state.recent
+    assert recent.warm_clock is not None
+    assert derived_headroom(recent) > 1 / TARGET_UTILISATION
 
 
 def test_a_dip_shorter_than_a_cold_start_keeps_the_replicas_it_would_need_again() -> None:
