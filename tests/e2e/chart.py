@@ -313,10 +313,8 @@ SCALE_TO_ZERO_METRIC = "wattscale_gateway_waiting_requests"
 scale-to-zero scenario (tests/e2e/test_scale_to_zero.py), the others by the operator's."""
 
 VARIANT_METRIC = "wattscale_variant_desired_replicas"
-"""Exported only for deployments with ``spec.engine.variants``, which no e2e scenario runs yet
-(issue 17's two-variant scenario is not written): its panel is left out of the data check, and
-unit-tested only (tests/unit/controller/test_variants.py). Drop this exclusion with that
-scenario."""
+"""Exported only for deployments with ``spec.engine.variants``: its panel is proven by the
+two-variant scenario (tests/e2e/test_variants.py), the others by the operator's."""
 
 
 def dashboard_gaps(

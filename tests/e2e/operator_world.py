@@ -14,8 +14,10 @@ port across operator restarts), so that tests can run the chart's dashboard quer
 the operator exported during the scenario (``World.dashboard_gaps``).
 
 A balancer thread plays the part of the load balancer and the kubelet: it reads each region's
-Ready replicas from its cluster, tells that region's emulator how many vLLM pods it has, and
-splits the users' total load over all Ready replicas.
+Ready replicas from its cluster (every workload of the deployment: one per GPU variant), tells
+that region's emulator how many vLLM pods it has, and splits the users' total load over all
+Ready replicas in proportion to what each serves within the SLO (as a load-aware gateway would:
+a region's engine may be slower, see ``build_world``'s ``engines``).
 """
 
 from __future__ import annotations
@@ -60,9 +62,18 @@ from stack import Stack
 
 from tests.fakes.gateway_emulator import GatewayServer
 from tests.fakes.prometheus import PrometheusServer, free_port, http_sd_config
-from tests.fakes.vllm_emulator import ConstantLoad, Emulator, EmulatorServer, measure_capacity
+from tests.fakes.vllm_emulator import (
+    ConstantLoad,
+    Emulator,
+    EmulatorServer,
+    EngineParams,
+    measure_capacity,
+)
+from wattscale.clusters.render import LABEL_DEPLOYMENT
 
 ROOT = Path(__file__).resolve().parents[2]
+_NAME_READY = '{.metadata.name}={.status.readyReplicas}{"\\n"}'
+"""One line per Deployment in a jsonpath range: its name and Ready replicas."""
 OPERATOR_NAMESPACE = "wattscale-system"
 PRODUCT = "NVIDIA-H100-80GB-HBM3"
 CARBON_G_PER_KWH = 300.0
@@ -160,6 +171,8 @@ class RegionRig:
     name: str
     emulator: EmulatorServer
     prometheus: PrometheusServer
+    capacity_tokens_per_second: float = EMULATED_CAPACITY_TOKENS_PER_SECOND
+    """What one replica of this region's engine serves within the SLO (the balancer's weight)."""
     replicas: int = 0
     tokens_per_second: float = 0.0
 
@@ -201,24 +214,29 @@ class World:
 
     # --- the balancer ----------------------------------------------------------------------
 
-    def ready_replicas(self) -> dict[str, int]:
+    def ready_workloads(self, region: str) -> dict[str, int]:
+        """Ready replicas of each of the deployment's workloads (one per GPU variant) in one
+        region; empty when its cluster does not answer."""
+        proc = self.stack.kubectl(
+            region,
+            *("get", "deployments", "-n", self.namespace, "-l", f"{LABEL_DEPLOYMENT}={self.name}"),
+            *("-o", f"jsonpath={{range .items[*]}}{_NAME_READY}{{end}}"),
+            check=False,
+            timeout=10,
+        )
+        if proc.returncode != 0:
+            return {}
         out = {}
-        for region in self.rigs:
-            proc = self.stack.kubectl(
-                region,
-                "get",
-                "deployment",
-                f"{self.name}-vllm",
-                "-n",
-                self.namespace,
-                "-o",
-                "jsonpath={.status.readyReplicas}",
-                check=False,
-                timeout=10,
-            )
-            text = proc.stdout.strip() if proc.returncode == 0 else ""
-            out[region] = int(text) if text.isdigit() else 0
+        for line in proc.stdout.splitlines():
+            name, _, ready = line.partition("=")
+            if name:
+                out[name] = int(ready) if ready.isdigit() else 0
         return out
+
+    def ready_replicas(self) -> dict[str, int]:
+        """Ready replicas per region, over all the deployment's workloads (0: none, or the
+        cluster does not answer)."""
+        return {region: sum(self.ready_workloads(region).values()) for region in self.rigs}
 
     def _balance_forever(self) -> None:
         while not self._stop.is_set():
@@ -228,13 +246,14 @@ class World:
                 time.sleep(0.5)
                 continue
             self.ready_history.append((time.time(), ready))
-            total = sum(ready.values())
+            serves = {r: ready[r] * rig.capacity_tokens_per_second for r, rig in self.rigs.items()}
+            total = sum(serves.values())
             # Users do not arrive all at once: the offered load ramps towards the target.
             gap = self.total_tokens_per_second - self.offered_tokens_per_second
             step = self.ramp_per_second * 0.5
             self.offered_tokens_per_second += max(-step, min(step, gap))
             for region, rig in self.rigs.items():
-                share = self.offered_tokens_per_second * ready[region] / total if total else 0.0
+                share = self.offered_tokens_per_second * serves[region] / total if total else 0.0
                 rig.control(replicas=ready[region], tokens_per_second=share)
             self._stop.wait(0.5)
 
@@ -309,18 +328,18 @@ class World:
             for line in rbac_refusals(log.read_text(errors="replace"))
         ]
 
-    def dashboard_gaps(self, scale_to_zero: bool = False) -> list[str]:
+    def dashboard_gaps(self, feature: str = "") -> list[str]:
         """Dashboard queries the operator's Prometheus refuses or has no data for (chart.py):
-        the scale-to-zero panels' only, or every other one (but the variant panel's, see
-        chart.VARIANT_METRIC)."""
+        those of one feature's panels (``"scale-to-zero"``, ``"variants"``: their metrics are
+        exported only for deployments that use it), or every other one."""
+        features = {"scale-to-zero": SCALE_TO_ZERO_METRIC, "variants": VARIANT_METRIC}
+        if feature:
+            metric = features[feature]
+            return dashboard_gaps(self.operator_prometheus, keep=lambda expr: metric in expr)
         return dashboard_gaps(
             self.operator_prometheus,
-            keep=lambda expr: (
-                (SCALE_TO_ZERO_METRIC in expr) == scale_to_zero and VARIANT_METRIC not in expr
-            ),
+            keep=lambda expr: not any(m in expr for m in features.values()),
         )
-
-    # --- reading the InferenceDeployment ---------------------------------------------------
 
     def get(self) -> dict[str, Any]:
         return self.stack.get_json(
@@ -419,15 +438,28 @@ class World:
         self.board.stop()
 
 
+H100_OFFER: dict[str, Any] = {
+    "product": PRODUCT,
+    "hourlyCost": "2.50",
+    "idleWatts": 90,
+    "maxWatts": 690,
+    "hostWattsPerGpu": 100,
+    "available": 16,
+}
+"""What every Region offers unless a test says otherwise (the dev stack's nodes are H100s)."""
+
+
 def region_manifest(
     name: str,
     board: PriceBoard,
     prometheus_url: str,
     extra_energy: dict[str, Any] | None = None,
     kubeconfig_secret: str | None = None,
+    gpus: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A Region on the hub; ``kubeconfig_secret``: the Secret (in the operator's namespace) the
-    operator reaches the member with (default: hack/dev-up.sh's admin one)."""
+    operator reaches the member with (default: hack/dev-up.sh's admin one); ``gpus``: its GPU
+    offers (default: 16 H100 at 2.50 an hour, the products dev-up.sh's nodes carry)."""
     energy: dict[str, Any] = {
         "currency": "USD",
         "pue": "1.2",
@@ -463,16 +495,7 @@ def region_manifest(
             },
             "prometheus": {"url": prometheus_url, "timeoutSeconds": 3},
             "energy": energy,
-            "gpus": [
-                {
-                    "product": PRODUCT,
-                    "hourlyCost": "2.50",
-                    "idleWatts": 90,
-                    "maxWatts": 690,
-                    "hostWattsPerGpu": 100,
-                    "available": 16,
-                }
-            ],
+            "gpus": gpus or [H100_OFFER],
         },
     }
 
@@ -511,19 +534,30 @@ def build_world(
     identity: Identity,
     gateway: GatewayServer | None = None,
     member_secrets: dict[str, str] | None = None,
+    engines: dict[str, EngineParams] | None = None,
+    offers: dict[str, list[dict[str, Any]]] | None = None,
 ) -> World:
     """``gateway``: an emulated EPP, scraped by the first region's Prometheus only;
-    ``member_secrets``: region -> the kubeconfig Secret its Region names (see region_manifest)."""
+    ``member_secrets``: region -> the kubeconfig Secret its Region names (see region_manifest);
+    ``engines``: region -> the emulated engine there, when not the default H100 (one engine per
+    region: the emulator serves one performance model); ``offers``: region -> its GPU offers."""
     board = PriceBoard(prices)
     rigs: dict[str, RegionRig] = {}
     for i, region in enumerate(prices):
-        emu = Emulator(ConstantLoad(0.0), replicas=0, namespace=namespace, deployment=name)
+        engine = (engines or {}).get(region)
+        emu = Emulator(
+            ConstantLoad(0.0), replicas=0, namespace=namespace, deployment=name, params=engine
+        )
         server = EmulatorServer(emu).start()
         scrapes = [http_sd_config(f"http://{server.address}/sd", interval_seconds=1.0)]
         if gateway is not None and i == 0:
             scrapes.append(gateway.scrape_config())
         prom = PrometheusServer(scrapes, scrape_interval_seconds=1.0).start()
         rigs[region] = RegionRig(region, server, prom)
+        if engine is not None:
+            rigs[region].capacity_tokens_per_second = measure_capacity(
+                1.0, 0.05, params=engine, seconds=120, iterations=10
+            )
     metrics_port = free_port()
     # The operator's own metrics, as the chart's ServiceMonitor scrapes them (honorLabels keeps
     # the operator's namespace/deployment labels, which the dashboards select on).
@@ -547,7 +581,10 @@ def build_world(
     )
     for region, rig in rigs.items():
         secret = (member_secrets or {}).get(region)
-        stack.apply(stack.hub, region_manifest(region, board, rig.prometheus.url, None, secret))
+        gpus = (offers or {}).get(region)
+        stack.apply(
+            stack.hub, region_manifest(region, board, rig.prometheus.url, None, secret, gpus)
+        )
     return world
 
 
@@ -559,6 +596,8 @@ def open_world(
     name: str = "llama",
     namespace_prefix: str = "e2e-op",
     gateway: GatewayServer | None = None,
+    engines: dict[str, EngineParams] | None = None,
+    offers: dict[str, list[dict[str, Any]]] | None = None,
 ) -> Iterator[World]:
     """A running world: a fresh namespace, Regions on the hub, balancer and operator started.
 
@@ -579,7 +618,9 @@ def open_world(
             operator_identity(stack, OPERATOR_NAMESPACE, tmp / "identity") as identity,
             member_identities(stack, list(prices), OPERATOR_NAMESPACE, tmp / "members") as secrets,
         ):
-            world = build_world(stack, namespace, name, prices, identity, gateway, secrets)
+            world = build_world(
+                stack, namespace, name, prices, identity, gateway, secrets, engines, offers
+            )
             try:
                 world.start_balancer()
                 world.start_operator(tmp)

@@ -86,5 +86,5 @@ def test_sleeps_after_its_idle_window_and_wakes_on_waiting_requests(
         )
         # The dashboards' scale-to-zero panels show this scenario (the operator's scenario
         # proves every other panel: test_operator.py).
-        gaps = world.dashboard_gaps(scale_to_zero=True)
+        gaps = world.dashboard_gaps("scale-to-zero")
         assert not gaps, "scale-to-zero panels without data:\n" + "\n".join(gaps)
