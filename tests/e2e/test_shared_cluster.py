@@ -7,6 +7,10 @@
   of that documented member role, never refused anything (no 403 in its log), and:
   - a Region created before its kubeconfig Secret turns Reachable once the Secret appears, with
     no restart (item 10);
+  - its kubeconfig Secret rotated to a new token of the same member ServiceAccount, and the old
+    token revoked (a legacy token Secret, deleted): the operator keeps reaching the member (the
+    Region stays Reachable, and it scales there after the revocation) within a few Region
+    rounds, and neither token appears in its log, status, Events or metrics (item 10);
   - a kubeconfig with an ``exec`` plugin makes its Region Reachable=False naming ``exec``, and
     the plugin never runs (item 2);
   - the namespace it creates in the member cluster enforces the "restricted" Pod Security
@@ -20,10 +24,12 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import subprocess
 import sys
+import tempfile
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -41,7 +47,8 @@ from chart import (
     rbac_refusals,
     service_account_kubeconfig,
 )
-from stack import REPO, Stack, wait_for
+from operator_clock import REGION_INTERVAL_SECONDS, STEP_PASSES, OperatorClock, passes_for
+from stack import NOT_YET, REPO, KubectlError, Stack, wait_for
 
 from tests.fakes.feeds import FeedServer, Reply
 from tests.fakes.prometheus import free_port
@@ -248,6 +255,7 @@ def test_an_operator_confined_to_one_namespace_in_a_shared_cluster(
     )
     env = helm_environment(stack, tmp_path / "helm-home")
     member_server = yaml.safe_load(member["kubeconfig"].read_text())["clusters"][0]["cluster"]
+    legacy = f"e2e-sec-{suffix}-first-token"
     with stack.regions_owned(), feeds:
         for ns in (release_ns, ml):
             stack.kubectl(hub, "create", "namespace", ns)
@@ -257,6 +265,8 @@ def test_an_operator_confined_to_one_namespace_in_a_shared_cluster(
             "--set", f"operator.replicas=0,operator.watchNamespaces={{{ml}}}",
         )  # fmt: skip
         try:
+            # The Region's first token is a legacy token Secret's: deleting it revokes it.
+            first = _with_token(member["kubeconfig"], _legacy_token(stack, member, legacy))
             sa_kubeconfig = service_account_kubeconfig(
                 stack, hub, release_ns, f"{release}-wattscale", tmp_path / "sa.kubeconfig"
             )
@@ -279,9 +289,11 @@ def test_an_operator_confined_to_one_namespace_in_a_shared_cluster(
             stack.apply(hub, _region(names["exec"], "exec", release_ns))
             metrics_port = free_port()
             with _operator(stack, sa_kubeconfig, release_ns, ml, tmp_path, metrics_port) as run:
-                _check_regions(run, names, member, release_ns, ran)
+                _check_regions(run, names, first, release_ns, ran)
                 _check_pod_security_and_conflict(run, member_cluster, ml, names["member"])
                 _check_nothing_echoed(run, ml, release_ns, names, metrics_port)
+                clock = OperatorClock(f"http://127.0.0.1:{metrics_port}/metrics", ml, "llm")
+                _check_rotation(run, clock, member, release_ns, ml, names, legacy)
                 _check_cleanup(run, member_cluster, ml)
             refusals = rbac_refusals(run.log_path.read_text(errors="replace"))
             assert not refusals, "the operator hit RBAC refusals:\n" + "\n".join(refusals[:20])
@@ -294,10 +306,12 @@ def test_an_operator_confined_to_one_namespace_in_a_shared_cluster(
             for ns in (release_ns, ml):
                 stack.kubectl(hub, "delete", "namespace", ns, "--wait=false", check=False)
             stack.kubectl(member_cluster, "delete", "namespace", ml, "--wait=false", check=False)
+            stack.kubectl(member_cluster, "delete", "secret", legacy, "-n", "kube-system",
+                          "--wait=false", check=False)  # fmt: skip
 
 
 def _check_regions(
-    run: Run, names: dict[str, str], member: dict[str, Any], release_ns: str, ran: Path
+    run: Run, names: dict[str, str], kubeconfig: str, release_ns: str, ran: Path
 ) -> None:
     stack = run.stack
 
@@ -318,10 +332,7 @@ def _check_regions(
         lambda: says(names["broken"], "False", "not valid YAML (line 4"),
     )
     assert not ran.exists(), "the exec plugin of a Region's kubeconfig ran"
-    stack.kubectl(
-        stack.hub, "create", "secret", "generic", "member", "-n", release_ns,
-        "--from-file", f"kubeconfig={member['kubeconfig']}",
-    )  # fmt: skip
+    stack.kubectl(stack.hub, "create", "-f", "-", stdin=_secret(release_ns, kubeconfig))
     run.wait(
         "the Region to heal once its Secret exists (no restart)",
         lambda: says(names["member"], "True", ""),
@@ -425,3 +436,163 @@ def _check_cleanup(run: Run, cluster: str, ml: str) -> None:
     )
     # The other owner's Deployment survives the deletion of the InferenceDeployment named like it.
     stack.get_json(cluster, "deployment", "clash-vllm", "-n", ml)
+
+
+# ---- credential rotation (item 10) -------------------------------------------------------------
+
+ROTATION_PASSES = passes_for(3 * REGION_INTERVAL_SECONDS) + STEP_PASSES
+"""Budget for the operator to act in the member after a rotation: the Region round that re-reads
+the Secret comes within one Region interval (three allowed: the round in progress, the next, and
+one for a slow machine), then one step of the plan (the pass that scales, the one that sees it)."""
+
+
+def _secret(namespace: str, kubeconfig: str) -> str:
+    """The Region's kubeconfig Secret, as JSON for kubectl's stdin (never on a command line)."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "member", "namespace": namespace},
+            "type": "Opaque",
+            "stringData": {"kubeconfig": kubeconfig},
+        }
+    )
+
+
+def _with_token(kubeconfig: Path, token: str) -> str:
+    """The member kubeconfig with another token of the same ServiceAccount."""
+    doc = yaml.safe_load(kubeconfig.read_text())
+    doc["users"][0]["user"] = {"token": token}
+    return str(yaml.safe_dump(doc))
+
+
+def _legacy_token(stack: Stack, member: dict[str, Any], name: str) -> str:
+    """A token of the member ServiceAccount held in a ``kubernetes.io/service-account-token``
+    Secret of the member cluster (the token controller fills it in); deleting it revokes it."""
+    namespace, account = member["account"].split(":")
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/service-account-token",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "annotations": {"kubernetes.io/service-account.name": account},
+        },
+    }
+    stack.kubectl(member["cluster"], "create", "-f", "-", stdin=json.dumps(secret))
+
+    def token() -> str | None:
+        data = stack.get_json(member["cluster"], "secret", name, "-n", namespace).get("data")
+        return base64.b64decode(data["token"]).decode() if data and data.get("token") else None
+
+    return wait_for("the token controller to fill in the legacy token", token)
+
+
+def _whoami(stack: Stack, member: dict[str, Any], token: str) -> str | None:
+    """Who the member's API server says ``token`` is (``kubectl auth whoami``); None when it
+    refuses the token (401). The token goes to kubectl in a temporary kubeconfig."""
+    endpoint = yaml.safe_load(member["kubeconfig"].read_text())["clusters"][0]["cluster"]
+    with tempfile.NamedTemporaryFile("w", suffix=".kubeconfig") as f:
+        f.write(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "m", "cluster": endpoint}],
+                    "users": [{"name": "u", "user": {"token": token}}],
+                    "contexts": [{"name": "x", "context": {"cluster": "m", "user": "u"}}],
+                    "current-context": "x",
+                }
+            )
+        )
+        f.flush()
+        kubectl = [str(stack.bin_dir / "kubectl"), "--kubeconfig", f.name]
+        got = subprocess.run(
+            [*kubectl, "auth", "whoami", "-o", "json"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    if got.returncode != 0 and "Unauthorized" in got.stderr:
+        return None
+    if got.returncode != 0:
+        raise KubectlError(f"kubectl auth whoami failed: {got.stderr[-300:]}")
+    username: str = json.loads(got.stdout)["status"]["userInfo"]["username"]
+    return username
+
+
+def _check_rotation(
+    run: Run,
+    clock: OperatorClock,
+    member: dict[str, Any],
+    release_ns: str,
+    ml: str,
+    names: dict[str, str],
+    legacy: str,
+) -> None:
+    """Rotate the member Region's Secret to a new token, revoke the old one, and prove the
+    operator keeps reaching the member without a restart and never shows either token."""
+    stack, cluster, region = run.stack, member["cluster"], names["member"]
+    old = base64.b64decode(
+        stack.get_json(cluster, "secret", legacy, "-n", "kube-system")["data"]["token"]
+    ).decode()
+    assert run.region_condition(region).get("status") == "True"
+    namespace, account = member["account"].split(":")
+    new = stack.kubectl(
+        cluster, "create", "token", account, "-n", namespace, "--duration=1h"
+    ).stdout.strip()
+    assert new
+    assert new != old
+    account_user = f"system:serviceaccount:{namespace}:{account}"
+    assert _whoami(stack, member, old) == account_user  # valid until revoked
+    reachable: list[str] = []
+
+    def watch_reachable() -> None:
+        reachable.append(run.region_condition(region).get("status", ""))
+
+    stack.kubectl(stack.hub, "replace", "-f", "-", stdin=_secret(release_ns, _with_token(
+        member["kubeconfig"], new)))  # fmt: skip
+    stack.kubectl(cluster, "delete", "secret", legacy, "-n", "kube-system")
+
+    # The API server caches a good token's verdict for a few seconds: wait until it refuses.
+    def old_refused() -> bool:
+        with contextlib.suppress(*NOT_YET):
+            watch_reachable()
+        return _whoami(stack, member, old) is None
+
+    wait_for("the old token to be refused by the member", old_refused)
+    assert _whoami(stack, member, new) == account_user  # the same ServiceAccount
+
+    # Work only a valid token can do, asked for after the old token is dead: one more replica.
+    before = stack.get_json(cluster, "deployment", "llm-vllm", "-n", ml)["spec"]["replicas"]
+    slo = {"minReplicas": before + 1, "maxReplicas": max(2, before + 1)}
+    stack.kubectl(stack.hub, "patch", "inferencedeployment", "llm", "-n", ml, "--type=merge",
+                  "-p", json.dumps({"spec": {"slo": slo}}))  # fmt: skip
+
+    def scaled() -> bool:
+        with contextlib.suppress(*NOT_YET):
+            watch_reachable()
+        got = stack.get_json(cluster, "deployment", "llm-vllm", "-n", ml)["spec"]["replicas"]
+        return bool(got == before + 1)
+
+    clock.wait(
+        "the operator to scale in the member with the rotated token",
+        scaled,
+        ROTATION_PASSES,
+        describe=run.output,
+    )
+    clock.let_pass(passes_for(2 * REGION_INTERVAL_SECONDS), each=watch_reachable)
+    assert reachable, "the Region's Reachable condition was never read"
+    assert set(reachable) == {"True"}, f"Reachable went {reachable} across the rotation"
+
+    seen = {
+        "operator log": run.log_path.read_text(errors="replace"),
+        "Regions": stack.kubectl(stack.hub, "get", "regions", *names.values(), "-o", "json").stdout,
+        "InferenceDeployments": stack.kubectl(
+            stack.hub, "get", "inferencedeployments", "-n", ml, "-o", "json"
+        ).stdout,
+        "Events": stack.kubectl(stack.hub, "get", "events", "-A", "-o", "json").stdout,
+        "metrics": urllib.request.urlopen(clock.metrics_url, timeout=5).read().decode(),
+    }
+    leaks = [f"{where}: the {which} token" for where, text in seen.items()
+             for which, token in (("old", old), ("new", new)) if token in text]  # fmt: skip
+    assert not leaks, leaks
