@@ -5,8 +5,9 @@ they are all read from :class:`MetricsConfig`. The defaults match a common setup
 
 * vLLM pods scraped through Kubernetes pod service discovery with ``labelmap`` of
   ``__meta_kubernetes_pod_label_(.+)``, so that the operator's pod label
-  ``wattscale.io/deployment`` becomes the series label ``wattscale_io_deployment`` and the pod's
-  namespace and name land in ``namespace`` and ``pod``;
+  ``wattscale.io/deployment`` becomes the series label ``wattscale_io_deployment`` (and
+  ``wattscale.io/variant``, on the pods of a deployment's variants after the first,
+  ``wattscale_io_variant``) and the pod's namespace and name land in ``namespace`` and ``pod``;
 * vLLM's own series carry ``model_name`` (and ``engine`` since the V1 engine);
 * dcgm-exporter with Kubernetes pod mapping on, which labels each GPU's series with the
   ``namespace``, ``pod`` and ``container`` of the workload that holds the GPU, plus ``gpu``,
@@ -74,6 +75,13 @@ class VllmLabels(_Frozen):
         default="wattscale_io_deployment",
         pattern=_PROM_LABEL,
         description="Series label carrying the operator's pod label wattscale.io/deployment.",
+    )
+    variant: str = Field(
+        default="wattscale_io_variant",
+        pattern=_PROM_LABEL,
+        description="Series label carrying the pod label wattscale.io/variant, which the pods "
+        "of every variant but the first carry (spec.engine.variants); per-variant readings "
+        "match the first variant's pods by its absence.",
     )
 
 

@@ -21,11 +21,16 @@ AGE_NAME_LABEL = "ws_name"
 
 @dataclass(frozen=True)
 class DeploymentTarget:
-    """Which vLLM deployment to read: its namespace and name (and optionally served model)."""
+    """Which vLLM deployment to read: its namespace and name (and optionally served model).
+
+    ``variant`` narrows the read to one variant's pods (``spec.engine.variants``): the value of
+    their variant label, ``""`` for the first variant, whose pods carry none (PromQL's
+    ``label=""`` matches an absent label). None (default) reads all the deployment's pods."""
 
     namespace: str
     deployment: str
     model: str | None = None
+    variant: str | None = None
 
 
 def escape_label_value(value: str) -> str:
@@ -56,11 +61,27 @@ def _regex_literal(value: str) -> str:
 
 
 class QueryBuilder:
-    """Builds the PromQL of each reading for a deployment; see :class:`MetricsConfig`."""
+    """Builds the PromQL of each reading for a deployment; see :class:`MetricsConfig`.
 
-    def __init__(self, config: MetricsConfig | None = None) -> None:
+    With ``by_variant`` the vLLM queries keep the variant label (``sum by (<variant>) (...)``
+    and the like): one query answers every variant of a deployment, one sample per variant,
+    each equal to the same query with ``DeploymentTarget.variant`` set to that variant. The
+    GPU (DCGM) queries are per deployment only."""
+
+    def __init__(self, config: MetricsConfig | None = None, *, by_variant: bool = False) -> None:
         self.config = config or MetricsConfig()
         self.window = _seconds(self.config.rate_window_seconds)
+        self.group = self.config.vllm_labels.variant if by_variant else None
+
+    def _agg(self, agg: str, inner: str) -> str:
+        """``agg(inner)``, or ``agg by (<variant>) (inner)`` when grouping by variant."""
+        if self.group is None:
+            return f"{agg}({inner})"
+        return f"{agg} by ({self.group}) ({inner})"
+
+    def _by(self, labels: str) -> str:
+        """A ``by`` list, with the variant label added when grouping by variant."""
+        return labels if self.group is None else f"{labels},{self.group}"
 
     # -- selectors ---------------------------------------------------------------------------
 
@@ -76,6 +97,8 @@ class QueryBuilder:
         pairs: list[tuple[str, str, str]] = [(labels.namespace, "=", target.namespace)]
         if self.config.selection == "label":
             pairs.append((labels.deployment, "=", target.deployment))
+            if target.variant is not None:
+                pairs.append((labels.variant, "=", target.variant))
         else:
             pairs.append((labels.pod, "=~", self.pod_regex(target)))
         if with_model and self.config.filter_by_model and target.model:
@@ -97,26 +120,27 @@ class QueryBuilder:
 
     def _sum_gauge(self, names: Sequence[str], target: DeploymentTarget, agg: str = "sum") -> str:
         sel = self.vllm_selector(target)
-        return _or([f"{agg}({name}{sel})" for name in names])
+        return _or([self._agg(agg, f"{name}{sel}") for name in names])
 
     def _sum_rate(self, names: Sequence[str], target: DeploymentTarget) -> str:
         sel = self.vllm_selector(target)
-        return _or([f"sum(rate({name}{sel}[{self.window}]))" for name in names])
+        return _or([self._agg("sum", f"rate({name}{sel}[{self.window}])") for name in names])
 
     def pods_reporting(self, target: DeploymentTarget) -> str:
         """Number of distinct pods whose vLLM series are present now."""
         labels = self.config.vllm_labels
         sel = self.vllm_selector(target)
         inner = _or([f"{name}{sel}" for name in self.config.vllm_names.running])
-        return f"count(count by ({labels.namespace},{labels.pod}) ({inner}))"
+        pods = self._by(f"{labels.namespace},{labels.pod}")
+        return self._agg("count", f"count by ({pods}) ({inner})")
 
     def targets_total(self, target: DeploymentTarget) -> str:
         """How many scrape targets Prometheus knows for the deployment (up or down)."""
-        return f"count(up{self.vllm_selector(target, with_model=False)})"
+        return self._agg("count", f"up{self.vllm_selector(target, with_model=False)}")
 
     def targets_down(self, target: DeploymentTarget) -> str:
         """How many of the deployment's scrape targets failed their last scrape."""
-        return f"count(up{self.vllm_selector(target, with_model=False)} == 0)"
+        return self._agg("count", f"up{self.vllm_selector(target, with_model=False)} == 0")
 
     def unscraped_pods(self, target: DeploymentTarget) -> str:
         """The deployment's scrape targets whose last scrape failed, one series per pod."""
@@ -159,7 +183,8 @@ class QueryBuilder:
         sel = self.vllm_selector(target)
         return _or(
             [
-                f"histogram_quantile({q:g}, sum by (le) (rate({name}_bucket{sel}[{self.window}])))"
+                f"histogram_quantile({q:g}, sum by ({self._by('le')}) "
+                f"(rate({name}_bucket{sel}[{self.window}])))"
                 for name in names
             ]
         )
@@ -196,11 +221,31 @@ class QueryBuilder:
         sel = self.vllm_selector(target)
         return _or(
             [
-                f'label_replace(time() - max(timestamp({name}{sel})), "{AGE_NAME_LABEL}", '
-                f'"{escape_label_value(name)}", "", "")'
+                f"label_replace(time() - {self._agg('max', f'timestamp({name}{sel})')}, "
+                f'"{AGE_NAME_LABEL}", "{escape_label_value(name)}", "", "")'
                 for name in names
             ]
         )
+
+    def vllm_reads(self) -> dict[str, Callable[[DeploymentTarget], str]]:
+        """Every vLLM query :meth:`MetricsReader.read` makes, by name (the GPU ones aside)."""
+        q50, q95 = self.config.quantiles
+        return {
+            "pods": self.pods_reporting,
+            "targets": self.targets_total,
+            "down": self.targets_down,
+            "ages": self.vllm_ages,
+            "ttft50": lambda t: self.ttft_quantile(t, q50),
+            "ttft95": lambda t: self.ttft_quantile(t, q95),
+            "tpot50": lambda t: self.tpot_quantile(t, q50),
+            "tpot95": lambda t: self.tpot_quantile(t, q95),
+            "requests": self.request_rate,
+            "prompt": self.prompt_tokens_rate,
+            "generation": self.generation_tokens_rate,
+            "running": self.running_requests,
+            "waiting": self.waiting_requests,
+            "kv_cache": self.kv_cache_usage,
+        }
 
     # -- DCGM --------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -38,6 +38,7 @@ from wattscale.metrics.readings import (
 log = logging.getLogger(__name__)
 
 _MAX_TIMEOUTS_PER_READ = 2
+_GPU_FIELDS = ("gpu_power_watts", "gpu_energy_joules", "gpu_utilization_ratio")
 
 
 class PromClient(Protocol):
@@ -188,13 +189,14 @@ class MetricsReader:
         *,
         expected_pods: int | None = None,
         expected_gpus: int | None = None,
+        gpu: bool = True,
     ) -> DeploymentReadings:
         """Read every quantity of ``target`` now.
 
         ``expected_pods`` is what the controller knows from Kubernetes (ready replicas); the
         reader also counts the deployment's scrape targets (``up``), and any pod known but not
         reporting makes the readings Partial. ``expected_gpus`` (ready replicas x GPUs per
-        replica) does the same for the GPU readings.
+        replica) does the same for the GPU readings; ``gpu=False`` leaves them out (Missing).
         """
         session = _Session(self)
         q = self.queries
@@ -236,6 +238,51 @@ class MetricsReader:
         tpot50 = make(q.tpot_quantile(target, q50), "tpot")
         tpot95 = make(q.tpot_quantile(target, q95), "tpot")
 
+        if gpu:
+            gpus, gpus_reporting = self._gpu_readings(
+                session, target, pods_reporting, pods_expected, expected_gpus
+            )
+        else:
+            gone = Reading.missing("GPU readings are per deployment, not per variant")
+            gpus, gpus_reporting = dict.fromkeys(_GPU_FIELDS, gone), 0
+
+        vllm = {
+            "request_rate_per_second": make(q.request_rate(target), "requests"),
+            "prompt_tokens_per_second": make(q.prompt_tokens_rate(target), "prompt"),
+            "generation_tokens_per_second": make(q.generation_tokens_rate(target), "generation"),
+            "running_requests": make(q.running_requests(target), "running"),
+            "waiting_requests": make(q.waiting_requests(target), "waiting"),
+            "kv_cache_usage_ratio": make(q.kv_cache_usage(target), "kv_cache"),
+        }
+        return DeploymentReadings(
+            namespace=target.namespace,
+            deployment=target.deployment,
+            region=self.region,
+            observed_at=datetime.fromtimestamp(now, tz=UTC),
+            prometheus_reachable=not session.connect_failed,
+            pods_reporting=pods_reporting,
+            pods_expected=pods_expected,
+            ttft_p50_seconds=ttft50,
+            ttft_p95_seconds=ttft95,
+            tpot_p50_seconds=tpot50,
+            tpot_p95_seconds=tpot95,
+            gpus_reporting=gpus_reporting,
+            notes=tuple(session.notes),
+            variant=target.variant,
+            **vllm,
+            **gpus,
+        )
+
+    def _gpu_readings(
+        self,
+        session: _Session,
+        target: DeploymentTarget,
+        pods_reporting: int,
+        pods_expected: int | None,
+        expected_gpus: int | None,
+    ) -> tuple[dict[str, Reading], int]:
+        """Power, energy and utilisation of the target's GPUs, and how many GPUs report."""
+        q, stale_after = self.queries, self.config.stale_after_seconds
         gpus_value = session.scalar(q.gpus_reporting(target))
         gpus_reporting = (
             int(gpus_value) if gpus_value is not None and math.isfinite(gpus_value) else 0
@@ -243,9 +290,7 @@ class MetricsReader:
         dcgm_age = session.scalar(q.dcgm_age(target))
 
         def gpu(promql: str) -> Reading:
-            reading = session.reading(
-                promql, dcgm_age, pods_reporting, pods_expected, cfg.stale_after_seconds
-            )
+            reading = session.reading(promql, dcgm_age, pods_reporting, pods_expected, stale_after)
             if (
                 reading.status is ReadingStatus.OK
                 and expected_gpus is not None
@@ -260,36 +305,32 @@ class MetricsReader:
                 )
             return reading
 
-        vllm = {
-            "request_rate_per_second": make(q.request_rate(target), "requests"),
-            "prompt_tokens_per_second": make(q.prompt_tokens_rate(target), "prompt"),
-            "generation_tokens_per_second": make(q.generation_tokens_rate(target), "generation"),
-            "running_requests": make(q.running_requests(target), "running"),
-            "waiting_requests": make(q.waiting_requests(target), "waiting"),
-            "kv_cache_usage_ratio": make(q.kv_cache_usage(target), "kv_cache"),
+        readings = {
+            "gpu_power_watts": gpu(q.gpu_power(target)),
+            "gpu_energy_joules": gpu(q.gpu_energy(target)),
+            "gpu_utilization_ratio": gpu(q.gpu_utilization(target)),
         }
-        power = gpu(q.gpu_power(target))
-        energy = gpu(q.gpu_energy(target))
-        util = gpu(q.gpu_utilization(target))
-        return DeploymentReadings(
-            namespace=target.namespace,
-            deployment=target.deployment,
+        return readings, gpus_reporting
+
+    def read_variants(
+        self, target: DeploymentTarget, expected_pods: Mapping[str, int | None]
+    ) -> dict[str, DeploymentReadings]:
+        """Each variant's readings (``expected_pods``: variant label value -> Ready pods, ``""``
+        for the first variant), from one query per reading grouped by the variant label, not
+        one per variant. Each equals :meth:`read` of ``target`` narrowed to the variant
+        (``DeploymentTarget.variant``), GPU readings aside (Missing: they are per deployment).
+        """
+        split = MetricsReader(
+            self.url,
+            self.config,
             region=self.region,
-            observed_at=datetime.fromtimestamp(now, tz=UTC),
-            prometheus_reachable=not session.connect_failed,
-            pods_reporting=pods_reporting,
-            pods_expected=pods_expected,
-            ttft_p50_seconds=ttft50,
-            ttft_p95_seconds=ttft95,
-            tpot_p50_seconds=tpot50,
-            tpot_p95_seconds=tpot95,
-            gpu_power_watts=power,
-            gpu_energy_joules=energy,
-            gpu_utilization_ratio=util,
-            gpus_reporting=gpus_reporting,
-            notes=tuple(session.notes),
-            **vllm,
+            client=_VariantSplit(self, target, list(expected_pods)),
+            clock=self._clock,
         )
+        return {
+            v: split.read(replace(target, variant=v), expected_pods=n, gpu=False)
+            for v, n in expected_pods.items()
+        }
 
     def unscraped_pods(self, target: DeploymentTarget) -> list[str] | None:
         """Names of the deployment's pods Prometheus failed to scrape (None: cannot tell)."""
@@ -490,3 +531,60 @@ class _Session:
                 f"{pods_reporting} of {pods_expected} pods reporting",
             )
         return Reading(value, ReadingStatus.OK, age, pods_reporting)
+
+
+class _VariantSplit:
+    """Answers each variant's per-variant queries of one deployment from one query per reading
+    grouped by the variant label, sent on first use; any other query goes live."""
+
+    def __init__(
+        self, reader: MetricsReader, target: DeploymentTarget, variants: list[str]
+    ) -> None:
+        self._reader = reader
+        self._label = reader.config.vllm_labels.variant
+        per = reader.queries.vllm_reads()
+        grouped = QueryBuilder(reader.config, by_variant=True).vllm_reads()
+        whole = replace(target, variant=None)
+        self._asked: dict[str, tuple[str, str]] = {
+            per[kind](replace(target, variant=v)): (grouped[kind](whole), v)
+            for kind in per
+            for v in variants
+        }
+        self._answers: dict[str, list[_Sample] | QueryFailedError] = {}
+
+    def custom_query(self, query: str, params: dict[str, Any] | None = None) -> Any:
+        asked = self._asked.get(query)
+        if asked is None:
+            return self._reader._client.custom_query(query, params=params)
+        grouped, variant = asked
+        if grouped not in self._answers:
+            try:
+                self._answers[grouped] = self._reader.query(grouped)
+            except QueryFailedError as err:
+                self._answers[grouped] = err
+        got = self._answers[grouped]
+        if isinstance(got, QueryFailedError):  # told to each variant, as a live query would be
+            raise QueryFailedError(got.reason, unreachable=got.unreachable)
+        now = self._reader._clock()
+        return [
+            {"metric": _age_label(s.labels), "value": [now, repr(s.value)]}
+            for s in got
+            if s.labels.get(self._label, "") == variant
+        ]
+
+    def custom_query_range(
+        self,
+        query: str,
+        start_time: datetime,
+        end_time: datetime,
+        step: str,
+        params: dict[str, Any] | None = None,
+    ) -> Any:
+        return self._reader._client.custom_query_range(
+            query, start_time, end_time, step, params=params
+        )
+
+
+def _age_label(labels: Mapping[str, str]) -> dict[str, str]:
+    """Only the label a reading is told apart by (the sample name of an age)."""
+    return {AGE_NAME_LABEL: labels[AGE_NAME_LABEL]} if AGE_NAME_LABEL in labels else {}

@@ -84,6 +84,8 @@ class DeploymentReadings:
     gpu_utilization_ratio: Reading
     gpus_reporting: int
     notes: tuple[str, ...] = field(default=())
+    variant: str | None = None
+    """The variant label value these readings are narrowed to (None: all the pods)."""
 
     def readings(self) -> dict[str, Reading]:
         """Every reading by field name (handy for status, metrics and logs)."""

@@ -21,9 +21,10 @@ aggregated by deployment (:func:`supported`); other configurations keep per-depl
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -39,9 +40,10 @@ from wattscale.metrics.queries import (
     escape_label_value,
 )
 from wattscale.metrics.reader import MetricsReader, PromClient, QueryFailedError
+from wattscale.metrics.readings import DeploymentReadings
 
-Key = tuple[str, str]
-"""(namespace, deployment)."""
+Key = tuple[str, ...]
+"""(namespace, deployment), and the variant label's value for the per-variant answers."""
 
 
 def supported(config: MetricsConfig) -> bool:
@@ -65,13 +67,16 @@ class _Kind:
 
 
 class GroupedQueries:
-    """The aggregated form of each :class:`QueryBuilder` query, grouped by deployment."""
+    """The aggregated form of each :class:`QueryBuilder` query, grouped by deployment (and,
+    ``by_variant``, by variant: then the vLLM queries only, the GPU ones being per deployment).
+    """
 
-    def __init__(self, config: MetricsConfig) -> None:
+    def __init__(self, config: MetricsConfig, *, by_variant: bool = False) -> None:
         self.config = config
         self.q = QueryBuilder(config)
         v = config.vllm_labels
-        self.by = f"{v.namespace},{v.deployment}"
+        self.by_variant = by_variant
+        self.by = f"{v.namespace},{v.deployment}" + (f",{v.variant}" if by_variant else "")
         self.window = self.q.window
 
     def selector(self) -> str:
@@ -137,40 +142,46 @@ class GroupedQueries:
 
     def kinds(self) -> dict[str, _Kind]:
         """Every reading :meth:`MetricsReader.read` makes, by name."""
-        q, cfg = self.q, self.config
-        n, dn = cfg.vllm_names, cfg.dcgm_names
+        cfg = self.config
+        n = cfg.vllm_names
         ns = cfg.vllm_labels.namespace
-        gby = f"{JOIN_NAMESPACE_LABEL},{cfg.vllm_labels.deployment}"
         up = f"up{self.selector()}"
         q50, q95 = cfg.quantiles
+        per = self.q.vllm_reads()
+        grouped = {
+            "pods": self.pods_reporting(),
+            "targets": f"count by ({self.by}) ({up})",
+            "down": f"count by ({self.by}) ({up} == 0)",
+            "ages": self.ages(),
+            "ttft50": self._quantile(n.ttft_histogram, q50),
+            "ttft95": self._quantile(n.ttft_histogram, q95),
+            "tpot50": self._quantile(n.tpot_histogram, q50),
+            "tpot95": self._quantile(n.tpot_histogram, q95),
+            "requests": self._rate(n.request_success),
+            "prompt": self._rate(n.prompt_tokens),
+            "generation": self._rate(n.generation_tokens),
+            "running": self._gauge(n.running),
+            "waiting": self._gauge(n.waiting),
+            "kv_cache": self._gauge(n.kv_cache_usage, "avg"),
+        }
+        kinds = {
+            name: _Kind(per[name], promql, ns, age=name == "ages")
+            for name, promql in grouped.items()
+        }
+        if not self.by_variant:
+            kinds.update(self._gpu_kinds())
+        return kinds
+
+    def _gpu_kinds(self) -> dict[str, _Kind]:
+        """The GPU readings, grouped by deployment through the pod join."""
+        q, dn = self.q, self.config.dcgm_names
+        gby = f"{JOIN_NAMESPACE_LABEL},{self.config.vllm_labels.deployment}"
         power = self.dcgm_series(lambda s: f"{dn.power_watts}{s}")
         energy = self.dcgm_series(
             lambda s: f"increase({dn.energy_millijoules_total}{s}[{self.window}])"
         )
         util = self.dcgm_series(lambda s: f"{dn.utilization_percent}{s}")
-        kinds = {
-            "pods": _Kind(q.pods_reporting, self.pods_reporting(), ns),
-            "targets": _Kind(q.targets_total, f"count by ({self.by}) ({up})", ns),
-            "down": _Kind(q.targets_down, f"count by ({self.by}) ({up} == 0)", ns),
-            "ages": _Kind(q.vllm_ages, self.ages(), ns, age=True),
-            "ttft50": _Kind(
-                lambda t: q.ttft_quantile(t, q50), self._quantile(n.ttft_histogram, q50), ns
-            ),
-            "ttft95": _Kind(
-                lambda t: q.ttft_quantile(t, q95), self._quantile(n.ttft_histogram, q95), ns
-            ),
-            "tpot50": _Kind(
-                lambda t: q.tpot_quantile(t, q50), self._quantile(n.tpot_histogram, q50), ns
-            ),
-            "tpot95": _Kind(
-                lambda t: q.tpot_quantile(t, q95), self._quantile(n.tpot_histogram, q95), ns
-            ),
-            "requests": _Kind(q.request_rate, self._rate(n.request_success), ns),
-            "prompt": _Kind(q.prompt_tokens_rate, self._rate(n.prompt_tokens), ns),
-            "generation": _Kind(q.generation_tokens_rate, self._rate(n.generation_tokens), ns),
-            "running": _Kind(q.running_requests, self._gauge(n.running), ns),
-            "waiting": _Kind(q.waiting_requests, self._gauge(n.waiting), ns),
-            "kv_cache": _Kind(q.kv_cache_usage, self._gauge(n.kv_cache_usage, "avg"), ns),
+        return {
             "gpus": _Kind(q.gpus_reporting, f"count by ({gby}) ({power})", JOIN_NAMESPACE_LABEL),
             "dcgm_age": _Kind(
                 q.dcgm_age,
@@ -186,7 +197,6 @@ class GroupedQueries:
                 q.gpu_utilization, f"avg by ({gby}) ({util}) / 100", JOIN_NAMESPACE_LABEL
             ),
         }
-        return kinds
 
 
 @dataclass
@@ -195,29 +205,56 @@ class _Answer:
     error: QueryFailedError | None = None
 
 
+@dataclass
+class _Taken:
+    """A set of grouped queries' answers and when they were taken."""
+
+    kinds: dict[str, _Kind]
+    answers: dict[str, _Answer]
+    at: float
+
+
 class MetricsSnapshot:
-    """One region's readings for every deployment, from one aggregated query per reading."""
+    """One region's readings for every deployment, from one aggregated query per reading.
+
+    The per-variant readings of deployments with ``spec.engine.variants`` come from the vLLM
+    queries grouped by variant too, sent once per refresh when the first such deployment asks
+    (none is sent in a region without one)."""
 
     def __init__(self, reader: MetricsReader, clock: Callable[[], float] = time.time) -> None:
         self.reader = reader
         self.grouped = GroupedQueries(reader.config)
         self._kinds = self.grouped.kinds()
+        self._variant_kinds = GroupedQueries(reader.config, by_variant=True).kinds()
         self._clock = clock
-        self._answers: dict[str, _Answer] = {}
+        self._taken: _Taken | None = None
+        self._variants: _Taken | None = None
+        self._lock = threading.Lock()
         self.taken_at: float | None = None
         self.queries = 0
+        """Queries sent since the last refresh (with the per-variant ones, when asked)."""
 
     def refresh(self) -> None:
         """Send every aggregated query once (a dead Prometheus costs one failure, not 19)."""
+        answers, sent = self._ask(self._kinds, by_variant=False)
+        with self._lock:
+            self.queries = sent
+            self.taken_at = self._clock()
+            self._taken = _Taken(self._kinds, answers, self.taken_at)
+            self._variants = None
+
+    def _ask(self, kinds: dict[str, _Kind], *, by_variant: bool) -> tuple[dict[str, _Answer], int]:
+        """Each kind's answer keyed by (namespace, deployment[, variant]); queries sent."""
         answers: dict[str, _Answer] = {}
         dead: QueryFailedError | None = None
-        self.queries = 0
-        for name, kind in self._kinds.items():
+        sent = 0
+        labels = self.reader.config.vllm_labels
+        for name, kind in kinds.items():
             if dead is not None:
                 answers[name] = _Answer({}, dead)
                 continue
             try:
-                self.queries += 1
+                sent += 1
                 samples = self.reader.query(kind.grouped)
             except QueryFailedError as err:
                 answers[name] = _Answer({}, err)
@@ -225,21 +262,37 @@ class MetricsSnapshot:
                     dead = err
                 continue
             by_key: dict[Key, list[dict[str, Any]]] = {}
-            dep = self.reader.config.vllm_labels.deployment
             for s in samples:
-                key = (s.labels.get(kind.namespace_label, ""), s.labels.get(dep, ""))
-                labels = (
+                key: Key = (
+                    s.labels.get(kind.namespace_label, ""),
+                    s.labels.get(labels.deployment, ""),
+                )
+                if by_variant:
+                    key += (s.labels.get(labels.variant, ""),)
+                kept = (
                     {AGE_NAME_LABEL: s.labels[AGE_NAME_LABEL]} if AGE_NAME_LABEL in s.labels else {}
                 )
-                by_key.setdefault(key, []).append({"metric": labels, "value": s.value})
+                by_key.setdefault(key, []).append({"metric": kept, "value": s.value})
             answers[name] = _Answer(by_key)
-        self._answers = answers
-        self.taken_at = self._clock()
+        return answers, sent
+
+    def _variant_answers(self) -> _Taken | None:
+        """The per-variant answers of this refresh, asked for on first use."""
+        with self._lock:
+            if self._taken is None:
+                return None
+            if self._variants is None:
+                answers, sent = self._ask(self._variant_kinds, by_variant=True)
+                self.queries += sent
+                self._variants = _Taken(self._variant_kinds, answers, self._clock())
+            return self._variants
 
     def reader_for(self, target: DeploymentTarget) -> MetricsReader:
-        """A reader for one deployment whose queries this snapshot answers (no I/O)."""
+        """A reader for one deployment whose queries this snapshot answers (no I/O), its
+        :meth:`~MetricsReader.read_variants` too."""
         client = _SnapshotClient(self, target)
-        return MetricsReader(
+        return _SnapshotReader(
+            self,
             self.reader.url,
             self.reader.config,
             region=self.reader.region,
@@ -248,27 +301,51 @@ class MetricsSnapshot:
         )
 
     def answer(self, kind: str, key: Key) -> list[Any]:
-        """The Prometheus ``data.result`` the per-deployment query would have returned."""
-        got = self._answers.get(kind)
-        if got is None or self.taken_at is None:
+        """The Prometheus ``data.result`` the per-deployment query would have returned (with a
+        variant in ``key``: the per-variant query)."""
+        taken = self._variant_answers() if len(key) > 2 else self._taken
+        got = taken.answers.get(kind) if taken is not None else None
+        if got is None or taken is None:
             raise KeyError(kind)
         if got.error is not None:  # told again to each deployment, as a live query would be
             raise QueryFailedError(got.error.reason, unreachable=got.error.unreachable)
-        lag = max(0.0, self._clock() - self.taken_at) if self._kinds[kind].age else 0.0
+        lag = max(0.0, self._clock() - taken.at) if taken.kinds[kind].age else 0.0
         return [
-            {"metric": s["metric"], "value": [self.taken_at, repr(s["value"] + lag)]}
+            {"metric": s["metric"], "value": [taken.at, repr(s["value"] + lag)]}
             for s in got.samples.get(key, ())
         ]
 
 
+class _SnapshotReader(MetricsReader):
+    """A reader answered from a snapshot, per variant too."""
+
+    def __init__(self, snapshot: MetricsSnapshot, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._snapshot = snapshot
+
+    def read_variants(
+        self, target: DeploymentTarget, expected_pods: Mapping[str, int | None]
+    ) -> dict[str, DeploymentReadings]:
+        out = {}
+        for variant, pods in expected_pods.items():
+            narrowed = replace(target, variant=variant)
+            reader = self._snapshot.reader_for(narrowed)
+            out[variant] = reader.read(narrowed, expected_pods=pods, gpu=False)
+        return out
+
+
 class _SnapshotClient:
-    """Answers one deployment's per-deployment queries from a snapshot; others go live."""
+    """Answers one deployment's (or one variant's) queries from a snapshot; others go live."""
 
     def __init__(self, snapshot: MetricsSnapshot, target: DeploymentTarget) -> None:
         self._snapshot = snapshot
-        self._key = (target.namespace, target.deployment)
+        self._key: Key = (target.namespace, target.deployment)
+        kinds = snapshot._kinds
+        if target.variant is not None:
+            self._key += (target.variant,)
+            kinds = snapshot._variant_kinds
         self._kind_of: Mapping[str, str] = {
-            kind.per_target(target): name for name, kind in snapshot._kinds.items()
+            kind.per_target(target): name for name, kind in kinds.items()
         }
         self._live: PromClient = snapshot.reader._client
 
