@@ -8,8 +8,8 @@ done to them, so tests assert on behaviour ("scaled us-east to 3") rather than o
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +22,12 @@ from wattscale.clusters.client import (
 from wattscale.clusters.render import ANNOTATION_OWNER, Manifest
 from wattscale.clusters.routes import RouteError
 from wattscale.fleet.regions import RegionDirectory
-from wattscale.metrics import CapacityObservation, DeploymentReadings, DeploymentTarget
+from wattscale.metrics import (
+    CapacityObservation,
+    DeploymentReadings,
+    DeploymentTarget,
+    MetricsConfig,
+)
 from wattscale.metrics.reader import QueryFailedError
 from wattscale.metrics.readings import DemandHistory, DemandPoint, Reading, ReadingStatus
 from wattscale.signals import GridEvent, GridEvents, Point, Series, SignalError, Unreachable
@@ -221,6 +226,10 @@ class FakeMetrics:
     gateway_waiting: float | None = None
     """What the gateway's wake query returns here (None: no series)."""
     queries: list[str] = field(default_factory=list)
+    variant_reads: list[str] = field(default_factory=list)
+    config: MetricsConfig = field(default_factory=MetricsConfig)
+    variant_ttft_p95_seconds: dict[str, float] = field(default_factory=dict)
+    """Per variant label value (``""`` the first): the p95 TTFT its own readings report."""
 
     def query(self, promql: str) -> list[GatewaySample]:
         """An instant query: the gateway's waiting requests (the wake query)."""
@@ -247,10 +256,31 @@ class FakeMetrics:
     ) -> list[CapacityObservation]:
         return []
 
+    def read_variants(
+        self, target: DeploymentTarget, expected_pods: Mapping[str, int | None]
+    ) -> dict[str, DeploymentReadings]:
+        """Each variant's readings: its Ready pods' part of the region's load, its own p95
+        TTFT when ``variant_ttft_p95_seconds`` names it."""
+        self.variant_reads.append(target.deployment)
+        total = sum(n or 0 for n in expected_pods.values())
+        return {
+            v: self.read(
+                replace(target, variant=v),
+                expected_pods=n,
+                fraction=(n or 0) / total if total else 0.0,
+            )
+            for v, n in expected_pods.items()
+        }
+
     def read(
-        self, target: DeploymentTarget, *, expected_pods: int | None = None
+        self,
+        target: DeploymentTarget,
+        *,
+        expected_pods: int | None = None,
+        fraction: float = 1.0,
     ) -> DeploymentReadings:
-        self.reads.append(target.deployment)
+        if target.variant is None:
+            self.reads.append(target.deployment)
         ready = expected_pods or 0
         pods = max(0, ready - self.unreported)
         status = ReadingStatus.PARTIAL if pods < ready else ReadingStatus.OK
@@ -261,9 +291,10 @@ class FakeMetrics:
             return Reading(value, status, 1.0, pods)
 
         # Only the reporting pods' tokens are in the sum (the load is spread evenly).
-        tokens = self.load.share(self.cluster) * (pods / ready if ready else 1.0)
+        tokens = self.load.share(self.cluster) * fraction * (pods / ready if ready else 1.0)
         u = self.load.utilisation(self.cluster)
         ttft = 0.1 / (1 - u) if self.ttft_p95_seconds is None else self.ttft_p95_seconds
+        ttft = self.variant_ttft_p95_seconds.get(target.variant or "", ttft)
         tpot = 0.01 / (1 - u)
         return DeploymentReadings(
             namespace=target.namespace,
@@ -287,6 +318,7 @@ class FakeMetrics:
             gpu_energy_joules=ok(0.0),
             gpu_utilization_ratio=ok(0.5),
             gpus_reporting=pods,
+            variant=target.variant,
         )
 
 

@@ -13,6 +13,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from wattscale.api.inference import InferenceDeploymentSpec
 from wattscale.controller.planning import Demand
@@ -24,6 +25,7 @@ from wattscale.metrics import (
     CapacityObservation,
     DeploymentTarget,
     LatencySlo,
+    observation_from_readings,
 )
 from wattscale.planner import HORIZON_STEP_SECONDS, PlannerState
 
@@ -58,6 +60,8 @@ class Memory:
     ready_log: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
     """Per region: (time, Ready count) of the passes within the last rate window, and the last
     one before it (the count in force when the window began)."""
+    variant_ready_log: dict[tuple[str, str], list[tuple[float, int]]] = field(default_factory=dict)
+    """The same per (region, variant) of a deployment with variants."""
     answering: frozenset[str] | None = None
     """The regions whose cluster answered last pass."""
     answering_changed_at: float | None = None
@@ -171,8 +175,9 @@ def learn(mem: Memory, window: CapacityObservation) -> None:
 def learn_variant(
     mem: Memory, spec: InferenceDeploymentSpec, obs: RegionObservation, window: CapacityObservation
 ) -> None:
-    """Give a region's window to the learner of the variant whose pods it measured: the
-    readings pool the region's pods, so a region running several variants teaches none."""
+    """Give a region's pooled window to the learner of the variant whose pods it measured;
+    without per-variant readings (``obs.variant_readings``), a region running several
+    variants teaches none."""
     running = [obs.primary_ready, *(v.ready(obs.available) for v in obs.variants)]
     if sum(1 for n in running if n > 0) > 1:
         return
@@ -182,6 +187,38 @@ def learn_variant(
         return
     v = spec.engine.resolved_variants(None)[index]
     _variant_learner(mem, spec, v.name).observe(window)
+
+
+def learn_variants(
+    mem: Memory,
+    spec: InferenceDeploymentSpec,
+    obs: RegionObservation,
+    now_s: float,
+    window_s: float,
+) -> bool:
+    """Give each variant's own readings in a region to that variant's learner, also where
+    several run at once (a window is a transient when that variant's Ready count changed
+    within it). False when the region has no per-variant readings."""
+    if obs.variant_readings is None:
+        return False
+    first = spec.engine.resolved_variants(None)[0].name
+    ready = {first: obs.primary_ready, **{v.name: v.ready(obs.available) for v in obs.variants}}
+    for name, readings in obs.variant_readings.items():
+        log = _log_ready(
+            mem.variant_ready_log, (obs.name, name), ready.get(name, 0), now_s, window_s
+        )
+        window = observation_from_readings(
+            readings,
+            window_seconds=window_s,
+            replicas_changed=_changed(log, ready.get(name, 0), now_s, window_s),
+        )
+        if window is None:
+            continue
+        if name == first:
+            learn(mem, window)
+        else:
+            _variant_learner(mem, spec, name).observe(window)
+    return True
 
 
 def _variant_learner(mem: Memory, spec: InferenceDeploymentSpec, name: str) -> CapacityLearner:
@@ -285,12 +322,29 @@ def settling(
 
 def ready_through_window(mem: Memory, obs: RegionObservation, now_s: float, window_s: float) -> int:
     """Log this pass's Ready count; return the fewest Ready over the last ``window_s``."""
-    log = mem.ready_log.setdefault(obs.name, [])
-    log.append((now_s, obs.ready))
+    log = _log_ready(mem.ready_log, obs.name, obs.ready, now_s, window_s)
+    return min(count for _, count in log)
+
+
+_K = TypeVar("_K", str, tuple[str, str])
+
+
+def _log_ready(
+    logs: dict[_K, list[tuple[float, int]]], key: _K, ready: int, now_s: float, window_s: float
+) -> list[tuple[float, int]]:
+    """Append this pass's Ready count to ``logs[key]``, trimmed to the window (the count in
+    force at its start kept)."""
+    log = logs.setdefault(key, [])
+    log.append((now_s, ready))
     start = now_s - window_s
     while len(log) > 1 and log[1][0] <= start:
-        log.pop(0)  # the count in force at the window's start is kept
-    return min(count for _, count in log)
+        log.pop(0)
+    return log
+
+
+def _changed(log: list[tuple[float, int]], ready: int, now_s: float, window_s: float) -> bool:
+    """Whether the Ready count changed within the window, or is not known for all of it."""
+    return log[0][0] > now_s - window_s or any(n != ready for _, n in log)
 
 
 def ready_changed_in_window(
@@ -298,4 +352,4 @@ def ready_changed_in_window(
 ) -> bool:
     """Whether the Ready count changed within the window, or is not known for all of it."""
     log = mem.ready_log.get(obs.name) or [(now_s, obs.ready)]
-    return log[0][0] > now_s - window_s or any(n != obs.ready for _, n in log)
+    return _changed(log, obs.ready, now_s, window_s)

@@ -33,6 +33,7 @@ from wattscale.controller.memory import (
     WarmBudget,
     capacity_estimate,
     learn_variant,
+    learn_variants,
     ready_changed_in_window,
     ready_through_window,
     settling,
@@ -275,6 +276,8 @@ class Reconciler:
         # Capacity: the hint is the prior, measurements correct it.
         for obs in regions:
             obs.ready_through_window = ready_through_window(mem, obs, now_s, window_s)
+            if learn_variants(mem, spec, obs, now_s, window_s):
+                continue
             if obs.readings is not None:
                 window = observation_from_readings(
                     obs.readings,

@@ -22,7 +22,7 @@ from wattscale.clusters.client import ClusterError, ClusterUnreachableError, Wor
 from wattscale.clusters.render import owner_of, workload_name
 from wattscale.fleet.regions import RegionDirectory, RegionRuntime
 from wattscale.fleet.snapshot import FleetSnapshot
-from wattscale.metrics import DeploymentReadings, DeploymentTarget
+from wattscale.metrics import DeploymentReadings, DeploymentTarget, MetricsReader
 from wattscale.signals.region import RegionSnapshot
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,9 @@ class RegionObservation:
     variants: list[VariantObservation] = field(default_factory=list)
     """The variants after the first (empty without ``spec.engine.variants``); ``ready`` and
     ``current`` count them too, the first variant's alone are ``primary_*``."""
+    variant_readings: dict[str, DeploymentReadings] | None = None
+    """With ``spec.engine.variants``: each variant's own readings by variant name (None: not
+    read; ``readings`` stays the region's whole, which demand and completeness use)."""
 
     @property
     def ready_in_readings(self) -> int:
@@ -202,7 +205,30 @@ def _observe_region(
             obs.errors.append(f"metrics: {err}")
         if obs.readings is not None and obs.readings.pods_reporting < obs.ready:
             obs.unscraped_pods = _unscraped(runtime, target)
+        if obs.readings is not None and spec.engine.variants:
+            _read_variants(obs, reader, spec, target)
     return obs
+
+
+def _read_variants(
+    obs: RegionObservation,
+    reader: MetricsReader,
+    spec: InferenceDeploymentSpec,
+    target: DeploymentTarget,
+) -> None:
+    """Each variant's readings, by the variant label of its pods (the first variant's pods
+    carry none: ``""``); only where the series are selected by label."""
+    if reader.config.selection != "label":
+        return
+    first = spec.engine.resolved_variants(None)[0].name
+    expected: dict[str, int | None] = {"": obs.primary_ready}
+    expected.update({v.name: v.ready(obs.available) for v in obs.variants})
+    try:
+        got = reader.read_variants(target, expected)
+    except Exception:  # the reader types its failures; this is a last resort
+        log.exception("region %s: per-variant metrics read failed", obs.name)
+        return
+    obs.variant_readings = {(name or first): r for name, r in got.items()}
 
 
 def _observe_variants(

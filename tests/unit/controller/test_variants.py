@@ -10,6 +10,7 @@ from prometheus_client import generate_latest
 
 from tests.fakes.world import build_world
 from tests.unit.controller.test_reconcile import NAME, NS, PRICES, Harness
+from wattscale.api.inference import InferenceDeploymentSpec
 from wattscale.cli_operator import explain_text
 from wattscale.controller.handlers import held_gpus
 from wattscale.controller.reconcile import Reconciler
@@ -32,9 +33,12 @@ A100_OFFER = {
 class VariantHarness(Harness):
     """Every region offers A100s beside its H100s; the spec has an h100 and an a100 variant."""
 
-    def __init__(self, a100_hint: int = 4000, **spec_changes: Any) -> None:
+    def __init__(
+        self, a100_hint: int = 4000, a100_available: int = 16, **spec_changes: Any
+    ) -> None:
         super().__init__(**spec_changes)
-        self.directory, self.regions, self.load = build_world(PRICES, extra_gpus=[A100_OFFER])
+        offer = {**A100_OFFER, "available": a100_available}
+        self.directory, self.regions, self.load = build_world(PRICES, extra_gpus=[offer])
         self.reconciler = Reconciler(
             self.directory, Settings(interval_seconds=30), clock=self.clock
         )
@@ -126,3 +130,38 @@ def test_no_variant_metric_without_variants() -> None:
     h.serve(20_000.0)
     text = generate_latest(h.reconciler.metrics.registry).decode()
     assert "wattscale_variant_desired_replicas{" not in text  # the family, no series
+
+
+def _both_running(h: VariantHarness) -> list[str]:
+    """The regions where both variants have Ready replicas."""
+    out = []
+    for name, r in h.regions.items():
+        a100 = r.cluster.ready.get((NS, f"{NAME}-a100-vllm"), 0)
+        if r.cluster.ready.get((NS, f"{NAME}-vllm"), 0) > 0 and a100 > 0:
+            out.append(name)
+    return out
+
+
+def test_a_region_running_two_variants_teaches_each_its_own_windows() -> None:
+    # One region, too few A100s for the load: both variants serve there at once. Each
+    # variant's readings report their own p95 TTFT (the pooled reading would mix them).
+    h = VariantHarness(a100_available=3)
+    h.spec["placement"].update(regions=["us-east"], homeRegion="us-east")
+    h.regions["us-east"].metrics.variant_ttft_p95_seconds = {"": 0.21, "a100": 0.37}
+    h.serve(20_000.0, passes=8)
+    both = _both_running(h)
+    assert both == ["us-east"], {n: r.cluster.ready for n, r in h.regions.items()}
+    mem = h.reconciler._memories.get(NS, NAME, InferenceDeploymentSpec.model_validate(h.spec))
+    firsts = [w for w in mem.learner.observations if w.source in both]
+    a100s = [w for w in mem.variant_learners["a100"].observations if w.source in both]
+    assert firsts
+    assert a100s
+    assert {w.ttft_p95_seconds for w in firsts} == {0.21}
+    assert {w.ttft_p95_seconds for w in a100s} == {0.37}
+
+
+def test_without_variants_nothing_is_read_per_variant() -> None:
+    h = Harness()
+    h.serve(20_000.0)
+    assert all(r.metrics.reads for r in h.regions.values() if r.cluster.replicas(NAME))
+    assert all(not r.metrics.variant_reads for r in h.regions.values())
