@@ -15,7 +15,8 @@ Tests only; the product never imports this. What it emulates, at the real interf
   ``modelName``, ``Hostname``, ``DCGM_FI_DRIVER_VERSION``, ``container``, ``namespace``, ``pod``;
 * ``/sd``: Prometheus HTTP service discovery listing those endpoints with the target labels a
   Kubernetes pod-SD + ``labelmap`` config would produce (``namespace``, ``pod``,
-  ``wattscale_io_deployment``), so scaling the emulator changes what Prometheus scrapes;
+  ``wattscale_io_deployment``, and ``wattscale_io_variant`` for a ``variant`` other than the
+  first, whose pods carry none), so scaling the emulator changes what Prometheus scrapes;
 * ``/control`` (POST JSON) and ``/state`` (GET) for the e2e suite: ``{"replicas": 3}``,
   ``{"tokens_per_second": 2000}`` (add ``"trace": true, "time_compression": 60`` for the Azure
   trace shape), ``{"kill_pod": "<pod>"}`` / ``{"revive_pod": "<pod>"}``.
@@ -505,8 +506,11 @@ class Emulator:
         seed: int = 7,
         keep_logs: bool = False,
         poisson: bool = True,
+        variant: str = "",
     ) -> None:
         self.load = load
+        self.variant = variant
+        """The variant its pods serve (``""``: the first, whose pods carry no variant label)."""
         self.poisson = poisson
         self.params = params or EngineParams()
         self.namespace = namespace
@@ -538,7 +542,8 @@ class Emulator:
         with self.lock:
             while len(self.replicas) < n:
                 suffix = "".join(self.rng.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
-                pod = f"{self.deployment}-{self.rs_hash[:10]}-{suffix}"
+                workload = f"{self.deployment}-{self.variant}" if self.variant else self.deployment
+                pod = f"{workload}-{self.rs_hash[:10]}-{suffix}"
                 uuids = []
                 for _ in range(self.params.gpus_per_replica):
                     uuids.append(f"GPU-{self.rng.getrandbits(128):032x}")
@@ -675,6 +680,7 @@ class Emulator:
                         "namespace": self.namespace,
                         "pod": rep.pod,
                         "wattscale_io_deployment": self.deployment,
+                        **({"wattscale_io_variant": self.variant} if self.variant else {}),
                         "job": "vllm",
                     },
                 }
@@ -929,6 +935,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--model", default="meta-llama/Llama-3.1-8B-Instruct")
     ap.add_argument("--legacy-names", action="store_true", help="serve older vLLM metric names")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--variant", default="", help="the pods' variant label (none: the first)")
     ap.add_argument("--gpus-per-replica", type=int, default=1)
     ap.add_argument("--gpu-product", default=EngineParams.gpu_product)
     args = ap.parse_args(argv)
@@ -947,6 +954,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         legacy_names=args.legacy_names,
         seed=args.seed,
         params=params,
+        variant=args.variant,
     )
     server = EmulatorServer(emu, port=args.port).start()
     print(f"vllm emulator on http://{server.address} (SD at /sd, control at /control)", flush=True)

@@ -37,8 +37,12 @@ class Deployment:
         return DeploymentTarget(self.emulator.namespace, self.emulator.deployment)
 
     def selector(self) -> str:
+        """Its pods' series (an empty variant matches the first variant's unlabelled pods)."""
         e = self.emulator
-        return f'namespace="{e.namespace}",wattscale_io_deployment="{e.deployment}"'
+        return (
+            f'namespace="{e.namespace}",wattscale_io_deployment="{e.deployment}",'
+            f'wattscale_io_variant="{e.variant}"'
+        )
 
 
 @dataclass

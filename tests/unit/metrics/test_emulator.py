@@ -97,3 +97,13 @@ def test_trace_profile_has_mean_one_shape() -> None:
     assert mean == pytest.approx(1.0)
     assert load.mean_output_tokens() == pytest.approx(211, abs=1)
     assert max(load.shape) > 1.3
+
+
+def test_sd_labels_a_pod_with_its_variant_the_first_with_none() -> None:
+    first = Emulator(ConstantLoad(0.0), replicas=1)
+    other = Emulator(ConstantLoad(0.0), replicas=1, variant="a100")
+    assert "wattscale_io_variant" not in first.sd_targets("127.0.0.1:1")[0]["labels"]
+    labels = other.sd_targets("127.0.0.1:1")[0]["labels"]
+    assert labels["wattscale_io_variant"] == "a100"
+    assert labels["wattscale_io_deployment"] == "llama"
+    assert labels["pod"].startswith("llama-a100-")
