@@ -15,6 +15,10 @@ matches on the grouping labels). Sample ages are the snapshot's plus the time si
 taken, so a snapshot that stops being refreshed turns Stale instead of looking current. A query
 the snapshot does not cover (a reading added later) is sent live, as before.
 
+Per-variant readings (deployments with ``spec.engine.variants``) come the same way from the 14
+vLLM queries grouped by namespace, deployment and variant label, sent on the first per-variant
+read of each refresh (a region with no such deployment sends only the 19).
+
 Only ``selection="label"`` with ``dcgm_selection="join"`` and no model filter can be
 aggregated by deployment (:func:`supported`); other configurations keep per-deployment reads.
 """
