@@ -227,6 +227,7 @@ class FakeMetrics:
     """What the gateway's wake query returns here (None: no series)."""
     queries: list[str] = field(default_factory=list)
     variant_reads: list[str] = field(default_factory=list)
+    capacity_histories: list[DeploymentTarget] = field(default_factory=list)
     config: MetricsConfig = field(default_factory=MetricsConfig)
     variant_ttft_p95_seconds: dict[str, float] = field(default_factory=dict)
     """Per variant label value (``""`` the first): the p95 TTFT its own readings report."""
@@ -254,6 +255,7 @@ class FakeMetrics:
         end: datetime,
         step_seconds: float | None = None,
     ) -> list[CapacityObservation]:
+        self.capacity_histories.append(target)
         return []
 
     def read_variants(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -25,6 +25,7 @@ from wattscale.metrics import (
     CapacityObservation,
     DeploymentTarget,
     LatencySlo,
+    MetricsReader,
     observation_from_readings,
 )
 from wattscale.planner import HORIZON_STEP_SECONDS, PlannerState
@@ -132,12 +133,18 @@ class Memories:
 
 
 def warm(
-    mem: Memory, regions: list[RegionObservation], name: str, namespace: str, now: datetime
+    mem: Memory,
+    regions: list[RegionObservation],
+    name: str,
+    namespace: str,
+    now: datetime,
+    spec: InferenceDeploymentSpec | None = None,
 ) -> None:
     """After a (re)start: replay demand and capacity history from each region's Prometheus.
 
     Demand is summed over regions per timestamp, so the forecaster remembers the day's shape
     and a restart does not forget it. A region whose history cannot be read adds nothing.
+    With ``spec.engine.variants``, each variant's learner replays its own pods' history.
     """
     target = DeploymentTarget(namespace=namespace, deployment=name)
     demand: dict[float, float] = {}
@@ -150,15 +157,34 @@ def warm(
             for point in history.points:
                 t = round(point.t_seconds)
                 demand[t] = demand.get(t, 0.0) + point.tokens_per_second
-            mem.learner.observe_many(
-                reader.read_capacity_history(target, now - WARM_START_CAPACITY, now)
-            )
+            _warm_capacity(mem, spec, reader, target, now)
         except Exception:  # history only makes the next pass better; never fail for it
             log.exception("region %s: warm start from Prometheus history failed", obs.name)
     if demand:
         mem.forecaster = warm_start(sorted(demand.items()), mem.forecaster.config)
     mem.warm = True
     mem.estimate = None  # the history's windows count from the next estimate on
+
+
+def _warm_capacity(
+    mem: Memory,
+    spec: InferenceDeploymentSpec | None,
+    reader: MetricsReader,
+    target: DeploymentTarget,
+    now: datetime,
+) -> None:
+    """One region's capacity history into the learners: the whole region's into the first
+    variant's, or with variants (and label selection) each variant's own into its learner."""
+    start = now - WARM_START_CAPACITY
+    variants = spec.engine.resolved_variants(None) if spec and spec.engine.variants else []
+    if not variants or reader.config.selection != "label":
+        mem.learner.observe_many(reader.read_capacity_history(target, start, now))
+        return
+    assert spec is not None
+    for index, v in enumerate(variants):
+        narrowed = replace(target, variant=v.name if index else "")
+        learner = mem.learner if index == 0 else _variant_learner(mem, spec, v.name)
+        learner.observe_many(reader.read_capacity_history(narrowed, start, now))
 
 
 def learn(mem: Memory, window: CapacityObservation) -> None:

@@ -245,7 +245,7 @@ class Reconciler:
         for obs in regions:
             _last_set(spec, obs, rows.get(obs.name) or {})
         if not mem.warm and self._warm_budget.take(now.timestamp()):
-            warm(mem, regions, name, namespace, now)
+            warm(mem, regions, name, namespace, now, spec)
         return regions
 
     def _size(

@@ -165,3 +165,14 @@ def test_without_variants_nothing_is_read_per_variant() -> None:
     h.serve(20_000.0)
     assert all(r.metrics.reads for r in h.regions.values() if r.cluster.replicas(NAME))
     assert all(not r.metrics.variant_reads for r in h.regions.values())
+
+
+def test_a_restart_replays_each_variants_own_capacity_history() -> None:
+    h = VariantHarness()
+    h.step()
+    asked = {t.variant for r in h.regions.values() for t in r.metrics.capacity_histories}
+    assert asked == {"", "a100"}  # the first variant's pods by the absent label
+    plain = Harness()
+    plain.step()
+    asked = {t.variant for r in plain.regions.values() for t in r.metrics.capacity_histories}
+    assert asked == {None}  # without variants: the region's whole history, as before
