@@ -231,6 +231,8 @@ class FakeMetrics:
     config: MetricsConfig = field(default_factory=MetricsConfig)
     variant_ttft_p95_seconds: dict[str, float] = field(default_factory=dict)
     """Per variant label value (``""`` the first): the p95 TTFT its own readings report."""
+    variant_labels: bool = True
+    """False: the scrape config drops the variant label, every pod reads as the first's."""
 
     def query(self, promql: str) -> list[GatewaySample]:
         """An instant query: the gateway's waiting requests (the wake query)."""
@@ -265,6 +267,8 @@ class FakeMetrics:
         TTFT when ``variant_ttft_p95_seconds`` names it."""
         self.variant_reads.append(target.deployment)
         total = sum(n or 0 for n in expected_pods.values())
+        if not self.variant_labels:  # every pod in the first variant's group
+            expected_pods = {v: (total if v == "" else 0) for v in expected_pods}
         return {
             v: self.read(
                 replace(target, variant=v),

@@ -224,19 +224,29 @@ def learn_variants(
 ) -> bool:
     """Give each variant's own readings in a region to that variant's learner, also where
     several run at once (a window is a transient when that variant's Ready count changed
-    within it). False when the region has no per-variant readings."""
+    within it). False when the region has no per-variant readings, or when a variant reports
+    more pods than it has Ready: its label is not on the series as expected (a scrape config
+    without the variant label puts every pod in the first's), or pods are going; the pooled
+    readings are used then."""
     if obs.variant_readings is None:
         return False
     first = spec.engine.resolved_variants(None)[0].name
     ready = {first: obs.primary_ready, **{v.name: v.ready(obs.available) for v in obs.variants}}
-    for name, readings in obs.variant_readings.items():
-        log = _log_ready(
-            mem.variant_ready_log, (obs.name, name), ready.get(name, 0), now_s, window_s
+    changed = {
+        name: _changed(
+            _log_ready(mem.variant_ready_log, (obs.name, name), n, now_s, window_s),
+            n,
+            now_s,
+            window_s,
         )
+        for name, n in ready.items()
+    }
+    readings_of = obs.variant_readings
+    if any(r.pods_reporting > ready.get(name, 0) for name, r in readings_of.items()):
+        return False
+    for name, readings in readings_of.items():
         window = observation_from_readings(
-            readings,
-            window_seconds=window_s,
-            replicas_changed=_changed(log, ready.get(name, 0), now_s, window_s),
+            readings, window_seconds=window_s, replicas_changed=changed.get(name, True)
         )
         if window is None:
             continue

@@ -176,3 +176,19 @@ def test_a_restart_replays_each_variants_own_capacity_history() -> None:
     plain.step()
     asked = {t.variant for r in plain.regions.values() for t in r.metrics.capacity_histories}
     assert asked == {None}  # without variants: the region's whole history, as before
+
+
+def test_series_without_the_variant_label_fall_back_to_the_pooled_readings() -> None:
+    # The scrape config drops the variant label: every pod reads as the first variant's. The
+    # per-variant readings are not believed (the first reports more pods than it has Ready):
+    # the region's pooled readings teach as before, neither learner while both variants run.
+    h = VariantHarness(a100_available=3)
+    h.spec["placement"].update(regions=["us-east"], homeRegion="us-east")
+    h.regions["us-east"].metrics.variant_labels = False
+    h.regions["us-east"].metrics.variant_ttft_p95_seconds = {"": 0.21}
+    h.serve(20_000.0, passes=8)
+    assert _both_running(h) == ["us-east"]
+    mem = h.reconciler._memories.get(NS, NAME, InferenceDeploymentSpec.model_validate(h.spec))
+    assert h.regions["us-east"].metrics.variant_reads
+    assert all(w.ttft_p95_seconds != 0.21 for w in mem.learner.observations)
+    assert all(w.replicas <= 3 for w in mem.learner.observations)  # no pooled 6-pod window
