@@ -536,17 +536,25 @@ def build_world(
     member_secrets: dict[str, str] | None = None,
     engines: dict[str, EngineParams] | None = None,
     offers: dict[str, list[dict[str, Any]]] | None = None,
+    variants: dict[str, str] | None = None,
 ) -> World:
     """``gateway``: an emulated EPP, scraped by the first region's Prometheus only;
     ``member_secrets``: region -> the kubeconfig Secret its Region names (see region_manifest);
     ``engines``: region -> the emulated engine there, when not the default H100 (one engine per
-    region: the emulator serves one performance model); ``offers``: region -> its GPU offers."""
+    region: the emulator serves one performance model); ``offers``: region -> its GPU offers;
+    ``variants``: region -> the variant its emulated pods serve and are labelled with (default:
+    the first, whose pods carry no variant label)."""
     board = PriceBoard(prices)
     rigs: dict[str, RegionRig] = {}
     for i, region in enumerate(prices):
         engine = (engines or {}).get(region)
         emu = Emulator(
-            ConstantLoad(0.0), replicas=0, namespace=namespace, deployment=name, params=engine
+            ConstantLoad(0.0),
+            replicas=0,
+            namespace=namespace,
+            deployment=name,
+            params=engine,
+            variant=(variants or {}).get(region, ""),
         )
         server = EmulatorServer(emu).start()
         scrapes = [http_sd_config(f"http://{server.address}/sd", interval_seconds=1.0)]
@@ -598,6 +606,7 @@ def open_world(
     gateway: GatewayServer | None = None,
     engines: dict[str, EngineParams] | None = None,
     offers: dict[str, list[dict[str, Any]]] | None = None,
+    variants: dict[str, str] | None = None,
 ) -> Iterator[World]:
     """A running world: a fresh namespace, Regions on the hub, balancer and operator started.
 
@@ -619,8 +628,9 @@ def open_world(
             member_identities(stack, list(prices), OPERATOR_NAMESPACE, tmp / "members") as secrets,
         ):
             world = build_world(
-                stack, namespace, name, prices, identity, gateway, secrets, engines, offers
-            )
+                stack, namespace, name, prices, identity, gateway, secrets,
+                engines=engines, offers=offers, variants=variants,
+            )  # fmt: skip
             try:
                 world.start_balancer()
                 world.start_operator(tmp)

@@ -5,7 +5,9 @@ and ``a100`` (NVIDIA-A100-SXM4-80GB). us-east offers H100s only, us-west A100s o
 adds A100 nodes to us-west's cluster (KWOK) and its Region offers them at 1.50 an hour against
 the H100's 2.50. The emulator serves one performance model per region, so us-west's engine is an
 A100's (every step 1 / 0.6 as long: ~1,260 tok/s per replica within the SLO, against ~2,945 for
-the H100), and the balancer weighs each region by what its replicas serve.
+the H100; its pods are labelled with their variant, as Prometheus' pod SD + labelmap label real
+ones, so each variant's learner is taught its own readings), and the balancer weighs each region
+by what its replicas serve.
 
 At the same electricity price the H100 serves a token for less (one H100 replica costs less than
 the two A100 replicas that serve the same load), so the replicas settle as the ``h100`` variant
@@ -114,6 +116,7 @@ def world(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
             PRICES,
             namespace_prefix="e2e-var",
             engines={"us-west": A100_ENGINE},
+            variants={"us-west": "a100"},
             offers={"us-east": [H100_OFFER], "us-west": [A100_OFFER], "eu-central": [H100_OFFER]},
         ) as w:
             w.total_tokens_per_second = LOAD_TOKENS_PER_SECOND
