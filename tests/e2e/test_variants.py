@@ -9,12 +9,13 @@ the H100; its pods are labelled with their variant, as Prometheus' pod SD + labe
 ones, so each variant's learner is taught its own readings), and the balancer weighs each region
 by what its replicas serve.
 
-At the same electricity price the H100 serves a token for less (one H100 replica costs less than
-the two A100 replicas that serve the same load), so the replicas settle as the ``h100`` variant
-in us-east. When us-east's price jumps, energy outweighs the GPU's hour and the A100 mix is
-cheaper: the load moves to the ``a100`` variant make-before-break (the capacity that serves it
-never drops below the load), status and the variant metric say which variant runs where, and the
-dashboard's variant panel has data.
+Power is dear where the A100s are (8.00 a kWh against 0.20), so an A100 replica costs more than
+an H100 one, even idle, and the replicas come up as the ``h100`` variant in us-east (no A100 even
+for a remainder: a mix would only pay if an A100 were cheaper than another H100). Then the
+prices swap: every A100 replica now costs less than any H100 one, and the load moves to the
+``a100`` variant make-before-break (the capacity that serves it never drops below the load);
+status and the variant metric say which variant runs where, and the dashboard's variant panel
+has data.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 REGIONS = ["us-west", "us-east", "eu-central"]
 PLACED = ["us-east", "us-west"]
-PRICES = {"us-west": 0.20, "us-east": 0.20, "eu-central": 0.30}
+PRICES = {"us-west": 8.00, "us-east": 0.20, "eu-central": 0.30}
 LOAD_TOKENS_PER_SECOND = 2000.0
 A100 = "NVIDIA-A100-SXM4-80GB"
 A100_NODES = 2
@@ -153,16 +154,13 @@ def test_the_engines_differ_as_the_scenario_says(world: World) -> None:
     a100 = world.rigs["us-west"].capacity_tokens_per_second
     h100 = world.rigs["us-east"].capacity_tokens_per_second
     assert h100 == EMULATED_CAPACITY_TOKENS_PER_SECOND
-    # One H100 replica serves the load; the A100s need two (what makes the H100 cheaper at
-    # the same price, and the A100s cheaper once energy costs more than the GPU's hour).
+    # One H100 replica serves the load; the A100s need two: the variants differ in capacity as
+    # well as in price and power.
     assert math.ceil(LOAD_TOKENS_PER_SECOND / h100) == 1, h100
     assert math.ceil(LOAD_TOKENS_PER_SECOND / a100) == 2, a100
 
 
-def test_replicas_come_up_as_the_variant_cheapest_per_token(world: World) -> None:
-    # While the start ramp's margin asks for more than one H100 serves, one H100 and one A100
-    # is rightly the cheapest mix (an A100 costs less than a second H100); once the need is what
-    # one H100 serves, the A100 goes after the scale-down window.
+def test_replicas_come_up_as_the_cheaper_variant(world: World) -> None:
     world.wait(
         "the h100 variant alone serves the load, in us-east",
         lambda: (
@@ -173,16 +171,18 @@ def test_replicas_come_up_as_the_variant_cheapest_per_token(world: World) -> Non
         passes=4 * STEP_PASSES + SETTLE_PASSES,
     )
     assert _serving(world, "us-east") == {f"{world.name}-vllm"}
+    a100s = [r["us-west"] for _, r in world.ready_history if r["us-west"]]
+    assert not a100s, f"an A100 replica ran while every one cost more than an H100: {a100s}"
     variants = _variants(world)
     assert variants["us-east"].get("h100", 0) >= 1, variants
     assert variants["us-west"].get("a100", 0) == 0, variants
 
 
-def test_a_price_jump_moves_the_load_to_the_other_variant_make_before_break(
+def test_when_prices_swap_the_load_moves_to_the_other_variant_make_before_break(
     world: World,
 ) -> None:
     mark = len(world.ready_history)
-    world.board.prices["us-east"] = 3.00
+    world.board.prices.update({"us-east": 8.00, "us-west": 0.20})
     world.wait(
         "the load moves to the a100 variant in us-west",
         lambda: (

@@ -321,6 +321,7 @@ def build_request(
         latency=latency,
         metrics_fresh=demand.fresh,
         demand_settling=demand_settling,
+        demand_censored=demand.slo_breached,
         demand_lag_seconds=demand_lag_seconds,
         scale_to_zero_idle_seconds=_idle_seconds(spec, scale),
         waiting_requests=None if gateway is None else gateway.waiting_requests,

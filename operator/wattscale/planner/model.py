@@ -249,6 +249,10 @@ class PlanRequest:
     """Replicas became Ready within the metrics window, so the measured demand may under-read
     (their rates are not in it yet): plan up on it, or move replicas, but never shrink the
     fleet's capacity on it."""
+    demand_censored: bool = False
+    """The SLO is breached where demand was measured: the fleet served what it could, so the
+    reading is a lower bound on demand (users queue), not a level the forecast could have seen.
+    Sizing still lifts on it; the forecast's error memory does not score what it predicts."""
     demand_lag_seconds: float = 0.0
     """How long the measured demand lags the traffic (the metrics' ``rate()`` window): traffic
     that starts as a step shows as a ramp over it, so the forecast's error memory stays cold

@@ -166,13 +166,14 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
     expected = max(forecast_peak, ramp_peak)
     peak = recent_peak(recent, window) if measured else None
     kept = 0.0 if peak is None else peak
-    if measured and not req.demand_settling:
+    if measured and not req.demand_settling and not req.demand_censored:
         # What the fleet is sized on is the larger of the expected peak (the target) and the
         # recent peak (what a scale-down keeps): a forecast that dips after one low reading
         # removes no capacity, so it is not a shortfall to cover. Scored later against the
         # measured peak; not while the reading under-reads (new replicas not in the rate
-        # window yet, pods not reporting): that error is the reading's, not the forecast's,
-        # and would inflate the headroom for a day.
+        # window yet, pods not reporting, or a saturated fleet serving less than users ask):
+        # that error is the reading's, not the forecast's, and would inflate the headroom for
+        # a day.
         recent = record_prediction(
             recent, window, max(expected, kept), req.demand_lag_seconds, rising=new_high
         )

@@ -30,6 +30,7 @@ def _drive(
     headroom: float | None = None,
     stabilise: float = 0.0,
     lag: float = 0.0,
+    censored: list[bool] | None = None,
 ) -> list[Decision]:
     """One pass per minute on a flat forecast of each minute's demand; what each pass desires
     is Ready the next minute (so only the sizing, not cold starts, shapes the counts)."""
@@ -46,6 +47,7 @@ def _drive(
                 interval_seconds=STEP,
                 scale_down_stabilisation_seconds=stabilise,
                 demand_lag_seconds=lag,
+                demand_censored=bool(censored and censored[minute]),
             ),
             state,
         )
@@ -126,6 +128,21 @@ def test_a_start_the_reading_smears_past_the_sizing_window_is_not_a_forecast_err
     blind = _drive(climb + [21_000.0] * 40, current=1)[-1].state.recent
     assert blind.err_count > 20
     assert derived_headroom(blind) == pytest.approx(1 / TARGET_UTILISATION)
+
+
+def test_what_a_saturated_fleet_served_is_not_a_forecast_error() -> None:
+    # Users ask 21,000 tok/s of a fleet that serves 7,000 per replica: until enough replicas are
+    # Ready the reading is what they served (the SLO breached: users queue), climbing with each
+    # replica and flat between. Flat readings end the start's climb, so scoring them would count
+    # the queue as the forecast's error.
+    served = [0.0] + [7_000.0] * 5 + [14_000.0] * 5  # longer than the cold window (7 min)
+    readings = served + [21_000.0] * 40
+    breached = [0.0 < v < 21_000.0 for v in readings]
+    told = _drive(readings, current=1, censored=breached)[-1].state.recent
+    assert told.err_count > 20
+    assert derived_headroom(told) == pytest.approx(1 / TARGET_UTILISATION)
+    blind = _drive(readings, current=1)[-1].state.recent
+    assert derived_headroom(blind) > derived_headroom(told)
 
 
 def test_once_the_start_is_over_a_surge_is_scored() -> None:
