@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 from dataclasses import dataclass, replace
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "ramp_slope",
     "recent_peak",
     "record_prediction",
+    "rise_threshold",
     "skip_recent",
 ]
 
@@ -147,7 +149,31 @@ def ramp_slope(r: RecentDemand, points: int = 3) -> float:
 
 RISE_TOLERANCE = 0.01
 """A measurement counts as a rise when it is more than this share above the highest of the
-protection window before it (a level creeping by a few tokens/s is not a surge)."""
+protection window before it (a level creeping by a few tokens/s is not a surge), or more than
+:func:`rise_threshold` when the readings are noisier than that."""
+NOISE_POINTS = 30
+"""Recent measurements the readings' noise is estimated over."""
+NOISE_Z = 2.0
+"""A rise must clear the readings' noise by this many standard deviations."""
+
+
+def rise_threshold(r: RecentDemand, points: int = NOISE_POINTS) -> float:
+    """How far (a share) a measurement must rise above the protection window's highest to be a
+    rise rather than noise: ``max(RISE_TOLERANCE, exp(NOISE_Z x sigma) - 1)``.
+
+    ``sigma`` is the noise of one reading in log space, from the second differences of the
+    last ``points`` log readings (robustly: their median absolute value; a second difference
+    of independent noise has ``sqrt(6) sigma``): a steady ramp, however steep, has none, so it
+    stays a rise; readings that jump around a level (a busy scrape, users moving between regions
+    after a drain) do not make each recovery a surge.
+    """
+    logs = [math.log(v) for _, v in r.seen[-max(points, 3) :] if v > 0]
+    d2 = [a - 2 * b + c for a, b, c in zip(logs, logs[1:], logs[2:], strict=False)]
+    if len(d2) < 3:
+        return RISE_TOLERANCE
+    mad = statistics.median(abs(x) for x in d2)
+    sigma = mad / (0.6745 * math.sqrt(6.0))
+    return max(RISE_TOLERANCE, math.exp(NOISE_Z * sigma) - 1.0)
 
 
 def record_prediction(

@@ -8,7 +8,8 @@ Shared by the operator and the replay (both call :func:`wattscale.planner.plan`,
    intervals: what can arrive before a replica started now is Ready);
 2. **ramp**: the demand measured now, extrapolated over the sizing window along the smallest
    rise between the last ``RAMP_POINTS`` measurements, when they climb more than
-   ``RISE_TOLERANCE`` above the highest demand of the protection window (at most
+   ``rise_threshold`` (1 %, or the readings' own noise) above the highest demand of the
+   protection window (at most
    ``MAX_RAMP_RATIO`` times today's demand): a damped trend lags a ramp by minutes, and 99.8 %
    of SLO misses fell while a scale-up was still loading;
 
@@ -19,7 +20,7 @@ and a scale-down (or the old side of a move) keeps, as a guard-rail on top of th
    shorter than that does not release capacity, and a reading that under-reads once (a rate
    window after a cluster returns) cannot shrink the fleet below what it served a pass ago;
 4. **no shrinking on a rise**: while the newest measurement is a new high, materially
-   (``RISE_TOLERANCE``) above every other one of the protection window, the fleet's capacity
+   (``rise_threshold``) above every other one of the protection window, the fleet's capacity
    is kept whole (replicas may move, not go): a scale-down just as a surge begins is the one a
    cold start cannot undo in time. Noise around a level, which rises every other reading, does
    not hold a scale-down the level allows.
@@ -45,13 +46,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from wattscale.forecast.recent import (
-    RISE_TOLERANCE,
     RecentDemand,
     error_factor,
     observe_recent,
     ramp_slope,
     recent_peak,
     record_prediction,
+    rise_threshold,
     skip_recent,
 )
 
@@ -159,7 +160,7 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
     # to a level served minutes ago, and noise around a level rises every other reading; a
     # level neither is a trend to extrapolate nor a surge to hold capacity for.
     before = recent_peak(recent, window, before_newest=True) if measured else None
-    new_high = before is not None and now > before * (1 + RISE_TOLERANCE)
+    new_high = before is not None and now > before * (1 + rise_threshold(recent))
     if measured and (before is None or new_high):
         slope = ramp_slope(recent, RAMP_POINTS)
         ramp_peak = min(now + slope * window, MAX_RAMP_RATIO * now)
