@@ -145,6 +145,32 @@ def test_what_a_saturated_fleet_served_is_not_a_forecast_error() -> None:
     assert derived_headroom(blind) > derived_headroom(told)
 
 
+def test_a_breach_floor_growing_with_the_fleet_is_not_a_ramp() -> None:
+    # The controller lifts a breached pass's demand to 1.15 x what the Ready fleet could serve;
+    # as the fleet grows, so does that floor. Users sent 7,000 tok/s all along.
+    state = PlannerState()
+    needs = []
+    for minute, floor in enumerate([8_000.0, 16_000.0, 24_000.0, 32_000.0]):
+        d = plan(
+            request(
+                region("A", 0.1, pool(current=2)),
+                demand=floor,
+                now_seconds=minute * STEP,
+                headroom=1.0,
+                cold_start_seconds=COLD,
+                interval_seconds=STEP,
+                demand_censored=True,
+                measured_tokens_per_second=7_000.0,
+            ),
+            state,
+        )
+        state = d.state
+        needs.append(d.explanation.need_tokens_per_second)
+    # Each pass covers its floor, and no more: the floor's growth is not extrapolated.
+    assert needs == pytest.approx([8_000.0, 16_000.0, 24_000.0, 32_000.0])
+    assert [v for _, v in state.recent.seen] == [7_000.0] * 4
+
+
 def test_once_the_start_is_over_a_surge_is_scored() -> None:
     # The same start, a level, then a surge the flat forecast misses: that is a forecast error.
     climb = [0.0] + [2_100.0 * m for m in range(1, 11)]
