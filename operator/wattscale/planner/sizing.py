@@ -152,11 +152,13 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
     forecast_peak = float(demand[:s].max())
     now = float(demand[0])
     measured_now = req.measured_tokens_per_second
-    if req.demand_censored and measured_now is not None and math.isfinite(measured_now):
-        # A breach lifts the series to what the fleet could serve: a floor of the fleet's own
-        # size, which grows as it scales up. Remembered or extrapolated as demand, it would
-        # double the fleet every pass the breach lasts; what was measured is what users sent.
-        now = min(now, max(measured_now, 0.0))
+    if measured_now is not None and math.isfinite(measured_now):
+        # The series starts with the forecast (the operator hands in mean + 1 sigma; a breach
+        # lifts it to what the fleet could serve, a floor that grows with the fleet): the memory
+        # of recent demand, its ramp and the peak a scale-down keeps are what was measured. A
+        # forecast dragged down by under-reads (users moving after a drain) must not lower the
+        # peak a scale-down keeps, nor a breach floor be extrapolated as a ramp.
+        now = max(measured_now, 0.0)
     if measured:
         recent = observe_recent(recent, req.now_seconds, now)
     else:
