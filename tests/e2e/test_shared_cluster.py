@@ -396,9 +396,19 @@ def _check_nothing_echoed(
         return "401" in errors.get("carbon", "") and bool(errors.get("price"))
 
     run.wait("both marker feeds to have been read and refused", feeds_failed)
-    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as resp:
+    seen = _operator_output(run, names, ml, f"http://127.0.0.1:{metrics_port}/metrics")
+    leaks = [f"{where}: {path} marker" for where, text in seen.items()
+             for path, marker in MARKERS.items() if marker in text]  # fmt: skip
+    assert not leaks, leaks
+
+
+def _operator_output(run: Run, names: dict[str, str], ml: str, metrics_url: str) -> dict[str, str]:
+    """Everything the operator wrote where people look: its log, the Regions and
+    InferenceDeployments it writes status to, Events, and its /metrics."""
+    stack = run.stack
+    with urllib.request.urlopen(metrics_url, timeout=5) as resp:
         metrics = resp.read().decode()
-    seen = {
+    return {
         "operator log": run.log_path.read_text(errors="replace"),
         "Regions": stack.kubectl(stack.hub, "get", "regions", *names.values(), "-o", "json").stdout,
         "InferenceDeployments": stack.kubectl(
@@ -407,9 +417,6 @@ def _check_nothing_echoed(
         "Events": stack.kubectl(stack.hub, "get", "events", "-A", "-o", "json").stdout,
         "metrics": metrics,
     }
-    leaks = [f"{where}: {path} marker" for where, text in seen.items()
-             for path, marker in MARKERS.items() if marker in text]  # fmt: skip
-    assert not leaks, leaks
 
 
 def _check_cleanup(run: Run, cluster: str, ml: str) -> None:
@@ -584,15 +591,7 @@ def _check_rotation(
     assert reachable, "the Region's Reachable condition was never read"
     assert set(reachable) == {"True"}, f"Reachable went {reachable} across the rotation"
 
-    seen = {
-        "operator log": run.log_path.read_text(errors="replace"),
-        "Regions": stack.kubectl(stack.hub, "get", "regions", *names.values(), "-o", "json").stdout,
-        "InferenceDeployments": stack.kubectl(
-            stack.hub, "get", "inferencedeployments", "-n", ml, "-o", "json"
-        ).stdout,
-        "Events": stack.kubectl(stack.hub, "get", "events", "-A", "-o", "json").stdout,
-        "metrics": urllib.request.urlopen(clock.metrics_url, timeout=5).read().decode(),
-    }
+    seen = _operator_output(run, names, ml, clock.metrics_url)
     leaks = [f"{where}: the {which} token" for where, text in seen.items()
              for which, token in (("old", old), ("new", new)) if token in text]  # fmt: skip
     assert not leaks, leaks
