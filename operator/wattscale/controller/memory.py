@@ -10,6 +10,7 @@ scales down at once).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ from wattscale.metrics import (
     MetricsReader,
     observation_from_readings,
 )
+from wattscale.metrics.capacity import CapacityLearnerConfig
 from wattscale.planner import HORIZON_STEP_SECONDS, PlannerState
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,8 @@ ESTIMATE_EVERY_WINDOW_BELOW = 30
 """Until the learner holds this many windows, each new one refreshes the estimate."""
 NEAR_SLO = 0.8
 """A window whose p95 latency reaches this share of the SLO (or that queues) is news."""
+BACKLOG_MAX_WINDOWS = CapacityLearnerConfig().transient_backlog_max_windows
+"""How many rate windows before its own a latency reading may describe (the learner's cap)."""
 
 
 @dataclass
@@ -59,8 +63,8 @@ class Memory:
     last_warnings: frozenset[str] = frozenset()  # warning_key of each problem posted
     warm: bool = False
     ready_log: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
-    """Per region: (time, Ready count) of the passes within the last rate window, and the last
-    one before it (the count in force when the window began)."""
+    """Per region: (time, Ready count) of the passes within the longest span a latency reading
+    describes (``1 + BACKLOG_MAX_WINDOWS`` rate windows), and the last one before it."""
     variant_ready_log: dict[tuple[str, str], list[tuple[float, int]]] = field(default_factory=dict)
     """The same per (region, variant) of a deployment with variants."""
     answering: frozenset[str] | None = None
@@ -353,34 +357,69 @@ def settling(
         f"the regions answering or serving changed {now_s - since:.0f} s ago: demand readings "
         f"still describe the users' old split for one {window_s:.0f}-s window; holding"
     )
-    return Demand(demand.tokens_per_second, demand.slo_breached, False, (*demand.notes, note))
+    return replace(demand, fresh=False, notes=(*demand.notes, note))
 
 
 def ready_through_window(mem: Memory, obs: RegionObservation, now_s: float, window_s: float) -> int:
-    """Log this pass's Ready count; return the fewest Ready over the last ``window_s``."""
-    log = _log_ready(mem.ready_log, obs.name, obs.ready, now_s, window_s)
-    return min(count for _, count in log)
+    """Log this pass's Ready count; return the fewest Ready over the last ``window_s``.
+
+    The log is kept for the longest span a latency reading can describe (see
+    :func:`latency_span_seconds`)."""
+    keep_s = window_s * (1.0 + BACKLOG_MAX_WINDOWS)
+    log = _log_ready(mem.ready_log, obs.name, obs.ready, now_s, keep_s)
+    return min(count for _, count in _span(log, now_s, window_s))
+
+
+def latency_span_seconds(obs: RegionObservation, window_s: float) -> float:
+    """How far back a region's latency readings reach: the rate window, plus its p95 TTFT (a
+    request that got its first token in the window arrived up to that long before it), capped
+    at ``BACKLOG_MAX_WINDOWS`` windows as the capacity learner caps the same span."""
+    readings = obs.readings
+    ttft = readings.ttft_p95_seconds if readings is not None else None
+    backlog = 0.0
+    if ttft is not None and ttft.usable and ttft.value is not None and math.isfinite(ttft.value):
+        backlog = min(max(ttft.value, 0.0), BACKLOG_MAX_WINDOWS * window_s)
+    return window_s + backlog
+
+
+def fewest_ready(mem: Memory, obs: RegionObservation, now_s: float, span_s: float) -> int:
+    """The fewest Ready replicas logged in a region over the last ``span_s`` (call after
+    :func:`ready_through_window` logged this pass)."""
+    log = mem.ready_log.get(obs.name) or [(now_s, obs.ready)]
+    return min(count for _, count in _span(log, now_s, span_s))
 
 
 _K = TypeVar("_K", str, tuple[str, str])
 
 
 def _log_ready(
-    logs: dict[_K, list[tuple[float, int]]], key: _K, ready: int, now_s: float, window_s: float
+    logs: dict[_K, list[tuple[float, int]]], key: _K, ready: int, now_s: float, keep_s: float
 ) -> list[tuple[float, int]]:
-    """Append this pass's Ready count to ``logs[key]``, trimmed to the window (the count in
-    force at its start kept)."""
+    """Append this pass's Ready count to ``logs[key]``, trimmed to the last ``keep_s`` (the
+    count in force at its start kept)."""
     log = logs.setdefault(key, [])
     log.append((now_s, ready))
-    start = now_s - window_s
+    start = now_s - keep_s
     while len(log) > 1 and log[1][0] <= start:
         log.pop(0)
     return log
 
 
+def _span(log: list[tuple[float, int]], now_s: float, span_s: float) -> list[tuple[float, int]]:
+    """The entries of ``log`` in force over the last ``span_s``: those within it, and the last
+    one before it (the count in force when it began), when logged."""
+    start = now_s - span_s
+    first = 0
+    for i, (t, _) in enumerate(log):
+        if t <= start:
+            first = i
+    return log[first:]
+
+
 def _changed(log: list[tuple[float, int]], ready: int, now_s: float, window_s: float) -> bool:
     """Whether the Ready count changed within the window, or is not known for all of it."""
-    return log[0][0] > now_s - window_s or any(n != ready for _, n in log)
+    recent = _span(log, now_s, window_s)
+    return recent[0][0] > now_s - window_s or any(n != ready for _, n in recent)
 
 
 def ready_changed_in_window(

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from wattscale.api.inference import InferenceDeploymentSpec
 from wattscale.fleet.observe import RegionObservation
 from wattscale.metrics.gateway import GatewayReading
+from wattscale.metrics.readings import Reading
 from wattscale.planner import (
     HORIZON_STEP_SECONDS,
     GridEvent,
@@ -50,13 +51,15 @@ class Demand:
     slo_breached: bool
     fresh: bool
     notes: tuple[str, ...] = ()
+    breached_regions: tuple[str, ...] = ()
+    """The regions whose p95 TTFT or TPOT is over the SLO (``slo_breached``: any)."""
 
 
 def measure_demand(spec: InferenceDeploymentSpec, regions: Sequence[RegionObservation]) -> Demand:
     """Sum measured output tokens/s; any region with Ready pods but no usable reading => stale."""
     total = 0.0
     fresh = True
-    breached = False
+    breached: list[str] = []
     notes: list[str] = []
     for obs in regions:
         if not obs.available or obs.ready == 0:
@@ -67,19 +70,49 @@ def measure_demand(spec: InferenceDeploymentSpec, regions: Sequence[RegionObserv
             notes.append(f"no usable demand reading from {obs.name}")
             continue
         total += readings.generation_tokens_per_second.value_or(0.0)
-        ttft = readings.ttft_p95_seconds
-        tpot = readings.tpot_p95_seconds
-        if ttft.usable and ttft.value is not None and ttft.value * 1000 > spec.slo.ttftP95Ms:
-            breached = True
-        if tpot.usable and tpot.value is not None and tpot.value * 1000 > spec.slo.tpotP95Ms:
-            breached = True
+        slo = spec.slo
+        if _over_slo(readings.ttft_p95_seconds, slo.ttftP95Ms) or _over_slo(
+            readings.tpot_p95_seconds, slo.tpotP95Ms
+        ):
+            breached.append(obs.name)
     running = sum(o.ready for o in regions if o.available)
     if running == 0:
         # Nothing runs, so nothing can be measured: demand is unknown, not zero.
         return Demand(None, False, False, ("no replica is running, demand is unknown",))
     if not fresh:
-        return Demand(None, breached, False, tuple(notes))
-    return Demand(total, breached, True, tuple(notes))
+        return Demand(None, bool(breached), False, tuple(notes), tuple(breached))
+    return Demand(total, bool(breached), True, tuple(notes), tuple(breached))
+
+
+def _over_slo(reading: Reading, slo_ms: float) -> bool:
+    return reading.usable and reading.value is not None and reading.value * 1000 > slo_ms
+
+
+def breach_floor(
+    spec: InferenceDeploymentSpec,
+    regions: Sequence[RegionObservation],
+    demand: Demand,
+    capacity_tokens_per_second: Capacities,
+) -> float:
+    """What users ask at least, when some region's latency is over the SLO.
+
+    A region within its SLO serves what it is sent: its demand is what it served. A region
+    over it queues: its users ask at least what its replicas could serve, by
+    ``SLO_BREACH_DEMAND_FACTOR``. Counted are only the replicas Ready throughout the span the
+    latency readings describe (the rate window plus the p95 TTFT: a slow first token was
+    asked for that long ago): replicas that came up since did not cause the queue, and
+    counting them would lift the plan again on every pass while an old backlog drains (after
+    a failover onto the replicas left, say)."""
+    floor = 0.0
+    for obs in regions:
+        if not obs.available or obs.ready == 0 or obs.readings is None:
+            continue
+        served = obs.readings.generation_tokens_per_second.value_or(0.0)
+        if obs.name in demand.breached_regions:
+            could = obs.ready_in_latency * _mean_capacity(spec, obs, capacity_tokens_per_second)
+            served = max(served, could) * SLO_BREACH_DEMAND_FACTOR
+        floor += served
+    return max(floor, demand.tokens_per_second or 0.0)
 
 
 def _grid_event(
@@ -275,14 +308,7 @@ def build_request(
     if demand.fresh and demand.tokens_per_second is not None:
         series = list(forecast_tokens_per_second) or [demand.tokens_per_second]
         if demand.slo_breached:
-            # What the replicas the breach was measured on could serve: replicas that became
-            # Ready within the readings' window did not serve all of it, and counting them
-            # would lift the plan again on every pass until the window catches up.
-            served = sum(
-                o.ready_in_readings * _mean_capacity(spec, o, capacity_tokens_per_second)
-                for o in regions
-            )
-            floor = max(demand.tokens_per_second, served) * SLO_BREACH_DEMAND_FACTOR
+            floor = breach_floor(spec, regions, demand, capacity_tokens_per_second)
             series = [max(v, floor) for v in series]
         demand_series = tuple(max(0.0, v) for v in series)
     placement = spec.placement

@@ -32,6 +32,8 @@ from wattscale.controller.memory import (
     Memory,
     WarmBudget,
     capacity_estimate,
+    fewest_ready,
+    latency_span_seconds,
     learn_variant,
     learn_variants,
     ready_changed_in_window,
@@ -276,6 +278,9 @@ class Reconciler:
         # Capacity: the hint is the prior, measurements correct it.
         for obs in regions:
             obs.ready_through_window = ready_through_window(mem, obs, now_s, window_s)
+            obs.ready_through_latency = fewest_ready(
+                mem, obs, now_s, latency_span_seconds(obs, window_s)
+            )
             if learn_variants(mem, spec, obs, now_s, window_s):
                 continue
             if obs.readings is not None:

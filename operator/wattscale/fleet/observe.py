@@ -86,7 +86,11 @@ class RegionObservation:
     looked up, or Prometheus could not tell)."""
     ready_through_window: int | None = None
     """The fewest Ready replicas seen here over the metrics' rate window: the replicas the
-    latency and throughput readings describe (None: no history, take ``ready``)."""
+    throughput readings describe (None: no history, take ``ready``)."""
+    ready_through_latency: int | None = None
+    """The fewest Ready replicas seen here over the span the latency readings describe: the
+    rate window plus the p95 TTFT, as a request timed in the window arrived that much earlier
+    (None: no history, take ``ready``)."""
     variants: list[VariantObservation] = field(default_factory=list)
     """The variants after the first (empty without ``spec.engine.variants``); ``ready`` and
     ``current`` count them too, the first variant's alone are ``primary_*``."""
@@ -100,6 +104,13 @@ class RegionObservation:
         if self.ready_through_window is None:
             return self.ready
         return min(self.ready, self.ready_through_window)
+
+    @property
+    def ready_in_latency(self) -> int:
+        """Ready replicas that served throughout the span the latency readings describe."""
+        if self.ready_through_latency is None:
+            return self.ready_in_readings
+        return min(self.ready_in_readings, self.ready_through_latency)
 
     @property
     def ready(self) -> int:
