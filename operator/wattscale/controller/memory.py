@@ -301,7 +301,8 @@ def capacity_estimate(mem: Memory, now_s: float, interval_s: float) -> CapacityE
     pass is most of a pass's CPU, and one more window of a steady load hardly moves it. So it
     is recomputed when the SLO or hint changed, while few windows are held, when a window came
     near the SLO or queued (the boundary the estimate is about), and otherwise once a window
-    has arrived and ``ESTIMATE_REFRESH_INTERVALS`` intervals have passed."""
+    has arrived and ``ESTIMATE_REFRESH_INTERVALS`` intervals have passed. A learned estimate
+    is not replaced by the prior while the SLO and hint stay the same."""
     learner = mem.learner
     basis = (learner.slo, learner.hint_tokens_per_second)
     due = (
@@ -317,7 +318,20 @@ def capacity_estimate(mem: Memory, now_s: float, interval_s: float) -> CapacityE
         )
     )
     if due or mem.estimate is None:
-        mem.estimate = learner.estimate(now_s)
+        estimate = learner.estimate(now_s)
+        kept = mem.estimate
+        if (
+            estimate.source == "prior"
+            and kept is not None
+            and kept.source == "learned"
+            and basis == mem.estimate_basis
+        ):
+            # Every window held is refused for now (a step's onset is judged again when the
+            # next window shows it, and replicas move after an outage): no usable window is
+            # no evidence against what was learned, which stands until usable windows speak.
+            # Falling back to the hint for a pass moved the need across a replica and back.
+            estimate = kept
+        mem.estimate = estimate
         mem.estimate_at, mem.estimate_basis = now_s, basis
         mem.windows_since_estimate, mem.news_since_estimate = 0, False
     return mem.estimate

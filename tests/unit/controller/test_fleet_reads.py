@@ -9,11 +9,14 @@ import pytest
 from tests.unit.controller.test_reconcile import NAME, NS, Harness
 from wattscale.controller.memory import (
     ESTIMATE_REFRESH_INTERVALS,
+    Memory,
     WarmBudget,
     capacity_estimate,
 )
 from wattscale.controller.report import status_patch
 from wattscale.fleet.snapshot import FleetSnapshot
+from wattscale.forecast.holt import ForecastConfig, warm_start
+from wattscale.metrics.capacity import CapacityEstimate, CapacityLearner, LatencySlo
 
 pytestmark = pytest.mark.unit
 
@@ -82,6 +85,37 @@ def test_the_capacity_estimate_is_recomputed_only_when_it_can_have_moved() -> No
     h.step()
     assert mem.estimate_at == h.clock.now
     assert capacity_estimate(mem, h.clock.now, 30.0) is mem.estimate
+
+
+class _ScriptedLearner(CapacityLearner):
+    """A learner whose estimates are given in turn (what its windows would have said)."""
+
+    def __init__(self, estimates: list[CapacityEstimate]) -> None:
+        super().__init__(LatencySlo(0.5, None), 2500.0)
+        self.estimates = estimates
+
+    def estimate(self, now_seconds: float | None = None) -> CapacityEstimate:
+        return self.estimates.pop(0)
+
+
+def test_a_learned_capacity_is_not_replaced_by_the_prior_when_no_window_is_usable() -> None:
+    """Issue 16 (e2e outage scenario): after the member came back every window held was a
+    transient for a pass, the estimate fell back to the 2,500 hint from 2,683 learned, and the
+    need crossed a replica: us-west 5 -> 4 -> 5. No usable window is no evidence."""
+    learned = CapacityEstimate(2683.0, 2400.0, 2900.0, 0.6, "learned", 12)
+    prior = CapacityEstimate(2500.0, 1200.0, 5000.0, 0.0, "prior", 0, {"transient": 14})
+    relearned = CapacityEstimate(2790.0, 2500.0, 3000.0, 0.7, "learned", 16)
+    learner = _ScriptedLearner([learned, prior, relearned])
+    mem = Memory(warm_start([], ForecastConfig()), learner)
+    assert capacity_estimate(mem, 0.0, 2.0) == learned
+    mem.windows_since_estimate = 1
+    assert capacity_estimate(mem, 2.0, 2.0) == learned  # all refused for now: it stands
+    mem.windows_since_estimate = 1
+    assert capacity_estimate(mem, 4.0, 2.0) == relearned  # usable windows speak again
+    # A new hint (or SLO) is a new basis: its prior replaces what was learned under the old.
+    learner.estimates = [prior]
+    learner.hint_tokens_per_second = 2000.0
+    assert capacity_estimate(mem, 6.0, 2.0) == prior
 
 
 def test_warm_starts_after_a_restart_are_spread_over_intervals() -> None:
