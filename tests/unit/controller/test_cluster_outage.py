@@ -87,6 +87,16 @@ class Shift:
         assert self.cluster("us-west").replicas(NAME) > 0
         assert sum(self.cluster("us-west").ready.values()) == 0
 
+    def lose_us_east_mid_shift(self) -> int:
+        """Start the shift, cut us-east off, let the loop replace it; us-west's replicas."""
+        self.start_shift_to_us_west()
+        self.cluster("us-east").reachable = False
+        for _ in range(6):
+            self.step()
+        replaced = self.cluster("us-west").replicas(NAME)
+        assert replaced >= SLO_NEEDS
+        return replaced
+
 
 def _direction_changes(values: list[int]) -> int:
     """How often a sequence turns from rising to falling or back."""
@@ -243,13 +253,7 @@ def test_a_backlog_in_the_returned_member_does_not_lift_the_replacements() -> No
     it is sent; a breach lifts only the breaching region's share."""
     s = Shift()
     east = s.cluster("us-east")
-    west = s.cluster("us-west")
-    s.start_shift_to_us_west()
-    east.reachable = False
-    for _ in range(6):
-        s.step()
-    replaced = west.replicas(NAME)
-    assert replaced >= SLO_NEEDS
+    replaced = s.lose_us_east_mid_shift()
     back = len(s.desired_seen)
     east.reachable = True
     s.h.region("us-east").metrics.ttft_p95_seconds = 20.0
@@ -286,11 +290,7 @@ def test_one_under_read_after_the_member_returns_does_not_flap_the_replacements(
     s = Shift()
     east = s.cluster("us-east")
     west = s.cluster("us-west")
-    s.start_shift_to_us_west()
-    east.reachable = False
-    for _ in range(6):
-        s.step()
-    assert west.replicas(NAME) >= SLO_NEEDS
+    s.lose_us_east_mid_shift()
     east.reachable = True
     # The readings settle for one rate window (120 s: four passes) after the member returns.
     for _ in range(4):
