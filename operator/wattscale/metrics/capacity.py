@@ -409,17 +409,70 @@ def estimate_capacity(
 ) -> CapacityEstimate:
     """Posterior capacity (output tokens/s per replica) from windows and the hint (prior)."""
     cfg = config or CapacityLearnerConfig()
-    obs = list(observations)
+    prior_mu, prior_sigma = _prior(hint_tokens_per_second, cfg)
+    used = _usable_windows(list(observations), slo, prior_mu, cfg)
+    if not used.x:
+        med = math.exp(prior_mu)
+        lo = math.exp(prior_mu - 1.2816 * prior_sigma)
+        hi = math.exp(prior_mu + 1.2816 * prior_sigma)
+        return CapacityEstimate(med, lo, hi, 0.0, "prior", 0, used.rejected)
+
+    logx = np.log(np.array(used.x, dtype=np.float64))
+    logr = np.log(np.maximum(np.array(used.r, dtype=np.float64), 1e-6))
+    w = _window_weights(used.t, now_seconds, cfg)
+    lo_grid = min(prior_mu - 4 * prior_sigma, float(logx.min())) - 1.0
+    hi_grid = max(prior_mu + 4 * prior_sigma, float(logx.max())) + 1.0
+    grid = np.linspace(lo_grid, hi_grid, cfg.grid_points)  # log of the target capacity
+    logpost, curve_c = _log_posterior(grid, prior_mu, prior_sigma, logx, logr, w, cfg)
+
+    post = np.exp(logpost - logpost.max())
+    post /= post.sum()
+    cdf = np.cumsum(post)
+
+    def quantile(q: float) -> float:
+        return float(math.exp(float(np.interp(q, cdf, grid))))
+
+    mean = float((post * grid).sum())
+    sd = float(math.sqrt(max(0.0, float((post * (grid - mean) ** 2).sum()))))
+    return CapacityEstimate(
+        tokens_per_second_per_replica=quantile(0.5),
+        lower_tokens_per_second_per_replica=quantile(cfg.lower_quantile),
+        upper_tokens_per_second_per_replica=quantile(cfg.upper_quantile),
+        confidence=max(0.0, min(1.0, 1.0 - sd / prior_sigma)),
+        source="learned",
+        observations_used=len(used.x),
+        observations_rejected=used.rejected,
+        violations_seen=int((logr > 0).sum()),
+        curve_fit_tokens_per_second=curve_c,
+    )
+
+
+def _prior(hint_tokens_per_second: float | None, cfg: CapacityLearnerConfig) -> tuple[float, float]:
+    """The prior's (mu, sigma) in log tokens/s: the hint's, or the wide no-hint default."""
     if (
         hint_tokens_per_second
         and math.isfinite(hint_tokens_per_second)
         and hint_tokens_per_second > 0
     ):
         hint = min(max(hint_tokens_per_second, 1e-3), cfg.max_tokens_per_second_per_replica)
-        prior_mu, prior_sigma = math.log(hint), cfg.prior_sigma_log
-    else:
-        prior_mu, prior_sigma = math.log(cfg.no_hint_tokens_per_second), cfg.no_hint_sigma_log
+        return math.log(hint), cfg.prior_sigma_log
+    return math.log(cfg.no_hint_tokens_per_second), cfg.no_hint_sigma_log
 
+
+@dataclass
+class _Usable:
+    """The windows the posterior uses (load per replica, SLO ratio, time) and why others not."""
+
+    x: list[float] = field(default_factory=list)
+    r: list[float] = field(default_factory=list)
+    t: list[float | None] = field(default_factory=list)
+    rejected: dict[str, int] = field(default_factory=dict)
+
+
+def _usable_windows(
+    obs: list[CapacityObservation], slo: LatencySlo, prior_mu: float, cfg: CapacityLearnerConfig
+) -> _Usable:
+    """Classify every window (see :func:`classify`) against the two references it needs."""
     loads = np.array(
         [
             o.tokens_per_second_per_replica
@@ -453,50 +506,48 @@ def estimate_capacity(
         float(np.quantile(np.array(met_loads), 0.9)) if met_loads else math.exp(prior_mu)
     )
 
-    rejected: dict[str, int] = {}
-    xs: list[float] = []
-    rs: list[float] = []
-    ts: list[float | None] = []
+    used = _Usable()
     for o, moving in zip(obs, transient, strict=True):
         verdict, r = classify(o, slo, reference, violation_reference, cfg, moving)
         if verdict is not Verdict.USED or r is None:
-            rejected[verdict.value] = rejected.get(verdict.value, 0) + 1
+            used.rejected[verdict.value] = used.rejected.get(verdict.value, 0) + 1
             continue
-        xs.append(o.tokens_per_second_per_replica)
-        rs.append(r)
-        ts.append(o.t_seconds)
+        used.x.append(o.tokens_per_second_per_replica)
+        used.r.append(r)
+        used.t.append(o.t_seconds)
+    return used
 
-    def prior_only() -> CapacityEstimate:
-        med = math.exp(prior_mu)
-        lo = math.exp(prior_mu - 1.2816 * prior_sigma)
-        hi = math.exp(prior_mu + 1.2816 * prior_sigma)
-        return CapacityEstimate(med, lo, hi, 0.0, "prior", 0, rejected)
 
-    if not xs:
-        return prior_only()
-
-    x = np.array(xs, dtype=np.float64)
-    r_arr = np.maximum(np.array(rs, dtype=np.float64), 1e-6)
-    logx = np.log(x)
-    logr = np.log(r_arr)
-
-    # Weights: autocorrelation discount and recency.
-    w = np.full(len(x), cfg.autocorrelation_weight, dtype=np.float64)
+def _window_weights(
+    ts: list[float | None], now_seconds: float | None, cfg: CapacityLearnerConfig
+) -> FloatArray:
+    """Each window's weight: the autocorrelation discount, halved every half-life of age."""
+    w = np.full(len(ts), cfg.autocorrelation_weight, dtype=np.float64)
     if cfg.half_life_seconds and any(t is not None for t in ts):
         latest = now_seconds if now_seconds is not None else max(t for t in ts if t is not None)
         age = np.array([0.0 if t is None else max(0.0, latest - t) for t in ts])
         w = w * np.power(0.5, age / cfg.half_life_seconds)
+    return w
 
-    lo_grid = min(prior_mu - 4 * prior_sigma, float(logx.min())) - 1.0
-    hi_grid = max(prior_mu + 4 * prior_sigma, float(logx.max())) + 1.0
-    grid = np.linspace(lo_grid, hi_grid, cfg.grid_points)  # log of the target capacity
+
+def _log_posterior(
+    grid: FloatArray,
+    prior_mu: float,
+    prior_sigma: float,
+    logx: FloatArray,
+    logr: FloatArray,
+    w: FloatArray,
+    cfg: CapacityLearnerConfig,
+) -> tuple[FloatArray, float | None]:
+    """The log posterior of the capacity over ``grid`` (log tokens/s), and the curve fit's
+    own capacity (None when too few windows lie below saturation).
+
+    The capacity reported is the load at which a window violates the SLO with probability
+    ``window_violation_target``. Windows vote through P(violate | x) = logistic((log x -
+    log c50) / s) with an outlier rate, c50 the load where half the windows violate and s the
+    width of the transition (window-to-window noise), which is learned over a small grid:
+    log c = log c50 + s * logit(target)."""
     log_prior = -0.5 * ((grid - prior_mu) / prior_sigma) ** 2
-
-    # The capacity reported is the load at which a window violates the SLO with probability
-    # ``window_violation_target``. Windows vote through P(violate | x) = logistic((log x -
-    # log c50) / s) with an outlier rate, c50 the load where half the windows violate and s the
-    # width of the transition (window-to-window noise), which is learned over a small grid:
-    # log c = log c50 + s * logit(target).
     target = min(0.5, max(1e-3, cfg.window_violation_target))
     logit_target = math.log(target / (1.0 - target))
     softness = np.array(cfg.softness_grid_log, dtype=np.float64)
@@ -510,7 +561,7 @@ def estimate_capacity(
         # Curve term: a robust fit of the queueing-shaped curve r(x) = a / (1 - (1 - a) x / c50)
         # (r(0) = a, r(c50) = 1, blowing up at saturation) to the windows below saturation,
         # profiled over a: it lets loads below the boundary say how far the boundary is.
-        curve_grid = np.linspace(lo_grid - shift_max, hi_grid + shift_max, 160)
+        curve_grid = np.linspace(float(grid[0]) - shift_max, float(grid[-1]) + shift_max, 160)
         curve_ll = cfg.curve_weight * _curve_profile_loglik(
             curve_grid, logx[below_sat], logr[below_sat], w[below_sat], cfg.latency_noise_log
         )
@@ -536,30 +587,8 @@ def estimate_capacity(
         rows.append(row)
     joint = np.array(rows)
     joint -= joint.max()
-    logpost = np.log(np.maximum(np.exp(joint).sum(axis=0), 1e-300))
-
-    logpost -= logpost.max()
-    post = np.exp(logpost)
-    post /= post.sum()
-    cdf = np.cumsum(post)
-
-    def quantile(q: float) -> float:
-        return float(math.exp(float(np.interp(q, cdf, grid))))
-
-    mean = float((post * grid).sum())
-    sd = float(math.sqrt(max(0.0, float((post * (grid - mean) ** 2).sum()))))
-    confidence = max(0.0, min(1.0, 1.0 - sd / prior_sigma))
-    return CapacityEstimate(
-        tokens_per_second_per_replica=quantile(0.5),
-        lower_tokens_per_second_per_replica=quantile(cfg.lower_quantile),
-        upper_tokens_per_second_per_replica=quantile(cfg.upper_quantile),
-        confidence=confidence,
-        source="learned",
-        observations_used=len(xs),
-        observations_rejected=rejected,
-        violations_seen=int((logr > 0).sum()),
-        curve_fit_tokens_per_second=curve_c,
-    )
+    logpost: FloatArray = np.log(np.maximum(np.exp(joint).sum(axis=0), 1e-300))
+    return logpost, curve_c
 
 
 class CapacityLearner:
