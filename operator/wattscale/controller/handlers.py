@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -246,7 +247,38 @@ def build_registry(
     (``ownership``, kept by its shard Leases in ``leases``, else on the hub)."""
     registry = kopf.OperatorRegistry()
     ownership = ownership or Ownership(settings.replica_identity, settings.sharding)
-    metrics = metrics or OperatorMetrics()
+    parts = _assemble(settings, directory, metrics or OperatorMetrics(), ownership, leases)
+    _register_lifecycle(registry, settings, parts)
+    _register_regions(registry, parts)
+    _register_deployments(registry, settings, parts, ownership)
+    return registry, parts.reconciler
+
+
+@dataclass
+class _Parts:
+    """What the handlers share: the hub client (None in tests), the region directory, the
+    fleet-wide layer and the reconciler, and the loops started at startup."""
+
+    hub: client.ApiClient | None
+    directory: RegionDirectory
+    metrics: OperatorMetrics
+    fleet: FleetSnapshot
+    ledger: QuotaLedger
+    reconciler: Reconciler
+    membership: Membership | None
+    health: RegionHealthLoop
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def _assemble(
+    settings: Settings,
+    directory: RegionDirectory | None,
+    metrics: OperatorMetrics,
+    ownership: Ownership,
+    leases: LeaseStore | None,
+) -> _Parts:
+    """Build the directory (from the hub's Secrets unless given), the fleet-wide layer, the
+    reconciler, the shard membership and the Region health loop."""
     hub: client.ApiClient | None = None
     if directory is None:
         hub = hub_api_client()
@@ -269,7 +301,6 @@ def build_registry(
         fleet=fleet,
         ledger=ledger,
     )
-
     if leases is None and hub is not None and settings.sharding:
         leases = HubLeases(hub, settings.operator_namespace)
     membership = (
@@ -291,7 +322,13 @@ def build_registry(
         settings.region_interval_seconds,
         reachable=fleet.mark,
     )
-    tasks: list[asyncio.Task[None]] = []
+    return _Parts(hub, directory, metrics, fleet, ledger, reconciler, membership, health)
+
+
+def _register_lifecycle(registry: kopf.OperatorRegistry, settings: Settings, parts: _Parts) -> None:
+    """Startup (loops, the Regions and quota claims known before the first pass), cleanup
+    and login."""
+    hub, membership, tasks = parts.hub, parts.membership, parts.tasks
 
     @kopf.on.startup(registry=registry)
     async def _start_region_health(**_: Any) -> None:
@@ -303,9 +340,11 @@ def build_registry(
                 )
             )
         if hub is not None:
-            tasks.append(asyncio.create_task(health.run(), name="region-health"))
+            tasks.append(asyncio.create_task(parts.health.run(), name="region-health"))
             tasks.append(
-                asyncio.create_task(fleet.run(settings.interval_seconds), name="fleet-snapshot")
+                asyncio.create_task(
+                    parts.fleet.run(settings.interval_seconds), name="fleet-snapshot"
+                )
             )
 
     @kopf.on.cleanup(registry=registry)
@@ -321,24 +360,7 @@ def build_registry(
     def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings)
         if hub is not None:
-            # Know every Region before the first InferenceDeployment pass, so that a restart
-            # does not briefly judge deployments as naming unknown regions.
-            try:
-                api = client.CustomObjectsApi(hub)
-                found = cast(
-                    dict[str, Any], api.list_cluster_custom_object(*REGIONS, _request_timeout=30)
-                )
-            except Exception as err:  # the Region handlers will fill the directory anyway
-                log.warning("could not list Regions at startup: %s", err)
-                return
-            for item in found.get("items", []):
-                meta = item.get("metadata", {})
-                directory.upsert(
-                    meta["name"], int(meta.get("generation") or 0), item.get("spec") or {}
-                )
-            # What every deployment holds of the Regions' quotas, before the first pass.
-            for item in _watched_deployments(api, watch_namespaces):
-                seed_claims(ledger, item)
+            _know_regions_and_claims(hub, parts, watch_namespaces)
 
     @kopf.on.login(registry=registry)
     def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -346,7 +368,29 @@ def build_registry(
         # credentials as our own clients (in-cluster, else KUBECONFIG / ~/.kube/config).
         return kopf.login_via_client(**kwargs)
 
-    # --- Regions: keep the directory in step, and report each region's health and feeds.
+
+def _know_regions_and_claims(
+    hub: client.ApiClient, parts: _Parts, watch_namespaces: tuple[str, ...]
+) -> None:
+    """Know every Region before the first InferenceDeployment pass, so that a restart does not
+    briefly judge deployments as naming unknown regions; and what every deployment holds of
+    the Regions' quotas."""
+    try:
+        api = client.CustomObjectsApi(hub)
+        found = cast(dict[str, Any], api.list_cluster_custom_object(*REGIONS, _request_timeout=30))
+    except Exception as err:  # the Region handlers will fill the directory anyway
+        log.warning("could not list Regions at startup: %s", err)
+        return
+    for item in found.get("items", []):
+        meta, spec = item.get("metadata", {}), item.get("spec") or {}
+        parts.directory.upsert(meta["name"], int(meta.get("generation") or 0), spec)
+    for item in _watched_deployments(api, watch_namespaces):
+        seed_claims(parts.ledger, item)
+
+
+def _register_regions(registry: kopf.OperatorRegistry, parts: _Parts) -> None:
+    """Regions: keep the directory in step, and report each region's health and feeds."""
+    directory, health = parts.directory, parts.health
 
     @kopf.on.resume(*REGIONS, registry=registry)
     @kopf.on.create(*REGIONS, registry=registry)
@@ -361,7 +405,12 @@ def build_registry(
     def region_deleted(name: str, **_: Any) -> None:
         directory.remove(name)
 
-    # --- InferenceDeployments: the control loop, and cleanup on deletion.
+
+def _register_deployments(
+    registry: kopf.OperatorRegistry, settings: Settings, parts: _Parts, ownership: Ownership
+) -> None:
+    """InferenceDeployments: the control loop, and cleanup on deletion."""
+    reconciler = parts.reconciler
 
     @kopf.timer(*IDS, interval=settings.interval_seconds, registry=registry)
     def reconcile(
@@ -402,35 +451,35 @@ def build_registry(
             raise kopf.TemporaryError(
                 "another operator replica owns it", delay=settings.interval_seconds
             )
-        blocked: list[str] = []
-        regions = list(spec.get("placement", {}).get("regions", []))
-        # Regions dropped from the spec but still being drained hold our objects too.
-        regions += leaving_regions(regions, dict(status or {}))
-        for region in regions:
-            runtime = directory.get(region)
-            if runtime is None or runtime.cluster is None:
-                continue  # nothing we could have created there
-            try:
-                runtime.cluster.delete_workload(
-                    workload_name(name), namespace, owner_of(namespace, name)
-                )
-            except ClusterError as err:
-                blocked.append(str(err))
-        reconciler.forget(namespace, name)
-        metrics.forget(namespace, name, regions)
-        if blocked:
-            message = "cannot clean up yet (finalizer kept): " + "; ".join(blocked)
-            patch.status["conditions"] = [
-                condition(
-                    None,
-                    "CleanupBlocked",
-                    True,
-                    "RegionUnreachable",
-                    message,
-                    None,
-                    datetime.now(UTC),
-                )
-            ]
-            raise kopf.TemporaryError(message, delay=30)
+        _delete_everywhere(parts, namespace, name, spec, status, patch)
 
-    return registry, reconciler
+
+def _delete_everywhere(
+    parts: _Parts, namespace: str, name: str, spec: Any, status: Any, patch: kopf.Patch
+) -> None:
+    """Delete the deployment's workloads in every region it named or still drains; forget
+    it; an unreachable region keeps the finalizer (CleanupBlocked) until it answers."""
+    blocked: list[str] = []
+    regions = list(spec.get("placement", {}).get("regions", []))
+    # Regions dropped from the spec but still being drained hold our objects too.
+    regions += leaving_regions(regions, dict(status or {}))
+    for region in regions:
+        runtime = parts.directory.get(region)
+        if runtime is None or runtime.cluster is None:
+            continue  # nothing we could have created there
+        try:
+            runtime.cluster.delete_workload(
+                workload_name(name), namespace, owner_of(namespace, name)
+            )
+        except ClusterError as err:
+            blocked.append(str(err))
+    parts.reconciler.forget(namespace, name)
+    parts.metrics.forget(namespace, name, regions)
+    if blocked:
+        message = "cannot clean up yet (finalizer kept): " + "; ".join(blocked)
+        patch.status["conditions"] = [
+            condition(
+                None, "CleanupBlocked", True, "RegionUnreachable", message, None, datetime.now(UTC)
+            )
+        ]
+        raise kopf.TemporaryError(message, delay=30)
