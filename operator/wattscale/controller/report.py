@@ -471,13 +471,13 @@ def decision_events(mem: Memory, outcome: Outcome, regions: list[RegionObservati
     if key != mem.last_event:
         mem.last_event = key
         events.append(Event("Normal", last["reason"], last["message"]))
+    keys = {problem: warning_key(problem) for o in regions for problem in o.errors}
     posted = set(mem.last_warnings)
-    for problem in sorted({e for o in regions for e in o.errors}):
-        kind = warning_key(problem)
-        if kind not in posted:
-            posted.add(kind)
+    for problem in sorted(keys):
+        if keys[problem] not in posted:
+            posted.add(keys[problem])
             events.append(Event("Warning", "RegionProblem", problem))
-    mem.last_warnings = frozenset(warning_key(e) for o in regions for e in o.errors)
+    mem.last_warnings = frozenset(keys.values())
     return events
 
 
