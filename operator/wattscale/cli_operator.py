@@ -177,9 +177,9 @@ def run_explain(args: argparse.Namespace) -> int:
     from kubernetes import client
 
     from wattscale.api.common import GROUP, VERSION
-    from wattscale.controller.handlers import hub_api_client
+    from wattscale.clusters.client import hub_client
 
-    api = client.CustomObjectsApi(hub_api_client())
+    api = client.CustomObjectsApi(hub_client())
     try:
         obj = cast(
             dict[str, Any],

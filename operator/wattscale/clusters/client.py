@@ -32,6 +32,10 @@ from wattscale.clusters.render import (
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
+CONNECTIONS_PER_CLUSTER = 32
+"""Connections kept open per cluster: kopf's 16 handler threads may each call one cluster at
+once, with the Region health loop and the fleet snapshot beside them (urllib3's default, 5 per
+CPU, discarded connections with a "pool is full" warning at 200 deployments on 2 cores)."""
 _APPLY = "application/apply-patch+yaml"
 
 
@@ -134,23 +138,12 @@ class RegionCluster:
             configuration = client.Configuration()
             config.load_kube_config_from_dict(data, client_configuration=configuration)
             configuration.retries = 0  # one attempt per call; the loop's next pass is the retry
+            configuration.connection_pool_maxsize = CONNECTIONS_PER_CLUSTER
             api = client.ApiClient(configuration)
         except Exception as err:  # e.g. base64 that does not decode; its text may quote the data
             raise KubeconfigRefusedError(
                 f"region {name}: kubeconfig is not usable ({type(err).__name__})", 0
             ) from None
-        return cls(name, api, timeout_seconds)
-
-    @classmethod
-    def in_cluster_or_default(
-        cls, name: str, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
-    ) -> RegionCluster:
-        """The hub itself: in-cluster config in a pod, else the local kubeconfig."""
-        try:
-            config.load_incluster_config()
-            api = client.ApiClient()
-        except config.ConfigException:
-            api = config.new_client_from_config()
         return cls(name, api, timeout_seconds)
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -319,3 +312,14 @@ class RegionCluster:
 
     def close(self) -> None:
         self._api.close()
+
+
+def hub_client() -> client.ApiClient:
+    """The hub: in-cluster credentials in a pod, else KUBECONFIG / ~/.kube/config."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = CONNECTIONS_PER_CLUSTER
+    return client.ApiClient(configuration)

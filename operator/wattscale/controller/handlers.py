@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from wattscale.api.common import GROUP, VERSION
-from wattscale.clusters.client import ClusterError, RegionCluster
+from wattscale.clusters.client import ClusterError, RegionCluster, hub_client
 from wattscale.clusters.render import owner_of, workload_name
 from wattscale.clusters.routes import HubRoutes
 from wattscale.controller.leaving import leaving_regions
@@ -52,16 +52,6 @@ log = logging.getLogger(__name__)
 
 IDS = (GROUP, VERSION, "inferencedeployments")
 REGIONS = (GROUP, VERSION, "regions")
-
-
-def hub_api_client() -> client.ApiClient:
-    """The hub: in-cluster credentials in a pod, else KUBECONFIG / ~/.kube/config."""
-    try:
-        config.load_incluster_config()
-        return client.ApiClient()
-    except config.ConfigException:
-        api: client.ApiClient = config.new_client_from_config()
-        return api
 
 
 def region_status_writer(hub: client.ApiClient | None) -> Callable[[str, dict[str, Any]], bool]:
@@ -281,7 +271,7 @@ def _assemble(
     reconciler, the shard membership and the Region health loop."""
     hub: client.ApiClient | None = None
     if directory is None:
-        hub = hub_api_client()
+        hub = hub_client()
         secrets = hub_secret_reader(client.CoreV1Api(hub), settings.operator_namespace)
         directory = RegionDirectory(
             secrets,

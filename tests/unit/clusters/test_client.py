@@ -6,8 +6,13 @@ cluster's API server), so nothing outside this process is contacted.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
@@ -53,3 +58,45 @@ def test_a_stopped_member_fails_once_per_call_with_the_root_cause(
         assert "Max retries" not in message
     retries = [r.getMessage() for r in caplog.records if "Retrying" in r.getMessage()]
     assert retries == [], "a dead member must not log a warning per retry, every pass"
+
+
+class _SlowNotFound(BaseHTTPRequestHandler):
+    """Answers every GET with a 404 Status after a short wait, on HTTP/1.1 keep-alive, so
+    that concurrent calls hold their connections at the same time."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        time.sleep(0.2)
+        body = json.dumps({"kind": "Status", "apiVersion": "v1", "code": 404}).encode()
+        self.send_response(404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_concurrent_passes_share_a_cluster_without_discarding_connections(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """kopf runs up to 16 handler threads, each of which may call the same member at once;
+    urllib3's default pool (5 per CPU) discarded connections with a warning per call at 200
+    deployments."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowNotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        cluster = RegionCluster.from_kubeconfig(
+            "us-east", _kubeconfig(f"http://127.0.0.1:{server.server_address[1]}")
+        )
+        caplog.set_level(logging.WARNING, logger="urllib3")
+        with ThreadPoolExecutor(max_workers=24) as pool:
+            states = list(pool.map(lambda _: cluster.state("llama-vllm", "ml-serving"), range(48)))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [s.exists for s in states] == [False] * 48
+    full = [r.getMessage() for r in caplog.records if "pool is full" in r.getMessage()]
+    assert full == []
