@@ -21,6 +21,7 @@ from wattscale.forecast.recent import RecentDemand
 __all__ = [
     "Action",
     "ActionKind",
+    "CapacitySeen",
     "Decision",
     "Explanation",
     "GridEvent",
@@ -197,6 +198,10 @@ class Recommendation:
     replicas: tuple[tuple[PoolKey, int], ...]
 
 
+CapacitySeen = tuple[tuple[float, tuple[tuple[PoolKey, float], ...]], ...]
+"""(time, ((pool, tokens/s per replica), ...)) of each pass within a window."""
+
+
 @dataclass(frozen=True, slots=True)
 class PlannerState:
     """State the planner needs between calls; returned in every Decision, passed back in."""
@@ -209,6 +214,9 @@ class PlannerState:
     busy_seconds: float | None = None
     """When demand (or a request waiting at the gateway) was last seen, or the deployment
     woke: the idle window of scale to zero counts from here (:mod:`wattscale.planner.zero`)."""
+    capacity_seen: CapacitySeen = ()
+    """Each pass's capacity per replica of every pool (tokens/s) within the protection window:
+    a scale-down must fit at the lowest of them too (:func:`wattscale.planner.planner.plan`)."""
 
 
 @dataclass(frozen=True, slots=True)

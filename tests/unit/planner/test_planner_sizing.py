@@ -267,3 +267,37 @@ def test_a_move_keeps_the_old_side_until_the_new_one_carries_the_recent_peak() -
     kept = CAP * (done.desired[A] + done.desired[B])
     assert kept >= 34_000.0
     assert done.desired[A] < 5
+
+
+def test_a_scale_down_fits_the_lowest_recent_capacity_estimate_too() -> None:
+    """Issue 16 (e2e outage scenario, us-west 4 -> 3 -> 4): the learned capacity moved 2,637
+    -> 2,787 -> 2,637 while demand stayed; 3 replicas fitted the need at the high estimate
+    only, and the next pass took the replica back. A scale-down must also fit at the lowest
+    estimate of the protection window; once the estimate has held that long, it may go."""
+    steady = 8_100.0
+
+    def run(capacities: list[float]) -> list[int]:
+        state, current, counts = PlannerState(), 4, []
+        for minute, cap in enumerate(capacities):
+            d = plan(
+                request(
+                    region("A", 0.1, pool(current=current, capacity=cap)),
+                    demand=steady,
+                    now_seconds=minute * STEP,
+                    headroom=1.0,
+                    cold_start_seconds=COLD,
+                    interval_seconds=STEP,
+                    scale_down_stabilisation_seconds=0.0,
+                ),
+                state,
+            )
+            state, current = d.state, d.desired[A]
+            counts.append(current)
+        return counts
+
+    window_passes = int((COLD + 2 * STEP) / STEP)  # the protection window, in passes
+    wobbling = run([2_637.0] * 8 + [2_787.0, 2_637.0, 2_787.0, 2_787.0])
+    assert wobbling == [4] * 12, "scaled down on an estimate the next pass took back"
+    held = run([2_637.0] * 8 + [2_787.0] * (window_passes + 2))
+    assert held[: 8 + window_passes] == [4] * (8 + window_passes), held
+    assert held[-1] == 3, held  # 8,100 / 2,787 = 2.9: the higher estimate held a window
