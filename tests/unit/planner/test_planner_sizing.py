@@ -13,7 +13,15 @@ from dataclasses import replace
 import pytest
 
 from tests.unit.planner.planner_builders import CAP, pool, region, request
-from wattscale.planner import Decision, PlannerState, PoolKey, ReasonCode, plan
+from wattscale.planner import (
+    Decision,
+    PlannerState,
+    PlanRequest,
+    PoolKey,
+    ReasonCode,
+    RegionInput,
+    plan,
+)
 from wattscale.planner.sizing import TARGET_UTILISATION, derived_headroom
 
 pytestmark = pytest.mark.unit
@@ -55,6 +63,19 @@ def _drive(
         current = d.desired[A]
         out.append(d)
     return out
+
+
+def _minute(*regions: RegionInput, demand: float, minute: int, **kw: object) -> PlanRequest:
+    """The request of the pass at ``minute``: no headroom and no stabilisation window (unless
+    ``kw`` says otherwise), so that only the sizing's guard-rails hold capacity."""
+    base: dict[str, object] = {
+        "headroom": 1.0,
+        "cold_start_seconds": COLD,
+        "interval_seconds": STEP,
+        "scale_down_stabilisation_seconds": 0.0,
+    }
+    base.update(kw)
+    return request(*regions, demand=demand, now_seconds=minute * STEP, **base)
 
 
 def test_a_steady_ramp_is_sized_for_where_it_will_be_when_replicas_are_ready() -> None:
@@ -197,14 +218,7 @@ def _readings(readings: list[float], current: int) -> Decision:
     forecast beyond now is low, so only the guard-rails keep capacity."""
     state = PlannerState()
     for minute, now in enumerate(readings):
-        req = request(
-            region("A", 0.1, pool(current=current)),
-            now_seconds=minute * STEP,
-            headroom=1.0,
-            cold_start_seconds=COLD,
-            interval_seconds=STEP,
-            scale_down_stabilisation_seconds=0.0,
-        )
+        req = _minute(region("A", 0.1, pool(current=current)), demand=now, minute=minute)
         d = plan(replace(req, demand_tokens_per_second=(now,) + (10_000.0,) * 9), state)
         state = d.state
     return d
@@ -233,15 +247,11 @@ def test_a_move_keeps_the_old_side_until_the_new_one_carries_the_recent_peak() -
     state = PlannerState()
     for minute, now in enumerate([34_000.0, 34_000.0, 20_000.0]):
         d = plan(
-            request(
+            _minute(
                 region("A", 0.5, pool(current=5)),
                 region("B", 0.01, pool(current=3, ready=0)),
                 demand=now,
-                now_seconds=minute * STEP,
-                headroom=1.0,
-                cold_start_seconds=COLD,
-                interval_seconds=STEP,
-                scale_down_stabilisation_seconds=0.0,
+                minute=minute,
                 min_savings_percent=0.0,
             ),
             state,
@@ -251,15 +261,11 @@ def test_a_move_keeps_the_old_side_until_the_new_one_carries_the_recent_peak() -
     assert d.desired[A] == 5, d.message  # B has nothing Ready: nothing in A may go yet
     # Once B's replicas are Ready and carry the recent peak, A goes.
     done = plan(
-        request(
+        _minute(
             region("A", 0.5, pool(current=5)),
             region("B", 0.01, pool(current=d.desired[B], ready=d.desired[B])),
             demand=20_000.0,
-            now_seconds=3 * STEP,
-            headroom=1.0,
-            cold_start_seconds=COLD,
-            interval_seconds=STEP,
-            scale_down_stabilisation_seconds=0.0,
+            minute=3,
             min_savings_percent=0.0,
         ),
         state,
@@ -280,14 +286,10 @@ def test_a_scale_down_fits_the_lowest_recent_capacity_estimate_too() -> None:
         state, current, counts = PlannerState(), 4, []
         for minute, cap in enumerate(capacities):
             d = plan(
-                request(
+                _minute(
                     region("A", 0.1, pool(current=current, capacity=cap)),
                     demand=steady,
-                    now_seconds=minute * STEP,
-                    headroom=1.0,
-                    cold_start_seconds=COLD,
-                    interval_seconds=STEP,
-                    scale_down_stabilisation_seconds=0.0,
+                    minute=minute,
                 ),
                 state,
             )
