@@ -10,7 +10,6 @@ scales down at once).
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -29,7 +28,7 @@ from wattscale.metrics import (
     MetricsReader,
     observation_from_readings,
 )
-from wattscale.metrics.capacity import CapacityLearnerConfig
+from wattscale.metrics.capacity import CapacityLearnerConfig, latency_backlog_seconds
 from wattscale.planner import HORIZON_STEP_SECONDS, PlannerState
 
 log = logging.getLogger(__name__)
@@ -46,7 +45,8 @@ ESTIMATE_EVERY_WINDOW_BELOW = 30
 """Until the learner holds this many windows, each new one refreshes the estimate."""
 NEAR_SLO = 0.8
 """A window whose p95 latency reaches this share of the SLO (or that queues) is news."""
-BACKLOG_MAX_WINDOWS = CapacityLearnerConfig().transient_backlog_max_windows
+LEARNER_CONFIG = CapacityLearnerConfig()
+BACKLOG_MAX_WINDOWS = LEARNER_CONFIG.transient_backlog_max_windows
 """How many rate windows before its own a latency reading may describe (the learner's cap)."""
 
 
@@ -380,25 +380,21 @@ def ready_through_window(mem: Memory, obs: RegionObservation, now_s: float, wind
     The log is kept for the longest span a latency reading can describe (see
     :func:`latency_span_seconds`)."""
     keep_s = window_s * (1.0 + BACKLOG_MAX_WINDOWS)
-    log = _log_ready(mem.ready_log, obs.name, obs.ready, now_s, keep_s)
-    return min(count for _, count in _span(log, now_s, window_s))
+    _log_ready(mem.ready_log, obs.name, obs.ready, now_s, keep_s)
+    return fewest_ready(mem, obs, now_s, window_s)
 
 
 def latency_span_seconds(obs: RegionObservation, window_s: float) -> float:
-    """How far back a region's latency readings reach: the rate window, plus its p95 TTFT (a
-    request that got its first token in the window arrived up to that long before it), capped
-    at ``BACKLOG_MAX_WINDOWS`` windows as the capacity learner caps the same span."""
-    readings = obs.readings
-    ttft = readings.ttft_p95_seconds if readings is not None else None
-    backlog = 0.0
-    if ttft is not None and ttft.usable and ttft.value is not None and math.isfinite(ttft.value):
-        backlog = min(max(ttft.value, 0.0), BACKLOG_MAX_WINDOWS * window_s)
-    return window_s + backlog
+    """How far back a region's latency readings reach: the rate window and, before it, the
+    capacity learner's backlog span (the p95 TTFT, capped)."""
+    ttft = obs.readings.ttft_p95_seconds if obs.readings is not None else None
+    value = ttft.value if ttft is not None and ttft.usable else None
+    return window_s + latency_backlog_seconds(value, window_s, LEARNER_CONFIG)
 
 
 def fewest_ready(mem: Memory, obs: RegionObservation, now_s: float, span_s: float) -> int:
-    """The fewest Ready replicas logged in a region over the last ``span_s`` (call after
-    :func:`ready_through_window` logged this pass)."""
+    """The fewest Ready replicas logged in a region over the last ``span_s`` (this pass's
+    count when none is logged)."""
     log = mem.ready_log.get(obs.name) or [(now_s, obs.ready)]
     return min(count for _, count in _span(log, now_s, span_s))
 

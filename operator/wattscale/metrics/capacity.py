@@ -216,6 +216,18 @@ def theil_sen(x: FloatArray, y: FloatArray, max_points: int = 300) -> tuple[floa
     return a, b
 
 
+def latency_backlog_seconds(
+    ttft_p95_seconds: float | None, window_seconds: float, config: CapacityLearnerConfig
+) -> float:
+    """How long before its own window a latency reading reaches: its p95 TTFT (a request that
+    got its first token in the window arrived that long before), capped at
+    ``transient_backlog_max_windows`` windows; 0 when the TTFT is unknown."""
+    if ttft_p95_seconds is None or not math.isfinite(ttft_p95_seconds):
+        return 0.0
+    cap = config.transient_backlog_max_windows * window_seconds
+    return min(max(0.0, ttft_p95_seconds), cap)
+
+
 def classify(
     obs: CapacityObservation,
     slo: LatencySlo,
@@ -303,9 +315,7 @@ def _flag_transients(
         o = observations[i]
         t, w, x, r = times[k], _window_of(o, cfg), loads[k], ratios[k]
         violated = r is not None and r > 1.0
-        backlog = 0.0
-        if violated and o.ttft_p95_seconds is not None and math.isfinite(o.ttft_p95_seconds):
-            backlog = min(max(0.0, o.ttft_p95_seconds), cfg.transient_backlog_max_windows * w)
+        backlog = latency_backlog_seconds(o.ttft_p95_seconds, w, cfg) if violated else 0.0
         start = t - w - max(backlog, cfg.transient_settle_windows * w)
         # A replica change within the window: its load per replica is wrong. A change before
         # it but within the backlog part of the span: its latencies may be the old backlog,
