@@ -225,6 +225,8 @@ class FakeMetrics:
     """What Prometheus says about those pods (``up == 0``): their names."""
     gateway_waiting: float | None = None
     """What the gateway's wake query returns here (None: no series)."""
+    waiting_requests: float = 0.0
+    """The requests waiting in the region's vLLM queues (a backlog)."""
     queries: list[str] = field(default_factory=list)
     variant_reads: list[str] = field(default_factory=list)
     capacity_histories: list[DeploymentTarget] = field(default_factory=list)
@@ -314,7 +316,7 @@ class FakeMetrics:
             prompt_tokens_per_second=ok(tokens * 4),
             generation_tokens_per_second=ok(tokens),
             running_requests=ok(10.0 * pods),
-            waiting_requests=ok(0.0),
+            waiting_requests=ok(self.waiting_requests * fraction),
             kv_cache_usage_ratio=ok(0.3),
             ttft_p50_seconds=ok(ttft / 2),
             ttft_p95_seconds=ok(ttft),

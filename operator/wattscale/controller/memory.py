@@ -10,6 +10,7 @@ scales down at once).
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -48,6 +49,9 @@ NEAR_SLO = 0.8
 LEARNER_CONFIG = CapacityLearnerConfig()
 BACKLOG_MAX_WINDOWS = LEARNER_CONFIG.transient_backlog_max_windows
 """How many rate windows before its own a latency reading may describe (the learner's cap)."""
+QUEUE_DRAIN_RATIO = 0.9
+"""A region's waiting requests at most this share of one rate window ago: its queue drains
+(below it, the noise of a steady queue)."""
 
 
 @dataclass
@@ -67,6 +71,9 @@ class Memory:
     describes (``1 + BACKLOG_MAX_WINDOWS`` rate windows), and the last one before it."""
     variant_ready_log: dict[tuple[str, str], list[tuple[float, int]]] = field(default_factory=dict)
     """The same per (region, variant) of a deployment with variants."""
+    queue_log: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    """Per region: (time, waiting requests) of the passes within the last rate window, and
+    the last one before it."""
     answering: frozenset[str] | None = None
     """The regions whose cluster answered last pass."""
     answering_changed_at: float | None = None
@@ -238,7 +245,7 @@ def learn_variants(
     ready = {first: obs.primary_ready, **{v.name: v.ready(obs.available) for v in obs.variants}}
     changed = {
         name: _changed(
-            _log_ready(mem.variant_ready_log, (obs.name, name), n, now_s, window_s),
+            _log(mem.variant_ready_log, (obs.name, name), n, now_s, window_s),
             n,
             now_s,
             window_s,
@@ -380,8 +387,29 @@ def ready_through_window(mem: Memory, obs: RegionObservation, now_s: float, wind
     The log is kept for the longest span a latency reading can describe (see
     :func:`latency_span_seconds`)."""
     keep_s = window_s * (1.0 + BACKLOG_MAX_WINDOWS)
-    _log_ready(mem.ready_log, obs.name, obs.ready, now_s, keep_s)
+    _log(mem.ready_log, obs.name, obs.ready, now_s, keep_s)
     return fewest_ready(mem, obs, now_s, window_s)
+
+
+def queue_draining(mem: Memory, obs: RegionObservation, now_s: float, window_s: float) -> bool:
+    """Log this pass's waiting requests in the region; whether they fell over the last rate
+    window (to ``QUEUE_DRAIN_RATIO`` of what they were then, and by one request at least).
+
+    What users asked over the window is what the region served less what its queue shrank
+    by: while the queue falls, a latency breach there is a backlog draining (one a failover
+    onto fewer replicas left in their queues, say), not users asking more than it serves. An
+    unknown queue, or a log that does not reach back one window, is not draining."""
+    waiting = obs.readings.waiting_requests if obs.readings is not None else None
+    if waiting is None or not waiting.usable or waiting.value is None:
+        return False
+    now = float(waiting.value)
+    if not math.isfinite(now):
+        return False
+    log = _log(mem.queue_log, obs.name, now, now_s, window_s)
+    then_s, then = log[0]
+    if not now_s - 2 * window_s <= then_s <= now_s - window_s:
+        return False  # no reading from one window ago (the first, or after a gap)
+    return now <= QUEUE_DRAIN_RATIO * then and then - now >= 1.0
 
 
 def latency_span_seconds(obs: RegionObservation, window_s: float) -> float:
@@ -400,22 +428,23 @@ def fewest_ready(mem: Memory, obs: RegionObservation, now_s: float, span_s: floa
 
 
 _K = TypeVar("_K", str, tuple[str, str])
+_V = TypeVar("_V", int, float)
 
 
-def _log_ready(
-    logs: dict[_K, list[tuple[float, int]]], key: _K, ready: int, now_s: float, keep_s: float
-) -> list[tuple[float, int]]:
-    """Append this pass's Ready count to ``logs[key]``, trimmed to the last ``keep_s`` (the
-    count in force at its start kept)."""
+def _log(
+    logs: dict[_K, list[tuple[float, _V]]], key: _K, value: _V, now_s: float, keep_s: float
+) -> list[tuple[float, _V]]:
+    """Append this pass's value (a Ready count, a queue) to ``logs[key]``, trimmed to the
+    last ``keep_s`` (the value in force at its start kept)."""
     log = logs.setdefault(key, [])
-    log.append((now_s, ready))
+    log.append((now_s, value))
     start = now_s - keep_s
     while len(log) > 1 and log[1][0] <= start:
         log.pop(0)
     return log
 
 
-def _span(log: list[tuple[float, int]], now_s: float, span_s: float) -> list[tuple[float, int]]:
+def _span(log: list[tuple[float, _V]], now_s: float, span_s: float) -> list[tuple[float, _V]]:
     """The entries of ``log`` in force over the last ``span_s``: those within it, and the last
     one before it (the count in force when it began), when logged."""
     start = now_s - span_s

@@ -96,9 +96,11 @@ def breach_floor(
 ) -> float:
     """What users ask at least, when some region's latency is over the SLO.
 
-    A region within its SLO serves what it is sent: its demand is what it served. A region
-    over it queues: its users ask at least what its replicas could serve, by
-    ``SLO_BREACH_DEMAND_FACTOR``. Counted are only the replicas Ready throughout the span the
+    A region within its SLO serves what it is sent: its demand is what it served. So does
+    one over it whose queue falls (``queue_draining``): its users ask what it served less what
+    the queue shrank by, and its latency is a backlog draining, not theirs. A region over it
+    whose queue does not fall queues: its users ask at least what its replicas could serve,
+    by ``SLO_BREACH_DEMAND_FACTOR``. Counted are only the replicas Ready throughout the span the
     latency readings describe (the rate window plus the p95 TTFT: a slow first token was
     asked for that long ago): replicas that came up since did not cause the queue, and
     counting them would lift the plan again on every pass while an old backlog drains (after
@@ -108,7 +110,7 @@ def breach_floor(
         if not obs.available or obs.ready == 0 or obs.readings is None:
             continue
         served = obs.readings.generation_tokens_per_second.value_or(0.0)
-        if obs.name in demand.breached_regions:
+        if obs.name in demand.breached_regions and not obs.queue_draining:
             could = obs.ready_in_latency * _mean_capacity(spec, obs, capacity_tokens_per_second)
             served = max(served, could) * SLO_BREACH_DEMAND_FACTOR
         floor += served

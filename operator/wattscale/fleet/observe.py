@@ -91,6 +91,9 @@ class RegionObservation:
     """The fewest Ready replicas seen here over the span the latency readings describe: the
     rate window plus the p95 TTFT, as a request timed in the window arrived that much earlier
     (None: no history, take ``ready``)."""
+    queue_draining: bool = False
+    """The waiting requests here fell over the last rate window: a backlog drains, so users
+    asked less than the region served (:func:`wattscale.controller.memory.queue_draining`)."""
     variants: list[VariantObservation] = field(default_factory=list)
     """The variants after the first (empty without ``spec.engine.variants``); ``ready`` and
     ``current`` count them too, the first variant's alone are ``primary_*``."""

@@ -15,13 +15,14 @@ from typing import Any
 
 import pytest
 
-from tests.fakes.world import FakeCluster
+from tests.fakes.world import FakeCluster, FakeMetrics, Load
 from tests.unit.controller.test_reconcile import NAME, Harness
 from wattscale.clusters.client import WorkloadState
-from wattscale.controller.memory import Memory, settling
+from wattscale.controller.memory import Memory, queue_draining, settling
 from wattscale.controller.planning import Demand
 from wattscale.fleet.observe import RegionObservation
 from wattscale.forecast.holt import ForecastConfig, warm_start
+from wattscale.metrics import DeploymentTarget
 from wattscale.metrics.capacity import CapacityLearner, LatencySlo
 
 pytestmark = pytest.mark.unit
@@ -245,6 +246,36 @@ def test_an_overload_after_failover_lifts_the_plan_once_per_span_not_every_pass(
     )
 
 
+def test_a_backlog_draining_after_a_failover_does_not_lift_the_replacements() -> None:
+    """Issue 16's last e2e flap (us-west 6 -> 8 -> 5 -> 4 when the member came back): the
+    failover left a backlog in the queues of the replicas Ready at the time, the replacements
+    came up and took new requests only, and the p95 TTFT stayed over the SLO for minutes while
+    the old queues drained, long after the latency span held no pass with fewer replicas. The
+    breach floor took every replica as saturated. A queue that falls is a backlog draining:
+    users ask what the region serves, and the replacements are enough."""
+    s = Shift()
+    west = s.h.region("us-west")
+    s.start_shift_to_us_west()
+    s.cluster("us-east").reachable = False
+    west.metrics.ttft_p95_seconds = 30.0  # over the SLO from here on
+    for queue in (200.0, 400.0, 600.0):  # the backlog builds while replacements start
+        west.metrics.waiting_requests = queue
+        s.step()
+    replaced = west.cluster.replicas(NAME)
+    assert replaced >= SLO_NEEDS
+    counts = []
+    for queue in range(560, 0, -40):  # then drains, for many latency spans
+        west.metrics.waiting_requests = float(queue)
+        s.step()
+        counts.append(west.cluster.replicas(NAME))
+    assert max(counts) == replaced, f"a draining backlog lifted the replacements: {counts}"
+    # The same breach with a queue that does not fall is users asking more: it lifts.
+    west.metrics.waiting_requests = 600.0
+    for _ in range(8):
+        s.step()
+    assert west.cluster.replicas(NAME) > replaced
+
+
 def test_a_backlog_in_the_returned_member_does_not_lift_the_replacements() -> None:
     """Issue 16's last e2e flap (us-west 4 -> 6 -> 4 after the member came back): the returned
     member's p95 TTFT was over the SLO (requests it had queued through the outage) and the
@@ -335,3 +366,31 @@ def test_a_region_drained_to_zero_holds_the_demand_reading_for_one_window() -> N
     assert not settling(mem, regions(0), reading, 4.0, 8.0).fresh  # its last replica went
     assert not settling(mem, regions(0), reading, 10.0, 8.0).fresh
     assert settling(mem, regions(0), reading, 12.0, 8.0).fresh
+
+
+@pytest.mark.parametrize(
+    ("queue", "draining"),
+    [
+        ([(0.0, 40.0), (8.0, 30.0)], True),  # fell over one window
+        ([(0.0, 40.0), (8.0, 38.0)], False),  # a steady queue's noise
+        ([(0.0, 0.5), (8.0, 0.0)], False),  # less than one request
+        ([(0.0, 30.0), (8.0, 40.0)], False),  # grew: users ask more than it serves
+        ([(0.0, 40.0), (4.0, 30.0)], False),  # the log does not reach back a window yet
+        ([(0.0, 40.0), (30.0, 10.0)], False),  # a gap: no reading from one window ago
+        ([(0.0, 40.0), (4.0, 50.0), (8.0, 20.0), (12.0, 30.0)], True),  # 50 four seconds ago
+    ],
+)
+def test_a_queue_drains_when_it_fell_over_the_last_rate_window(
+    queue: list[tuple[float, float]], draining: bool
+) -> None:
+    cluster = FakeCluster("us-west")
+    cluster.ready[("ns", NAME)] = 4
+    metrics = FakeMetrics(cluster, Load([cluster], 10_000.0))
+    mem = Memory(warm_start([], ForecastConfig()), CapacityLearner(LatencySlo(None, None), None))
+    seen = []
+    for t, waiting in queue:
+        metrics.waiting_requests = waiting
+        readings = metrics.read(DeploymentTarget("ns", NAME), expected_pods=4)
+        obs = RegionObservation("us-west", None, available=True, readings=readings)
+        seen.append(queue_draining(mem, obs, t, 8.0))
+    assert seen[-1] is draining, seen
