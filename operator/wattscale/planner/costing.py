@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .model import Objective, PlanOption, PlanRequest, PoolKey, RegionInput
+from .model import Objective, PlanOption, PlanRequest, PoolInput, PoolKey, RegionInput
 from .optimise import FloatArray, IntArray, Problem
 from .sizing import SIZING_INTERVALS, sizing_steps
 
@@ -214,50 +214,31 @@ def _quota_groups(regions: list[RegionInput]) -> tuple[IntArray, IntArray, IntAr
     return np.array(gpus, dtype=i64), np.array(group_of, dtype=i64), np.array(caps, dtype=i64)
 
 
-def build_costing(req: PlanRequest, need: float | None = None) -> Costing:
-    """Price every pool of ``req`` over its horizon (see the module docstring).
+_COLUMNS = ("cap", "fo", "vo", "fm", "vm", "idle_w", "dyn_w", "idle_c", "dyn_c", "cold")
+"""Per pool: capacity, objective and money cost rates (fixed per replica, per token of load),
+facility watts and carbon (idle, per token), and the objective's cost of a cold start."""
 
-    ``need``: the capacity to cover (:func:`wattscale.planner.sizing.size`); without it, the
-    fixed headroom (1 when derived) x the forecast's peak over the sizing window."""
-    regions = sorted(req.regions, key=lambda r: r.name)
-    demand = np.array(req.demand_tokens_per_second or (0.0,), dtype=np.float64)
-    demand = np.maximum(np.nan_to_num(demand, nan=0.0), 0.0)
-    steps = demand.shape[0]
-    if need is None:
-        peak = float(demand[: sizing_steps(req, steps)].max())
-        need = peak * max(req.headroom or 1.0, 1.0)
+
+@dataclass(frozen=True, slots=True)
+class _Energy:
+    """One region's energy rates over the horizon: plain means (what an idle replica pays) and
+    means weighted by the demand's share of the need (what the load-proportional part pays)."""
+
+    objective: float
+    money: float
+    carbon: float
+    objective_load: float
+    money_load: float
+
+
+def _energy(req: PlanRequest, regions: list[RegionInput], d_share: FloatArray) -> list[_Energy]:
+    """Each region's :class:`_Energy`; a missing signal is priced pessimistically (the
+    dearest or dirtiest region's value)."""
+    steps = d_share.shape[0]
     known_prices = [x for r in regions if (x := _finite(r.price_per_kwh)) is not None]
     known_carbon = [x for r in regions if (x := _finite(r.carbon_g_per_kwh)) is not None]
-    # A missing signal is priced pessimistically: the dearest/dirtiest region's value.
     fallback_price = max(known_prices) if known_prices else 0.0
     fallback_carbon = max(known_carbon) if known_carbon else 0.0
-    carbon_price_per_g = req.carbon_price_per_tonne / 1e6
-    d_share = demand / need if need > 0 else np.zeros(steps)
-
-    keys: list[PoolKey] = []
-    cols: dict[str, list[float]] = {
-        k: []
-        for k in (
-            "cap",
-            "fo",
-            "vo",
-            "fm",
-            "vm",
-            "idle_w",
-            "dyn_w",
-            "idle_c",
-            "dyn_c",
-            "cold",
-        )
-    }
-    quota: list[int] = []
-    hard_quota: list[int] = []
-    current: list[int] = []
-    ready: list[int] = []
-    region_of: list[int] = []
-    region_cap: list[int] = []
-    region_hard_cap: list[int] = []
-    n_pools: list[int] = []
     # Energy series per region (rows) over the horizon steps (columns), then their means.
     price_rows = []
     carbon_rows = []
@@ -272,27 +253,92 @@ def build_costing(req: PlanRequest, need: float | None = None) -> Costing:
     if req.objective is Objective.COST:
         e_obj_m = price_m
     elif req.objective is Objective.BALANCED:
-        e_obj_m = price_m + carbon_price_per_g * carbon_m
+        e_obj_m = price_m + req.carbon_price_per_tonne / 1e6 * carbon_m
     else:
         e_obj_m = carbon_m + CARBON_OBJECTIVE_MONEY_WEIGHT * price_m
-    gpu_weight = CARBON_OBJECTIVE_MONEY_WEIGHT if req.objective is Objective.CARBON else 1.0
-    e_obj_means = e_obj_m.mean(axis=1).tolist()
-    e_money_means = price_m.mean(axis=1).tolist()
-    carbon_means = carbon_m.mean(axis=1).tolist()
     # Load-weighted means for the load-proportional part (traffic weights are fixed).
-    e_obj_loads = (e_obj_m @ d_share / steps).tolist()
-    e_money_loads = (price_m @ d_share / steps).tolist()
+    return [
+        _Energy(*values)
+        for values in zip(
+            e_obj_m.mean(axis=1).tolist(),
+            price_m.mean(axis=1).tolist(),
+            carbon_m.mean(axis=1).tolist(),
+            (e_obj_m @ d_share / steps).tolist(),
+            (price_m @ d_share / steps).tolist(),
+            strict=True,
+        )
+    ]
+
+
+def _event_caps(reg: RegionInput) -> tuple[int, int]:
+    """A region's replica caps from a grid event: announced or in force (bounds the target),
+    and in force only (bounds the replicas running now)."""
+    event = reg.grid_event
+    if event is None or event.ends_in_seconds <= 0:
+        return UNCAPPED, UNCAPPED
+    cap = max(event.max_replicas, 0)
+    return cap, cap if event.in_force else UNCAPPED
+
+
+def _pool_row(
+    pool: PoolInput, pue: float, energy: _Energy, gpu_weight: float, cold_start_seconds: float
+) -> tuple[int, dict[str, float]]:
+    """A pool's quota (0 when it cannot serve: no capacity or no finite GPU price) and its
+    :data:`_COLUMNS`."""
+    cap = _usable(pool.capacity_tokens_per_second)
+    usable = cap > 0 and math.isfinite(pool.gpu_hour_cost_per_replica)
+    gpu_cost = pool.gpu_hour_cost_per_replica if usable else 0.0
+    idle_w = _usable(pool.idle_watts) if usable else 0.0  # bad watts count as 0 W
+    max_w = max(_usable(pool.max_watts), idle_w) if usable else 0.0
+    cap_safe = cap if usable else 1.0
+    idle_kw = idle_w * pue / 1000.0
+    dyn_kw_per_token = (max_w - idle_w) * pue / 1000.0 / cap_safe
+    fo = gpu_weight * gpu_cost + idle_kw * energy.objective
+    cold_h = max(cold_start_seconds, 0.0) / 3600.0
+    row = {
+        "cap": cap,
+        "fo": max(fo, FIXED_COST_FLOOR),
+        "vo": dyn_kw_per_token * energy.objective_load,
+        "fm": gpu_cost + idle_kw * energy.money,
+        "vm": dyn_kw_per_token * energy.money_load,
+        "idle_w": idle_kw * 1000.0,
+        "dyn_w": dyn_kw_per_token * 1000.0,
+        "idle_c": idle_kw * energy.carbon,
+        "dyn_c": dyn_kw_per_token * energy.carbon,
+        "cold": cold_h * max(fo, 0.0),
+    }
+    return (max(pool.quota_replicas, 0) if usable else 0), row
+
+
+def build_costing(req: PlanRequest, need: float | None = None) -> Costing:
+    """Price every pool of ``req`` over its horizon (see the module docstring).
+
+    ``need``: the capacity to cover (:func:`wattscale.planner.sizing.size`); without it, the
+    fixed headroom (1 when derived) x the forecast's peak over the sizing window."""
+    regions = sorted(req.regions, key=lambda r: r.name)
+    demand = np.array(req.demand_tokens_per_second or (0.0,), dtype=np.float64)
+    demand = np.maximum(np.nan_to_num(demand, nan=0.0), 0.0)
+    steps = demand.shape[0]
+    if need is None:
+        peak = float(demand[: sizing_steps(req, steps)].max())
+        need = peak * max(req.headroom or 1.0, 1.0)
+    d_share = demand / need if need > 0 else np.zeros(steps)
+    energy = _energy(req, regions, d_share)
+    gpu_weight = CARBON_OBJECTIVE_MONEY_WEIGHT if req.objective is Objective.CARBON else 1.0
+
+    keys: list[PoolKey] = []
+    cols: dict[str, list[float]] = {k: [] for k in _COLUMNS}
+    quota: list[int] = []
+    hard_quota: list[int] = []
+    current: list[int] = []
+    ready: list[int] = []
+    region_of: list[int] = []
+    region_cap: list[int] = []
+    region_hard_cap: list[int] = []
+    n_pools: list[int] = []
     for i, reg in enumerate(regions):
-        e_obj_mean = e_obj_means[i]
-        e_money_mean = e_money_means[i]
-        carbon_mean = carbon_means[i]
-        e_obj_load = e_obj_loads[i]
-        e_money_load = e_money_loads[i]
         pue = reg.pue if math.isfinite(reg.pue) and reg.pue >= 1.0 else 1.0
-        cap_i = hard_i = UNCAPPED
-        if reg.grid_event is not None and reg.grid_event.ends_in_seconds > 0:
-            cap_i = max(reg.grid_event.max_replicas, 0)
-            hard_i = cap_i if reg.grid_event.in_force else UNCAPPED
+        cap_i, hard_i = _event_caps(reg)
         region_cap.append(cap_i)
         region_hard_cap.append(hard_i)
         pools = sorted(reg.pools, key=lambda p: (p.gpu_product, p.variant))
@@ -300,30 +346,13 @@ def build_costing(req: PlanRequest, need: float | None = None) -> Costing:
         for pool in pools:
             keys.append(pool.key(reg.name))
             region_of.append(i)
-            cap = _usable(pool.capacity_tokens_per_second)
-            usable = cap > 0 and math.isfinite(pool.gpu_hour_cost_per_replica)
-            quota.append(max(pool.quota_replicas, 0) if usable else 0)
-            hard_quota.append(quota[-1])
+            q, row = _pool_row(pool, pue, energy[i], gpu_weight, req.cold_start_seconds)
+            quota.append(q)
+            hard_quota.append(q)
             current.append(max(pool.current_replicas, 0))
             ready.append(max(pool.ready_replicas, 0))
-            gpu_cost = pool.gpu_hour_cost_per_replica if usable else 0.0
-            idle_w = _usable(pool.idle_watts) if usable else 0.0  # bad watts count as 0 W
-            max_w = max(_usable(pool.max_watts), idle_w) if usable else 0.0
-            cap_safe = cap if usable else 1.0
-            idle_kw = idle_w * pue / 1000.0
-            dyn_kw_per_token = (max_w - idle_w) * pue / 1000.0 / cap_safe
-            cols["cap"].append(cap)
-            fo = gpu_weight * gpu_cost + idle_kw * e_obj_mean
-            cols["fo"].append(max(fo, FIXED_COST_FLOOR))
-            cols["vo"].append(dyn_kw_per_token * e_obj_load)
-            cols["fm"].append(gpu_cost + idle_kw * e_money_mean)
-            cols["vm"].append(dyn_kw_per_token * e_money_load)
-            cols["idle_w"].append(idle_kw * 1000.0)
-            cols["dyn_w"].append(dyn_kw_per_token * 1000.0)
-            cols["idle_c"].append(idle_kw * carbon_mean)
-            cols["dyn_c"].append(dyn_kw_per_token * carbon_mean)
-            cold_h = max(req.cold_start_seconds, 0.0) / 3600.0
-            cols["cold"].append(cold_h * max(fo, 0.0))
+            for k in _COLUMNS:
+                cols[k].append(row[k])
         if len(pools) == 1:  # a single-pool region's cap is a pool bound
             quota[-1] = min(quota[-1], cap_i)
             hard_quota[-1] = min(hard_quota[-1], hard_i)
