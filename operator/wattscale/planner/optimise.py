@@ -351,18 +351,27 @@ def _one_capacity(p: Problem) -> bool:
     return float(caps.max() - caps.min()) <= 1e-12 * float(caps.max())
 
 
-def solve_dp(p: Problem, hint: IntArray | None = None) -> Solution | None:
-    """Exact optimum for one population, ignoring totals, region caps and min_regions.
+@dataclass(frozen=True)
+class _Narrowed:
+    """One population's pools in DP order (cheapest per token first), with bounds narrowed by
+    the LP relaxation and the best plan known so far (``incumbent``, its objective)."""
 
-    ``hint`` (e.g. the current plan) only seeds the incumbent; it never changes the answer.
-    """
+    order: IntArray  # pool index per DP position
+    f: FloatArray
+    vp: FloatArray
+    c: FloatArray
+    lo: FloatArray
+    hi: FloatArray
+    incumbent: float
+
+
+def _narrow(p: Problem, usable: IntArray, hint: IntArray | None) -> _Narrowed | None:
+    """Order the usable pools, solve the LP relaxation, seed an incumbent (greedy, rounding,
+    ``hint``) and narrow each pool's bounds to where it can still beat it (None: the need
+    exceeds every pool's quota)."""
     need = p.need
-    usable = np.flatnonzero(p.hi > 0)
-    if usable.shape[0] == 0:
-        return None if need > 1e-9 else _empty_solution(p)
     vmin = float(np.min(p.per_token[usable]))
     order = usable[np.lexsort((usable, p.per_token[usable]))]
-    j_n = order.shape[0]
     f = p.fixed_per_replica[order]
     vp = np.maximum(p.per_token[order] - vmin, 0.0)
     c = p.capacity[order]
@@ -370,7 +379,6 @@ def solve_dp(p: Problem, hint: IntArray | None = None) -> Solution | None:
     hi = p.hi[order].astype(np.float64)
     if need > float(hi @ c) * (1 + _REL_TOL) + 1e-9:
         return None
-    tol_n = need * _REL_TOL + 1e-9
     # LP relaxation and an incumbent from rounding it.
     lp_value, r_frac, lam_left, lam_right = _lp(f, vp, c, lo, hi, need, float(f @ lo))
     incumbent = min(
@@ -394,20 +402,53 @@ def solve_dp(p: Problem, hint: IntArray | None = None) -> Solution | None:
         k_up = np.where(up > 0, np.floor(gap / up), np.inf)
     lo = np.where(at_hi, np.maximum(lo, hi - k_down), lo)
     hi = np.where(at_lo, np.minimum(hi, lo + k_up), hi)
-    bounds = _Bounds(f, vp, c, lo, hi)
+    return _Narrowed(order, f, vp, c, lo, hi, incumbent)
 
+
+def solve_dp(p: Problem, hint: IntArray | None = None) -> Solution | None:
+    """Exact optimum for one population, ignoring totals, region caps and min_regions.
+
+    ``hint`` (e.g. the current plan) only seeds the incumbent; it never changes the answer.
+    """
+    need = p.need
+    usable = np.flatnonzero(p.hi > 0)
+    if usable.shape[0] == 0:
+        return None if need > 1e-9 else _empty_solution(p)
+    narrowed = _narrow(p, usable, hint)
+    if narrowed is None:
+        return None
+    r_ord = _dp(narrowed, need)
+    if r_ord is None:
+        return None
+    replicas = p.lo.copy()
+    replicas[narrowed.order] = np.array(r_ord, dtype=np.int64)
+    routed = route(p, replicas)
+    if routed is None:  # pragma: no cover - the DP only returns plans that cover the need
+        return None
+    load, obj = routed
+    return Solution(replicas=replicas, load=load, objective=obj, solver="dp", optimal=True)
+
+
+def _dp(n: _Narrowed, need: float) -> list[int] | None:
+    """The cheapest replicas per DP position covering ``need`` (None: none does).
+
+    States are (capacity so far, cost so far) frontiers, one layer per pool with a choice,
+    pruned by :class:`_Bounds`; the answer is read back through each layer's parents."""
+    tol_n = need * _REL_TOL + 1e-9
+    bounds = _Bounds(n.f, n.vp, n.c, n.lo, n.hi)
+    incumbent = n.incumbent
     # The DP itself, in plain Python lists (frontiers are small); big layers use numpy.
-    f_l: list[float] = f.tolist()
-    vp_l: list[float] = vp.tolist()
-    c_l: list[float] = c.tolist()
-    lo_l = [int(x) for x in lo.tolist()]
-    hi_l = [int(x) for x in hi.tolist()]
+    f_l: list[float] = n.f.tolist()
+    vp_l: list[float] = n.vp.tolist()
+    c_l: list[float] = n.c.tolist()
+    lo_l = [int(x) for x in n.lo.tolist()]
+    hi_l = [int(x) for x in n.hi.tolist()]
     cap: list[float] = [0.0]
     cost: list[float] = [0.0]
     # Per branching layer: (position, parent index per state, replicas chosen per state).
     layers: list[tuple[int, list[int], list[int]]] = []
     j = 0
-    while j < j_n:
+    while j < len(c_l):
         if min(cap) >= need:  # everything covered: the rest stays at its lower bound
             break
         if hi_l[j] == lo_l[j]:
@@ -422,42 +463,19 @@ def solve_dp(p: Problem, hint: IntArray | None = None) -> Solution | None:
                 cap[s_idx] = need if nc >= need - tol_n else nc
             j += 1
             continue
+        pool = (c_l[j], f_l[j], vp_l[j], lo_l[j], hi_l[j])
+        forced, lp_next = bounds.forced[j + 1], bounds.lp(j + 1)
         if len(cap) * (hi_l[j] - lo_l[j] + 1) <= _SMALL_LAYER:
+            xs, ys = lp_next[2], lp_next[3]
             step = _small_layer(
-                cap,
-                cost,
-                need,
-                tol_n,
-                c_l[j],
-                f_l[j],
-                vp_l[j],
-                lo_l[j],
-                hi_l[j],
-                bounds.forced[j + 1],
-                bounds.lp(j + 1)[2],
-                bounds.lp(j + 1)[3],
-                incumbent,
-                bounds,
-                j + 1,
+                cap, cost, need, tol_n, *pool, forced, xs, ys, incumbent, bounds, j + 1
             )
         else:
+            xs_a, ys_a = lp_next[0], lp_next[1]
             step = _big_layer(
-                np.array(cap),
-                np.array(cost),
-                need,
-                tol_n,
-                c_l[j],
-                f_l[j],
-                vp_l[j],
-                lo_l[j],
-                hi_l[j],
-                bounds.forced[j + 1],
-                bounds.lp(j + 1)[0],
-                bounds.lp(j + 1)[1],
-                incumbent,
-                bounds,
-                j + 1,
-            )
+                np.array(cap), np.array(cost), need, tol_n, *pool, forced, xs_a, ys_a,
+                incumbent, bounds, j + 1,
+            )  # fmt: skip
         if step is None:
             return None
         incumbent, parents, chosen, cap, cost = step
@@ -472,13 +490,7 @@ def solve_dp(p: Problem, hint: IntArray | None = None) -> Solution | None:
     for pos, parent_idx, chosen_r in reversed(layers):
         r_ord[pos] = chosen_r[idx]
         idx = parent_idx[idx]
-    replicas = p.lo.copy()
-    replicas[order] = np.array(r_ord, dtype=np.int64)
-    routed = route(p, replicas)
-    if routed is None:  # pragma: no cover - the DP only returns plans that cover the need
-        return None
-    load, obj = routed
-    return Solution(replicas=replicas, load=load, objective=obj, solver="dp", optimal=True)
+    return r_ord
 
 
 def _big_layer(
