@@ -128,6 +128,87 @@ def _check_bounds(
         )
 
 
+def _check_regions(regions: list[str], home_region: str) -> None:
+    """Regions listed once, the home among them."""
+    if not regions:
+        raise SimInputError("no regions given")
+    if len(set(regions)) != len(regions):
+        raise SimInputError(f"regions listed twice: {','.join(regions)}")
+    if home_region not in regions:
+        raise SimInputError(
+            f"home region {home_region} is not one of --regions {','.join(regions)}"
+        )
+
+
+def _check_files(regions: list[str], prices_dir: Path, carbon_dir: Path) -> None:
+    """Both directories exist, and every region has a price file."""
+    for directory, what in ((prices_dir, "prices"), (carbon_dir, "carbon")):
+        if not directory.is_dir():
+            raise SimInputError(f"{what} directory {directory} does not exist")
+    known = sorted(p.stem for p in prices_dir.glob("*.csv"))
+    for region in regions:
+        if region in known:
+            continue
+        if (carbon_dir / f"{region}.csv").exists():
+            raise SimInputError(
+                f"missing price file {prices_dir / (region + '.csv')} for region {region} "
+                "(it has carbon data but no prices)"
+            )
+        raise SimInputError(
+            f"unknown region {region}: no {prices_dir / (region + '.csv')} "
+            f"(regions with prices: {', '.join(known) or 'none'})"
+        )
+
+
+def _prices(
+    prices_dir: Path,
+    regions: list[str],
+    start: datetime,
+    hours: int,
+    max_gap_hours: int,
+    warnings: list[str],
+) -> list[FloatArray]:
+    """Each region's hourly prices over the period, with one extra day when the data has it
+    (the day-ahead horizon at the period's end); their warnings appended to ``warnings``."""
+    prices = []
+    for region in regions:
+        try:
+            series = load_prices(prices_dir, region, start, hours + 24, max_gap_hours)
+        except OutsideDataError:
+            series = load_prices(prices_dir, region, start, hours, max_gap_hours)
+        warnings.extend(series.warnings)
+        prices.append(series.values)
+    return prices
+
+
+def _carbon(
+    carbon_dir: Path,
+    regions: list[str],
+    start: datetime,
+    hours: int,
+    max_gap_hours: int,
+    warnings: list[str],
+) -> list[FloatArray]:
+    """Each region's hourly carbon intensity (NaN where a region has no carbon file, said once
+    in ``warnings``)."""
+    carbons = []
+    missing: list[str] = []
+    for region in regions:
+        cseries = load_carbon(carbon_dir, region, start, hours, max_gap_hours)
+        if cseries is None:
+            missing.append(region)
+            carbons.append(np.full(hours, np.nan))
+        else:
+            warnings.extend(cseries.warnings)
+            carbons.append(cseries.values)
+    if missing:
+        warnings.append(
+            f"no carbon data for {', '.join(missing)}: energy there is not counted in "
+            "carbon_kg (see carbon_unknown_kwh)"
+        )
+    return carbons
+
+
 def build_scenario(
     *,
     trace: Path,
@@ -153,14 +234,7 @@ def build_scenario(
     `sim.markets.load_table`); regions it does not list are real-time.
     """
     model = model or ReplicaModel()
-    if not regions:
-        raise SimInputError("no regions given")
-    if len(set(regions)) != len(regions):
-        raise SimInputError(f"regions listed twice: {','.join(regions)}")
-    if home_region not in regions:
-        raise SimInputError(
-            f"home region {home_region} is not one of --regions {','.join(regions)}"
-        )
+    _check_regions(regions, home_region)
     _check_bounds(days, peak_replicas, gpu_hour_cost, quota_per_region, model)
     try:
         start + timedelta(days=days + 2)
@@ -168,36 +242,11 @@ def build_scenario(
         raise SimInputError(
             f"--start {start:%Y-%m-%d} + {days:g} days is past the year 9999"
         ) from None
-    for directory, what in ((prices_dir, "prices"), (carbon_dir, "carbon")):
-        if not directory.is_dir():
-            raise SimInputError(f"{what} directory {directory} does not exist")
-    known = sorted(p.stem for p in prices_dir.glob("*.csv"))
-    for region in regions:
-        if region in known:
-            continue
-        if (carbon_dir / f"{region}.csv").exists():
-            raise SimInputError(
-                f"missing price file {prices_dir / (region + '.csv')} for region {region} "
-                "(it has carbon data but no prices)"
-            )
-        raise SimInputError(
-            f"unknown region {region}: no {prices_dir / (region + '.csv')} "
-            f"(regions with prices: {', '.join(known) or 'none'})"
-        )
+    _check_files(regions, prices_dir, carbon_dir)
     minutes = round(days * MINUTES_PER_DAY)
     hours = -(-minutes // MINUTES_PER_HOUR)
     warnings: list[str] = []
-    prices: list[FloatArray] = []
-    carbons: list[FloatArray] = []
-    # One extra day of prices when the data has it: the day-ahead horizon at the period's end.
-    extended = hours + 24
-    for region in regions:
-        try:
-            series = load_prices(prices_dir, region, start, extended, max_gap_hours)
-        except OutsideDataError:
-            series = load_prices(prices_dir, region, start, hours, max_gap_hours)
-        warnings.extend(series.warnings)
-        prices.append(series.values)
+    prices = _prices(prices_dir, regions, start, hours, max_gap_hours, warnings)
     n_price_hours = min(p.shape[0] for p in prices)
     lead = _lead_prices(prices_dir, regions, start, max_gap_hours, [p[0] for p in prices])
     table = load_table() if price_markets is None else price_markets
@@ -207,20 +256,7 @@ def build_scenario(
         for r in markets
         if r.region not in table
     )
-    missing_carbon: list[str] = []
-    for region in regions:
-        cseries = load_carbon(carbon_dir, region, start, hours, max_gap_hours)
-        if cseries is None:
-            missing_carbon.append(region)
-            carbons.append(np.full(hours, np.nan))
-        else:
-            warnings.extend(cseries.warnings)
-            carbons.append(cseries.values)
-    if missing_carbon:
-        warnings.append(
-            f"no carbon data for {', '.join(missing_carbon)}: energy there is not counted in "
-            "carbon_kg (see carbon_unknown_kwh)"
-        )
+    carbons = _carbon(carbon_dir, regions, start, hours, max_gap_hours, warnings)
     shape = read_trace(trace)
     peak_tokens = peak_replicas * model.safe_tokens_per_s
     burst = burstiness_factors() if burstiness else None
