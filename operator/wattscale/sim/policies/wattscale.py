@@ -171,7 +171,7 @@ class WattscalePolicy:
             seconds = (obs.minute - 1) * STEP_SECONDS
             self._forecaster = observe(self._forecaster, seconds, float(past[-1]))
         steps = self._steps(obs.model.cold_start_s)
-        forecast = horizon(self._forecaster, steps, FORECAST_K_SIGMA) if past.shape[0] else ()
+        forecast = self._forecast(obs, steps) if past.shape[0] else ()
         zero: dict[str, Any] = {}
         if self._idle_seconds is not None:
             zero = self._zero_inputs(obs)
@@ -194,6 +194,12 @@ class WattscalePolicy:
         decision = plan(request, self._state)
         self._state = decision.state
         return self._vector(obs.regions, decision.desired)
+
+    def _forecast(self, obs: Observation, steps: int) -> tuple[float, ...]:
+        """The demand the planner is handed for the next ``steps`` minutes: the operator's
+        forecast (mean + ``FORECAST_K_SIGMA`` sigma) from what was measured so far. A study
+        may hand it something else (``bench/forecast_gap.py``: the future itself)."""
+        return horizon(self._forecaster, steps, FORECAST_K_SIGMA)
 
     def _zero_inputs(self, obs: Observation) -> dict[str, Any]:
         """What scale to zero reads (with min_replicas 0): the idle window, the measured demand and
