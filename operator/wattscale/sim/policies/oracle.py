@@ -126,18 +126,67 @@ def _solve(
     floor_idle_price: bool,
     per_replica_tokens_per_s: float,
 ) -> OracleSolution:
-    model = scenario.model
     minutes, regions = scenario.minutes, len(scenario.regions)
-    lag = model.cold_start_minutes
     size = minutes * regions
-    n_off, s_off, x_off, init_off = 0, size, 2 * size, 3 * size
-    n_vars = 3 * size + regions
+    n_vars = 3 * size + regions  # held n, starts s, routed x (minute-major), initial n
+    per_replica, per_replica_true, per_token = _cost_rates(scenario, floor_idle_price)
+    cost = np.concatenate(
+        [per_replica.ravel(), np.zeros(size), per_token.ravel(), np.zeros(regions)]
+    )
+    demand = scenario.load.output_tokens_per_s
+    quota = np.asarray(scenario.quota, dtype=np.float64)
+    need = np.maximum(np.ceil(demand / per_replica_tokens_per_s - 1e-9), scenario.min_replicas)
+    if float(np.max(need)) > float(quota.sum()):
+        raise SimInputError("the oracle cannot serve the peak within the per-region quotas")
+    b = _rows(scenario, need, per_replica_tokens_per_s)
+    upper = np.concatenate(
+        [
+            np.tile(quota, minutes),
+            np.tile(quota, minutes),
+            np.full(size, np.inf),
+            quota,
+        ]
+    )
+    integrality = np.zeros(n_vars)
+    if integer:
+        integrality[: 2 * size] = 1
+        integrality[3 * size :] = 1
+    began = time.monotonic()
+    result = milp(
+        cost,
+        constraints=b.constraint(n_vars),
+        bounds=Bounds(np.zeros(n_vars), upper),
+        integrality=integrality,
+        options={"time_limit": time_limit_s, "disp": False},
+    )
+    elapsed = time.monotonic() - began
+    if result.x is None:
+        raise SimInputError(f"the oracle found no schedule: {result.message}")
+    sol = np.asarray(result.x, dtype=np.float64)
+    n, trajectory = _schedule(sol, minutes, regions, scenario.model.cold_start_minutes)
+    bound = float(result.fun)
+    if integer:
+        bound = float(getattr(result, "mip_dual_bound", None) or result.fun)
+    # The schedule at the real prices (differs from result.fun only with floored idle prices).
+    x = sol[2 * size : 3 * size].reshape(minutes, regions)
+    true_cost = float(np.sum(n * per_replica_true) + np.sum(x * per_token))
+    return OracleSolution(
+        trajectory=trajectory,
+        objective=true_cost,
+        lower_bound=bound,
+        integer=integer,
+        status=str(result.message),
+        solve_seconds=elapsed,
+        solved_objective=float(result.fun),
+    )
 
-    def idx(
-        offset: int, t: npt.NDArray[np.int64], i: npt.NDArray[np.int64]
-    ) -> npt.NDArray[np.int64]:
-        return np.asarray(offset + t * regions + i, dtype=np.int64)
 
+def _cost_rates(
+    scenario: Scenario, floor_idle_price: bool
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """USD per minute and region: per allocated replica as optimised (idle power at
+    max(price, 0) when ``floor_idle_price``) and at the real prices, and per routed token/s."""
+    model = scenario.model
     price = scenario.minute_prices()  # (T, R) USD/MWh
     usd_per_kwh = price / 1000.0
     idle_usd_per_kwh = np.maximum(usd_per_kwh, 0.0) if floor_idle_price else usd_per_kwh
@@ -155,16 +204,21 @@ def _solve(
     per_replica_true = scenario.gpu_hour_cost / 60.0 + floor_watts * kwh * usd_per_kwh
     per_replica = scenario.gpu_hour_cost / 60.0 + floor_watts * kwh * idle_usd_per_kwh
     per_token = watts_per_token * kwh * usd_per_kwh
-    cost = np.concatenate(
-        [per_replica.ravel(), np.zeros(size), per_token.ravel(), np.zeros(regions)]
-    )
+    return per_replica, per_replica_true, per_token
 
-    demand = scenario.load.output_tokens_per_s
-    safe = per_replica_tokens_per_s
-    quota = np.asarray(scenario.quota, dtype=np.float64)
-    need = np.maximum(np.ceil(demand / safe - 1e-9), scenario.min_replicas)
-    if float(np.max(need)) > float(quota.sum()):
-        raise SimInputError("the oracle cannot serve the peak within the per-region quotas")
+
+def _rows(scenario: Scenario, need: npt.NDArray[np.float64], safe: float) -> _Builder:
+    """The LP's rows: starts, routing within the safe utilisation of Ready replicas, demand
+    served every minute, and the whole-replica cut ``sum_i Ready >= need``."""
+    minutes, regions = scenario.minutes, len(scenario.regions)
+    lag = scenario.model.cold_start_minutes
+    size = minutes * regions
+    n_off, s_off, x_off, init_off = 0, size, 2 * size, 3 * size
+
+    def idx(
+        offset: int, t: npt.NDArray[np.int64], i: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.int64]:
+        return np.asarray(offset + t * regions + i, dtype=np.int64)
 
     grid_t, grid_i = np.meshgrid(np.arange(minutes), np.arange(regions), indexing="ij")
     tt, ii = grid_t.ravel(), grid_i.ravel()
@@ -195,38 +249,23 @@ def _solve(
     b.add(rows, idx(x_off, tt, ii), 1.0)
     ready_terms(rows, tt, ii, -safe)
     # demand: sum_i x = D.
+    demand = scenario.load.output_tokens_per_s
     first = b.block(minutes, demand, demand)
     b.add(first + tt, idx(x_off, tt, ii), 1.0)
     # whole Ready replicas: sum_i Ready >= need.
     first = b.block(minutes, need, np.array(np.inf))
     ready_terms(first + tt, tt, ii, 1.0)
+    return b
 
-    upper = np.concatenate(
-        [
-            np.tile(quota, minutes),
-            np.tile(quota, minutes),
-            np.full(size, np.inf),
-            quota,
-        ]
-    )
-    integrality = np.zeros(n_vars)
-    if integer:
-        integrality[: 2 * size] = 1
-        integrality[init_off:] = 1
-    began = time.monotonic()
-    result = milp(
-        cost,
-        constraints=b.constraint(n_vars),
-        bounds=Bounds(np.zeros(n_vars), upper),
-        integrality=integrality,
-        options={"time_limit": time_limit_s, "disp": False},
-    )
-    elapsed = time.monotonic() - began
-    if result.x is None:
-        raise SimInputError(f"the oracle found no schedule: {result.message}")
-    sol = np.asarray(result.x, dtype=np.float64)
-    n = sol[n_off:s_off].reshape(minutes, regions)
-    init = sol[init_off:]
+
+def _schedule(
+    sol: npt.NDArray[np.float64], minutes: int, regions: int, lag: int
+) -> tuple[npt.NDArray[np.float64], Trajectory]:
+    """The held replicas and the trajectory (Ready after ``lag`` minutes of loading) of the
+    solution vector ``sol``."""
+    size = minutes * regions
+    n = sol[:size].reshape(minutes, regions)
+    init = sol[3 * size :]
     # Tidy solver round-off so the replay sees clean counts.
     n = np.where(np.abs(n - np.round(n)) < 1e-7, np.round(n), n)
     prev = np.vstack([init[None, :], n[:-1]])
@@ -236,18 +275,4 @@ def _solve(
     for k in range(lag):
         ready[k:] -= starts[: minutes - k]
     ready = np.maximum(ready, 0.0)
-    bound = float(result.fun)
-    if integer:
-        bound = float(getattr(result, "mip_dual_bound", None) or result.fun)
-    # The schedule at the real prices (differs from result.fun only with floored idle prices).
-    x = sol[x_off:init_off].reshape(minutes, regions)
-    true_cost = float(np.sum(n * per_replica_true) + np.sum(x * per_token))
-    return OracleSolution(
-        trajectory=Trajectory(allocated=n, ready=ready, starts=starts, stops=stops),
-        objective=true_cost,
-        lower_bound=bound,
-        integer=integer,
-        status=str(result.message),
-        solve_seconds=elapsed,
-        solved_objective=float(result.fun),
-    )
+    return n, Trajectory(allocated=n, ready=ready, starts=starts, stops=stops)
