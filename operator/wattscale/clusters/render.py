@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from wattscale.api.inference import InferenceDeploymentSpec
+from wattscale.api.inference import InferenceDeploymentSpec, ResolvedVariant
 from wattscale.api.region import RegionWorkloads
 
 Manifest = dict[str, Any]
@@ -167,35 +167,12 @@ def container_security_context() -> dict[str, Any]:
     }
 
 
-def render_deployment(
-    *,
-    name: str,
-    namespace: str,
-    region: str,
-    spec: InferenceDeploymentSpec,
-    workloads: RegionWorkloads | None = None,
-    variant: int = 0,
-) -> Manifest:
-    """The vLLM Deployment of one variant (the first by default) for one region, without
-    ``spec.replicas`` (see module doc).
-
-    ``workloads`` is the Region's ``spec.workloads``: where a named model cache comes from.
-    """
+def _volumes(
+    spec: InferenceDeploymentSpec, workloads: RegionWorkloads | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
+    """The pod's volumes, the container's mounts and where the model cache is: shared
+    memory, a scratch dir (the cache's default home) and the Region's model cache if named."""
     engine = spec.engine
-    chosen = engine.resolved_variants(None)[variant]
-    key = chosen.name if variant else ""  # the first variant renders as it always did
-    labels = _labels(name, namespace, region, key)
-    gpus = str(chosen.gpus_per_replica)
-    args = [
-        "--model",
-        spec.model,
-        "--port",
-        str(engine.port),
-        "--tensor-parallel-size",
-        gpus,
-        *engine.args,
-        *chosen.args,
-    ]
     volumes: list[dict[str, Any]] = [
         {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": engine.shmSize}},
         {"name": "scratch", "emptyDir": {}},
@@ -211,8 +188,31 @@ def render_deployment(
         cache_path = engine.modelCache.mountPath
         volumes.append({"name": "model-cache", **source})
         mounts.append({"name": "model-cache", "mountPath": cache_path, "readOnly": read_only})
+    return volumes, mounts, cache_path
+
+
+def _container(
+    spec: InferenceDeploymentSpec,
+    chosen: ResolvedVariant,
+    mounts: list[dict[str, Any]],
+    cache_path: str,
+) -> dict[str, Any]:
+    """The vLLM container of one variant: its args, GPUs, restricted security context and
+    health probes."""
+    engine = spec.engine
+    gpus = str(chosen.gpus_per_replica)
+    args = [
+        "--model",
+        spec.model,
+        "--port",
+        str(engine.port),
+        "--tensor-parallel-size",
+        gpus,
+        *engine.args,
+        *chosen.args,
+    ]
     cold_start = spec.placement.coldStartSeconds
-    container = {
+    return {
         "name": "vllm",
         "image": engine.image,
         "args": args,
@@ -242,6 +242,28 @@ def render_deployment(
             "failureThreshold": 4,
         },
     }
+
+
+def render_deployment(
+    *,
+    name: str,
+    namespace: str,
+    region: str,
+    spec: InferenceDeploymentSpec,
+    workloads: RegionWorkloads | None = None,
+    variant: int = 0,
+) -> Manifest:
+    """The vLLM Deployment of one variant (the first by default) for one region, without
+    ``spec.replicas`` (see module doc).
+
+    ``workloads`` is the Region's ``spec.workloads``: where a named model cache comes from.
+    """
+    engine = spec.engine
+    chosen = engine.resolved_variants(None)[variant]
+    key = chosen.name if variant else ""  # the first variant renders as it always did
+    labels = _labels(name, namespace, region, key)
+    volumes, mounts, cache_path = _volumes(spec, workloads)
+    container = _container(spec, chosen, mounts, cache_path)
     body: Manifest = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
