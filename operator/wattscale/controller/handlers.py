@@ -320,7 +320,7 @@ def _register_lifecycle(registry: kopf.OperatorRegistry, settings: Settings, par
     and login."""
     hub, membership, tasks = parts.hub, parts.membership, parts.tasks
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(id="start-loops", registry=registry)
     async def _start_region_health(**_: Any) -> None:
         if membership is not None:
             await asyncio.get_running_loop().run_in_executor(None, membership.renew)
@@ -337,7 +337,7 @@ def _register_lifecycle(registry: kopf.OperatorRegistry, settings: Settings, par
                 )
             )
 
-    @kopf.on.cleanup(registry=registry)
+    @kopf.on.cleanup(id="stop-loops", registry=registry)
     async def _stop_region_health(**_: Any) -> None:
         for task in tasks:
             task.cancel()
@@ -346,13 +346,13 @@ def _register_lifecycle(registry: kopf.OperatorRegistry, settings: Settings, par
 
     watch_namespaces = settings.watch_namespaces  # kopf's startup handler shadows `settings`
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(id="configure", registry=registry)
     def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings)
         if hub is not None:
             _know_regions_and_claims(hub, parts, watch_namespaces)
 
-    @kopf.on.login(registry=registry)
+    @kopf.on.login(id="login", registry=registry)
     def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # A custom registry has none of kopf's default login handlers: use the same
         # credentials as our own clients (in-cluster, else KUBECONFIG / ~/.kube/config).
@@ -382,16 +382,16 @@ def _register_regions(registry: kopf.OperatorRegistry, parts: _Parts) -> None:
     """Regions: keep the directory in step, and report each region's health and feeds."""
     directory, health = parts.directory, parts.health
 
-    @kopf.on.resume(*REGIONS, registry=registry)
-    @kopf.on.create(*REGIONS, registry=registry)
-    @kopf.on.update(*REGIONS, field="spec", registry=registry)
+    @kopf.on.resume(*REGIONS, id="region-changed", registry=registry)
+    @kopf.on.create(*REGIONS, id="region-changed", registry=registry)
+    @kopf.on.update(*REGIONS, id="region-changed", field="spec", registry=registry)
     def region_changed(name: str, spec: Any, meta: Any, status: Any, **_: Any) -> None:
         runtime = directory.upsert(name, int(meta.get("generation") or 0), dict(spec))
         health.seen(name, dict(status))
         for problem in runtime.errors:
             log.warning("region %s: %s", name, problem)
 
-    @kopf.on.delete(*REGIONS, registry=registry, optional=True)
+    @kopf.on.delete(*REGIONS, id="region-deleted", registry=registry, optional=True)
     def region_deleted(name: str, **_: Any) -> None:
         directory.remove(name)
 
@@ -402,7 +402,7 @@ def _register_deployments(
     """InferenceDeployments: the control loop, and cleanup on deletion."""
     reconciler = parts.reconciler
 
-    @kopf.timer(*IDS, interval=settings.interval_seconds, registry=registry)
+    @kopf.timer(*IDS, id="reconcile", interval=settings.interval_seconds, registry=registry)
     def reconcile(
         name: str,
         namespace: str | None,
@@ -429,7 +429,7 @@ def _register_deployments(
         for event in outcome.events:
             kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
-    @kopf.on.delete(*IDS, registry=registry)
+    @kopf.on.delete(*IDS, id="cleanup", registry=registry)
     def cleanup(
         name: str, namespace: str | None, spec: Any, status: Any, patch: kopf.Patch, **_: Any
     ) -> None:
