@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
+from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from wattscale.metrics.capacity import CapacityObservation
@@ -38,6 +39,10 @@ from wattscale.metrics.readings import (
 log = logging.getLogger(__name__)
 
 _MAX_TIMEOUTS_PER_READ = 2
+CONNECTIONS_PER_PROMETHEUS = 32
+"""Kept-alive connections to one Prometheus: kopf's handler threads read the same region's
+Prometheus at once (requests' default pool of 10 discarded connections, with a warning per
+read, at 200 deployments)."""
 _GPU_FIELDS = ("gpu_power_watts", "gpu_energy_joules", "gpu_utilization_ratio")
 
 
@@ -126,12 +131,20 @@ class MetricsReader:
         if client is None:
             # One quick retry on connect errors; HTTP 5xx are reported, not retried for long.
             retry = Retry(total=1, backoff_factor=0.1, status_forcelist=[502, 503, 504])
+            session = requests.Session()
+            session.verify = not disable_ssl
             client = PrometheusConnect(
                 url=url,
                 headers=headers,
                 disable_ssl=disable_ssl,
                 retry=retry,
                 timeout=self.config.query_timeout_seconds,
+                session=session,
+            )
+            # After PrometheusConnect mounted its own adapter (requests' default pool) for
+            # this URL: the same retry, with a pool as large as the threads that share it.
+            session.mount(
+                url, HTTPAdapter(max_retries=retry, pool_maxsize=CONNECTIONS_PER_PROMETHEUS)
             )
         self._client: PromClient = client
 

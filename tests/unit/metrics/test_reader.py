@@ -6,11 +6,15 @@ check that a real HTTP timeout through PrometheusConnect becomes a Missing readi
 
 from __future__ import annotations
 
+import json
+import logging
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -402,3 +406,43 @@ def test_unscraped_pods_are_named_from_failed_scrapes() -> None:
     assert (
         reader({}, error=requests.exceptions.ConnectionError("refused")).unscraped_pods(T) is None
     )
+
+
+class _SlowEmptyPrometheus(BaseHTTPRequestHandler):
+    """Answers every query with an empty vector after a short wait, on HTTP/1.1 keep-alive,
+    so that concurrent reads hold their connections at the same time."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        time.sleep(0.2)
+        body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": []}})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_concurrent_reads_share_one_prometheus_without_discarding_connections(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """kopf's handler threads read one region's Prometheus at once; requests' default pool
+    (10) discarded connections with a warning per read at 200 deployments (a stressed e2e
+    run's operator log)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SlowEmptyPrometheus)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        reader = MetricsReader(f"http://127.0.0.1:{server.server_address[1]}")
+        caplog.set_level(logging.WARNING, logger="urllib3")
+        with ThreadPoolExecutor(max_workers=24) as pool:
+            answers = list(pool.map(lambda _: reader.query("up"), range(48)))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answers == [[]] * 48
+    full = [r.getMessage() for r in caplog.records if "pool is full" in r.getMessage()]
+    assert full == []
