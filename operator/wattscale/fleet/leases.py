@@ -182,8 +182,11 @@ class Membership:
             log.warning("shard leases: could not release: %s", err)
 
 
-Usage = Callable[[], tuple[dict[PoolKey, int], dict[PoolKey, int], dict[PoolKey, int]]]
-"""Per pool: the quota, and what this replica's shard holds and was refused (GPUs)."""
+Usage = Callable[
+    [], tuple[dict[PoolKey, int], dict[PoolKey, int], dict[PoolKey, int], dict[PoolKey, int]]
+]
+"""Per pool: the quota, what this replica's shard holds and was refused, and what the other
+shards' deployments hold (GPUs)."""
 
 
 class CeilingKeeper:
@@ -220,9 +223,9 @@ class CeilingKeeper:
         if view.is_leader(now):
             live = [r.holder for r in view.shards if r.holder and r.live(now)]
             ceilings = without_expired(stored, [*live, self.identity])
-        quota, held, refused = self.usage()
+        quota, held, refused, others_held = self.usage()
         members = view.members(now)
-        mine = next_ceilings(self.identity, quota, ceilings, held, refused, members)
+        mine = next_ceilings(self.identity, quota, ceilings, held, refused, members, others_held)
         wanted = {**ceilings, self.identity: mine}
         if wanted == stored:
             self._set(mine)

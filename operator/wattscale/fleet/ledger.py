@@ -74,10 +74,14 @@ class QuotaLedger:
         ceiling = self._ceiling(key)
         return min(max(own if ceiling is None else ceiling, own), quota_gpus) + foreign
 
-    def shard_usage(self) -> tuple[dict[PoolKey, int], dict[PoolKey, int], dict[PoolKey, int]]:
-        """Per pool: the quota, and what this replica's own members hold and were refused."""
+    def shard_usage(
+        self,
+    ) -> tuple[dict[PoolKey, int], dict[PoolKey, int], dict[PoolKey, int], dict[PoolKey, int]]:
+        """Per pool: the quota, what this replica's own members hold and were refused, and
+        what the other members hold (as their status last said)."""
         held: dict[PoolKey, int] = {}
         refused: dict[PoolKey, int] = {}
+        others: dict[PoolKey, int] = {}
         mine = None if self._own is None else self._own()
         with self._lock:
             for key, claims in self._claims.items():
@@ -85,7 +89,9 @@ class QuotaLedger:
                     if mine is None or mine(member):
                         held[key] = held.get(key, 0) + claim.held_gpus
                         refused[key] = refused.get(key, 0) + claim.refused_gpus
-            return dict(self._quota), held, refused
+                    else:
+                        others[key] = others.get(key, 0) + claim.held_gpus
+            return dict(self._quota), held, refused, others
 
     def seed(self, member: str, priority: int, held: Mapping[PoolKey, int]) -> None:
         """What ``member`` holds per pool (GPUs), e.g. from its status after a restart."""

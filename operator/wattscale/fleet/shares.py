@@ -32,9 +32,16 @@ def next_ceiling(
     held_gpus: int,
     refused_gpus: int,
     live_replicas: int,
+    others_held_gpus: int = 0,
 ) -> int:
-    """This replica's ceiling in one pool (see the module docstring)."""
-    room = quota_gpus - sum(others)  # what the others leave
+    """This replica's ceiling in one pool (see the module docstring).
+
+    ``others_held_gpus``: what the other shards' deployments hold there, as this replica last
+    read their status. The others reserve at least that (a ceiling is never below what its
+    shard holds), even when their stored ceilings say less: a replica that has just joined
+    writes its ceilings before it knows what its new shard holds, and the shard handed over
+    keeps its GPUs meanwhile."""
+    room = quota_gpus - max(sum(others), others_held_gpus)  # what the others leave
     want = held_gpus + refused_gpus
     slack = max(0, room - want) // max(live_replicas, 1)
     return max(held_gpus, min(want + slack, room))
@@ -47,8 +54,10 @@ def next_ceilings(
     held_gpus: Mapping[PoolKey, int],
     refused_gpus: Mapping[PoolKey, int],
     live: Sequence[str],
+    others_held_gpus: Mapping[PoolKey, int] | None = None,
 ) -> dict[PoolKey, int]:
     """This replica's ceilings in every pool it knows the quota of."""
+    foreign = others_held_gpus or {}
     return {
         key: next_ceiling(
             quota,
@@ -56,6 +65,7 @@ def next_ceilings(
             held_gpus.get(key, 0),
             refused_gpus.get(key, 0),
             len(live),
+            foreign.get(key, 0),
         )
         for key, quota in quota_gpus.items()
     }

@@ -186,3 +186,25 @@ def test_without_ceilings_two_replicas_would_oversubscribe() -> None:
         fleet.step()
         worst = max(worst, *_running_per_region(fleet).values())
     assert worst > 16
+
+
+def test_a_replica_that_joins_late_never_lets_a_region_be_oversubscribed() -> None:
+    """A stressed e2e run (200 deployments, two operators) found a Region over its GPUs: the
+    first operator planned everything alone for a while; the second then joined, and wrote its
+    ceilings before it knew what its new shard held, so the first raised its own into GPUs the
+    handed-over deployments still held (us-east 18 of 16 here, for good). What the other
+    shards' deployments hold counts as reserved, whatever their stored ceilings say."""
+    fleet = TwoReplicas()
+    late = fleet.replicas[1]
+    late.alive = False
+    fleet.load.tokens_per_second = 150_000.0  # every deployment wants more than is offered
+    for _ in range(4):
+        fleet.step()
+    late.alive = True
+    seen = []
+    for _ in range(10):
+        fleet.step()
+        seen.append(_running_per_region(fleet))
+    assert all(n <= 16 for s in seen for n in s.values()), seen
+    assert {r for (r, _) in fleet.passed} == {"op-a", "op-b"}  # both hold a shard
+    assert sum(seen[-1].values()) >= 40  # the quota is used, not idle

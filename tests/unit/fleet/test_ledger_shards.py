@@ -64,6 +64,6 @@ def test_shard_usage_counts_only_this_shards_members() -> None:
     ledger = _ledger(ceiling=16)
     ledger.plan(MINE, 0, _request(0, 3), None)
     ledger.observe(THEIRS, 0, {EAST: 7})
-    quota, held, _ = ledger.shard_usage()
+    quota, held, _, _ = ledger.shard_usage()
     assert quota[EAST] == 16
     assert held[EAST] == 3

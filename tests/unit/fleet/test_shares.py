@@ -46,6 +46,16 @@ def test_refused_gpus_are_reserved_first_then_a_slice_of_the_free_room() -> None
     assert next_ceiling(16, [4], held_gpus=6, refused_gpus=20, live_replicas=2) == 12
 
 
+def test_what_the_others_hold_is_reserved_whatever_their_ceilings_say() -> None:
+    # A replica that just joined wrote no ceiling yet (0), but the deployments it took over
+    # hold 8: this one, wanting 28, may reserve only the 8 nobody holds.
+    assert next_ceiling(16, [0], 6, 22, 2, others_held_gpus=8) == 8
+    # Stored ceilings above what the others hold still count (they may grow into them).
+    assert next_ceiling(16, [10], 6, 22, 2, others_held_gpus=8) == 6
+    # Never below what this shard holds.
+    assert next_ceiling(16, [0], 10, 0, 2, others_held_gpus=8) == 10
+
+
 def test_an_idle_fleet_leaves_room_for_every_replica() -> None:
     first = next_ceilings("a", {POOL: 16}, {}, {}, {}, ["a", "b"])
     second = next_ceilings("b", {POOL: 16}, {"a": first}, {}, {}, ["a", "b"])
