@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -160,16 +161,20 @@ def _check_files(regions: list[str], prices_dir: Path, carbon_dir: Path) -> None
         )
 
 
+class _Hours(NamedTuple):
+    """The period's hours to read from a series file, and the longest gap to interpolate."""
+
+    start: datetime
+    hours: int
+    max_gap_hours: int
+
+
 def _prices(
-    prices_dir: Path,
-    regions: list[str],
-    start: datetime,
-    hours: int,
-    max_gap_hours: int,
-    warnings: list[str],
+    prices_dir: Path, regions: list[str], span: _Hours, warnings: list[str]
 ) -> list[FloatArray]:
     """Each region's hourly prices over the period, with one extra day when the data has it
     (the day-ahead horizon at the period's end); their warnings appended to ``warnings``."""
+    start, hours, max_gap_hours = span
     prices = []
     for region in regions:
         try:
@@ -182,22 +187,17 @@ def _prices(
 
 
 def _carbon(
-    carbon_dir: Path,
-    regions: list[str],
-    start: datetime,
-    hours: int,
-    max_gap_hours: int,
-    warnings: list[str],
+    carbon_dir: Path, regions: list[str], span: _Hours, warnings: list[str]
 ) -> list[FloatArray]:
     """Each region's hourly carbon intensity (NaN where a region has no carbon file, said once
     in ``warnings``)."""
     carbons = []
     missing: list[str] = []
     for region in regions:
-        cseries = load_carbon(carbon_dir, region, start, hours, max_gap_hours)
+        cseries = load_carbon(carbon_dir, region, *span)
         if cseries is None:
             missing.append(region)
-            carbons.append(np.full(hours, np.nan))
+            carbons.append(np.full(span.hours, np.nan))
         else:
             warnings.extend(cseries.warnings)
             carbons.append(cseries.values)
@@ -246,7 +246,8 @@ def build_scenario(
     minutes = round(days * MINUTES_PER_DAY)
     hours = -(-minutes // MINUTES_PER_HOUR)
     warnings: list[str] = []
-    prices = _prices(prices_dir, regions, start, hours, max_gap_hours, warnings)
+    span = _Hours(start, hours, max_gap_hours)
+    prices = _prices(prices_dir, regions, span, warnings)
     n_price_hours = min(p.shape[0] for p in prices)
     lead = _lead_prices(prices_dir, regions, start, max_gap_hours, [p[0] for p in prices])
     table = load_table() if price_markets is None else price_markets
@@ -256,7 +257,7 @@ def build_scenario(
         for r in markets
         if r.region not in table
     )
-    carbons = _carbon(carbon_dir, regions, start, hours, max_gap_hours, warnings)
+    carbons = _carbon(carbon_dir, regions, span, warnings)
     shape = read_trace(trace)
     peak_tokens = peak_replicas * model.safe_tokens_per_s
     burst = burstiness_factors() if burstiness else None
