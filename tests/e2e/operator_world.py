@@ -98,6 +98,43 @@ def direction_changes(values: list[int]) -> int:
     return sum(1 for a, b in itertools.pairwise(moves) if (a > 0) != (b > 0))
 
 
+def runs(values: list[int]) -> str:
+    """A series, short: "4x12 5x3 3x40" (value x how many samples in a row)."""
+    return " ".join(f"{v}x{len(list(g))}" for v, g in itertools.groupby(values))
+
+
+class Samples:
+    """What the status said at each poll: desired per region, and each new decision (for a
+    failure message that says why the operator did what it did)."""
+
+    def __init__(self, regions: list[str]) -> None:
+        self.regions = regions
+        self.desired: list[dict[str, int]] = []
+        self.decisions: list[str] = []
+
+    def take(self, status: dict[str, Any]) -> dict[str, Any]:
+        desired = {r["name"]: r["desiredReplicas"] for r in status.get("regions", [])}
+        self.desired.append({region: desired.get(region, 0) for region in self.regions})
+        last = status.get("lastDecision") or {}
+        ex = status.get("explanation") or {}
+        line = (
+            f"{last.get('reason')}: {last.get('message')} [demand "
+            f"{ex.get('demandTokensPerSecond')}, need {ex.get('needTokensPerSecond')}, capacity "
+            f"{status.get('capacityTokensPerSecondPerReplica')} ({ex.get('capacitySource')})]"
+        )
+        if not self.decisions or self.decisions[-1] != line:
+            self.decisions.append(line)
+        return status
+
+    def totals(self) -> list[int]:
+        return [sum(d.values()) for d in self.desired]
+
+    def report(self) -> str:
+        """Each region's desired series, then the decisions in order."""
+        series = [f"{r}: {runs([d[r] for d in self.desired])}" for r in self.regions]
+        return "\n".join([*series, *self.decisions])
+
+
 class PriceBoard:
     """An HTTP server with one hourly price CSV and one carbon CSV per region, set by the test.
 

@@ -17,14 +17,21 @@ Deployments, Ready never below the need, and no flapping.
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from operator_clock import RATE_WINDOW_SECONDS, SETTLE_PASSES, STEP_PASSES, passes_for
-from operator_world import World, deployment_manifest, direction_changes, open_world, slo_needs
+from operator_world import (
+    Samples,
+    World,
+    deployment_manifest,
+    direction_changes,
+    open_world,
+    runs,
+    slo_needs,
+)
 from stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -90,33 +97,6 @@ def _events(world: World, reason: str, since: str = "") -> list[str]:
     ]
 
 
-class Samples:
-    """What the status said at each poll: desired per region, and each new decision."""
-
-    def __init__(self) -> None:
-        self.desired: list[dict[str, int]] = []
-        self.decisions: list[str] = []
-
-    def take(self, status: dict[str, Any]) -> dict[str, Any]:
-        desired = {r["name"]: r["desiredReplicas"] for r in status.get("regions", [])}
-        self.desired.append({region: desired.get(region, 0) for region in REGIONS})
-        last = status.get("lastDecision") or {}
-        ex = status.get("explanation") or {}
-        line = (
-            f"{last.get('reason')}: {last.get('message')} [demand "
-            f"{ex.get('demandTokensPerSecond')}, need {ex.get('needTokensPerSecond')}, capacity "
-            f"{status.get('capacityTokensPerSecondPerReplica')} ({ex.get('capacitySource')})]"
-        )
-        if not self.decisions or self.decisions[-1] != line:
-            self.decisions.append(line)
-        return status
-
-
-def _runs(values: list[int]) -> str:
-    """A series, short: "4x12 5x3 3x40" (value x how many samples in a row)."""
-    return " ".join(f"{v}x{len(list(g))}" for v, g in itertools.groupby(values))
-
-
 def _reachable_ready(ready: dict[str, int]) -> int:
     return sum(n for region, n in ready.items() if region != LOST)
 
@@ -126,7 +106,7 @@ def _reachable_ready(ready: dict[str, int]) -> int:
 @pytest.mark.timeout(1200)
 def test_member_stopped_mid_shift_is_replaced_then_converges_when_back(world: World) -> None:
     stack = world.stack
-    seen = Samples()
+    seen = Samples(REGIONS)
 
     def settled_in_lost_region() -> bool:
         status = seen.take(world.status())
@@ -214,7 +194,7 @@ def test_member_stopped_mid_shift_is_replaced_then_converges_when_back(world: Wo
         assert "Retrying" not in during, "a warning per urllib3 retry, every pass"
         last_set_there = _status_region(seen.take(world.status()), LOST)["desiredReplicas"]
         kept = [_reachable_ready(r) for _, r in world.ready_history[restored_mark:]]
-        assert min(kept) >= SLO_NEEDS, f"the replacements were let go: {_runs(kept)}"
+        assert min(kept) >= SLO_NEEDS, f"the replacements were let go: {runs(kept)}"
     outage_s = time.monotonic() - stopped
 
     # --- the cluster is back: same address, same certificates, same etcd data ----------------
@@ -257,11 +237,11 @@ def test_member_stopped_mid_shift_is_replaced_then_converges_when_back(world: Wo
         f"capacity restored {restored_s:.0f} s after the stop; outage {outage_s:.0f} s; "
         f"converged {converged_s:.0f} s after the restart",
         *(
-            f"{region}: desired {_runs([d[region] for d in seen.desired[:outage_sample]])} | "
-            f"out: {_runs([d[region] for d in seen.desired[outage_sample:back_sample]])} | "
-            f"back: {_runs([d[region] for d in seen.desired[back_sample:]])}; Ready out: "
-            f"{_runs([r[region] for r in during_ready])} | back: "
-            f"{_runs([r[region] for r in after])}"
+            f"{region}: desired {runs([d[region] for d in seen.desired[:outage_sample]])} | "
+            f"out: {runs([d[region] for d in seen.desired[outage_sample:back_sample]])} | "
+            f"back: {runs([d[region] for d in seen.desired[back_sample:]])}; Ready out: "
+            f"{runs([r[region] for r in during_ready])} | back: "
+            f"{runs([r[region] for r in after])}"
             for region in REGIONS
         ),
         *seen.decisions,
@@ -276,5 +256,5 @@ def test_member_stopped_mid_shift_is_replaced_then_converges_when_back(world: Wo
         desired_series = [d[region] for d in seen.desired[back_sample:]]
         # The first decisions after the return, in the message: CI shows the end of a log.
         why = "\n".join(seen.decisions[max(0, back_decision - 1) :][:12])
-        assert direction_changes(ready_series) == 0, (region, _runs(ready_series), why)
-        assert direction_changes(desired_series) == 0, (region, _runs(desired_series), why)
+        assert direction_changes(ready_series) == 0, (region, runs(ready_series), why)
+        assert direction_changes(desired_series) == 0, (region, runs(desired_series), why)

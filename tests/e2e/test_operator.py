@@ -27,6 +27,7 @@ from operator_clock import (
     passes_for,
 )
 from operator_world import (
+    Samples,
     World,
     deployment_manifest,
     direction_changes,
@@ -219,19 +220,23 @@ def test_operator_killed_and_restarted_resumes_without_flapping(
     world.start_operator(tmp_path)
     world.let_pass(1)  # the new process's first pass (the clock counts its passes)
     first_pass = time.monotonic()
-    seen: list[tuple[float, int]] = []
-    world.let_pass(
-        SETTLE_PASSES,
-        lambda: seen.append((time.monotonic() - first_pass, sum(world.desired().values()))),
-    )
-    totals = [n for _, n in seen]
+    seen = Samples(REGIONS)
+    times: list[float] = []
+
+    def sample() -> None:
+        seen.take(world.status())
+        times.append(time.monotonic() - first_pass)
+
+    world.let_pass(SETTLE_PASSES, sample)
+    totals = seen.totals()
     assert totals, "no status read while the restarted operator ran"
+    why = f"{totals}\n{seen.report()}"
     # Within the scale-down window a restarted operator keeps what the killed one had decided;
     # after it, the fleet may settle to what the SLO needs, in one direction, never below.
-    early = [n for t, n in seen if t < SCALE_DOWN_STABILIZATION_SECONDS]
-    assert min(early, default=before) >= before, f"shrunk at once after the restart: {totals}"
-    assert min(totals) >= _slo_needs(world), f"below the SLO's need after the restart: {totals}"
-    assert direction_changes(totals) == 0, f"the restarted operator flapped: {totals}"
+    early = [n for t, n in zip(times, totals, strict=True) if t < SCALE_DOWN_STABILIZATION_SECONDS]
+    assert min(early, default=before) >= before, f"shrunk at once after the restart: {why}"
+    assert min(totals) >= _slo_needs(world), f"below the SLO's need after the restart: {why}"
+    assert direction_changes(totals) == 0, f"the restarted operator flapped: {why}"
 
 
 def test_dead_price_feed_holds_and_reports(world: World) -> None:
