@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from wattscale.api.inference import InferenceDeploymentSpec
 from wattscale.controller.planning import Demand
-from wattscale.fleet.observe import RegionObservation
+from wattscale.fleet.observe import QueueTrend, RegionObservation
 from wattscale.forecast.holt import ForecastConfig, Forecaster, warm_start
 from wattscale.metrics import (
     CapacityEstimate,
@@ -52,6 +52,11 @@ BACKLOG_MAX_WINDOWS = LEARNER_CONFIG.transient_backlog_max_windows
 QUEUE_DRAIN_RATIO = 0.9
 """A region's waiting requests at most this share of one rate window ago: its queue drains
 (below it, the noise of a steady queue)."""
+QUEUE_LAG_WINDOWS = 0.5
+"""How long before a queue reading its replicas must have been Ready for it to describe them,
+in rate windows: a reading lags its scrape (a rate window spans four scrapes at least, so up to
+a quarter of one), and a balancer sends new replicas traffic a little after they are Ready; the
+queue read meanwhile still grows on the replicas before."""
 
 
 @dataclass
@@ -391,25 +396,37 @@ def ready_through_window(mem: Memory, obs: RegionObservation, now_s: float, wind
     return fewest_ready(mem, obs, now_s, window_s)
 
 
-def queue_draining(mem: Memory, obs: RegionObservation, now_s: float, window_s: float) -> bool:
-    """Log this pass's waiting requests in the region; whether they fell over the last rate
-    window (to ``QUEUE_DRAIN_RATIO`` of what they were then, and by one request at least).
+def queue_trend(
+    mem: Memory, obs: RegionObservation, now_s: float, window_s: float
+) -> tuple[QueueTrend, int | None]:
+    """Log this pass's waiting requests in the region; how they moved over the last rate
+    window, and the fewest replicas Ready over the span that describes.
 
-    What users asked over the window is what the region served less what its queue shrank
-    by: while the queue falls, a latency breach there is a backlog draining (one a failover
-    onto fewer replicas left in their queues, say), not users asking more than it serves. An
-    unknown queue, or a log that does not reach back one window, is not draining."""
+    What users asked over the window is what the region served plus what its queue grew by.
+    Fallen (to ``QUEUE_DRAIN_RATIO`` of one window ago, and by one request at least): a
+    backlog drains (one a failover onto fewer replicas left in their queues, say), and users
+    ask what it served. Held or grown: users ask at least what the replicas Ready all along
+    serve, those Ready from ``QUEUE_LAG_WINDOWS`` before the reading one window ago to now:
+    replicas that came up since (replacements after a failover) did not build the queue. With
+    no reading from one window ago (the first passes, after a restart or a gap), no replica is
+    known to have: 0. Call after :func:`ready_through_window`."""
     waiting = obs.readings.waiting_requests if obs.readings is not None else None
     if waiting is None or not waiting.usable or waiting.value is None:
-        return False
+        return QueueTrend.UNREAD, None
     now = float(waiting.value)
     if not math.isfinite(now):
-        return False
+        return QueueTrend.UNREAD, None
     log = _log(mem.queue_log, obs.name, now, now_s, window_s)
     then_s, then = log[0]
     if not now_s - 2 * window_s <= then_s <= now_s - window_s:
-        return False  # no reading from one window ago (the first, or after a gap)
-    return now <= QUEUE_DRAIN_RATIO * then and then - now >= 1.0
+        return QueueTrend.HOLDING, 0  # no reading from one window ago (the first, or a gap)
+    if now <= QUEUE_DRAIN_RATIO * then and then - now >= 1.0:
+        return QueueTrend.FALLING, None
+    since_s = then_s - QUEUE_LAG_WINDOWS * window_s
+    ready = mem.ready_log.get(obs.name) or []
+    if not ready or ready[0][0] > since_s:
+        return QueueTrend.HOLDING, 0  # the Ready log does not reach back so far
+    return QueueTrend.HOLDING, min(n for _, n in _span(ready, now_s, now_s - since_s))
 
 
 def latency_span_seconds(obs: RegionObservation, window_s: float) -> float:

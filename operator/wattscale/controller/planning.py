@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from wattscale.api.inference import InferenceDeploymentSpec
-from wattscale.fleet.observe import RegionObservation
+from wattscale.fleet.observe import QueueTrend, RegionObservation
 from wattscale.metrics.gateway import GatewayReading
 from wattscale.metrics.readings import Reading
 from wattscale.planner import (
@@ -96,22 +96,23 @@ def breach_floor(
 ) -> float:
     """What users ask at least, when some region's latency is over the SLO.
 
-    A region within its SLO serves what it is sent: its demand is what it served. So does
-    one over it whose queue falls (``queue_draining``): its users ask what it served less what
-    the queue shrank by, and its latency is a backlog draining, not theirs. A region over it
-    whose queue does not fall queues: its users ask at least what its replicas could serve,
-    by ``SLO_BREACH_DEMAND_FACTOR``. Counted are only the replicas Ready throughout the span the
-    latency readings describe (the rate window plus the p95 TTFT: a slow first token was
-    asked for that long ago): replicas that came up since did not cause the queue, and
-    counting them would lift the plan again on every pass while an old backlog drains (after
-    a failover onto the replicas left, say)."""
+    A region within its SLO serves what it is sent: its demand is what it served. So does one
+    over it whose queue falls: its users ask what it served less what the queue shrank by, and
+    its latency is a backlog draining, not theirs. A region over it whose queue held or grew
+    (or is not read) queues: its users ask at least what its replicas could serve, by
+    ``SLO_BREACH_DEMAND_FACTOR``. Counted are only the replicas Ready throughout the span the
+    latency readings describe (the rate window plus the p95 TTFT: a slow first token was asked
+    for that long ago) and the one the queue's trend describes (from a little before the
+    reading one window ago): replicas that came up since did not build the queue, and counting
+    them would lift the plan again on every pass while an old backlog drains (after a failover
+    onto the replicas left, say, or a restart that has no history yet: none counted)."""
     floor = 0.0
     for obs in regions:
         if not obs.available or obs.ready == 0 or obs.readings is None:
             continue
         served = obs.readings.generation_tokens_per_second.value_or(0.0)
-        if obs.name in demand.breached_regions and not obs.queue_draining:
-            could = obs.ready_in_latency * _mean_capacity(spec, obs, capacity_tokens_per_second)
+        if obs.name in demand.breached_regions and obs.queue_trend is not QueueTrend.FALLING:
+            could = obs.ready_queueing * _mean_capacity(spec, obs, capacity_tokens_per_second)
             served = max(served, could) * SLO_BREACH_DEMAND_FACTOR
         floor += served
     return max(floor, demand.tokens_per_second or 0.0)

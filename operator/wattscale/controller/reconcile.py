@@ -36,7 +36,7 @@ from wattscale.controller.memory import (
     latency_span_seconds,
     learn_variant,
     learn_variants,
-    queue_draining,
+    queue_trend,
     ready_changed_in_window,
     ready_through_window,
     settling,
@@ -282,7 +282,7 @@ class Reconciler:
             obs.ready_through_latency = fewest_ready(
                 mem, obs, now_s, latency_span_seconds(obs, window_s)
             )
-            obs.queue_draining = queue_draining(mem, obs, now_s, window_s)
+            obs.queue_trend, obs.ready_through_queue = queue_trend(mem, obs, now_s, window_s)
             if learn_variants(mem, spec, obs, now_s, window_s):
                 continue
             if obs.readings is not None:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 
 from wattscale.api.inference import InferenceDeploymentSpec
 from wattscale.api.region import GpuOffer, RegionWorkloads
@@ -38,6 +39,18 @@ def hosting_refusal(
     if cache is not None and cache.name and workloads.model_cache(cache.name) is None:
         return f"offers no model cache named {cache.name} (spec.workloads.modelCaches)"
     return None
+
+
+class QueueTrend(Enum):
+    """How a region's waiting requests moved over the last rate window
+    (:func:`wattscale.controller.memory.queue_trend`): what a latency breach there means."""
+
+    FALLING = "falling"
+    """They fell: a backlog drains, users asked less than the region served."""
+    HOLDING = "holding"
+    """They held or grew (or it is not known yet): users ask at least what it serves."""
+    UNREAD = "unread"
+    """No usable queue reading: only the latency speaks."""
 
 
 @dataclass
@@ -91,9 +104,12 @@ class RegionObservation:
     """The fewest Ready replicas seen here over the span the latency readings describe: the
     rate window plus the p95 TTFT, as a request timed in the window arrived that much earlier
     (None: no history, take ``ready``)."""
-    queue_draining: bool = False
-    """The waiting requests here fell over the last rate window: a backlog drains, so users
-    asked less than the region served (:func:`wattscale.controller.memory.queue_draining`)."""
+    queue_trend: QueueTrend = QueueTrend.UNREAD
+    """How the waiting requests here moved over the last rate window: whether a latency breach
+    is users asking more than the region serves."""
+    ready_through_queue: int | None = None
+    """With a queue that held: the fewest Ready replicas over the span its trend describes
+    (from a little before the reading one window ago to now; 0 when there is none)."""
     variants: list[VariantObservation] = field(default_factory=list)
     """The variants after the first (empty without ``spec.engine.variants``); ``ready`` and
     ``current`` count them too, the first variant's alone are ``primary_*``."""
@@ -114,6 +130,14 @@ class RegionObservation:
         if self.ready_through_latency is None:
             return self.ready_in_readings
         return min(self.ready_in_readings, self.ready_through_latency)
+
+    @property
+    def ready_queueing(self) -> int:
+        """Ready replicas throughout the span the latency readings describe and the one the
+        queue's trend does: those a breach here says are saturated."""
+        if self.ready_through_queue is None:
+            return self.ready_in_latency
+        return min(self.ready_in_latency, self.ready_through_queue)
 
     @property
     def ready(self) -> int:

@@ -18,9 +18,15 @@ import pytest
 from tests.fakes.world import FakeCluster, FakeMetrics, Load
 from tests.unit.controller.test_reconcile import NAME, Harness
 from wattscale.clusters.client import WorkloadState
-from wattscale.controller.memory import Memory, queue_draining, settling
+from wattscale.controller.memory import (
+    QUEUE_LAG_WINDOWS,
+    Memory,
+    queue_trend,
+    ready_through_window,
+    settling,
+)
 from wattscale.controller.planning import Demand
-from wattscale.fleet.observe import RegionObservation
+from wattscale.fleet.observe import QueueTrend, RegionObservation
 from wattscale.forecast.holt import ForecastConfig, warm_start
 from wattscale.metrics import DeploymentTarget
 from wattscale.metrics.capacity import CapacityLearner, LatencySlo
@@ -233,10 +239,13 @@ def test_an_overload_after_failover_lifts_the_plan_once_per_span_not_every_pass(
         s.step()
         counts.append(west.cluster.replicas(NAME))
     # The latency readings describe the rate window and, before it, the p95 TTFT (a slow first
-    # token was asked for that long ago). While that span still holds passes with fewer
-    # replicas, the breach is not blamed on the replicas added since: no lift on top of a lift
-    # on every pass, however long the backlog the failover left takes to drain.
-    held = math.ceil((RATE_WINDOW_SECONDS + ttft_p95_seconds) / PASS_SECONDS)
+    # token was asked for that long ago); the queue's trend, a window and a little before it.
+    # While either span still holds passes with fewer replicas, the breach is not blamed on
+    # the replicas added since: no lift on top of a lift on every pass, however long the
+    # backlog the failover left takes to drain.
+    latency_span = RATE_WINDOW_SECONDS + ttft_p95_seconds
+    queue_span = (1 + QUEUE_LAG_WINDOWS) * RATE_WINDOW_SECONDS
+    held = math.ceil(max(latency_span, queue_span) / PASS_SECONDS)
     assert counts[:held] == [replaced] * held, counts
     # Once the span describes only the replicas now serving, a breach that persists is real.
     lifted = counts[held]
@@ -369,28 +378,73 @@ def test_a_region_drained_to_zero_holds_the_demand_reading_for_one_window() -> N
 
 
 @pytest.mark.parametrize(
-    ("queue", "draining"),
+    ("queue", "trend", "replicas"),
     [
-        ([(0.0, 40.0), (8.0, 30.0)], True),  # fell over one window
-        ([(0.0, 40.0), (8.0, 38.0)], False),  # a steady queue's noise
-        ([(0.0, 0.5), (8.0, 0.0)], False),  # less than one request
-        ([(0.0, 30.0), (8.0, 40.0)], False),  # grew: users ask more than it serves
-        ([(0.0, 40.0), (4.0, 30.0)], False),  # the log does not reach back a window yet
-        ([(0.0, 40.0), (30.0, 10.0)], False),  # a gap: no reading from one window ago
-        ([(0.0, 40.0), (4.0, 50.0), (8.0, 20.0), (12.0, 30.0)], True),  # 50 four seconds ago
+        ([(0.0, 40.0), (8.0, 30.0)], QueueTrend.FALLING, None),  # fell over one window
+        ([(0.0, 40.0), (8.0, 38.0)], QueueTrend.HOLDING, 4),  # a steady queue's noise
+        ([(0.0, 0.5), (8.0, 0.0)], QueueTrend.HOLDING, 4),  # less than one request
+        ([(0.0, 30.0), (8.0, 40.0)], QueueTrend.HOLDING, 4),  # grew: users ask more than served
+        ([(0.0, 40.0), (4.0, 30.0)], QueueTrend.HOLDING, 0),  # the log does not reach back yet
+        ([(0.0, 40.0), (30.0, 10.0)], QueueTrend.HOLDING, 0),  # a gap: no reading a window ago
+        ([(0.0, 40.0), (4.0, 50.0), (8.0, 20.0), (12.0, 30.0)], QueueTrend.FALLING, None),
+        # Grew while replacements came up (1 Ready when it was read a window ago): the backlog
+        # was built by that one, not by the 4 Ready now (issue 16's e2e flap).
+        ([(0.0, 10.0, 1), (4.0, 60.0, 4), (8.0, 50.0, 4)], QueueTrend.HOLDING, 1),
+        ([(0.0, 10.0, 4), (4.0, 60.0, 4), (8.0, 50.0, 4)], QueueTrend.HOLDING, 4),
+        # 4 Ready since 2 s before the reading a window ago: a queue read then still showed
+        # what the one before had built (a reading lags its scrape).
+        ([(-2.0, 10.0, 1), (0.0, 10.0, 4), (8.0, 50.0, 4)], QueueTrend.HOLDING, 1),
+        ([(0.0, 40.0), (8.0, math.nan)], QueueTrend.UNREAD, None),
     ],
 )
-def test_a_queue_drains_when_it_fell_over_the_last_rate_window(
-    queue: list[tuple[float, float]], draining: bool
+def test_a_queue_trend_counts_the_replicas_ready_all_along(
+    queue: list[tuple[float, ...]], trend: QueueTrend, replicas: int | None
 ) -> None:
+    cluster = FakeCluster("us-west")
+    metrics = FakeMetrics(cluster, Load([cluster], 10_000.0))
+    mem = Memory(warm_start([], ForecastConfig()), CapacityLearner(LatencySlo(None, None), None))
+    # The Ready count of the first reading, a window before it (a log that reaches back).
+    first = int(queue[0][2]) if len(queue[0]) > 2 else 4
+    prelude = RegionObservation(
+        "us-west", None, available=True, workload=WorkloadState(True, first, first)
+    )
+    ready_through_window(mem, prelude, queue[0][0] - 8.0, 8.0)
+    seen = []
+    for t, waiting, *ready in queue:
+        n = int(ready[0]) if ready else 4
+        metrics.waiting_requests = waiting
+        cluster.ready[("ns", NAME)] = n
+        obs = RegionObservation(
+            "us-west",
+            None,
+            available=True,
+            workload=WorkloadState(True, n, n),
+            readings=metrics.read(DeploymentTarget("ns", NAME), expected_pods=n),
+        )
+        ready_through_window(mem, obs, t, 8.0)
+        seen.append(queue_trend(mem, obs, t, 8.0))
+    assert seen[-1] == (trend, replicas), seen
+
+
+def test_a_restarted_operator_counts_no_replica_as_queueing_until_its_log_reaches_back() -> None:
+    """A restarted operator's logs are empty: a breach it saw at once lifted the plan on every
+    Ready replica (issue 16's e2e flap after the restart, 6 -> 8 -> 7). It knows what they
+    served, not that they queued; a window and a bit later, it does."""
     cluster = FakeCluster("us-west")
     cluster.ready[("ns", NAME)] = 4
     metrics = FakeMetrics(cluster, Load([cluster], 10_000.0))
+    metrics.waiting_requests = 40.0
     mem = Memory(warm_start([], ForecastConfig()), CapacityLearner(LatencySlo(None, None), None))
     seen = []
-    for t, waiting in queue:
-        metrics.waiting_requests = waiting
-        readings = metrics.read(DeploymentTarget("ns", NAME), expected_pods=4)
-        obs = RegionObservation("us-west", None, available=True, readings=readings)
-        seen.append(queue_draining(mem, obs, t, 8.0))
-    assert seen[-1] is draining, seen
+    for t in range(0, 20, 2):
+        obs = RegionObservation(
+            "us-west",
+            None,
+            available=True,
+            workload=WorkloadState(True, 4, 4),
+            readings=metrics.read(DeploymentTarget("ns", NAME), expected_pods=4),
+        )
+        ready_through_window(mem, obs, float(t), 8.0)
+        seen.append((t, *queue_trend(mem, obs, float(t), 8.0)))
+    assert {n for t, _, n in seen if t < 12} == {0}, seen  # 1 + QUEUE_LAG_WINDOWS windows
+    assert {n for t, _, n in seen if t >= 12} == {4}, seen
