@@ -64,6 +64,13 @@ class OperatorMetrics:
 
     def __post_init__(self) -> None:
         r = self.registry
+        self._replica_metrics(r)
+        self._cost_metrics(r)
+        self._slo_metrics(r)
+        self._feed_and_loop_metrics(r)
+
+    def _replica_metrics(self, r: CollectorRegistry) -> None:
+        """Replicas, traffic and power per deployment and region."""
         self.desired_replicas = Gauge(
             f"{NS}_desired_replicas", "Replicas the operator wants", DEP_REGION, registry=r
         )
@@ -89,6 +96,9 @@ class OperatorMetrics:
             (*DEP_REGION, "source"),
             registry=r,
         )
+
+    def _cost_metrics(self, r: CollectorRegistry) -> None:
+        """Energy, cost and carbon, and the counterfactual the savings are measured against."""
         self.energy_joules = Counter(
             f"{NS}_energy_joules", "Energy used incl. PUE", DEP_REGION, registry=r
         )
@@ -131,6 +141,9 @@ class OperatorMetrics:
             (*DEP, "currency"),
             registry=r,
         )
+
+    def _slo_metrics(self, r: CollectorRegistry) -> None:
+        """The SLO, what was observed against it, capacity, demand and decisions."""
         self.slo_target_seconds = Gauge(
             f"{NS}_slo_target_seconds",
             "SLO p95 target; metric=ttft|tpot",
@@ -162,6 +175,9 @@ class OperatorMetrics:
         self.decisions = Counter(
             f"{NS}_decisions", "Decisions taken, by reason code", (*DEP, "reason"), registry=r
         )
+
+    def _feed_and_loop_metrics(self, r: CollectorRegistry) -> None:
+        """The feeds and Regions, and the control loop's own timings."""
         self.signal_age = Gauge(
             f"{NS}_signal_age_seconds",
             "Age of the newest data point of a feed",
