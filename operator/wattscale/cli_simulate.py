@@ -83,6 +83,14 @@ def add_simulate_parser(subparsers: Any) -> None:
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     """Add the simulate options to a parser and set its handler."""
+    _data_options(p.add_argument_group("data"))
+    _fleet_options(p.add_argument_group("the deployment"))
+    _run_options(p.add_argument_group("policies and output"))
+    p.set_defaults(handler=run_simulate)
+
+
+def _data_options(p: argparse._ArgumentGroup) -> None:
+    """What is replayed: the trace, the price and carbon series, the regions and the period."""
     p.add_argument("--trace", type=Path, help="per-request CSV or rate series (default: sample)")
     p.add_argument("--prices-dir", type=Path, help="directory of <REGION>.csv hourly prices")
     p.add_argument("--carbon-dir", type=Path, help="directory of <REGION>.csv hourly carbon")
@@ -91,64 +99,15 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", help=f"first day, YYYY-MM-DD, UTC (default {SAMPLE_START})")
     p.add_argument("--days", type=float, help=f"days to simulate (default {SAMPLE_DAYS})")
     p.add_argument(
-        "--peak-replicas",
-        type=int,
-        default=DEFAULT_PEAK_REPLICAS,
-        help="replicas the busiest minute needs; the trace is scaled to it (default %(default)s)",
-    )
-    p.add_argument(
-        "--gpu-hour-cost",
-        type=float,
-        default=DEFAULT_GPU_HOUR_COST,
-        help="cost of holding one GPU for an hour, USD: ~2-4 for a cloud renter, 0 for an owner "
-        "paying only power (default %(default)s)",
-    )
-    p.add_argument(
-        "--policies",
-        help=f"comma-separated subset of {','.join(POLICY_NAMES)} (default: all), or "
-        f"{','.join(OPTIONAL_POLICY_NAMES)} (wattscale with slo.minReplicas 0: scale to zero "
-        "and back; only when named)",
-    )
-    p.add_argument("--json", type=Path, metavar="OUT.json", help="write the results as JSON")
-    p.add_argument("--report", type=Path, metavar="DIR", help="write an HTML report into DIR")
-    p.add_argument(
-        "--cold-start-seconds", type=int, default=300, help="model load time (default 300)"
-    )
-    p.add_argument(
         "--trace-tz-offset-hours",
         type=float,
         help="UTC offset of the trace's local time (default: the home region's standard time)",
     )
-    p.add_argument("--quota-per-region", type=int, help="max replicas per region (2 x peak)")
     p.add_argument(
         "--max-gap-hours",
         type=int,
         default=DEFAULT_MAX_GAP_HOURS,
         help="interpolate price/carbon gaps up to this long, refuse longer (default %(default)s)",
-    )
-    p.add_argument(
-        "--oracle-integer",
-        action="store_true",
-        help="solve the oracle as a MILP (whole replicas) instead of its LP relaxation",
-    )
-    p.add_argument(
-        "--objective",
-        choices=("cost", "carbon", "balanced"),
-        default="cost",
-        help="what wattscale minimises (the InferenceDeployment's placement.objective; "
-        "default %(default)s)",
-    )
-    p.add_argument(
-        "--carbon-price-per-tonne",
-        type=float,
-        help="USD per tonne CO2 for --objective balanced (placement.carbonPricePerTonne)",
-    )
-    p.add_argument(
-        "--capacity-hint-factor",
-        type=float,
-        default=1.0,
-        help="wattscale starts learning capacity from this multiple of the true capacity "
-        "(1 = a right hint; default %(default)s)",
     )
     p.add_argument(
         "--smooth-rates",
@@ -171,20 +130,76 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         "its quiet hours become idle hours (for wattscale-zero; default %(default)s: the trace "
         "as it is)",
     )
+
+
+def _fleet_options(p: argparse._ArgumentGroup) -> None:
+    """The deployment replayed: its size, costs, cold start, quota, objective and variants."""
+    p.add_argument(
+        "--peak-replicas",
+        type=int,
+        default=DEFAULT_PEAK_REPLICAS,
+        help="replicas the busiest minute needs; the trace is scaled to it (default %(default)s)",
+    )
+    p.add_argument(
+        "--gpu-hour-cost",
+        type=float,
+        default=DEFAULT_GPU_HOUR_COST,
+        help="cost of holding one GPU for an hour, USD: ~2-4 for a cloud renter, 0 for an owner "
+        "paying only power (default %(default)s)",
+    )
+    p.add_argument(
+        "--cold-start-seconds", type=int, default=300, help="model load time (default 300)"
+    )
+    p.add_argument("--quota-per-region", type=int, help="max replicas per region (2 x peak)")
+    p.add_argument(
+        "--capacity-hint-factor",
+        type=float,
+        default=1.0,
+        help="wattscale starts learning capacity from this multiple of the true capacity "
+        "(1 = a right hint; default %(default)s)",
+    )
+    p.add_argument(
+        "--objective",
+        choices=("cost", "carbon", "balanced"),
+        default="cost",
+        help="what wattscale minimises (the InferenceDeployment's placement.objective; "
+        "default %(default)s)",
+    )
+    p.add_argument(
+        "--carbon-price-per-tonne",
+        type=float,
+        help="USD per tonne CO2 for --objective balanced (placement.carbonPricePerTonne)",
+    )
     p.add_argument(
         "--idle-seconds",
         type=int,
         help="wattscale-zero's idle window before zero (scaleToZero.idleSeconds; default: the "
         "API's, 1800): for sensitivity studies",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
         "--variants",
         metavar="LIST",
         help="replay wattscale with GPU variants of Llama-3.1-8B (h100, a100; e.g. h100,a100): "
         "the mix of all of them and each alone, and what the mix saved (only wattscale runs)",
     )
-    p.set_defaults(handler=run_simulate)
+
+
+def _run_options(p: argparse._ArgumentGroup) -> None:
+    """Which policies run, and where the results go."""
+    p.add_argument(
+        "--policies",
+        help=f"comma-separated subset of {','.join(POLICY_NAMES)} (default: all), or "
+        f"{','.join(OPTIONAL_POLICY_NAMES)} (wattscale with slo.minReplicas 0: scale to zero "
+        "and back; only when named)",
+    )
+    p.add_argument(
+        "--oracle-integer",
+        action="store_true",
+        help="solve the oracle as a MILP (whole replicas) instead of its LP relaxation",
+    )
+    p.add_argument("--json", type=Path, metavar="OUT.json", help="write the results as JSON")
+    p.add_argument("--report", type=Path, metavar="DIR", help="write an HTML report into DIR")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _parse_start(text: str) -> datetime:
