@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from wattscale.sim.run import CURRENCY, SimulationResult
+from wattscale.sim.scenario import Scenario
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -162,13 +163,31 @@ def _table(result: SimulationResult) -> str:
 
 def render(result: SimulationResult) -> str:
     """The HTML page as a string."""
+    sections = [
+        _intro(result),
+        *_warnings(result.scenario),
+        f"<h2>Results ({CURRENCY})</h2>{_table(result)}",
+        *_cost_and_slo(result),
+        *_regions(result),
+        _demand(result.scenario),
+    ]
+    style = (
+        "body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;"
+        "text-align:right}td:first-child{text-align:left}"
+    )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>wattscale simulate</title><style>{style}</style></head><body>"
+        + "".join(sections)
+        + "</body></html>\n"
+    )
+
+
+def _intro(result: SimulationResult) -> str:
+    """The scenario in words, the headline figures, and what the oracle is."""
     sc = result.scenario
-    res = result.results
-    names = list(res)
-    hours = sc.minutes // 60
-    sections: list[str] = []
-    head = result.headline()
-    headline = ", ".join(f"{k} = {v:.3f}" for k, v in head.items())
+    headline = ", ".join(f"{k} = {v:.3f}" for k, v in result.headline().items())
     oracle_note = ""
     if result.oracle is not None:
         oracle_note = (
@@ -176,7 +195,7 @@ def render(result: SimulationResult) -> str:
             f"<b>{_esc(result.oracle.label)}</b>: no policy that keeps every minute within the "
             "safe utilisation can cost less. It is the yardstick, not something one can run.</p>"
         )
-    sections.append(
+    return (
         f"<h1>wattscale simulate</h1><p>{_esc(', '.join(sc.regions))} (home region "
         f"{_esc(sc.home_region)}), from {sc.start:%Y-%m-%d} for {sc.minutes / 1440:g} days. Load "
         f"<code>{_esc(sc.load.source)}</code> scaled so its busiest minute needs "
@@ -188,11 +207,20 @@ def render(result: SimulationResult) -> str:
         f"PUE {sc.model.pue:g}.</p>"
         f"<p><b>{_esc(headline)}</b></p>{oracle_note}"
     )
-    if sc.warnings:
-        items = "".join(f"<li>{_esc(w)}</li>" for w in sc.warnings)
-        sections.append(f"<h2>Warnings</h2><ul>{items}</ul>")
-    sections.append(f"<h2>Results ({CURRENCY})</h2>{_table(result)}")
-    sections.append(
+
+
+def _warnings(sc: Scenario) -> list[str]:
+    if not sc.warnings:
+        return []
+    items = "".join(f"<li>{_esc(w)}</li>" for w in sc.warnings)
+    return [f"<h2>Warnings</h2><ul>{items}</ul>"]
+
+
+def _cost_and_slo(result: SimulationResult) -> list[str]:
+    """Bars: each policy's total cost (GPU-hours and electricity), and its SLO attainment."""
+    res = result.results
+    names = list(res)
+    cost = (
         "<h2>Total cost per policy</h2><p>Coloured: GPU-hours; yellow: electricity. Shorter is "
         "cheaper.</p>"
         + _bars(
@@ -204,7 +232,7 @@ def render(result: SimulationResult) -> str:
     )
     lowest = min((res[n].slo_attainment for n in names), default=1.0)
     lo = max(0.0, min(0.99, lowest - 0.005))
-    sections.append(
+    slo = (
         "<h2>SLO attainment per policy</h2><p>Share of requests whose time to first token and "
         f"time per output token met the SLO (axis starts at {100 * lo:.1f} %).</p>"
         + _bars(
@@ -215,6 +243,14 @@ def render(result: SimulationResult) -> str:
             lo=lo,
         )
     )
+    return [cost, slo]
+
+
+def _regions(result: SimulationResult) -> list[str]:
+    """Per region: the replicas wattscale, the oracle and greedy held, over its price."""
+    sc = result.scenario
+    res = result.results
+    hours = sc.minutes // 60
     price = sc.price_usd_mwh[:hours]
     shown = [n for n in ("wattscale", "oracle", "greedy") if n in res]
     top = max(
@@ -225,6 +261,7 @@ def render(result: SimulationResult) -> str:
         ),
         default=1.0,
     )
+    out = []
     for i, region in enumerate(sc.regions):
         p = price[:, i]
         p_lo, p_hi = float(np.min(p)), float(np.max(p))
@@ -239,28 +276,21 @@ def render(result: SimulationResult) -> str:
                 step=False,
             )
         legend = ", ".join(f'<span style="color:{COLOURS[n]}">{_esc(n)}</span>' for n in shown)
-        sections.append(
+        out.append(
             f"<h3>{_esc(region)}</h3><p>Replicas held (hourly mean): {legend}; dashed "
             f'<span style="color:{PRICE_COLOUR}">electricity price</span> (right axis).</p>'
             + _svg(body)
         )
+    return out
+
+
+def _demand(sc: Scenario) -> str:
     demand = _hourly(sc.load.output_tokens_per_s)
     d_hi = float(np.max(demand)) if demand.size else 1.0
-    body = _axes(0.0, d_hi, "tokens/s", hours, None) + _polyline(
+    body = _axes(0.0, d_hi, "tokens/s", sc.minutes // 60, None) + _polyline(
         demand, 0.0, d_hi, "#333", step=False
     )
-    sections.append("<h2>Demand</h2><p>Output tokens per second (hourly mean).</p>" + _svg(body))
-    style = (
-        "body{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;"
-        "text-align:right}td:first-child{text-align:left}"
-    )
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>wattscale simulate</title><style>{style}</style></head><body>"
-        + "".join(sections)
-        + "</body></html>\n"
-    )
+    return "<h2>Demand</h2><p>Output tokens per second (hourly mean).</p>" + _svg(body)
 
 
 def write_report(result: SimulationResult, directory: Path) -> Path:
