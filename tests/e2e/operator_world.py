@@ -122,6 +122,9 @@ class Samples:
             f"{ex.get('demandTokensPerSecond')}, need {ex.get('needTokensPerSecond')}, capacity "
             f"{status.get('capacityTokensPerSecondPerReplica')} ({ex.get('capacitySource')})]"
         )
+        breaches = [n for n in ex.get("notes") or [] if "over the SLO; its queue" in n]
+        if breaches:
+            line += " " + "; ".join(breaches)
         if not self.decisions or self.decisions[-1] != line:
             self.decisions.append(line)
         return status

@@ -403,13 +403,14 @@ def queue_trend(
     window, and the fewest replicas Ready over the span that describes.
 
     What users asked over the window is what the region served plus what its queue grew by.
-    Fallen (to ``QUEUE_DRAIN_RATIO`` of one window ago, and by one request at least): a
-    backlog drains (one a failover onto fewer replicas left in their queues, say), and users
-    ask what it served. Held or grown: users ask at least what the replicas Ready all along
-    serve, those Ready from ``QUEUE_LAG_WINDOWS`` before the reading one window ago to now:
-    replicas that came up since (replacements after a failover) did not build the queue. With
-    no reading from one window ago (the first passes, after a restart or a gap), no replica is
-    known to have: 0. Call after :func:`ready_through_window`."""
+    Nothing waiting now (under one request): users asked at most what it served. Fallen (to
+    ``QUEUE_DRAIN_RATIO`` of one window ago, and by one request at least): a backlog drains (one
+    a failover onto fewer replicas left in their queues, say), and users ask what it served.
+    Held or grown: users ask at least what the replicas Ready all along serve, those Ready from
+    ``QUEUE_LAG_WINDOWS`` before the reading one window ago to now: replicas that came up since
+    (replacements after a failover) did not build the queue. With no reading from one window ago
+    (the first passes, after a restart or a gap), no replica is known to have: 0. Call after
+    :func:`ready_through_window`."""
     waiting = obs.readings.waiting_requests if obs.readings is not None else None
     if waiting is None or not waiting.usable or waiting.value is None:
         return QueueTrend.UNREAD, None
@@ -417,6 +418,8 @@ def queue_trend(
     if not math.isfinite(now):
         return QueueTrend.UNREAD, None
     log = _log(mem.queue_log, obs.name, now, now_s, window_s)
+    if now < 1.0:
+        return QueueTrend.EMPTY, None
     then_s, then = log[0]
     if not now_s - 2 * window_s <= then_s <= now_s - window_s:
         return QueueTrend.HOLDING, 0  # no reading from one window ago (the first, or a gap)

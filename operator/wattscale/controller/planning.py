@@ -88,6 +88,10 @@ def _over_slo(reading: Reading, slo_ms: float) -> bool:
     return reading.usable and reading.value is not None and reading.value * 1000 > slo_ms
 
 
+_QUEUEING = (QueueTrend.HOLDING, QueueTrend.UNREAD)
+"""The queue trends under which a latency breach means users ask more than a region serves."""
+
+
 def breach_floor(
     spec: InferenceDeploymentSpec,
     regions: Sequence[RegionObservation],
@@ -97,25 +101,45 @@ def breach_floor(
     """What users ask at least, when some region's latency is over the SLO.
 
     A region within its SLO serves what it is sent: its demand is what it served. So does one
-    over it whose queue falls: its users ask what it served less what the queue shrank by, and
-    its latency is a backlog draining, not theirs. A region over it whose queue held or grew
-    (or is not read) queues: its users ask at least what its replicas could serve, by
-    ``SLO_BREACH_DEMAND_FACTOR``. Counted are only the replicas Ready throughout the span the
-    latency readings describe (the rate window plus the p95 TTFT: a slow first token was asked
-    for that long ago) and the one the queue's trend describes (from a little before the
-    reading one window ago): replicas that came up since did not build the queue, and counting
-    them would lift the plan again on every pass while an old backlog drains (after a failover
-    onto the replicas left, say, or a restart that has no history yet: none counted)."""
+    over it where nothing waited over the window (its replicas are slow, not short: the capacity
+    learner hears that), and one whose queue falls: its users ask what it served less what the
+    queue shrank by, and its latency is a backlog draining, not theirs. A region over it whose
+    queue held or grew (or is not read) queues: its users ask at least what its replicas could
+    serve, by ``SLO_BREACH_DEMAND_FACTOR``. Counted are only the replicas Ready throughout the
+    span the latency readings describe (the rate window plus the p95 TTFT: a slow first token
+    was asked for that long ago) and the one the queue's trend describes (from a little before
+    the reading one window ago): replicas that came up since did not build the queue, and
+    counting them would lift the plan again on every pass while an old backlog drains (after a
+    failover onto the replicas left, say, or a restart that has no history yet: none counted)."""
     floor = 0.0
     for obs in regions:
         if not obs.available or obs.ready == 0 or obs.readings is None:
             continue
         served = obs.readings.generation_tokens_per_second.value_or(0.0)
-        if obs.name in demand.breached_regions and obs.queue_trend is not QueueTrend.FALLING:
+        if obs.name in demand.breached_regions and obs.queue_trend in _QUEUEING:
             could = obs.ready_queueing * _mean_capacity(spec, obs, capacity_tokens_per_second)
             served = max(served, could) * SLO_BREACH_DEMAND_FACTOR
         floor += served
     return max(floor, demand.tokens_per_second or 0.0)
+
+
+def breach_notes(demand: Demand, regions: Sequence[RegionObservation]) -> tuple[str, ...]:
+    """What a breach in each region says about its demand, in words (for the explanation)."""
+    notes = []
+    for obs in regions:
+        if obs.name not in demand.breached_regions or obs.readings is None:
+            continue
+        waiting = obs.readings.waiting_requests.value_or(0.0)
+        if obs.queue_trend in _QUEUEING:
+            said = (
+                f"{obs.queue_trend.value} ({waiting:.0f} waiting): users ask at least what "
+                f"{obs.ready_queueing} of its {obs.ready} Ready replicas serve, x"
+                f"{SLO_BREACH_DEMAND_FACTOR:g}"
+            )
+        else:
+            said = f"{obs.queue_trend.value} ({waiting:.0f} waiting): demand is what it served"
+        notes.append(f"{obs.name} is over the SLO; its queue is {said}")
+    return tuple(notes)
 
 
 def _grid_event(

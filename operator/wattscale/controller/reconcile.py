@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +46,7 @@ from wattscale.controller.memory import (
 from wattscale.controller.planning import (
     DEFAULT_CAPACITY_TOKENS_PER_SECOND,
     Demand,
+    breach_notes,
     build_request,
     measure_demand,
 )
@@ -293,6 +294,8 @@ class Reconciler:
                 )
                 if window is not None:
                     learn_variant(mem, spec, obs, window)
+        if demand.slo_breached:
+            demand = replace(demand, notes=(*demand.notes, *breach_notes(demand, regions)))
         others = variant_capacities(mem, spec, now_s, DEFAULT_CAPACITY_TOKENS_PER_SECOND)
         estimate = capacity_estimate(mem, now_s, self.settings.interval_seconds)
         if spec.primary_variant().capacity_hint is None and estimate.source == "prior":

@@ -45,6 +45,9 @@ class QueueTrend(Enum):
     """How a region's waiting requests moved over the last rate window
     (:func:`wattscale.controller.memory.queue_trend`): what a latency breach there means."""
 
+    EMPTY = "empty"
+    """Nothing waits: users asked at most what the region served (a breach is its replicas'
+    speed, which the capacity learner hears, not demand the readings missed)."""
     FALLING = "falling"
     """They fell: a backlog drains, users asked less than the region served."""
     HOLDING = "holding"

@@ -232,8 +232,9 @@ def test_an_overload_after_failover_lifts_the_plan_once_per_span_not_every_pass(
     s.step()  # the lost replicas are replaced in us-west, and become Ready
     replaced = west.cluster.replicas(NAME)
     # The users failed over onto those replicas and the latency stays over the SLO (a window
-    # that still remembers the overload, then an overload that persists).
+    # that still remembers the overload, then an overload that persists: requests wait).
     west.metrics.ttft_p95_seconds = ttft_p95_seconds
+    west.metrics.waiting_requests = 50.0
     counts = []
     for _ in range(10):
         s.step()
@@ -278,11 +279,15 @@ def test_a_backlog_draining_after_a_failover_does_not_lift_the_replacements() ->
         s.step()
         counts.append(west.cluster.replicas(NAME))
     assert max(counts) == replaced, f"a draining backlog lifted the replacements: {counts}"
+    notes = s.h.status["explanation"]["notes"]
+    assert any("us-west is over the SLO; its queue is falling" in n for n in notes), notes
     # The same breach with a queue that does not fall is users asking more: it lifts.
     west.metrics.waiting_requests = 600.0
     for _ in range(8):
         s.step()
     assert west.cluster.replicas(NAME) > replaced
+    notes = s.h.status["explanation"]["notes"]
+    assert any("us-west is over the SLO; its queue is holding (600 waiting)" in n for n in notes)
 
 
 def test_a_backlog_in_the_returned_member_does_not_lift_the_replacements() -> None:
@@ -382,7 +387,8 @@ def test_a_region_drained_to_zero_holds_the_demand_reading_for_one_window() -> N
     [
         ([(0.0, 40.0), (8.0, 30.0)], QueueTrend.FALLING, None),  # fell over one window
         ([(0.0, 40.0), (8.0, 38.0)], QueueTrend.HOLDING, 4),  # a steady queue's noise
-        ([(0.0, 0.5), (8.0, 0.0)], QueueTrend.HOLDING, 4),  # less than one request
+        ([(0.0, 0.5), (8.0, 0.0)], QueueTrend.EMPTY, None),  # nothing waits: not censored
+        ([(0.0, 0.0), (4.0, 3.0), (8.0, 0.0)], QueueTrend.EMPTY, None),  # 3 waited, none now
         ([(0.0, 30.0), (8.0, 40.0)], QueueTrend.HOLDING, 4),  # grew: users ask more than served
         ([(0.0, 40.0), (4.0, 30.0)], QueueTrend.HOLDING, 0),  # the log does not reach back yet
         ([(0.0, 40.0), (30.0, 10.0)], QueueTrend.HOLDING, 0),  # a gap: no reading a window ago
