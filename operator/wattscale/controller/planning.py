@@ -101,8 +101,8 @@ def breach_floor(
     """What users ask at least, when some region's latency is over the SLO.
 
     A region within its SLO serves what it is sent: its demand is what it served. So does one
-    over it where nothing waited over the window (its replicas are slow, not short: the capacity
-    learner hears that), and one whose queue falls: its users ask what it served less what the
+    over it where nothing waits now (its replicas are slow, not short: the capacity learner
+    hears that), and one whose queue falls: its users ask what it served less what the
     queue shrank by, and its latency is a backlog draining, not theirs. A region over it whose
     queue held or grew (or is not read) queues: its users ask at least what its replicas could
     serve, by ``SLO_BREACH_DEMAND_FACTOR``. Counted are only the replicas Ready throughout the
