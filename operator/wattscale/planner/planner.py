@@ -323,16 +323,7 @@ def _tolerate(req: PlanRequest, co: Costing, w: _Work) -> Costing:
         f"need {need:.0f} tok/s held to {held:.0f} while more runs: a scale-down stops "
         f"{SCALE_DOWN_TOLERANCE:.0%} above the need"
     )
-    # Only the need and the load-proportional prices (per token/s of the need: demand / need)
-    # depend on it: rescaled here rather than priced again (a second build_costing was ~20 %
-    # of a pass).
-    scale = need / held
-    return replace(
-        co,
-        need_tokens_per_second=held,
-        per_token_objective=co.per_token_objective * scale,
-        per_token_money=co.per_token_money * scale,
-    )
+    return build_costing(req, held)
 
 
 def _stabilise(
