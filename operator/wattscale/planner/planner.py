@@ -12,9 +12,7 @@ Steps, in order (each may add a reason code):
    ``min_replicas`` (``MissingMetricsHold``); price/carbon signals stale or missing -> the
    optimiser may add but never remove (``StaleSignalsHold``).
 3. ``optimise``: exact cost-optimal plan (``Infeasible`` with the binding constraint when no
-   plan meets the need; then a best effort that never goes down). While the fleet has more
-   than the need, the plan covers the need plus ``SCALE_DOWN_TOLERANCE`` (at most what runs):
-   a scale-down stops short of a count that a drift of a few percent would take back.
+   plan meets the need; then a best effort that never goes down).
 4. ``hysteresis``: move only when the saving over the horizon beats the move's cold-start cost
    by ``min_savings_percent`` (``MinSavingsNotMet``).
 5. ``stabilise``: scale up at once; scale a pool down only to the highest recommendation of
@@ -55,15 +53,7 @@ from .optimise import IntArray, Problem, Solution, route, solve, solve_near
 from .sizing import size, sizing_window_seconds
 from .zero import ZeroGate, ZeroState, gate
 
-__all__ = ["SCALE_DOWN_TOLERANCE", "plan"]
-
-SCALE_DOWN_TOLERANCE = 0.05
-"""A fleet above its need shrinks only to the need x (1 + this), never past what runs: the
-HPA's tolerance band, on the way down only (a scale-up still covers the need at once). The
-need moves a few percent pass to pass (the learned capacity, the forecast's band): without
-the band an e2e restart shrank 8 -> 5 at a need 98 % of 5 replicas and grew back to 6 when it
-rose 2 %. Replay (default, 3 days): +1.5 % cost, SLO 99.65 % (99.66 % without), cold starts
-327 -> 267, migrations 23 -> 16."""
+__all__ = ["plan"]
 
 
 @dataclass
@@ -80,7 +70,6 @@ class _Work:
     missing: bool = False
     stale: bool = False
     min_savings_blocked: bool = False
-    sized_need: float | None = None  # the sizing's need, when the plan covers more (_tolerate)
 
     def add(self, code: ReasonCode) -> None:
         if code not in self.reasons:
@@ -308,22 +297,6 @@ def _optimise(co: Costing, req: PlanRequest, cur: IntArray, w: _Work) -> tuple[I
         f"needs {threshold:.4g} ({req.min_savings_percent:g} %)"
     )
     return base.replicas, p
-
-
-def _tolerate(req: PlanRequest, co: Costing, w: _Work) -> Costing:
-    """The costing of a need held ``SCALE_DOWN_TOLERANCE`` above the sizing's while more than
-    the need runs (after hard caps), so that a scale-down leaves a band at the boundary."""
-    need = co.need_tokens_per_second
-    have = float(co.capacity @ _hard_cap(co, req, co.current))
-    if not have > need > 0:
-        return co
-    held = min(need * (1 + SCALE_DOWN_TOLERANCE), have)
-    w.sized_need = need
-    w.notes.append(
-        f"need {need:.0f} tok/s held to {held:.0f} while more runs: a scale-down stops "
-        f"{SCALE_DOWN_TOLERANCE:.0%} above the need"
-    )
-    return build_costing(req, held)
 
 
 def _stabilise(
@@ -706,8 +679,6 @@ def _plan(req: PlanRequest, state: PlannerState) -> Decision:
         w.notes.append(sizing.note())
     co = build_costing(req, sizing.need_tokens_per_second)
     cur = co.current
-    if not w.missing:
-        co = _tolerate(req, co, w)
     # Step 1: hard caps (quota, grid events, max_replicas) bound everything below.
     capped = _hard_cap(co, req, cur)
     if w.missing:
@@ -755,7 +726,7 @@ def _plan(req: PlanRequest, state: PlannerState) -> Decision:
         runner_up=_option(co, p, runner),
         current=current_opt,
         binding_constraint=w.binding,
-        need_tokens_per_second=p.need if w.sized_need is None else w.sized_need,
+        need_tokens_per_second=p.need,
         solver=w.solver,
         optimal=w.optimal,
         notes=tuple(w.notes),
