@@ -155,9 +155,11 @@ NOISE_POINTS = 30
 """Recent measurements the readings' noise is estimated over."""
 NOISE_Z = 2.0
 """A rise must clear the readings' noise by this many standard deviations."""
+MAX_LAG_STEPS = 10
+"""At most this many readings a rate window (a window ten intervals long is read as if ten)."""
 
 
-def rise_threshold(r: RecentDemand, points: int = NOISE_POINTS) -> float:
+def rise_threshold(r: RecentDemand, lag_seconds: float = 0.0, points: int = NOISE_POINTS) -> float:
     """How far (a share) a measurement must rise above the protection window's highest to be a
     rise rather than noise: ``max(RISE_TOLERANCE, exp(NOISE_Z x sigma) - 1)``.
 
@@ -166,14 +168,32 @@ def rise_threshold(r: RecentDemand, points: int = NOISE_POINTS) -> float:
     of independent noise has ``sqrt(6) sigma``): a steady ramp, however steep, has none, so it
     stays a rise; readings that jump around a level (a busy scrape, users moving between regions
     after a drain) do not make each recovery a surge.
+
+    ``lag_seconds`` is how long a reading averages over (its rate window). Readings closer than
+    that share most of their window, and so most of their noise: differences between
+    neighbours would understate it (by ``sqrt(6)`` with four readings a window, the operator's
+    default of a 120 s rate read every 30 s). So the differences are taken between readings a
+    rate window apart, whose windows do not overlap.
     """
-    logs = [math.log(v) for _, v in r.seen[-max(points, 3) :] if v > 0]
-    d2 = [a - 2 * b + c for a, b, c in zip(logs, logs[1:], logs[2:], strict=False)]
+    k = _lag_steps(r.seen, lag_seconds)
+    logs = [math.log(v) for _, v in r.seen[-(max(points, 3) + 2 * (k - 1)) :] if v > 0]
+    d2 = [a - 2 * b + c for a, b, c in zip(logs, logs[k:], logs[2 * k :], strict=False)]
     if len(d2) < 3:
         return RISE_TOLERANCE
     mad = statistics.median(abs(x) for x in d2)
     sigma = mad / (0.6745 * math.sqrt(6.0))
     return max(RISE_TOLERANCE, math.exp(NOISE_Z * sigma) - 1.0)
+
+
+def _lag_steps(seen: tuple[tuple[float, float], ...], lag_seconds: float) -> int:
+    """How many readings apart two readings are that do not share their ``lag_seconds``."""
+    if not math.isfinite(lag_seconds) or lag_seconds <= 0 or len(seen) < 2:
+        return 1
+    recent = seen[-NOISE_POINTS:]
+    spacing = statistics.median(t1 - t0 for (t0, _), (t1, _) in itertools.pairwise(recent))
+    if spacing <= 0:
+        return 1
+    return max(1, min(math.ceil(lag_seconds / spacing - 1e-9), MAX_LAG_STEPS))
 
 
 def record_prediction(

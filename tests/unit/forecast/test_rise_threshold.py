@@ -50,3 +50,49 @@ def test_a_recovery_after_a_drain_is_not_a_rise() -> None:
 
 def test_few_readings_use_the_floor() -> None:
     assert rise_threshold(_read([1000.0, 5000.0, 900.0])) == RISE_TOLERANCE
+
+
+def _rate_readings(
+    seconds: int, window_seconds: int, every_seconds: int, seed: int
+) -> tuple[list[float], float]:
+    """Readings of a constant load like ``rate(x[window])`` read every ``every_seconds``: each
+    the mean of the last ``window_seconds`` of noisy per-second token counts (a reading shares
+    most of its window with the one before). Also the readings' own log spread."""
+    rng = random.Random(seed)
+    per_second = [7500.0 * math.exp(rng.gauss(0.0, 0.2)) for _ in range(seconds)]
+    readings = [
+        sum(per_second[t - window_seconds : t]) / window_seconds
+        for t in range(window_seconds, seconds + 1, every_seconds)
+    ]
+    logs = [math.log(v) for v in readings]
+    mean = sum(logs) / len(logs)
+    return readings, math.sqrt(sum((x - mean) ** 2 for x in logs) / len(logs))
+
+
+def test_readings_whose_rate_windows_overlap_are_judged_by_their_whole_noise() -> None:
+    # The operator's default reads a 120 s rate every 30 s (the e2e suite: 8 s every 2 s):
+    # four readings share a window, so neighbours differ by far less than the noise of one.
+    # Against a constant load, a reading that clears the threshold over the protection window's
+    # highest is a false surge (and, with two rises before it, a ramp that buys replicas).
+    readings, spread = _rate_readings(4000, window_seconds=8, every_seconds=2, seed=11)
+    expected = math.exp(2.0 * spread) - 1.0
+
+    def false_rises(lag_seconds: float) -> tuple[int, list[float]]:
+        r, rises, thresholds = RecentDemand(), 0, []
+        for i, v in enumerate(readings):
+            before = max(readings[max(i - 5, 0) : i], default=None)
+            threshold = rise_threshold(r, lag_seconds)
+            rises += before is not None and i >= 30 and v > before * (1 + threshold)
+            thresholds.append(threshold)
+            r = observe_recent(r, i * 2.0, v)
+        return rises, thresholds[30:]
+
+    blind, blind_thresholds = false_rises(0.0)
+    rises, thresholds = false_rises(8.0)
+    median = sorted(thresholds)[len(thresholds) // 2]
+    blind_median = sorted(blind_thresholds)[len(blind_thresholds) // 2]
+    # Read as independent, the noise is understated about sqrt(6) times; a rate window apart,
+    # the estimate is the readings' own spread.
+    assert blind_median < 0.6 * expected, (blind_median, expected)
+    assert 0.7 * expected < median < 1.4 * expected, (median, expected)
+    assert rises <= 0.2 * blind, (rises, blind, len(readings))
