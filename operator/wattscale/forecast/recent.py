@@ -12,7 +12,12 @@ alone answers badly:
   could load;
 * **lead error** (:func:`record_prediction`, :func:`error_factor`): every prediction of the peak
   over the sizing window is kept until that window has passed, then compared with the peak
-  actually measured in it; the log ratio's EWMA mean and variance give an upper quantile factor.
+  actually measured in it; the log ratio's EWMA mean and *upper* semi-variance (errors above
+  the mean only) give an upper quantile factor. A fall the forecast did not see (it predicted
+  more than came) costs money, never the SLO: it lowers the mean but does not widen the band
+  that buys replicas, as a symmetric variance did (a load falling to a third widened the
+  headroom from 1.11 to 1.88, still 1.32 seven hours later; now it rises to 1.19 at most, while
+  the mean recovers and errors back at zero lie above it).
 
 Time here is a *measured-time* clock: it advances only across passes where demand was
 measured. While demand cannot be trusted (an outage, readings settling after a region returns)
@@ -61,7 +66,9 @@ class RecentDemand:
     seen: tuple[tuple[float, float], ...] = ()  # (clock, demand) newest last
     pending: tuple[tuple[float, float, float], ...] = ()  # (clock made, clock due, peak)
     err_mean: float = 0.0
-    err_var: float = PRIOR_LOG_ERROR_SIGMA**2
+    err_upper_var: float = PRIOR_LOG_ERROR_SIGMA**2
+    """EWMA of 2 x (error - mean)^2 over errors above the mean (0 for those below): the
+    variance for errors spread evenly about their mean, blind to falls."""
     err_count: int = 0
     first_demand_clock: float | None = None  # clock of the first demand > 0 measured
     warm_clock: float | None = None
@@ -84,7 +91,7 @@ def skip_recent(r: RecentDemand, now_seconds: float) -> RecentDemand:
 
 def _score(r: RecentDemand, seen: tuple[tuple[float, float], ...], clock: float) -> RecentDemand:
     """Score the predictions whose window has passed against the peak measured in it."""
-    mean, var, count = r.err_mean, r.err_var, r.err_count
+    mean, var, count = r.err_mean, r.err_upper_var, r.err_count
     left: list[tuple[float, float, float]] = []
     for made, due, peak in r.pending:
         if due > clock:
@@ -100,9 +107,10 @@ def _score(r: RecentDemand, seen: tuple[tuple[float, float], ...], clock: float)
         rho = max(1.0 / (count + 1 + PRIOR_WEIGHT), 1.0 / ERROR_MEMORY)
         diff = err - mean
         mean += rho * diff
-        var = (1 - rho) * (var + rho * diff * diff)
+        above = max(diff, 0.0)
+        var = (1 - rho) * (var + rho * 2.0 * above * above)
         count += 1
-    return replace(r, pending=tuple(left), err_mean=mean, err_var=var, err_count=count)
+    return replace(r, pending=tuple(left), err_mean=mean, err_upper_var=var, err_count=count)
 
 
 def observe_recent(r: RecentDemand, now_seconds: float, demand: float) -> RecentDemand:
@@ -229,7 +237,8 @@ def record_prediction(
 
 
 def error_factor(r: RecentDemand, z: float, max_factor: float = 2.0) -> float:
-    """Upper quantile of measured peak / predicted peak: ``exp(mean + z * sigma)``, in
-    ``[1, max_factor]`` (the prior's spread until errors have been measured)."""
-    sigma = math.sqrt(max(r.err_var, 0.0))
+    """Upper quantile of measured peak / predicted peak: ``exp(mean + z * sigma)``, sigma
+    from the errors above the mean only, in ``[1, max_factor]`` (the prior's spread until
+    errors have been measured)."""
+    sigma = math.sqrt(max(r.err_upper_var, 0.0))
     return min(max(math.exp(r.err_mean + z * sigma), 1.0), max_factor)

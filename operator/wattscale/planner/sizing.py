@@ -27,7 +27,8 @@ and a scale-down (or the old side of a move) keeps, as a guard-rail on top of th
 
 The first two are multiplied by the **headroom**, the recent peak too: unless the spec fixes
 it, ``max(1 / TARGET_UTILISATION, exp(mean + ERROR_Z x sigma))`` where mean and sigma are those
-of the planner's own *measured* error on what it sized on (log of the actual peak over the
+of the planner's own *measured* error on what it sized on (sigma from the errors above the mean
+only: a fall the forecast missed is no shortfall; log of the actual peak over the
 larger of the expected peak and the recent peak, scored once each window has passed: a forecast
 that dips with one low reading removes no capacity the guard-rail keeps, so it is no shortfall).
 The forecast handed in is already mean + 1 sigma; its sigma does not count twice, since the

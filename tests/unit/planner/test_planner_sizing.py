@@ -125,6 +125,21 @@ def test_a_dip_the_fleet_rides_out_is_not_a_forecast_error() -> None:
     assert dips[-1].desired[A] == math.ceil(21_000.0 / TARGET_UTILISATION / CAP - 1e-9)
 
 
+def test_a_fall_the_forecast_did_not_see_does_not_widen_the_headroom() -> None:
+    # Load falls to a third and stays there: for a protection window the fleet is sized on the
+    # recent peak, three times what arrives. Those over-predictions cost money, never the SLO,
+    # so the headroom (an upper quantile) stays where the errors above their mean put it.
+    fall = _drive([21_000.0] * 40 + [7_000.0] * 30, current=4)
+    recent = fall[-1].state.recent
+    assert recent.err_count > 50
+    assert recent.err_mean < 0  # the fall was measured, as over-predictions
+    assert derived_headroom(recent) == pytest.approx(1 / TARGET_UTILISATION)
+    assert fall[-1].desired[A] == math.ceil(7_000.0 / TARGET_UTILISATION / CAP - 1e-9)
+    # The same fall, then a return to the old level: that under-prediction is scored.
+    back = _drive([21_000.0] * 40 + [7_000.0] * 30 + [21_000.0] * 3, current=4)
+    assert derived_headroom(back[-1].state.recent) > 1.2 / TARGET_UTILISATION
+
+
 def test_traffic_starting_from_nothing_is_not_a_forecast_error() -> None:
     # A deployment's first load arrives as a step from zero (and the rate window smears it
     # into a few minutes' climb): predictions made before a sizing window of traffic was
