@@ -60,9 +60,12 @@ class QuotaLedger:
     def _capacity(self, key: PoolKey, quota_gpus: int, mine: Callable[[str], bool] | None) -> int:
         """The pool capacity the shares are computed from: the quota; with shards, what the
         other shards hold (per their status, up to an interval old) plus this shard's ceiling
-        (never less than it holds, never more than the quota). So this shard grows only
-        within its ceiling, and is cut only when it alone holds more than the quota: never
-        because another shard's status is late to show what it released."""
+        (never less than it holds, never more than the quota), and the whole never more than
+        the quota unless what is held already is. So this shard grows only within its
+        ceiling, and is cut only when it alone holds more than the quota: never because
+        another shard's status is late to show what it released. The cap matters when this
+        shard has just handed members over: until its next ceiling round, its ceiling still
+        covers what they hold, now counted as the other shard's too."""
         if mine is None or self._ceiling is None:
             return quota_gpus
         own = foreign = 0
@@ -72,7 +75,8 @@ class QuotaLedger:
             else:
                 foreign += claim.held_gpus
         ceiling = self._ceiling(key)
-        return min(max(own if ceiling is None else ceiling, own), quota_gpus) + foreign
+        mine_at_most = min(max(own if ceiling is None else ceiling, own), quota_gpus)
+        return min(mine_at_most + foreign, max(quota_gpus, own + foreign))
 
     def shard_usage(
         self,

@@ -67,3 +67,16 @@ def test_shard_usage_counts_only_this_shards_members() -> None:
     quota, held, _, _ = ledger.shard_usage()
     assert quota[EAST] == 16
     assert held[EAST] == 3
+
+
+def test_a_shard_handed_over_is_not_room_for_the_shard_that_kept_its_ceiling() -> None:
+    # This replica planned the whole fleet and reserved the whole quota (16) as its ceiling;
+    # then a second replica joined and took THEIRS over, with the 8 GPUs it holds. Until this
+    # replica's next ceiling round its stored ceiling still covers THEIRS's GPUs: they are
+    # not room for MINE, which would like 14 in the cheap region.
+    ledger = _ledger(ceiling=16)
+    ledger.seed(MINE, 0, {EAST: 8})
+    ledger.observe(THEIRS, 0, {EAST: 8})
+    planned = ledger.plan(MINE, 0, _request(8, 14), None)
+    assert planned.decision.target.get(EAST, 0) == 8  # what it holds; the rest in us-west
+    assert sum(planned.decision.target.values()) >= 14
