@@ -37,6 +37,7 @@ __all__ = [
     "error_factor",
     "observe_recent",
     "ramp_slope",
+    "reading_noise",
     "recent_peak",
     "record_prediction",
     "rise_threshold",
@@ -167,15 +168,24 @@ MAX_LAG_STEPS = 10
 """At most this many readings a rate window (a window ten intervals long is read as if ten)."""
 
 
-def rise_threshold(r: RecentDemand, lag_seconds: float = 0.0, points: int = NOISE_POINTS) -> float:
+def rise_threshold(r: RecentDemand, lag_seconds: float = 0.0) -> float:
     """How far (a share) a measurement must rise above the protection window's highest to be a
-    rise rather than noise: ``max(RISE_TOLERANCE, exp(NOISE_Z x sigma) - 1)``.
+    rise rather than noise: the larger of ``RISE_TOLERANCE`` and :func:`reading_noise`. A
+    steady ramp, however steep, has no noise, so it stays a rise; readings that jump around a
+    level (a busy scrape, users moving between regions after a drain) do not make each
+    recovery a surge."""
+    return max(RISE_TOLERANCE, reading_noise(r, lag_seconds))
 
-    ``sigma`` is the noise of one reading in log space, from the second differences of the
-    last ``points`` log readings (robustly: their median absolute value; a second difference
-    of independent noise has ``sqrt(6) sigma``): a steady ramp, however steep, has none, so it
-    stays a rise; readings that jump around a level (a busy scrape, users moving between regions
-    after a drain) do not make each recovery a surge.
+
+def reading_noise(r: RecentDemand, lag_seconds: float = 0.0, points: int = NOISE_POINTS) -> float:
+    """How far (a share) one reading strays above the level by noise: ``exp(NOISE_Z x sigma) -
+    1``, 0 until there are enough readings to tell.
+
+    ``sigma`` is the noise of one reading as a share of the level, from the second differences
+    of the last ``points`` readings over the middle one (robustly: their median absolute value;
+    a second difference of independent noise has ``sqrt(6) sigma``). A linear trend, however
+    steep, has none, a ramp from nothing included (in log space its curvature would read as
+    noise for as long as its readings are among the last ``points``).
 
     ``lag_seconds`` is how long a reading averages over (its rate window). Readings closer than
     that share most of their window, and so most of their noise: differences between
@@ -184,13 +194,17 @@ def rise_threshold(r: RecentDemand, lag_seconds: float = 0.0, points: int = NOIS
     rate window apart, whose windows do not overlap.
     """
     k = _lag_steps(r.seen, lag_seconds)
-    logs = [math.log(v) for _, v in r.seen[-(max(points, 3) + 2 * (k - 1)) :] if v > 0]
-    d2 = [a - 2 * b + c for a, b, c in zip(logs, logs[k:], logs[2 * k :], strict=False)]
+    values = [v for _, v in r.seen[-(max(points, 3) + 2 * (k - 1)) :]]
+    d2 = [
+        (a - 2 * b + c) / b
+        for a, b, c in zip(values, values[k:], values[2 * k :], strict=False)
+        if b > 0
+    ]
     if len(d2) < 3:
-        return RISE_TOLERANCE
+        return 0.0
     mad = statistics.median(abs(x) for x in d2)
     sigma = mad / (0.6745 * math.sqrt(6.0))
-    return max(RISE_TOLERANCE, math.exp(NOISE_Z * sigma) - 1.0)
+    return math.exp(NOISE_Z * sigma) - 1.0
 
 
 def _lag_steps(seen: tuple[tuple[float, float], ...], lag_seconds: float) -> int:

@@ -8,7 +8,13 @@ import random
 
 import pytest
 
-from wattscale.forecast.recent import RISE_TOLERANCE, RecentDemand, observe_recent, rise_threshold
+from wattscale.forecast.recent import (
+    RISE_TOLERANCE,
+    RecentDemand,
+    observe_recent,
+    reading_noise,
+    rise_threshold,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -96,3 +102,16 @@ def test_readings_whose_rate_windows_overlap_are_judged_by_their_whole_noise() -
     assert blind_median < 0.6 * expected, (blind_median, expected)
     assert 0.7 * expected < median < 1.4 * expected, (median, expected)
     assert rises <= 0.2 * blind, (rises, blind, len(readings))
+
+
+def test_a_ramp_from_nothing_is_not_noise() -> None:
+    # The e2e suite's start: users ramp from 0 to 7,500 tok/s at 250 tok/s a second, read
+    # through an 8 s rate window every 2 s; 20 s after the ramp ended, its readings are still
+    # among the last 30. A linear ramp has no second difference: only its two kinks (smoothed
+    # by the rate window) have some. In log space the ramp's curvature read as 29.6 % of noise.
+    per_second = [min(250.0 * t, 7500.0) for t in range(60)]
+    readings = [sum(per_second[max(t - 8, 0) : t]) / 8 for t in range(2, 60, 2)]
+    assert reading_noise(_read(readings), lag_seconds=8.0) < 0.05
+    # Once the kinks are older than the last 30 readings, nothing is left of them.
+    settled = _read([*readings, *[7500.0] * 30])
+    assert reading_noise(settled, lag_seconds=8.0) == pytest.approx(0.0)
