@@ -298,7 +298,9 @@ def _assemble(
             leases,
             ownership,
             settings.lease_duration_seconds,
-            settle_seconds=1.5 * settings.lease_renew_seconds,
+            # Three renewals: a view must be re-read within it (see fleet/shards.py), and a
+            # renewal round late by a busy machine must not pause the passes.
+            settle_seconds=3.0 * settings.lease_renew_seconds,
         )
         if leases is not None and settings.sharding
         else None

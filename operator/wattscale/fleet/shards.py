@@ -9,8 +9,10 @@ renews them; this module only judges what was read, so the I/O stays out of the 
 
 * a replica is *live* while its Lease's ``renewTime + leaseDurationSeconds`` is in the future;
 * it *counts* for the hash only once its Lease has been held for ``settle_seconds`` (its
-  ``acquireTime``): every replica re-reads the Leases within that time, so all of them move a
-  joining replica's deployments over at about the same instant, never two owners for long;
+  ``acquireTime``), and a replica whose last read of the Leases is older than that owns
+  nothing: so a view that predates a joining replica's Lease is never used once that replica
+  may have settled, and every replica moves its deployments over at about the same instant,
+  never two owners (a replica starved of CPU past its renewal only pauses its passes);
 * the leader holds the leader Lease (the same expiry rule); it alone runs the fleet-wide parts.
 
 Every replica judges its own Lease and the settling of new ones with the clock of the pass, so a
@@ -87,7 +89,11 @@ class ShardView:
     Lease is judged at the pass's clock: one it cannot renew loses its shard on time."""
 
     def members(self, now_s: float) -> tuple[str, ...]:
-        """The replicas the hash spreads the deployments over at ``now_s`` (sorted)."""
+        """The replicas the hash spreads the deployments over at ``now_s`` (sorted); none
+        when the view is older than ``settle_seconds``: a replica that joined after the read
+        may have settled since, unseen, and taken its shard (two owners)."""
+        if self.read_seconds is not None and now_s - self.read_seconds > self.settle_seconds:
+            return ()
         seen = now_s if self.read_seconds is None else min(now_s, self.read_seconds)
         found = {
             r.holder

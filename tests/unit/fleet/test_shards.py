@@ -189,3 +189,16 @@ def test_a_predicate_judges_like_the_view_and_follows_membership() -> None:
     assert not any(ownership.predicate(131.0)(k) for k in KEYS)  # its own Lease expired too
     ownership.update(ShardView("op-a", (_record("op-a", 0.0, 125.0), two[1]), None, SETTLE))
     assert all(ownership.predicate(131.0)(k) for k in KEYS)
+
+
+def test_a_view_older_than_the_settle_time_owns_nothing() -> None:
+    # op-a read the Leases at 100, before op-b took its Lease at 101 (op-a's next read is late:
+    # a busy machine). op-b settles at 116 and passes its shard from then on; op-a's view,
+    # which cannot show op-b, must not be used past 115, or both pass op-b's shard.
+    a = _record("op-a", 0.0, 100.0)
+    stale = ShardView("op-a", (a,), None, SETTLE, read_seconds=100.0)
+    assert all(stale.owns(k, 114.0) for k in KEYS[:200])
+    joined = ShardView("op-b", (a, _record("op-b", 101.0, 116.0)), None, SETTLE, read_seconds=116.0)
+    assert any(joined.owns(k, 116.0) for k in KEYS[:200])
+    assert stale.members(116.0) == ()
+    assert not any(stale.owns(k, 116.0) for k in KEYS[:200])
