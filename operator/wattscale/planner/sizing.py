@@ -169,8 +169,9 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
     # to a level served minutes ago, and noise around a level rises every other reading; a
     # level neither is a trend to extrapolate nor a surge to hold capacity for.
     before = recent_peak(recent, window, before_newest=True) if measured else None
-    threshold = rise_threshold(recent, req.demand_lag_seconds)
-    new_high = before is not None and now > before * (1 + threshold)
+    new_high = before is not None and now > before * (
+        1 + rise_threshold(recent, req.demand_lag_seconds)
+    )
     if measured and (before is None or new_high):
         slope = ramp_slope(recent, RAMP_POINTS)
         ramp_peak = min(now + slope * window, MAX_RAMP_RATIO * now)
