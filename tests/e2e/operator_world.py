@@ -110,11 +110,13 @@ class Samples:
     def __init__(self, regions: list[str]) -> None:
         self.regions = regions
         self.desired: list[dict[str, int]] = []
+        self.shifting: list[bool] = []
         self.decisions: list[str] = []
 
     def take(self, status: dict[str, Any]) -> dict[str, Any]:
         desired = {r["name"]: r["desiredReplicas"] for r in status.get("regions", [])}
         self.desired.append({region: desired.get(region, 0) for region in self.regions})
+        self.shifting.append(bool(status.get("shift")))
         last = status.get("lastDecision") or {}
         ex = status.get("explanation") or {}
         line = (
@@ -131,6 +133,11 @@ class Samples:
 
     def totals(self) -> list[int]:
         return [sum(d.values()) for d in self.desired]
+
+    def totals_at_rest(self) -> list[int]:
+        """The totals read while no make-before-break move was under way (status.shift): a
+        move adds the new side before it removes the old one, which is not a flap."""
+        return [n for n, moving in zip(self.totals(), self.shifting, strict=True) if not moving]
 
     def report(self) -> str:
         """Each region's desired series, then the decisions in order."""

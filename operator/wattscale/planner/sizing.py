@@ -23,7 +23,11 @@ and a scale-down (or the old side of a move) keeps, as a guard-rail on top of th
    (``rise_threshold``) above every other one of the protection window, the fleet's capacity
    is kept whole (replicas may move, not go): a scale-down just as a surge begins is the one a
    cold start cannot undo in time. Noise around a level, which rises every other reading, does
-   not hold a scale-down the level allows.
+   not hold a scale-down the level allows;
+5. **the noise band** (``Sizing.noise_band``, :func:`~wattscale.forecast.recent.reading_noise`):
+   how far the readings stray by noise alone; the planner holds what runs while it is within
+   that band above the need, and a scale-down leaves the band, so noise that lifts the need a
+   few percent a pass later does not take it back.
 
 The first two are multiplied by the **headroom**, the recent peak too: unless the spec fixes
 it, ``max(1 / TARGET_UTILISATION, exp(mean + ERROR_Z x sigma))`` where mean and sigma are those
@@ -51,6 +55,7 @@ from wattscale.forecast.recent import (
     error_factor,
     observe_recent,
     ramp_slope,
+    reading_noise,
     recent_peak,
     record_prediction,
     rise_threshold,
@@ -119,6 +124,10 @@ class Sizing:
     rising: bool = False
     """The newest measurement is a new high of the protection window: keep the fleet's
     capacity whole."""
+    noise_band: float = 0.0
+    """How far (a share) the need strays by the readings' noise alone (``reading_noise``, 0
+    until there are enough readings to tell): a scale-down leaves this much above the need, so
+    that noise does not undo it a pass later."""
 
     def note(self) -> str:
         """One line for the explanation: what set the need and what a scale-down keeps."""
@@ -201,4 +210,5 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
         recent,
         derived,
         new_high,
+        reading_noise(recent, req.demand_lag_seconds) if measured else 0.0,
     )

@@ -13,6 +13,7 @@ from dataclasses import replace
 import pytest
 
 from tests.unit.planner.planner_builders import CAP, pool, region, request
+from wattscale.forecast.recent import reading_noise
 from wattscale.planner import (
     Decision,
     PlannerState,
@@ -318,3 +319,27 @@ def test_a_scale_down_fits_the_lowest_recent_capacity_estimate_too() -> None:
     held = run([2_637.0] * 8 + [2_787.0] * (window_passes + 2))
     assert held[: 8 + window_passes] == [4] * (8 + window_passes), held
     assert held[-1] == 3, held  # 8,100 / 2,787 = 2.9: the higher estimate held a window
+
+
+def test_a_scale_down_leaves_the_noise_band_so_noise_does_not_take_it_back() -> None:
+    """Issue 16 (CI: a restarted operator at rest, 6 -> 5 on a need of 12,212 tok/s, 5 -> 6 a
+    few passes later on 12,515, 2,480 a replica). What runs is held while it is within the
+    readings' noise band above the need; a scale-down leaves that band; below the need the fleet
+    grows to the need itself, no further."""
+    readings = [21_000.0, 20_600.0] * 15  # the final reading is the low one: need 20,600
+
+    def last(current: int) -> Decision:
+        return _readings(readings, current=current)
+
+    noise = reading_noise(last(4).state.recent)
+    assert 0.03 < noise < 0.08, noise  # two readings 2 % apart, alternating
+    need = 20_600.0
+    banded = math.ceil(need * (1 + noise) / CAP)
+    assert banded == math.ceil(need / CAP) + 1, "the case must straddle a replica"
+    held = last(banded)
+    assert held.desired[A] == banded, held.message
+    assert held.reason is ReasonCode.NO_CHANGE, held.message
+    assert held.explanation.need_tokens_per_second == pytest.approx(need)
+    assert "readings' noise" in " ".join(held.explanation.notes)
+    assert last(8).desired[A] == banded, "a scale-down to the need itself, inside the noise"
+    assert last(2).desired[A] == math.ceil(need / CAP), "a scale-up goes to the need only"
