@@ -177,9 +177,11 @@ def rise_threshold(r: RecentDemand, lag_seconds: float = 0.0) -> float:
     return max(RISE_TOLERANCE, reading_noise(r, lag_seconds))
 
 
-def reading_noise(r: RecentDemand, lag_seconds: float = 0.0, points: int = NOISE_POINTS) -> float:
-    """How far (a share) one reading strays above the level by noise: ``exp(NOISE_Z x sigma) -
-    1``, 0 until there are enough readings to tell.
+def reading_noise(
+    r: RecentDemand, lag_seconds: float = 0.0, points: int = NOISE_POINTS, z: float = NOISE_Z
+) -> float:
+    """How far (a share) one reading strays above the level by noise: ``exp(z x sigma) - 1``
+    (``NOISE_Z`` unless told), 0 until there are enough readings to tell.
 
     ``sigma`` is the noise of one reading as a share of the level, from the second differences
     of the last ``points`` readings over the middle one (robustly: their median absolute value;
@@ -204,7 +206,7 @@ def reading_noise(r: RecentDemand, lag_seconds: float = 0.0, points: int = NOISE
         return 0.0
     mad = statistics.median(abs(x) for x in d2)
     sigma = mad / (0.6745 * math.sqrt(6.0))
-    return math.exp(NOISE_Z * sigma) - 1.0
+    return math.exp(z * sigma) - 1.0
 
 
 def _lag_steps(seen: tuple[tuple[float, float], ...], lag_seconds: float) -> int:

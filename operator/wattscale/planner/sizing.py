@@ -65,6 +65,7 @@ from wattscale.forecast.recent import (
 from .model import PlanRequest
 
 __all__ = [
+    "BAND_Z",
     "ERROR_Z",
     "MAX_RAMP_RATIO",
     "RAMP_POINTS",
@@ -81,6 +82,11 @@ SIZING_INTERVALS = 2
 TARGET_UTILISATION = 0.9
 """Share of the per-replica SLO capacity the plan fills (the capacity is where p95 latency
 reaches the SLO; queueing delay grows steeply above ~90 %, as in the replay's oracle)."""
+BAND_Z = 1.0
+"""The noise band a scale-down leaves above the need, in standard deviations of one reading:
+noise of one sigma does not undo a scale-down. On the replays one sigma costs 0.7-1.2 % more
+than no band, with 9-26 % fewer cold starts; two sigma (the rise threshold's) 1.4-3.2 %, for
+no SLO gain (docs/simulator.md)."""
 ERROR_Z = 2.0
 """Standard deviations of the measured peak error the headroom covers (~98 % one-sided)."""
 RAMP_POINTS = 3
@@ -125,9 +131,9 @@ class Sizing:
     """The newest measurement is a new high of the protection window: keep the fleet's
     capacity whole."""
     noise_band: float = 0.0
-    """How far (a share) the need strays by the readings' noise alone (``reading_noise``, 0
-    until there are enough readings to tell): a scale-down leaves this much above the need, so
-    that noise does not undo it a pass later."""
+    """How far (a share) the need strays by the readings' noise alone (``reading_noise`` at
+    ``BAND_Z``, 0 until there are enough readings to tell): a scale-down leaves this much above
+    the need, so that noise does not undo it a pass later."""
 
     def note(self) -> str:
         """One line for the explanation: what set the need and what a scale-down keeps."""
@@ -210,5 +216,5 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
         recent,
         derived,
         new_high,
-        reading_noise(recent, req.demand_lag_seconds) if measured else 0.0,
+        reading_noise(recent, req.demand_lag_seconds, z=BAND_Z) if measured else 0.0,
     )
