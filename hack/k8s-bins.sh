@@ -236,13 +236,14 @@ helm_ldflags() {
 # once, and compiling and linking overlap on both cores. Each binary keeps its own ldflags
 # (`-ldflags PATTERN=...`: the last pattern that matches the main package wins).
 build_go() {
-    local names=("$@") pkgs=() name out
+    local names=("$@") pkgs=() wanted=() name out
     prepare_module
     for name in "${names[@]}"; do
         pkgs+=("$(go_package "$name")")
         # With its @version: a bare `go get PKG` would upgrade its module to the newest.
-        "$GO" get "$(go_package "$name")@$(go_module_version "$name")"
+        wanted+=("$(go_package "$name")@$(go_module_version "$name")")
     done
+    "$GO" get "${wanted[@]}" # one resolution of the module graph for all of them
     out="$WATTSCALE_BIN_DIR/.build"
     rm -rf "$out"
     mkdir -p "$out"
