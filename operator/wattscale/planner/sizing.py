@@ -24,10 +24,11 @@ and a scale-down (or the old side of a move) keeps, as a guard-rail on top of th
    is kept whole (replicas may move, not go): a scale-down just as a surge begins is the one a
    cold start cannot undo in time. Noise around a level, which rises every other reading, does
    not hold a scale-down the level allows;
-5. **the noise band** (``Sizing.noise_band``, :func:`~wattscale.forecast.recent.reading_noise`):
-   how far the readings stray by noise alone; the planner holds what runs while it is within
-   that band above the need, and a scale-down leaves the band, so noise that lifts the need a
-   few percent a pass later does not take it back.
+5. **the noise band** (``Sizing.noise_band``, :func:`~wattscale.forecast.recent.reading_noise`
+   at ``BAND_Z``): how far one reading strays by noise alone. Not a guard-rail but part of the
+   target: a plan that only removes replicas keeps what covers the need plus this band
+   (``planner._leave_band``), so noise that lifts the need a few percent a pass later does not
+   take a scale-down back.
 
 The first two are multiplied by the **headroom**, the recent peak too: unless the spec fixes
 it, ``max(1 / TARGET_UTILISATION, exp(mean + ERROR_Z x sigma))`` where mean and sigma are those
