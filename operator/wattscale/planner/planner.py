@@ -257,14 +257,8 @@ def _leave_band(co: Costing, target: IntArray, cur: IntArray, band: float, w: _W
     last replica to cover the band would hold a region the plan leaves."""
     if band <= 0.0 or np.any(target > cur) or not np.any(target < cur):
         return target
-    floor = co.need_tokens_per_second * (1.0 + band)
-    out = target.copy()
-    have = float(co.capacity @ out)
-    per_cap = co.fixed_objective / np.maximum(co.capacity, 1e-9)
-    for j in np.lexsort((np.arange(out.shape[0]), per_cap)):
-        while have < floor and 0 < out[j] < cur[j]:
-            out[j] += 1
-            have += float(co.capacity[j])
+    still_used = np.where(target > 0, cur, target)  # a pool the plan empties stays empty
+    out = _keep_capacity(co, target, still_used, co.need_tokens_per_second * (1.0 + band))
     if int(out.sum()) > int(target.sum()):
         w.notes.append(
             f"kept {int(out.sum() - target.sum())} replica(s) a scale-down would remove: the "
