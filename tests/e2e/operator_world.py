@@ -58,7 +58,7 @@ from operator_clock import (
     STALLED,
     OperatorClock,
 )
-from stack import Stack
+from stack import KubectlError, Stack
 
 from tests.fakes.gateway_emulator import GatewayServer
 from tests.fakes.prometheus import PrometheusServer, free_port, http_sd_config
@@ -72,8 +72,6 @@ from tests.fakes.vllm_emulator import (
 from wattscale.clusters.render import LABEL_DEPLOYMENT
 
 ROOT = Path(__file__).resolve().parents[2]
-_NAME_READY = '{.metadata.name}={.status.readyReplicas}{"\\n"}'
-"""One line per Deployment in a jsonpath range: its name and Ready replicas."""
 OPERATOR_NAMESPACE = "wattscale-system"
 PRODUCT = "NVIDIA-H100-80GB-HBM3"
 CARBON_G_PER_KWH = 300.0
@@ -264,21 +262,17 @@ class World:
     def ready_workloads(self, region: str) -> dict[str, int]:
         """Ready replicas of each of the deployment's workloads (one per GPU variant) in one
         region; empty when its cluster does not answer."""
-        proc = self.stack.kubectl(
-            region,
-            *("get", "deployments", "-n", self.namespace, "-l", f"{LABEL_DEPLOYMENT}={self.name}"),
-            *("-o", f"jsonpath={{range .items[*]}}{_NAME_READY}{{end}}"),
-            check=False,
-            timeout=10,
-        )
-        if proc.returncode != 0:
+        try:
+            selector = f"{LABEL_DEPLOYMENT}={self.name}"
+            found = self.stack.get_json(
+                region, "deployments", "-n", self.namespace, "-l", selector, timeout=10
+            )
+        except KubectlError:
             return {}
-        out = {}
-        for line in proc.stdout.splitlines():
-            name, _, ready = line.partition("=")
-            if name:
-                out[name] = int(ready) if ready.isdigit() else 0
-        return out
+        return {
+            d["metadata"]["name"]: int((d.get("status") or {}).get("readyReplicas") or 0)
+            for d in found.get("items", [])
+        }
 
     def ready_replicas(self) -> dict[str, int]:
         """Ready replicas per region, over all the deployment's workloads (0: none, or the

@@ -2,8 +2,9 @@
 
 The stack itself is made by the shell scripts in ``hack/`` (``k8s-bins.sh`` builds the binaries,
 ``dev-up.sh`` / ``dev-down.sh`` start and stop a hub and three KWOK region clusters); this module
-only finds it, starts the missing parts, and runs ``kubectl`` against it. Paths and cluster names
-come from the scripts (``hack/lib.sh``), so the scripts stay the single source of truth.
+only finds it, starts the missing parts, and runs ``kubectl`` against it (reads of the simple
+``kubectl get`` forms go through :mod:`api_reader`, in-process). Paths and cluster names come from
+the scripts (``hack/lib.sh``), so the scripts stay the single source of truth.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from api_reader import ApiReader, ReadError, parse_get
 
 REPO = Path(__file__).resolve().parents[2]
 HACK = REPO / "hack"
@@ -87,6 +91,9 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     # crds/*.yaml file name -> the API server's error, for every CRD the hub rejected.
     crd_rejections: dict[str, str] = field(default_factory=dict)
+    # One in-process reader per kubeconfig as last written (a restarted cluster may rewrite it).
+    _readers: dict[tuple[Path, int], ApiReader] = field(default_factory=dict, repr=False)
+    _readers_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_scripts(cls, bin_dir: Path) -> Stack:
@@ -140,11 +147,34 @@ class Stack:
             )
         return proc
 
-    def get_json(self, cluster: str, *args: str) -> dict[str, Any]:
-        """`kubectl get ... -o json`, parsed."""
-        out = self.kubectl(cluster, "get", *args, "-o", "json").stdout
-        result: dict[str, Any] = json.loads(out)
-        return result
+    def get_json(self, cluster: str, *args: str, timeout: float = 60) -> dict[str, Any]:
+        """`kubectl get ... -o json`, parsed; raises KubectlError if it fails. One type, at most
+        one name, ``-n``/``-A``/``-l``: read in-process (the same JSON, no kubectl process);
+        anything else: kubectl."""
+        query = parse_get(args)
+        if query is None:
+            out = self.kubectl(cluster, "get", *args, "-o", "json", timeout=timeout).stdout
+            result: dict[str, Any] = json.loads(out)
+            return result
+        try:
+            return self._reader(cluster).get(query, timeout)
+        except ReadError as exc:
+            what = f"`kubectl get {' '.join(args)}` on {cluster}"
+            raise KubectlError(f"{what} failed:\n{exc}") from None
+
+    def _reader(self, cluster: str) -> ApiReader:
+        path = self.kubeconfig(cluster)
+        try:
+            key = (path, path.stat().st_mtime_ns)
+        except OSError as exc:
+            raise ReadError(f"no kubeconfig for {cluster}: {exc}") from None
+        with self._readers_lock:
+            if key not in self._readers:
+                try:
+                    self._readers[key] = ApiReader(path)
+                except Exception as exc:  # a kubeconfig being rewritten: not yet
+                    raise ReadError(f"kubeconfig {path}: {exc}") from None
+            return self._readers[key]
 
     def apply(self, cluster: str, manifest: str | Mapping[str, Any]) -> None:
         text = manifest if isinstance(manifest, str) else json.dumps(manifest)
