@@ -249,7 +249,13 @@ class FakeMetrics:
     def read_demand_history(
         self, target: DeploymentTarget, start: datetime, end: datetime, step_seconds: float
     ) -> DemandHistory:
-        points = tuple(DemandPoint(t, v) for t, v in self.history)
+        """``history`` between ``start`` and ``end`` (as recorded: the step is not resampled)."""
+        if self.down:
+            return DemandHistory((), ReadingStatus.MISSING, step_seconds, "unreachable")
+        lo, hi = start.timestamp(), end.timestamp()
+        points = tuple(DemandPoint(t, v) for t, v in self.history if lo <= t <= hi)
+        if not points:
+            return DemandHistory((), ReadingStatus.MISSING, step_seconds, "no series")
         return DemandHistory(points, ReadingStatus.OK, step_seconds)
 
     def read_capacity_history(

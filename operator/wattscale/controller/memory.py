@@ -2,9 +2,9 @@
 
 Nothing here must survive a restart: the forecaster, the capacity learner, the planner's
 stabilisation history, drain timers and the Ready log only make the next pass better, and are
-rebuilt conservatively after one (the forecaster and learner from Prometheus history; the
-stabilisation history seeded with the replicas that run now, so a restarted operator never
-scales down at once).
+rebuilt conservatively after one (the forecaster, the learner and the planner's memory of
+recent demand from Prometheus history; the stabilisation history seeded with the replicas that
+run now, so a restarted operator never scales down at once).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from wattscale.metrics import (
     DeploymentTarget,
     LatencySlo,
     MetricsReader,
+    ReadingStatus,
     observation_from_readings,
 )
 from wattscale.metrics.capacity import CapacityLearnerConfig, latency_backlog_seconds
@@ -40,6 +41,11 @@ WARM_STARTS_PER_INTERVAL = 50
 """After a restart every deployment's first pass would replay two days of Prometheus history
 at once (18 range queries each): at most this many per interval, the others run on what they
 measure until their turn (the planner holds or grows on that, never shrinks at once)."""
+WARM_START_RECENT_PASSES = 60
+"""After a restart the planner's memory of recent demand (the peak a scale-down keeps, the ramp,
+the readings' noise) is seeded with this many passes of Prometheus history at the pass cadence:
+the noise estimate's readings a rate window apart (``NOISE_POINTS`` plus the lag, 48 at most)
+and a protection window of a cold start ten intervals long."""
 ESTIMATE_REFRESH_INTERVALS = 10
 """Without news, the capacity estimate is recomputed at most every this many intervals."""
 ESTIMATE_EVERY_WINDOW_BELOW = 30
@@ -71,6 +77,9 @@ class Memory:
     last_event: tuple[str, str] | None = None
     last_warnings: frozenset[str] = frozenset()  # warning_key of each problem posted
     warm: bool = False
+    recent_seed: tuple[tuple[float, float], ...] = ()
+    """(time, demand) of the last passes before a restart, read back from Prometheus by
+    :func:`warm`: the new planner state's memory of recent demand (then cleared)."""
     ready_log: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
     """Per region: (time, Ready count) of the passes within the longest span a latency reading
     describes (``1 + BACKLOG_MAX_WINDOWS`` rate windows), and the last one before it."""
@@ -155,12 +164,15 @@ def warm(
     namespace: str,
     now: datetime,
     spec: InferenceDeploymentSpec | None = None,
+    interval_seconds: float = 0.0,
 ) -> None:
     """After a (re)start: replay demand and capacity history from each region's Prometheus.
 
     Demand is summed over regions per timestamp, so the forecaster remembers the day's shape
     and a restart does not forget it. A region whose history cannot be read adds nothing.
     With ``spec.engine.variants``, each variant's learner replays its own pods' history.
+    With ``interval_seconds``, the last ``WARM_START_RECENT_PASSES`` passes of demand are read
+    at that cadence too, for the planner (:func:`recent_demand_seed`).
     """
     target = DeploymentTarget(namespace=namespace, deployment=name)
     demand: dict[float, float] = {}
@@ -178,8 +190,44 @@ def warm(
             log.exception("region %s: warm start from Prometheus history failed", obs.name)
     if demand:
         mem.forecaster = warm_start(sorted(demand.items()), mem.forecaster.config)
+    if interval_seconds > 0:
+        mem.recent_seed = recent_demand_seed(regions, target, now, interval_seconds)
     mem.warm = True
     mem.estimate = None  # the history's windows count from the next estimate on
+
+
+def recent_demand_seed(
+    regions: list[RegionObservation],
+    target: DeploymentTarget,
+    now: datetime,
+    interval_seconds: float,
+) -> tuple[tuple[float, float], ...]:
+    """The ``WARM_START_RECENT_PASSES`` passes of demand before this one, summed over regions
+    at the pass cadence: (time, tokens/s), oldest first (this pass measures its own).
+
+    Empty unless every region that serves now answered: a sum without one of them under-reads,
+    and a memory that under-reads would make the first true reading a surge."""
+    step = timedelta(seconds=interval_seconds)
+    start, end = now - WARM_START_RECENT_PASSES * step, now - step
+    demand: dict[float, float] = {}
+    for obs in regions:
+        reader = obs.runtime.metrics if obs.runtime else None
+        serving = obs.available and obs.ready > 0
+        if reader is None or not obs.available:
+            if serving:
+                return ()
+            continue
+        try:
+            history = reader.read_demand_history(target, start, end, interval_seconds)
+        except Exception:  # history only makes the next pass better; never fail for it
+            log.exception("region %s: reading recent demand from Prometheus failed", obs.name)
+            history = None
+        if history is None or (serving and history.status is not ReadingStatus.OK):
+            return ()
+        for point in history.points:
+            t = round(point.t_seconds, 3)
+            demand[t] = demand.get(t, 0.0) + point.tokens_per_second
+    return tuple(sorted(demand.items()))
 
 
 def _warm_capacity(

@@ -60,6 +60,7 @@ from wattscale.fleet.regions import RegionDirectory
 from wattscale.fleet.snapshot import FleetSnapshot
 from wattscale.forecast.holt import horizon
 from wattscale.forecast.holt import observe as forecast_observe
+from wattscale.forecast.recent import seeded_recent
 from wattscale.metrics import observation_from_readings
 from wattscale.metrics.gateway import GatewayReading, read_waiting, wake_query
 from wattscale.planner import (
@@ -249,7 +250,7 @@ class Reconciler:
         for obs in regions:
             _last_set(spec, obs, rows.get(obs.name) or {})
         if not mem.warm and self._warm_budget.take(now.timestamp()):
-            warm(mem, regions, name, namespace, now, spec)
+            warm(mem, regions, name, namespace, now, spec, self.settings.interval_seconds)
         return regions
 
     def _size(
@@ -340,7 +341,9 @@ class Reconciler:
         request = leaving.exclude(request, dropped)
         if mem.planner_state is None:
             # After a (re)start, pretend the current replicas were recommended just now, so the
-            # scale-down window starts now instead of allowing an immediate scale-down.
+            # scale-down window starts now instead of allowing an immediate scale-down; recent
+            # demand is what Prometheus measured before it (the peak a scale-down keeps, and no
+            # recovery from a dip mistaken for a surge).
             current = tuple(
                 (key, count)
                 for o in regions
@@ -350,7 +353,10 @@ class Reconciler:
                     strict=False,
                 )
             )
-            mem.planner_state = PlannerState(history=(Recommendation(now_s, current),))
+            mem.planner_state = PlannerState(
+                history=(Recommendation(now_s, current),), recent=seeded_recent(mem.recent_seed)
+            )
+            mem.recent_seed = ()
         t0 = time.perf_counter()
         note = None
         if self.ledger is None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "recent_peak",
     "record_prediction",
     "rise_threshold",
+    "seeded_recent",
     "skip_recent",
 ]
 
@@ -127,6 +129,19 @@ def observe_recent(r: RecentDemand, now_seconds: float, demand: float) -> Recent
     return replace(
         scored, clock_seconds=clock, last_seconds=now_seconds, last_measured=True, seen=seen
     )
+
+
+def seeded_recent(points: Iterable[tuple[float, float]]) -> RecentDemand:
+    """A memory that has measured ``points`` ((time, demand), oldest first), as one pass per
+    point would have: after a restart, the last minutes of demand read back from Prometheus.
+
+    Without them a restarted planner has no protection window: the first readings that
+    recover from a dip are each a new high, extrapolated as a ramp, and the readings' noise is
+    unknown (0) until a few dozen passes have measured it."""
+    r = RecentDemand()
+    for t, demand in points:
+        r = observe_recent(r, t, demand)
+    return r
 
 
 def recent_peak(

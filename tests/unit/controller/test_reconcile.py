@@ -254,6 +254,37 @@ def test_restart_does_not_scale_down_at_once() -> None:
     assert sum(h.replicas().values()) == before
 
 
+def _restart_after_a_dip(history: bool) -> tuple[int, list[int]]:
+    """Serve 20k tok/s, restart the operator, let the reading dip and recover (12k, 16k, 20k:
+    users moving between regions, a rate window after pod churn): the fleet's size before the
+    restart and after each pass. With ``history``, the serving region's Prometheus holds the
+    20k of the passes before."""
+    h = Harness()
+    h.serve(20_000.0)
+    before = sum(h.replicas().values())
+    serving = max(h.replicas(), key=lambda r: h.replicas()[r])
+    if history:
+        h.region(serving).metrics.history = [(h.clock.now - 30 * k, 20_000.0) for k in range(60)]
+    h.reconciler = Reconciler(h.directory, Settings(interval_seconds=30), clock=h.clock)
+    sizes = []
+    for load in (12_000.0, 16_000.0, 20_000.0, 20_000.0):
+        h.load.tokens_per_second = load
+        h.step()
+        sizes.append(sum(h.replicas().values()))
+    return before, sizes
+
+
+def test_restarted_operator_remembers_recent_demand_from_prometheus() -> None:
+    """A restarted planner's memory of recent demand is what Prometheus measured over the last
+    passes: a reading recovering from a dip to the level served before is no surge. Without it,
+    every recovering reading is a new high, extrapolated as a ramp (the e2e restart test saw
+    6 -> 7 -> 6 replicas so)."""
+    before, blind = _restart_after_a_dip(history=False)
+    assert max(blind) > before, f"without history no ramp was read, the test shows nothing: {blind}"
+    before, seeded = _restart_after_a_dip(history=True)
+    assert seeded == [before] * len(seeded), f"{before} -> {seeded}"
+
+
 def test_price_jump_moves_replicas_make_before_break() -> None:
     h = Harness(placement__minSavingsPercent=1, placement__scaleDownStabilizationSeconds=0)
     h.serve_with_cold_starts(12_000.0)
