@@ -95,6 +95,10 @@ class ApiReader:
         self._types: dict[str, _Type] = {}
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        """Close the connections kept alive (the kubeconfig was rewritten: a new reader reads)."""
+        self._api.close()
+
     def get(self, q: GetQuery, timeout: float) -> dict[str, Any]:
         """What ``kubectl get ... -o json`` prints for ``q``, parsed."""
         t = self._type(q.resource, timeout)

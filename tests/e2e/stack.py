@@ -91,8 +91,9 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     # crds/*.yaml file name -> the API server's error, for every CRD the hub rejected.
     crd_rejections: dict[str, str] = field(default_factory=dict)
-    # One in-process reader per kubeconfig as last written (a restarted cluster may rewrite it).
-    _readers: dict[tuple[Path, int], ApiReader] = field(default_factory=dict, repr=False)
+    # Per kubeconfig: the in-process reader for it as last written (its mtime), replaced when a
+    # restarted cluster rewrites it.
+    _readers: dict[Path, tuple[int, ApiReader]] = field(default_factory=dict, repr=False)
     _readers_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -165,16 +166,21 @@ class Stack:
     def _reader(self, cluster: str) -> ApiReader:
         path = self.kubeconfig(cluster)
         try:
-            key = (path, path.stat().st_mtime_ns)
+            written = path.stat().st_mtime_ns
         except OSError as exc:
             raise ReadError(f"no kubeconfig for {cluster}: {exc}") from None
         with self._readers_lock:
-            if key not in self._readers:
-                try:
-                    self._readers[key] = ApiReader(path)
-                except Exception as exc:  # a kubeconfig being rewritten: not yet
-                    raise ReadError(f"kubeconfig {path}: {exc}") from None
-            return self._readers[key]
+            kept = self._readers.get(path)
+            if kept is not None and kept[0] == written:
+                return kept[1]
+            try:
+                reader = ApiReader(path)
+            except Exception as exc:  # a kubeconfig being rewritten: not yet
+                raise ReadError(f"kubeconfig {path}: {exc}") from None
+            self._readers[path] = (written, reader)
+        if kept is not None:
+            kept[1].close()
+        return reader
 
     def apply(self, cluster: str, manifest: str | Mapping[str, Any]) -> None:
         text = manifest if isinstance(manifest, str) else json.dumps(manifest)
