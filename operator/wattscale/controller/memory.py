@@ -192,6 +192,12 @@ def warm(
         mem.forecaster = warm_start(sorted(demand.items()), mem.forecaster.config)
     if interval_seconds > 0:
         mem.recent_seed = recent_demand_seed(regions, target, now, interval_seconds)
+        log.info(
+            "%s/%s: recent demand seeded with %d passes from Prometheus",
+            namespace,
+            name,
+            len(mem.recent_seed),
+        )
     mem.warm = True
     mem.estimate = None  # the history's windows count from the next estimate on
 
