@@ -140,11 +140,6 @@ class MetricsConfig(_Frozen):
     )
     query_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     quantiles: tuple[float, float] = (0.5, 0.95)
-    demand_includes_prompt_tokens: bool = Field(
-        default=False,
-        description="Demand in tokens/s counts output tokens only (the capacity hint's unit) "
-        "unless this is set, which adds prompt tokens.",
-    )
 
     @field_validator("extra_matchers")
     @classmethod

@@ -172,13 +172,6 @@ class QueryBuilder:
         """Generated (output) tokens per second."""
         return self._sum_rate(self.config.vllm_names.generation_tokens, target)
 
-    def demand_tokens_rate(self, target: DeploymentTarget) -> str:
-        """Demand in tokens/s as the forecaster and capacity hint count it."""
-        gen = self.generation_tokens_rate(target)
-        if not self.config.demand_includes_prompt_tokens:
-            return gen
-        return f"({gen}) + ({self.prompt_tokens_rate(target)})"
-
     def _quantile(self, names: Sequence[str], q: float, target: DeploymentTarget) -> str:
         sel = self.vllm_selector(target)
         return _or(

@@ -363,14 +363,15 @@ class MetricsReader:
         end: datetime,
         step_seconds: float = 60.0,
     ) -> DemandHistory:
-        """Demand (tokens/s, see ``demand_includes_prompt_tokens``) between start and end.
+        """Demand (output tokens/s, the live reading's ``generation_tokens_per_second`` and the
+        capacity hint's unit) between start and end.
 
         Gaps (no pods, Prometheus retention) are simply absent points; NaN points are dropped.
         On failure the history is empty with status Missing and the reason.
         """
         try:
             series = self.query_range(
-                self.queries.demand_tokens_rate(target), start, end, step_seconds
+                self.queries.generation_tokens_rate(target), start, end, step_seconds
             )
         except QueryFailedError as exc:
             return DemandHistory((), ReadingStatus.MISSING, step_seconds, exc.reason)

@@ -85,13 +85,6 @@ def test_quantile_query() -> None:
     )
 
 
-def test_demand_optionally_includes_prompt_tokens() -> None:
-    assert "prompt" not in QueryBuilder().demand_tokens_rate(T)
-    both = QueryBuilder(MetricsConfig(demand_includes_prompt_tokens=True)).demand_tokens_rate(T)
-    assert "generation_tokens_total" in both
-    assert "prompt_tokens_total" in both
-
-
 def test_dcgm_queries() -> None:
     q = QueryBuilder(MetricsConfig(rate_window_seconds=60, dcgm_selection="pod_regex"))
     pod = '"llama-[a-z0-9]+-[a-z0-9]+"'

@@ -274,7 +274,7 @@ def test_malformed_payload_is_missing() -> None:
 def test_demand_history() -> None:
     q = QueryBuilder()
     series = [{"metric": {}, "values": [[NOW, "100"], [NOW + 60, "NaN"], [NOW + 120, "150.5"]]}]
-    r = reader({q.demand_tokens_rate(T): series})
+    r = reader({q.generation_tokens_rate(T): series})  # what the live demand reading reads
     start = datetime.fromtimestamp(NOW, tz=UTC)
     h = r.read_demand_history(T, start, start, step_seconds=60)
     assert h.status is ReadingStatus.OK
