@@ -36,9 +36,11 @@ from dataclasses import dataclass, replace
 __all__ = [
     "RecentDemand",
     "error_factor",
+    "noise_share",
     "observe_recent",
     "ramp_slope",
     "reading_noise",
+    "reading_sigma",
     "recent_peak",
     "record_prediction",
     "rise_threshold",
@@ -183,26 +185,39 @@ MAX_LAG_STEPS = 10
 """At most this many readings a rate window (a window ten intervals long is read as if ten)."""
 
 
-def rise_threshold(r: RecentDemand, lag_seconds: float = 0.0) -> float:
+def rise_threshold(r: RecentDemand, lag_seconds: float = 0.0, sigma: float | None = None) -> float:
     """How far (a share) a measurement must rise above the protection window's highest to be a
     rise rather than noise: the larger of ``RISE_TOLERANCE`` and :func:`reading_noise`. A
     steady ramp, however steep, has no noise, so it stays a rise; readings that jump around a
     level (a busy scrape, users moving between regions after a drain) do not make each
-    recovery a surge."""
-    return max(RISE_TOLERANCE, reading_noise(r, lag_seconds))
+    recovery a surge. ``sigma``: :func:`reading_sigma` of ``r``, when already known."""
+    if sigma is None:
+        sigma = reading_sigma(r, lag_seconds)
+    return max(RISE_TOLERANCE, noise_share(sigma, NOISE_Z))
+
+
+def noise_share(sigma: float, z: float) -> float:
+    """How far (a share) a reading strays above the level at ``z`` standard deviations of
+    :func:`reading_sigma`: ``exp(z x sigma) - 1``."""
+    return math.exp(z * sigma) - 1.0
 
 
 def reading_noise(
     r: RecentDemand, lag_seconds: float = 0.0, points: int = NOISE_POINTS, z: float = NOISE_Z
 ) -> float:
     """How far (a share) one reading strays above the level by noise: ``exp(z x sigma) - 1``
-    (``NOISE_Z`` unless told), 0 until there are enough readings to tell.
+    (``NOISE_Z`` unless told, sigma :func:`reading_sigma`), 0 until there are enough readings
+    to tell."""
+    return noise_share(reading_sigma(r, lag_seconds, points), z)
 
-    ``sigma`` is the noise of one reading as a share of the level, from the second differences
-    of the last ``points`` readings over the middle one (robustly: their median absolute value;
-    a second difference of independent noise has ``sqrt(6) sigma``). A linear trend, however
-    steep, has none, a ramp from nothing included (in log space its curvature would read as
-    noise for as long as its readings are among the last ``points``).
+
+def reading_sigma(r: RecentDemand, lag_seconds: float = 0.0, points: int = NOISE_POINTS) -> float:
+    """The noise of one reading as a share of the level, 0 until there are enough readings to
+    tell: from the second differences of the last ``points`` readings over the middle one
+    (robustly: their median absolute value; a second difference of independent noise has
+    ``sqrt(6) sigma``). A linear trend, however steep, has none, a ramp from nothing included
+    (in log space its curvature would read as noise for as long as its readings are among the
+    last ``points``).
 
     ``lag_seconds`` is how long a reading averages over (its rate window). Readings closer than
     that share most of their window, and so most of their noise: differences between
@@ -220,8 +235,7 @@ def reading_noise(
     if len(d2) < 3:
         return 0.0
     mad = statistics.median(abs(x) for x in d2)
-    sigma = mad / (0.6745 * math.sqrt(6.0))
-    return math.exp(z * sigma) - 1.0
+    return mad / (0.6745 * math.sqrt(6.0))
 
 
 def _lag_steps(seen: tuple[tuple[float, float], ...], lag_seconds: float) -> int:

@@ -54,9 +54,10 @@ import numpy as np
 from wattscale.forecast.recent import (
     RecentDemand,
     error_factor,
+    noise_share,
     observe_recent,
     ramp_slope,
-    reading_noise,
+    reading_sigma,
     recent_peak,
     record_prediction,
     rise_threshold,
@@ -185,8 +186,9 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
     # to a level served minutes ago, and noise around a level rises every other reading; a
     # level neither is a trend to extrapolate nor a surge to hold capacity for.
     before = recent_peak(recent, window, before_newest=True) if measured else None
+    sigma = reading_sigma(recent, req.demand_lag_seconds) if measured else 0.0
     new_high = before is not None and now > before * (
-        1 + rise_threshold(recent, req.demand_lag_seconds)
+        1 + rise_threshold(recent, req.demand_lag_seconds, sigma)
     )
     if measured and (before is None or new_high):
         slope = ramp_slope(recent, RAMP_POINTS)
@@ -217,5 +219,5 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
         recent,
         derived,
         new_high,
-        reading_noise(recent, req.demand_lag_seconds, z=BAND_Z) if measured else 0.0,
+        noise_share(sigma, BAND_Z),
     )
