@@ -172,7 +172,8 @@ def warm(
     and a restart does not forget it. A region whose history cannot be read adds nothing.
     With ``spec.engine.variants``, each variant's learner replays its own pods' history.
     With ``interval_seconds``, the last ``WARM_START_RECENT_PASSES`` passes of demand are read
-    at that cadence too, for the planner (:func:`recent_demand_seed`).
+    at that cadence too, for a planner state yet to be made (:func:`recent_demand_seed`; one
+    made while this warm start waited for its turn has measured its own since).
     """
     target = DeploymentTarget(namespace=namespace, deployment=name)
     demand: dict[float, float] = {}
@@ -190,7 +191,7 @@ def warm(
             log.exception("region %s: warm start from Prometheus history failed", obs.name)
     if demand:
         mem.forecaster = warm_start(sorted(demand.items()), mem.forecaster.config)
-    if interval_seconds > 0:
+    if interval_seconds > 0 and mem.planner_state is None:
         mem.recent_seed = recent_demand_seed(regions, target, now, interval_seconds)
         log.info(
             "%s/%s: recent demand seeded with %d passes from Prometheus",
