@@ -369,7 +369,17 @@ def _check_pod_security_and_conflict(run: Run, cluster: str, ml: str, region: st
     # Someone else's Deployment holds the name the next InferenceDeployment would use.
     stack.kubectl(cluster, "create", "deployment", "clash-vllm", "--image=busybox", "-n", ml,
                   "--replicas=0")  # fmt: skip
-    before = stack.get_json(cluster, "deployment", "clash-vllm", "-n", ml)
+
+    def synced() -> dict[str, Any] | None:
+        """The Deployment once its controller has synced it (it annotates the revision then):
+        what the operator must leave as it is."""
+        dep = stack.get_json(cluster, "deployment", "clash-vllm", "-n", ml)
+        observed = (dep.get("status") or {}).get("observedGeneration")
+        return dep if observed == dep["metadata"]["generation"] else None
+
+    run.wait("the deployment controller to sync clash-vllm", synced)
+    before = synced()
+    assert before is not None
     stack.apply(stack.hub, _deployment("clash", ml, region))
 
     def conflict() -> dict[str, Any] | None:
