@@ -44,8 +44,9 @@ measure until their turn (the planner holds or grows on that, never shrinks at o
 WARM_START_RECENT_PASSES = 60
 """After a restart the planner's memory of recent demand (the peak a scale-down keeps, the ramp,
 the readings' noise) is seeded with this many passes of Prometheus history at the pass cadence:
-the noise estimate's readings a rate window apart (``NOISE_POINTS`` plus the lag, 48 at most)
-and a protection window of a cold start ten intervals long."""
+what the noise estimate reads (``NOISE_POINTS`` readings a rate window apart: 48 passes at
+most), and the whole protection window (cold start + 2 intervals) of a cold start up to 58
+intervals long."""
 ESTIMATE_REFRESH_INTERVALS = 10
 """Without news, the capacity estimate is recomputed at most every this many intervals."""
 ESTIMATE_EVERY_WINDOW_BELOW = 30
