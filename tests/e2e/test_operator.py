@@ -230,8 +230,10 @@ def test_operator_killed_and_restarted_resumes_without_flapping(
     # Killed at rest: what a restart changes is the subject here. The tests before leave a
     # move back to us-west under way, and the demand read around a move's pod churn swings
     # (10,006 tok/s read for 8,000 offered, then 6,730); a restarted operator that finished
-    # the move on such readings then grew 4 -> 5 once (need 13,207 for 7,094 read). Whether
-    # one that was not restarted does the same is not settled: issue 16's note.
+    # the move on such readings then grew 4 -> 5 once (need 13,207 for 7,094 read). One that
+    # started its memory of recent demand empty read the recovery from such a dip as a surge
+    # and went 6 -> 7 -> 6 (6,382 -> 7,687 -> 9,450 read, need 15,378); it is now read back
+    # from Prometheus (controller/memory.py's recent_demand_seed).
     world.wait("the plan is at rest before the kill", lambda: _plan_at_rest(world), MOVE_PASSES)
     before = sum(world.desired().values())
     world.kill_operator()
