@@ -27,11 +27,13 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "e2e")]
@@ -167,6 +169,38 @@ def watch(stack: Stack, namespace: str) -> subprocess.Popen[str]:
     return proc
 
 
+def run_savings(world: World) -> str:
+    """What the whole run spent against the counterfactual (the SLO-safe count all in the home
+    region), from the operator's own counters: the sums the dashboards' Savings panels take.
+    The explanation's line is one pass's rates; this is the run's."""
+    url = f"http://127.0.0.1:{world.metrics_port}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            text = resp.read().decode()
+    except OSError as exc:
+        return f"the operator's /metrics did not answer: {exc}"
+    sums: dict[str, float] = {}
+    currency = "?"
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("namespace") == world.namespace and sample.name.endswith("_total"):
+                sums[sample.name] = sums.get(sample.name, 0.0) + sample.value
+                currency = sample.labels.get("currency", currency)
+    spent = (
+        sums.get("wattscale_energy_cost_total", 0.0)
+        + sums.get("wattscale_gpu_cost_total", 0.0)
+        - sums.get("wattscale_energy_credit_total", 0.0)
+    )
+    counterfactual = sums.get("wattscale_counterfactual_cost_total", 0.0)
+    if counterfactual <= 0:
+        return "no counterfactual cost counted yet"
+    saved = 100.0 * (counterfactual - spent) / counterfactual
+    return (
+        f"over the whole run: {spent:.2f} {currency} spent vs {counterfactual:.2f} all in the "
+        f"home region: {saved:.1f} % saved"
+    )
+
+
 def story(world: World, args: argparse.Namespace) -> None:
     stack = world.stack
     world.total_tokens_per_second = 1500.0
@@ -225,6 +259,7 @@ def story(world: World, args: argparse.Namespace) -> None:
         env={**stack.env, "KUBECONFIG": str(stack.kubeconfig(stack.hub))},
         check=False,
     )
+    say(f"the operator's counters (what the Grafana Savings panels sum): {run_savings(world)}")
     say("the operator's Events:")
     subprocess.run(
         [
