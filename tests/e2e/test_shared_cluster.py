@@ -34,7 +34,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import yaml
@@ -54,6 +54,7 @@ from tests.fakes.feeds import FeedServer, Reply
 from tests.fakes.prometheus import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+T = TypeVar("T")
 
 GPU = {
     "product": "NVIDIA-H100-80GB-HBM3",
@@ -191,13 +192,15 @@ class Run:
     def output(self, chars: int = 6000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
 
-    def wait(self, what: str, probe: Callable[[], object], timeout: float = 120) -> None:
-        def alive_probe() -> object:
+    def wait(self, what: str, probe: Callable[[], T | None], timeout: float = 120) -> T:
+        """What ``probe`` returned once it held (see ``wait_for``)."""
+
+        def alive_probe() -> T | None:
             assert self.proc.poll() is None, f"the operator exited:\n{self.output()}"
             return probe()
 
         try:
-            wait_for(what, alive_probe, timeout=timeout)
+            return wait_for(what, alive_probe, timeout=timeout)
         except AssertionError as err:
             raise AssertionError(f"{err}\n--- operator log (tail) ---\n{self.output()}") from None
 
@@ -349,8 +352,8 @@ def _check_pod_security_and_conflict(run: Run, cluster: str, ml: str, region: st
         got = stack.kubectl(cluster, "get", "namespace", ml, "-o", "json", check=False)
         return json.loads(got.stdout)["metadata"].get("labels") if got.returncode == 0 else None
 
-    run.wait("the operator to create the member namespace", labels)
-    assert (labels() or {})["pod-security.kubernetes.io/enforce"] == "restricted"
+    created = run.wait("the operator to create the member namespace", labels)
+    assert created["pod-security.kubernetes.io/enforce"] == "restricted"
 
     def pods() -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = stack.get_json(
@@ -377,9 +380,7 @@ def _check_pod_security_and_conflict(run: Run, cluster: str, ml: str, region: st
         observed = (dep.get("status") or {}).get("observedGeneration")
         return dep if observed == dep["metadata"]["generation"] else None
 
-    run.wait("the deployment controller to sync clash-vllm", synced)
-    before = synced()
-    assert before is not None
+    before = run.wait("the deployment controller to sync clash-vllm", synced)
     stack.apply(stack.hub, _deployment("clash", ml, region))
 
     def conflict() -> dict[str, Any] | None:
@@ -388,8 +389,8 @@ def _check_pod_security_and_conflict(run: Run, cluster: str, ml: str, region: st
                  if c["type"] == "Conflict" and c["status"] == "True"]  # fmt: skip
         return found[0] if found else None
 
-    run.wait("the Conflict condition", conflict)
-    assert "clash-vllm exists and was not created" in (conflict() or {})["message"]
+    found = run.wait("the Conflict condition", conflict)
+    assert "clash-vllm exists and was not created" in found["message"]
     after = stack.get_json(cluster, "deployment", "clash-vllm", "-n", ml)
     assert after["metadata"]["generation"] == before["metadata"]["generation"]
     assert after["metadata"].get("annotations") == before["metadata"].get("annotations")
