@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
 from tests.unit.sim.conftest import ScenarioFactory
+from wattscale.planner import PlanRequest
 from wattscale.sim.engine import replay
-from wattscale.sim.policies.base import IntArray, Observation
+from wattscale.sim.policies.base import IntArray, MinuteReadings, Observation
+from wattscale.sim.policies.wattscale import WattscalePolicy
 from wattscale.sim.run import simulate
 from wattscale.sim.scenario import Scenario
 
@@ -84,3 +88,44 @@ def test_hpa_baselines_hold_their_warm_start_before_anything_is_measured(
     first = result.trajectory.allocated[0].sum()
     assert first >= np.ceil(20_000.0 / (scenario.model.capacity_tokens_per_s * 0.7))
     assert result.slo_attainment == pytest.approx(1.0)
+
+
+class RequestLog(WattscalePolicy):
+    """The wattscale policy, recording each minute's readings and the request it planned on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown: list[tuple[MinuteReadings | None, PlanRequest]] = []
+        self._readings: MinuteReadings | None = None
+
+    def decide(self, obs: Observation) -> IntArray:
+        self._readings = obs.readings
+        return super().decide(obs)
+
+    def _request(self, *args: Any, **kwargs: Any) -> PlanRequest:
+        request = super()._request(*args, **kwargs)
+        self.shown.append((self._readings, request))
+        return request
+
+
+def test_wattscale_is_told_when_the_last_minute_broke_the_slo(
+    scenario_from_arrays: ScenarioFactory,
+) -> None:
+    # Demand triples in one minute: the fleet sized for the first level saturates while its
+    # scale-up loads. The operator marks such a pass's demand censored (what the fleet could
+    # serve, not what users asked) and the planner scores no forecast on it; so must the replay.
+    demand = np.r_[np.full(30, 10_000.0), np.full(30, 30_000.0)]
+    scenario = scenario_from_arrays(demand, np.array([[50.0]]))
+    policy = RequestLog()
+    replay(policy, scenario)
+    model = scenario.model
+    flags = []
+    for readings, request in policy.shown:  # minute 0 (and the warm start) read nothing
+        over = readings is not None and (
+            readings.ttft_p95_s[0] * 1000 > model.ttft_slo_ms
+            or readings.tpot_p95_s[0] * 1000 > model.tpot_slo_ms
+        )
+        assert request.demand_censored == bool(over and readings.ready[0] > 0)
+        flags.append(request.demand_censored)
+    assert any(flags), "the surge never broke the SLO: the test shows nothing"
+    assert not any(flags[:25]), "censored before the surge"

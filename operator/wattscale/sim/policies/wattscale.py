@@ -15,6 +15,10 @@ Kubernetes types), from:
 - the InferenceDeployment defaults of the API (headroom derived from the planner's measured
   forecast error, see `wattscale.planner.sizing`; minSavingsPercent 5, maxShiftPerStep 2,
   scale-down stabilisation 300 s; coldStartSeconds from the scenario);
+- whether the last minute's latency was over the SLO somewhere (`slo_breached`, as the
+  controller's `measure_demand` reads it): the planner then scores no forecast on that minute
+  (`PlanRequest.demand_censored`), as in the operator, whose reading is what the fleet could
+  serve rather than what users asked;
 - capacity and power learned online from the simulated metrics (`policies.learned`: the
   operator's CapacityLearner and power fit), starting from a capacity hint (the replica model's
   capacity x `capacity_hint_factor`) and the configured affine power model.
@@ -49,6 +53,7 @@ from wattscale.planner import (
     horizon_steps,
     plan,
 )
+from wattscale.sim.model import ReplicaModel
 from wattscale.sim.policies.base import FloatArray, IntArray, MinuteReadings, Observation
 from wattscale.sim.policies.learned import Learned
 from wattscale.sim.pools import PoolModels
@@ -189,6 +194,7 @@ class WattscalePolicy:
             obs.minute,
             obs.past_carbon_g_per_kwh[-1],
             forecast,
+            demand_censored=slo_breached(obs.readings, obs.model),
             **zero,
         )
         decision = plan(request, self._state)
@@ -299,6 +305,7 @@ class WattscalePolicy:
         minute: int,
         carbon_now: FloatArray,
         forecast: tuple[float, ...],
+        demand_censored: bool = False,
         **zero: Any,
     ) -> PlanRequest:
         steps = max(len(forecast), 1)
@@ -340,8 +347,22 @@ class WattscalePolicy:
             objective=Objective(self.objective),
             carbon_price_per_tonne=self.carbon_price_per_tonne,
             metrics_fresh=bool(forecast),
+            demand_censored=demand_censored,
             **{**self._knobs, **zero},
         )
+
+
+def slo_breached(readings: MinuteReadings | None, model: ReplicaModel) -> bool:
+    """Whether the last minute's p95 TTFT or TPOT was over the SLO in a region with a Ready
+    replica, as the controller's ``measure_demand`` reads it: then the demand measured is what
+    the fleet could serve, not what users asked, and the planner must not score its forecast
+    on it (``PlanRequest.demand_censored``)."""
+    if readings is None:
+        return False
+    over = (np.asarray(readings.ttft_p95_s) * 1000.0 > model.ttft_slo_ms) | (
+        np.asarray(readings.tpot_p95_s) * 1000.0 > model.tpot_slo_ms
+    )
+    return bool(np.any(over & (np.asarray(readings.ready) > 0)))
 
 
 def _columns(readings: MinuteReadings, cols: Any) -> MinuteReadings:
