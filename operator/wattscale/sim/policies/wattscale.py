@@ -171,15 +171,16 @@ class WattscalePolicy:
             or int(obs.ready.sum()) > 0
             or (int(obs.loading.sum()) == 0 and past.shape[0] > 0 and float(past[-1]) == 0.0)
         )
+        reading: dict[str, Any] = {}
         if past.shape[0] and measured:
-            # The last completed minute is what the controller measures now.
+            level, reading = self._measure(obs)
             seconds = (obs.minute - 1) * STEP_SECONDS
-            self._forecaster = observe(self._forecaster, seconds, float(past[-1]))
+            self._forecaster = observe(self._forecaster, seconds, level)
         steps = self._steps(obs.model.cold_start_s)
         forecast = self._forecast(obs, steps) if past.shape[0] else ()
-        zero: dict[str, Any] = {}
+        zero: dict[str, Any] = reading
         if self._idle_seconds is not None:
-            zero = self._zero_inputs(obs)
+            zero = {**reading, **self._zero_inputs(obs)}
             if int(obs.ready.sum()) == 0:
                 forecast = ()  # nothing runs: nothing measures demand
         request = self._request(
@@ -200,6 +201,13 @@ class WattscalePolicy:
         decision = plan(request, self._state)
         self._state = decision.state
         return self._vector(obs.regions, decision.desired)
+
+    def _measure(self, obs: Observation) -> tuple[float, dict[str, Any]]:
+        """The demand measured now (what the forecaster learns from) and what the request
+        says of it beyond the forecast: the last completed minute's demand, exactly. The
+        operator reads a rate window of what was served; ``bench/forecast_gap.py`` hands the
+        planner that instead (its ``read`` row)."""
+        return float(obs.past_demand_tokens_per_s[-1]), {}
 
     def _forecast(self, obs: Observation, steps: int) -> tuple[float, ...]:
         """The demand the planner is handed for the next ``steps`` minutes: the operator's
