@@ -16,11 +16,14 @@ a posterior over ``log c`` on a grid:
   violate and ``s`` the width of the transition, learned over a small grid (marginalised), with
   ``log c = log c50 + s * logit(target)``;
 * a robust curve term: the windows below saturation are fitted (Student-t loss on log r) by the
-  queueing-shaped curve ``r(x) = a / (1 - (1 - a) x / c50)``, profiled over ``a``. It lets loads
-  below the boundary say how far away the boundary is; it is an extrapolation, so it counts
-  half as much as the boundary votes, and it is where the estimate comes from when the load
-  never reached the boundary (then it tends to be conservative for latency curves that
-  steepen late, and optimistic for ones that are flat and then fall off a cliff).
+  queueing-shaped curve ``r(x) = a / (1 - (1 - a) x / c50)``, profiled over ``a``, TTFT's
+  ratio and TPOT's each on its own (``c50`` is the nearer of their boundaries): a long
+  prompt's prefill holds TTFT's ratio high and flat, and one curve through the larger of the
+  two would read that flat start as a boundary far away. It lets loads below the boundary say
+  how far away the boundary is; it is an extrapolation, so it counts half as much as the
+  boundary votes, and it is where the estimate comes from when the load never reached the
+  boundary (then it tends to be conservative for latency curves that steepen late, and
+  optimistic for ones that are flat and then fall off a cliff).
 
 Windows that say nothing about capacity are refused, with a reason: no load (tokens/s below a
 floor or a small fraction of the loads seen), missing latency, violations at low load
@@ -101,13 +104,22 @@ class LatencySlo:
 
     def ratio(self, obs: CapacityObservation) -> float | None:
         """``max(observed / target)`` over the parts both sides have; None if none."""
-        parts = []
-        if self.ttft_p95_seconds and obs.ttft_p95_seconds is not None:
-            parts.append(obs.ttft_p95_seconds / self.ttft_p95_seconds)
-        if self.tpot_p95_seconds and obs.tpot_p95_seconds is not None:
-            parts.append(obs.tpot_p95_seconds / self.tpot_p95_seconds)
-        parts = [p for p in parts if math.isfinite(p) and p >= 0]
+        parts = [p for p in self.parts(obs) if p is not None]
         return max(parts) if parts else None
+
+    def parts(self, obs: CapacityObservation) -> tuple[float | None, float | None]:
+        """(TTFT, TPOT) observed / target, each None where either side lacks it."""
+
+        def part(observed: float | None, target: float | None) -> float | None:
+            if not target or observed is None:
+                return None
+            value = observed / target
+            return value if math.isfinite(value) and value >= 0 else None
+
+        return (
+            part(obs.ttft_p95_seconds, self.ttft_p95_seconds),
+            part(obs.tpot_p95_seconds, self.tpot_p95_seconds),
+        )
 
 
 class Verdict(StrEnum):
@@ -397,7 +409,9 @@ def _curve_profile_loglik(
     if len(logx) > 200:
         idx = np.linspace(0, len(logx) - 1, 200).astype(int)
         logx, logr, w = logx[idx], logr[idx], w[idx]
-    a_values = np.linspace(0.02, 0.95, 16)
+    # Geometric in a: a flat part (TTFT under long prompts) must find an ``a`` near its own
+    # level, or the fit bends the curve up to reach it and reports a boundary that is not there.
+    a_values = np.geomspace(0.005, 0.95, 32)
     x = np.exp(logx)[None, None, :]
     c = np.exp(grid)[:, None, None]
     a = a_values[None, :, None]
@@ -408,6 +422,42 @@ def _curve_profile_loglik(
     ll = -0.5 * (nu + 1.0) * np.log1p(resid * resid / nu)
     total = (ll * w[None, None, :]).sum(axis=2)
     return np.asarray(total.max(axis=1), dtype=np.float64)
+
+
+def _curve_term(
+    grid: FloatArray,
+    logx: FloatArray,
+    part_logr: list[FloatArray],
+    w: FloatArray,
+    cfg: CapacityLearnerConfig,
+) -> FloatArray | None:
+    """The curve term over ``grid`` (log c50), weighted, or None when no part has enough
+    windows below saturation (``curve_max_ratio``).
+
+    A robust fit of the queueing-shaped curve r(x) = a / (1 - (1 - a) x / c50) (r(0) = a,
+    r(c50) = 1, blowing up at saturation), profiled over a: it lets loads below the boundary
+    say how far the boundary is. TTFT and TPOT are fitted each on its own, as they are
+    different curves: a long prompt's prefill holds TTFT's ratio high and flat at low load
+    while TPOT climbs to its boundary, and one curve through their maximum reads that flat
+    start as a boundary far away. The SLO breaks at the nearer boundary, c50 = min(c_ttft,
+    c_tpot): the profile of one at c50 plus the best of the other at or beyond it."""
+    if cfg.curve_weight <= 0:
+        return None
+    profiles = []
+    for logr in part_logr:
+        fit = np.isfinite(logr) & (logr <= math.log(cfg.curve_max_ratio))
+        if int(fit.sum()) >= cfg.min_fit_points:
+            profiles.append(
+                _curve_profile_loglik(grid, logx[fit], logr[fit], w[fit], cfg.latency_noise_log)
+            )
+    if not profiles:
+        return None
+    combined = profiles[0]
+    for other in profiles[1:]:
+        beyond_combined = np.maximum.accumulate(combined[::-1])[::-1]
+        beyond_other = np.maximum.accumulate(other[::-1])[::-1]
+        combined = np.maximum(combined + beyond_other, other + beyond_combined)
+    return np.asarray(cfg.curve_weight * combined, dtype=np.float64)
 
 
 def estimate_capacity(
@@ -433,7 +483,8 @@ def estimate_capacity(
     lo_grid = min(prior_mu - 4 * prior_sigma, float(logx.min())) - 1.0
     hi_grid = max(prior_mu + 4 * prior_sigma, float(logx.max())) + 1.0
     grid = np.linspace(lo_grid, hi_grid, cfg.grid_points)  # log of the target capacity
-    logpost, curve_c = _log_posterior(grid, prior_mu, prior_sigma, logx, logr, w, cfg)
+    part_logr = [_log_part(used.parts, i) for i in range(2)]
+    logpost, curve_c = _log_posterior(grid, prior_mu, prior_sigma, logx, logr, w, cfg, part_logr)
 
     post = np.exp(logpost - logpost.max())
     post /= post.sum()
@@ -457,6 +508,14 @@ def estimate_capacity(
     )
 
 
+def _log_part(parts: list[tuple[float | None, float | None]], index: int) -> FloatArray:
+    """Log of one part (0: TTFT, 1: TPOT) of each window's ratio, NaN where it is absent."""
+    values = [part[index] for part in parts]
+    return np.log(
+        np.array([np.nan if v is None else max(v, 1e-6) for v in values], dtype=np.float64)
+    )
+
+
 def _prior(hint_tokens_per_second: float | None, cfg: CapacityLearnerConfig) -> tuple[float, float]:
     """The prior's (mu, sigma) in log tokens/s: the hint's, or the wide no-hint default."""
     if (
@@ -475,6 +534,8 @@ class _Usable:
 
     x: list[float] = field(default_factory=list)
     r: list[float] = field(default_factory=list)
+    parts: list[tuple[float | None, float | None]] = field(default_factory=list)
+    """Each window's (TTFT, TPOT) ratio: the curve term fits each on its own."""
     t: list[float | None] = field(default_factory=list)
     rejected: dict[str, int] = field(default_factory=dict)
 
@@ -524,6 +585,7 @@ def _usable_windows(
             continue
         used.x.append(o.tokens_per_second_per_replica)
         used.r.append(r)
+        used.parts.append(slo.parts(o))
         used.t.append(o.t_seconds)
     return used
 
@@ -548,9 +610,12 @@ def _log_posterior(
     logr: FloatArray,
     w: FloatArray,
     cfg: CapacityLearnerConfig,
+    part_logr: list[FloatArray] | None = None,
 ) -> tuple[FloatArray, float | None]:
     """The log posterior of the capacity over ``grid`` (log tokens/s), and the curve fit's
-    own capacity (None when too few windows lie below saturation).
+    own capacity (None when too few windows lie below saturation). ``part_logr``: each
+    window's log TTFT and log TPOT ratio (NaN where absent) for the curve term; without it the
+    curve is fitted to ``logr``, their maximum.
 
     The capacity reported is the load at which a window violates the SLO with probability
     ``window_violation_target``. Windows vote through P(violate | x) = logistic((log x -
@@ -564,17 +629,9 @@ def _log_posterior(
     shift_max = float(softness.max()) * abs(logit_target)
 
     curve_c: float | None = None
-    curve_grid: FloatArray | None = None
-    curve_ll: FloatArray | None = None
-    below_sat = logr <= math.log(cfg.curve_max_ratio)
-    if int(below_sat.sum()) >= cfg.min_fit_points and cfg.curve_weight > 0:
-        # Curve term: a robust fit of the queueing-shaped curve r(x) = a / (1 - (1 - a) x / c50)
-        # (r(0) = a, r(c50) = 1, blowing up at saturation) to the windows below saturation,
-        # profiled over a: it lets loads below the boundary say how far the boundary is.
-        curve_grid = np.linspace(float(grid[0]) - shift_max, float(grid[-1]) + shift_max, 160)
-        curve_ll = cfg.curve_weight * _curve_profile_loglik(
-            curve_grid, logx[below_sat], logr[below_sat], w[below_sat], cfg.latency_noise_log
-        )
+    curve_grid = np.linspace(float(grid[0]) - shift_max, float(grid[-1]) + shift_max, 160)
+    curve_ll = _curve_term(curve_grid, logx, part_logr or [logr], w, cfg)
+    if curve_ll is not None:
         curve_c = float(math.exp(curve_grid[int(np.argmax(curve_ll))]))
 
     # Votes only depend on (log x, met or not, weight): pool them in 1 % load bins.
@@ -592,7 +649,7 @@ def _log_posterior(
         p = eps + (1.0 - 2.0 * eps) * _logistic(z)
         s_prior = -0.5 * (math.log(s_log / cfg.softness_prior_median_log) / 0.7) ** 2
         row = log_prior + s_prior + (np.log(p) * vote_w[None, :]).sum(axis=1)
-        if curve_grid is not None and curve_ll is not None:
+        if curve_ll is not None:
             row = row + np.interp(c50, curve_grid, curve_ll)
         rows.append(row)
     joint = np.array(rows)
