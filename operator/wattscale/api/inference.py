@@ -270,7 +270,13 @@ class Slo(ApiModel):
         default=1, ge=0, le=MAX_REPLICAS, description="Never fewer replicas than this."
     )
     maxReplicas: int = Field(
-        ge=1, le=MAX_REPLICAS, description="Never more replicas than this, in all regions."
+        ge=1,
+        le=MAX_REPLICAS,
+        description=(
+            "Never more replicas than this, in all regions, but while a region an announced"
+            " grid event caps is left make-before-break: its replicas then count until their"
+            " replacements are Ready."
+        ),
     )
     minRegions: int = Field(
         default=1,

@@ -19,7 +19,8 @@ Steps, in order (each may add a reason code):
 5. ``stabilise``: scale up at once; scale a pool down only to the highest recommendation of
    the stabilisation window (``ScaleDownStabilising``).
 6. ``rate_limit``: replicas added/removed/shifted per step; ``max_replicas`` during a move
-   (``RateLimited``, ``AtMaxReplicas``).
+   (``RateLimited``, ``AtMaxReplicas``), where replicas an announced grid event will remove
+   hold no room.
 7. ``make_before_break``: add first; remove only while the *ready* capacity left still covers
    the need (``ShiftStarted``, ``ShiftWaitingForReady``, ``ShiftCompleted``).
 
@@ -494,7 +495,12 @@ def _make_before_break(
         limits.append(req.max_scale_up_per_step)
     if is_move and req.max_shift_per_step is not None:
         limits.append(req.max_shift_per_step)
-    room = req.max_replicas - int(hard.sum())
+    # Replicas an announced grid event will remove hold no room under max_replicas: their
+    # replacements must be Ready before it begins, and once it has begun they would be added
+    # past max_replicas anyway (the capped region's replicas are then leaving): waiting for it
+    # only makes the move a cold start late, with the region drawing power through the event.
+    leaving = int(hard.sum()) - int(_cap_regions(co, hard, co.region_cap).sum())
+    room = req.max_replicas - int(hard.sum()) + leaving
     if limits and int(add.sum()) > min(limits):
         add = _trim_adds(co, add, min(limits))
         w.add(ReasonCode.RATE_LIMITED)

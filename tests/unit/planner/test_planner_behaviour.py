@@ -169,6 +169,30 @@ def test_announced_grid_event_moves_out_make_before_break() -> None:
     assert ready.desired == {A: 0, B: 4}  # B serves now: A leaves before the event begins
 
 
+def test_announced_grid_event_move_is_not_held_back_by_max_replicas() -> None:
+    """At max_replicas, the replacements for a region an announced event will empty start now,
+    past max_replicas by the replicas leaving (as they would once the event began): waiting
+    for the event would leave the region drawing power through a cold start of it."""
+    event = GridEvent(max_replicas=0, ends_in_seconds=3600.0, starts_in_seconds=120.0)
+    a = pool(current=4, ready=4)
+    d = plan(request(region("A", 0.01, a, grid_event=event), region("B", 0.3), max_replicas=4))
+    assert d.target == {A: 0, B: 4}
+    assert d.desired == {A: 4, B: 4}  # 8 > max_replicas 4, only while A's 4 leave
+    assert ReasonCode.AT_MAX_REPLICAS not in d.reasons
+    ready = plan(
+        request(
+            region("A", 0.01, a, grid_event=event),
+            region("B", 0.3, pool(current=4, ready=4)),
+            max_replicas=4,
+        ),
+        d.state,
+    )
+    assert ready.desired == {A: 0, B: 4}  # back within max_replicas before the event begins
+    # Without an event, a move at max_replicas still waits for room.
+    calm = plan(request(region("A", 0.3, a), region("B", 0.01), max_replicas=4))
+    assert sum(calm.desired.values()) <= 4
+
+
 def test_negative_price_is_valid() -> None:
     d = plan(request(region("A", -0.2, pool(cost=0.0)), region("B", 0.1, pool(cost=0.0))))
     assert d.desired == {A: 4, B: 0}  # load goes to the negative price ...
