@@ -273,9 +273,9 @@ class Slo(ApiModel):
         ge=1,
         le=MAX_REPLICAS,
         description=(
-            "Never more replicas than this, in all regions, but while a region an announced"
-            " grid event caps is left make-before-break: its replicas then count until their"
-            " replacements are Ready."
+            "Never more replicas than this, in all regions, except while a region that an"
+            " announced grid event caps is emptied: its replacements start before its"
+            " replicas go."
         ),
     )
     minRegions: int = Field(
