@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -24,6 +25,7 @@ from wattscale.metrics import (
     CapacityEstimate,
     CapacityLearner,
     CapacityObservation,
+    DemandPoint,
     DeploymentTarget,
     LatencySlo,
     MetricsReader,
@@ -184,9 +186,7 @@ def warm(
             continue
         try:
             history = reader.read_demand_history(target, now - WARM_START_DEMAND, now, 60.0)
-            for point in history.points:
-                t = round(point.t_seconds)
-                demand[t] = demand.get(t, 0.0) + point.tokens_per_second
+            _add_history(demand, history.points, digits=0)
             _warm_capacity(mem, spec, reader, target, now)
         except Exception:  # history only makes the next pass better; never fail for it
             log.exception("region %s: warm start from Prometheus history failed", obs.name)
@@ -232,10 +232,16 @@ def recent_demand_seed(
             history = None
         if history is None or (serving and history.status is not ReadingStatus.OK):
             return ()
-        for point in history.points:
-            t = round(point.t_seconds, 3)
-            demand[t] = demand.get(t, 0.0) + point.tokens_per_second
+        _add_history(demand, history.points, digits=3)
     return tuple(sorted(demand.items()))
+
+
+def _add_history(total: dict[float, float], points: Iterable[DemandPoint], digits: int) -> None:
+    """Add a region's demand history into ``total``, per timestamp rounded to ``digits``
+    (every region's Prometheus evaluates the same instants: the sum is over regions)."""
+    for point in points:
+        t = round(point.t_seconds, digits)
+        total[t] = total.get(t, 0.0) + point.tokens_per_second
 
 
 def _warm_capacity(
