@@ -478,12 +478,12 @@ def estimate_capacity(
         return CapacityEstimate(med, lo, hi, 0.0, "prior", 0, used.rejected)
 
     logx = np.log(np.array(used.x, dtype=np.float64))
-    logr = np.log(np.maximum(np.array(used.r, dtype=np.float64), 1e-6))
+    part_logr = [_log_part(used.parts, i) for i in range(2)]
+    logr = np.fmax(*part_logr)  # the SLO ratio: the larger part (a used window has one)
     w = _window_weights(used.t, now_seconds, cfg)
     lo_grid = min(prior_mu - 4 * prior_sigma, float(logx.min())) - 1.0
     hi_grid = max(prior_mu + 4 * prior_sigma, float(logx.max())) + 1.0
     grid = np.linspace(lo_grid, hi_grid, cfg.grid_points)  # log of the target capacity
-    part_logr = [_log_part(used.parts, i) for i in range(2)]
     logpost, curve_c = _log_posterior(grid, prior_mu, prior_sigma, logx, logr, w, cfg, part_logr)
 
     post = np.exp(logpost - logpost.max())
@@ -530,12 +530,13 @@ def _prior(hint_tokens_per_second: float | None, cfg: CapacityLearnerConfig) -> 
 
 @dataclass
 class _Usable:
-    """The windows the posterior uses (load per replica, SLO ratio, time) and why others not."""
+    """The windows the posterior uses (load per replica, SLO ratio parts, time) and why
+    others not."""
 
     x: list[float] = field(default_factory=list)
-    r: list[float] = field(default_factory=list)
     parts: list[tuple[float | None, float | None]] = field(default_factory=list)
-    """Each window's (TTFT, TPOT) ratio: the curve term fits each on its own."""
+    """Each window's (TTFT, TPOT) ratio: the SLO ratio is the larger, and the curve term
+    fits each on its own."""
     t: list[float | None] = field(default_factory=list)
     rejected: dict[str, int] = field(default_factory=dict)
 
@@ -584,7 +585,6 @@ def _usable_windows(
             used.rejected[verdict.value] = used.rejected.get(verdict.value, 0) + 1
             continue
         used.x.append(o.tokens_per_second_per_replica)
-        used.r.append(r)
         used.parts.append(slo.parts(o))
         used.t.append(o.t_seconds)
     return used
@@ -610,12 +610,12 @@ def _log_posterior(
     logr: FloatArray,
     w: FloatArray,
     cfg: CapacityLearnerConfig,
-    part_logr: list[FloatArray] | None = None,
+    part_logr: list[FloatArray],
 ) -> tuple[FloatArray, float | None]:
     """The log posterior of the capacity over ``grid`` (log tokens/s), and the curve fit's
-    own capacity (None when too few windows lie below saturation). ``part_logr``: each
-    window's log TTFT and log TPOT ratio (NaN where absent) for the curve term; without it the
-    curve is fitted to ``logr``, their maximum.
+    own capacity (None when too few windows lie below saturation). ``logr`` is each window's
+    log SLO ratio (the votes), ``part_logr`` its log TTFT and log TPOT ratio (NaN where absent;
+    the curve term).
 
     The capacity reported is the load at which a window violates the SLO with probability
     ``window_violation_target``. Windows vote through P(violate | x) = logistic((log x -
@@ -630,7 +630,7 @@ def _log_posterior(
 
     curve_c: float | None = None
     curve_grid = np.linspace(float(grid[0]) - shift_max, float(grid[-1]) + shift_max, 160)
-    curve_ll = _curve_term(curve_grid, logx, part_logr or [logr], w, cfg)
+    curve_ll = _curve_term(curve_grid, logx, part_logr, w, cfg)
     if curve_ll is not None:
         curve_c = float(math.exp(curve_grid[int(np.argmax(curve_ll))]))
 
