@@ -178,9 +178,9 @@ class WattscalePolicy:
             self._forecaster = observe(self._forecaster, seconds, level)
         steps = self._steps(obs.model.cold_start_s)
         forecast = self._forecast(obs, steps) if past.shape[0] else ()
-        zero: dict[str, Any] = reading
+        extra = dict(reading)  # the request's inputs beyond the forecast
         if self._idle_seconds is not None:
-            zero = {**reading, **self._zero_inputs(obs)}
+            extra.update(self._zero_inputs(obs))
             if int(obs.ready.sum()) == 0:
                 forecast = ()  # nothing runs: nothing measures demand
         request = self._request(
@@ -196,7 +196,7 @@ class WattscalePolicy:
             obs.past_carbon_g_per_kwh[-1],
             forecast,
             demand_censored=slo_breached(obs.readings, obs.model),
-            **zero,
+            **extra,
         )
         decision = plan(request, self._state)
         self._state = decision.state
@@ -314,7 +314,7 @@ class WattscalePolicy:
         carbon_now: FloatArray,
         forecast: tuple[float, ...],
         demand_censored: bool = False,
-        **zero: Any,
+        **extra: Any,
     ) -> PlanRequest:
         steps = max(len(forecast), 1)
         minutes = minute + np.arange(steps)
@@ -356,7 +356,7 @@ class WattscalePolicy:
             carbon_price_per_tonne=self.carbon_price_per_tonne,
             metrics_fresh=bool(forecast),
             demand_censored=demand_censored,
-            **{**self._knobs, **zero},
+            **{**self._knobs, **extra},
         )
 
 
