@@ -20,7 +20,7 @@ from typing import TypeVar
 from wattscale.api.inference import InferenceDeploymentSpec
 from wattscale.controller.planning import Demand
 from wattscale.fleet.observe import QueueTrend, RegionObservation
-from wattscale.forecast.holt import ForecastConfig, Forecaster, warm_start
+from wattscale.forecast.holt import Forecaster, warm_start
 from wattscale.metrics import (
     CapacityEstimate,
     CapacityLearner,
@@ -33,7 +33,7 @@ from wattscale.metrics import (
     observation_from_readings,
 )
 from wattscale.metrics.capacity import CapacityLearnerConfig, latency_backlog_seconds
-from wattscale.planner import HORIZON_STEP_SECONDS, PlannerState
+from wattscale.planner import DEMAND_FORECAST, PlannerState
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +149,8 @@ class Memories:
         slo = LatencySlo(spec.slo.ttftP95Ms / 1000.0, spec.slo.tpotP95Ms / 1000.0)
         hint = spec.primary_variant().capacity_hint
         if mem is None:
-            config = ForecastConfig(step_seconds=HORIZON_STEP_SECONDS)
             mem = Memory(
-                warm_start([], config), CapacityLearner(slo, float(hint) if hint else None)
+                warm_start([], DEMAND_FORECAST), CapacityLearner(slo, float(hint) if hint else None)
             )
             self._by_key[key] = mem
         else:  # the SLO or hint may have changed: the learner keeps its windows

@@ -5,7 +5,7 @@ and replayable. Observations arrive at any times; they are averaged into fixed b
 ``step_seconds`` (bucket ``b`` covers ``[b * step, (b+1) * step)`` of the caller's clock, so
 with epoch seconds the daily season is aligned to UTC). Each completed bucket updates::
 
-    pred   = level + phi * trend + season[b mod m]
+    pred   = level + phi * trend + season[i]     (i: the profile bucket b falls in)
     level' = alpha * (y - season) + (1 - alpha) * (level + phi * trend)
     trend' = beta * (level' - level) + (1 - beta) * phi * trend
     season'= gamma * (y - level') + (1 - gamma) * season
@@ -51,7 +51,15 @@ class ForecastConfig:
     season_seconds: float | None = 86400.0
     alpha: float = 0.3  # level
     beta: float = 0.01  # trend
-    gamma: float = 0.2  # season
+    gamma: float = 0.2  # season (per pass over a profile bucket, see season_bucket_steps)
+    season_bucket_steps: int = 1
+    """Steps one bucket of the seasonal profile spans (1: one profile value per step).
+
+    Each update moves a profile bucket by gamma, so at 1 the profile keeps about a third of
+    one step's noise (EWMA variance gamma / (2 - gamma)): with 1-minute steps, yesterday's
+    minute-to-minute noise comes back as today's forecast noise. A bucket of k steps is
+    updated k times a day at ``1 - (1 - gamma) ** (1 / k)`` each, so over a day it moves as one
+    update of gamma would and averages the k steps' noise."""
     phi: float = 0.9  # trend damping per step
     residual_smoothing: float = 0.02  # EWMA weight of squared one-step errors
     log_space: bool = True
@@ -64,12 +72,25 @@ class ForecastConfig:
     load nobody sends. Like the HPA's default scale-up policy (at most double per period), the
     band may double the plan, not more; a real surge raises the mean itself within a bucket."""
 
+    def __post_init__(self) -> None:
+        if self.season_bucket_steps < 1:
+            raise ValueError("season_bucket_steps must be at least 1")
+
     @property
     def season_steps(self) -> int:
-        """Buckets per season (1 when seasonality is off)."""
+        """Buckets of the seasonal profile per season (1 when seasonality is off)."""
         if not self.season_seconds:
             return 1
-        return max(1, round(self.season_seconds / self.step_seconds))
+        return max(1, round(self.season_seconds / self.step_seconds / self.season_bucket_steps))
+
+    def season_index(self, bucket: int) -> int:
+        """The profile bucket that the step bucket ``bucket`` falls in."""
+        return (bucket // self.season_bucket_steps) % self.season_steps
+
+    @property
+    def season_gamma(self) -> float:
+        """gamma per update: a day's updates of a profile bucket move it as one of gamma."""
+        return 1.0 - float((1.0 - self.gamma) ** (1.0 / self.season_bucket_steps))
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +131,7 @@ def _apply(f: Forecaster, bucket: int, value: float) -> Forecaster:
     season = list(f.season) if f.season else [0.0] * m
     y = _fwd(cfg, value)
     if f.updates == 0:
-        s0 = season[bucket % m]
+        s0 = season[cfg.season_index(bucket)]
         return replace(
             f,
             level=y - s0,
@@ -125,13 +146,14 @@ def _apply(f: Forecaster, bucket: int, value: float) -> Forecaster:
     for _ in range(max(bucket - last - 1, 0)):  # gaps: no observation, no update
         level += cfg.phi * trend
         trend *= cfg.phi
-    s = season[bucket % m]
+    s = season[cfg.season_index(bucket)]
     pred = level + cfg.phi * trend + s
     err = y - pred
     new_level = cfg.alpha * (y - s) + (1 - cfg.alpha) * (level + cfg.phi * trend)
     new_trend = cfg.beta * (new_level - level) + (1 - cfg.beta) * cfg.phi * trend
     if m > 1:
-        season[bucket % m] = cfg.gamma * (y - new_level) + (1 - cfg.gamma) * s
+        g = cfg.season_gamma
+        season[cfg.season_index(bucket)] = g * (y - new_level) + (1 - g) * s
     rho = cfg.residual_smoothing if f.updates > 1 else 1.0
     # Winsorise at 4 sigma once warm, so one outage does not blow the quantile up for days.
     # Before that, clip at a doubling (in log space): the first minutes of a new deployment go
@@ -174,7 +196,7 @@ def _initial_season(cfg: ForecastConfig, buckets: Sequence[tuple[int, float]]) -
     if m <= 1 or not buckets:
         return ()
     first, last = buckets[0][0], buckets[-1][0]
-    if last - first + 1 < 2 * m:
+    if last - first + 1 < 2 * m * cfg.season_bucket_steps:
         return ()
     sums = [0.0] * m
     counts = [0] * m
@@ -182,8 +204,8 @@ def _initial_season(cfg: ForecastConfig, buckets: Sequence[tuple[int, float]]) -
     n = 0
     for b, v in buckets:
         y = _fwd(cfg, v)
-        sums[b % m] += y
-        counts[b % m] += 1
+        sums[cfg.season_index(b)] += y
+        counts[cfg.season_index(b)] += 1
         total += y
         n += 1
     mean = total / n
@@ -240,7 +262,7 @@ def forecast(f: Forecaster, steps: int, k_sigma: float = 0.0) -> tuple[float, ..
     for h in range(1, steps + 1):
         phi_h *= cfg.phi
         damp += phi_h
-        mu = f.level + damp * f.trend + season[(start + h - 1) % m]
+        mu = f.level + damp * f.trend + season[cfg.season_index(start + h - 1)]
         sigma = sigma1 * math.sqrt(1.0 + (h - 1) * cfg.alpha * cfg.alpha)
         value = _inv(cfg, mu + k_sigma * sigma)
         if k_sigma > 0:

@@ -13,7 +13,7 @@ No I/O. The public API is small:
 See docs/planner.md for the model, the formulation and the guard-rails.
 """
 
-from .horizon import FORECAST_K_SIGMA, HORIZON_STEP_SECONDS, horizon_steps
+from .horizon import DEMAND_FORECAST, FORECAST_K_SIGMA, HORIZON_STEP_SECONDS, horizon_steps
 from .model import (
     Action,
     ActionKind,
@@ -37,6 +37,7 @@ from .power import DEFAULT_GPU_POWER, GpuPower, ReplicaPower, replica_power
 
 __all__ = [
     "DEFAULT_GPU_POWER",
+    "DEMAND_FORECAST",
     "FORECAST_K_SIGMA",
     "HORIZON_STEP_SECONDS",
     "Action",

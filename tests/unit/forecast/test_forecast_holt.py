@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import random
 from functools import cache
 from pathlib import Path
 
@@ -75,6 +76,52 @@ def test_learns_a_daily_season() -> None:
     start = 3 * DAY + 600.0
     for h, value in enumerate(fc):
         assert value == pytest.approx(_daily(start + 600.0 * h), rel=0.05)
+
+
+def _noisy_minutes(days: int, seed: int = 7) -> list[tuple[float, float]]:
+    """A flat 1,000 tok/s with independent minute-to-minute noise (about 15 %), as ServeGen's
+    rates look once the per-request bursts are laid on them."""
+    rng = random.Random(seed)
+    return [(60.0 * i, 1000.0 * math.exp(rng.gauss(0.0, 0.15))) for i in range(days * 1440)]
+
+
+def _log_spread(values: tuple[float, ...]) -> float:
+    logs = [math.log(v) for v in values]
+    mean = sum(logs) / len(logs)
+    return math.sqrt(sum((v - mean) ** 2 for v in logs) / len(logs))
+
+
+def test_a_coarse_profile_does_not_hand_back_yesterdays_noise() -> None:
+    """On a flat load with minute noise, a profile of 1-minute buckets learns the noise and
+    replays it as tomorrow's forecast; 15-minute buckets average it away."""
+    pts = _noisy_minutes(days=4)
+    fine = warm_start(pts, ForecastConfig(step_seconds=60.0))
+    coarse = warm_start(pts, ForecastConfig(step_seconds=60.0, season_bucket_steps=15))
+    spread_fine = _log_spread(forecast(fine, 1440))
+    spread_coarse = _log_spread(forecast(coarse, 1440))
+    assert spread_fine > 0.04, spread_fine  # the fine profile hands the noise back
+    assert spread_coarse < spread_fine / 3, (spread_coarse, spread_fine)
+
+
+def test_a_coarse_profile_still_foresees_a_daily_batch_job() -> None:
+    """A job that sends 5x the load every day from 09:00 to 09:30: at 08:50 on the fourth
+    day the forecast has the step at 09:00, not before."""
+    nine = 9 * 3600.0
+
+    def load(t: float) -> float:
+        return 5000.0 if nine <= t % DAY < nine + 1800 else 1000.0
+
+    now = 3 * DAY + nine - 600  # 08:50
+    cfg = ForecastConfig(step_seconds=60.0, season_bucket_steps=15)
+    f = warm_start([(t, load(t)) for t in (60.0 * i for i in range(int(now // 60)))], cfg)
+    fc = forecast(f, 20)  # 08:50 .. 09:09
+    assert max(fc[:9]) < 1500.0, fc[:9]
+    assert min(fc[11:]) > 3000.0, fc[11:]
+
+
+def test_season_bucket_steps_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="season_bucket_steps"):
+        ForecastConfig(season_bucket_steps=0)
 
 
 def test_ignores_nan_late_and_handles_gaps() -> None:

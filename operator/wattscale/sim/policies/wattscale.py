@@ -4,10 +4,10 @@ Every simulated minute the policy builds the `PlanRequest` the controller builds
 (`wattscale.controller.planning.build_request`, mirrored here without the controller's
 Kubernetes types), from:
 
-- past demand only, through the operator's forecaster (`wattscale.forecast`: damped
-  Holt-Winters with a daily season, started empty at the beginning of the period), asked for
-  its mean over the controller's horizon: one hour, or the cold start plus four
-  intervals if longer, in 1-minute steps;
+- past demand only, through the operator's forecaster (`planner.DEMAND_FORECAST`: damped
+  Holt on 1-minute buckets, started empty at the beginning of the period), asked for its mean
+  over the controller's horizon: one hour, or the cold start plus four intervals if longer, in
+  1-minute steps;
 - prices as a live operator knows them at that minute (`sim.markets`: each market's published
   prices, then the last known value carried forward, as the controller and planner do with a
   feed); the current carbon intensity (no carbon forecast);
@@ -40,9 +40,10 @@ from typing import Any
 import numpy as np
 
 from wattscale.api.inference import DEFAULT_IDLE_SECONDS, Placement, Slo
-from wattscale.forecast import ForecastConfig, horizon, observe, warm_start
+from wattscale.forecast import horizon, observe, warm_start
 from wattscale.metrics.power import PowerModel
 from wattscale.planner import (
+    DEMAND_FORECAST,
     FORECAST_K_SIGMA,
     Objective,
     PlannerState,
@@ -118,7 +119,7 @@ class WattscalePolicy:
         if headroom is not None:
             self._knobs["headroom"] = headroom
         self._horizon_minutes = horizon_minutes
-        self._forecaster = warm_start([], ForecastConfig(step_seconds=STEP_SECONDS))
+        self._forecaster = warm_start([], DEMAND_FORECAST)
 
     def _steps(self, cold_start_s: float) -> int:
         if self._horizon_minutes is not None:
