@@ -3,7 +3,7 @@
 Two input shapes are accepted, told apart by their header:
 
 - a per-request trace (`t_rel_s,context_tokens,generated_tokens`, as the Azure and Mooncake
-  conversation traces): binned into minutes;
+  conversation traces): binned into whole minutes (the last, cut short, is dropped);
 - a rate series (`t_start_s,rate_rps`, as the ServeGen 10-minute series): each window's rate is
   its mean, so minutes are interpolated linearly between window centres; request sizes are the
   Azure conversation means (below).
@@ -130,10 +130,15 @@ def _per_request(path: Path, reader: csv.DictReader[str]) -> TraceShape:
     if not times:
         raise SimInputError(f"{path}: the trace has no requests")
     t_arr = np.asarray(times)
-    minutes = max(1, math.ceil((t_arr[-1] + 1e-9) / MINUTE_S))
-    index = np.minimum((t_arr // MINUTE_S).astype(np.int64), minutes - 1)
+    # Whole minutes only: a trace ends at its last request, so its last minute is cut short
+    # (Azure's 59th minute holds 22 s), and tiled it would put a dip the data do not have at
+    # every tile boundary. A trace shorter than a minute is one minute.
+    minutes = max(1, math.floor(t_arr[-1] / MINUTE_S))
+    index = (t_arr // MINUTE_S).astype(np.int64)
+    whole = index < minutes
+    index = index[whole]
     reqs = np.bincount(index, minlength=minutes).astype(np.float64) / MINUTE_S
-    toks = np.bincount(index, weights=np.asarray(outs), minlength=minutes) / MINUTE_S
+    toks = np.bincount(index, weights=np.asarray(outs)[whole], minlength=minutes) / MINUTE_S
     return TraceShape(
         requests_per_s=reqs,
         output_tokens_per_s=toks,

@@ -46,3 +46,16 @@ def test_a_per_request_trace_keeps_its_own_burstiness(tmp_path: Path) -> None:
     plain = build_load(shape, 120, 7000.0)
     with_burst = build_load(shape, 120, 7000.0, burst=burstiness_factors())
     assert np.array_equal(plain.output_tokens_per_s, with_burst.output_tokens_per_s)
+
+
+def test_a_per_request_trace_is_tiled_in_whole_minutes(tmp_path: Path) -> None:
+    """A trace ends at its last request, so its last minute is cut short (Azure's 59th holds
+    22 s): kept, tiling would put a dip the data do not have at every tile boundary."""
+    rows = ["timestamp,t_rel_s,context_tokens,generated_tokens"]
+    rows += [f"x,{t},100,50" for t in range(0, 200, 2)]  # every 2 s, the last at 198 s
+    path = tmp_path / "req.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    shape = read_trace(path)
+    assert shape.output_tokens_per_s.size == 3  # minutes 0-2; 180-198 s is dropped
+    tiled = build_load(shape, 12, 7000.0).output_tokens_per_s
+    assert float(tiled.min()) == pytest.approx(float(tiled.max()))  # no dip at the seams
