@@ -43,6 +43,7 @@ __all__ = [
     "reading_sigma",
     "recent_peak",
     "record_prediction",
+    "rise_share",
     "rise_threshold",
     "seeded_recent",
     "skip_recent",
@@ -185,14 +186,17 @@ MAX_LAG_STEPS = 10
 """At most this many readings a rate window (a window ten intervals long is read as if ten)."""
 
 
-def rise_threshold(r: RecentDemand, lag_seconds: float = 0.0, sigma: float | None = None) -> float:
+def rise_threshold(r: RecentDemand, lag_seconds: float = 0.0) -> float:
     """How far (a share) a measurement must rise above the protection window's highest to be a
     rise rather than noise: the larger of ``RISE_TOLERANCE`` and :func:`reading_noise`. A
     steady ramp, however steep, has no noise, so it stays a rise; readings that jump around a
     level (a busy scrape, users moving between regions after a drain) do not make each
-    recovery a surge. ``sigma``: :func:`reading_sigma` of ``r``, when already known."""
-    if sigma is None:
-        sigma = reading_sigma(r, lag_seconds)
+    recovery a surge."""
+    return rise_share(reading_sigma(r, lag_seconds))
+
+
+def rise_share(sigma: float) -> float:
+    """:func:`rise_threshold` from a :func:`reading_sigma` already computed."""
     return max(RISE_TOLERANCE, noise_share(sigma, NOISE_Z))
 
 

@@ -60,7 +60,7 @@ from wattscale.forecast.recent import (
     reading_sigma,
     recent_peak,
     record_prediction,
-    rise_threshold,
+    rise_share,
     skip_recent,
 )
 
@@ -187,9 +187,7 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
     # level neither is a trend to extrapolate nor a surge to hold capacity for.
     before = recent_peak(recent, window, before_newest=True) if measured else None
     sigma = reading_sigma(recent, req.demand_lag_seconds) if measured else 0.0
-    new_high = before is not None and now > before * (
-        1 + rise_threshold(recent, req.demand_lag_seconds, sigma)
-    )
+    new_high = before is not None and now > before * (1 + rise_share(sigma))
     if measured and (before is None or new_high):
         slope = ramp_slope(recent, RAMP_POINTS)
         ramp_peak = min(now + slope * window, MAX_RAMP_RATIO * now)
