@@ -90,6 +90,8 @@ class ForecastConfig:
     @property
     def season_gamma(self) -> float:
         """gamma per update: a day's updates of a profile bucket move it as one of gamma."""
+        if self.season_bucket_steps == 1:
+            return self.gamma
         return 1.0 - float((1.0 - self.gamma) ** (1.0 / self.season_bucket_steps))
 
 
