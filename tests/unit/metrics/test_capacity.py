@@ -267,3 +267,40 @@ def test_never_raises_and_stays_finite(obs: list[CapacityObservation], hint: flo
     assert est.lower_tokens_per_second_per_replica <= est.tokens_per_second_per_replica
     assert est.tokens_per_second_per_replica <= est.upper_tokens_per_second_per_replica
     assert 0.0 <= est.confidence <= 1.0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "known defect, found 2026-12-06 (issue 13 note): met windows just below the boundary "
+        "count as independent votes that the capacity lies far above, so a few minutes of them "
+        "lift an exact hint of 7,000 to ~9,100 before any violation pulls it back; the replay's "
+        "hourly re-estimate hid it. Remove this mark with the fix."
+    ),
+)
+def test_minutes_of_met_windows_just_below_the_hint_do_not_lift_it_far_above() -> None:
+    """The replay's latency model at 0.90-0.96 of a 7,000 tok/s capacity (TPOT 18 -> 22 ms
+    for a 25-ms SLO, TTFT flat): the SLO holds, and says only that the capacity is above
+    ~6,750, not that it is 30 % above the hint. At the operator's cadence (120-s windows
+    every 30 s), six minutes of them."""
+    slo = LatencySlo(ttft_p95_seconds=1.0, tpot_p95_seconds=0.025)
+    learner = CapacityLearner(slo, 7000.0)
+    loads = (6300.0, 6313.0, 6352.0, 6416.0, 6504.0, 6617.0)
+    tpots = (0.018, 0.018, 0.019, 0.019, 0.020, 0.021)
+    t = 0.0
+    for x, tpot in zip(loads, tpots, strict=True):
+        for _ in range(2):  # two passes a minute
+            t += 30.0
+            learner.observe(
+                CapacityObservation(
+                    tokens_per_second_per_replica=x,
+                    ttft_p95_seconds=0.05,
+                    tpot_p95_seconds=tpot,
+                    waiting_requests_per_replica=0.0,
+                    replicas=2,
+                    t_seconds=t,
+                    window_seconds=120.0,
+                    source="r",
+                )
+            )
+    assert learner.estimate(t).tokens_per_second_per_replica <= 1.1 * 7000.0
