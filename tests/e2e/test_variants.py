@@ -150,6 +150,23 @@ def _variants(world: World) -> dict[str, dict[str, int]]:
     return {row["name"]: row.get("variants") or {} for row in rows}
 
 
+def _wait_for_variants(world: World, expected: dict[str, tuple[str, bool]], least: int = 1) -> None:
+    """Wait until status.regions[].variants says, per region, that the variant runs (at least
+    ``least`` replicas) or does not (0). The status is written at the end of the pass that
+    acted, so right after the cluster shows a move it may still describe the pass before."""
+
+    def holds() -> bool:
+        variants = _variants(world)
+        return all(
+            (variants[region].get(variant, 0) >= least)
+            if runs
+            else variants[region].get(variant, 0) == 0
+            for region, (variant, runs) in expected.items()
+        )
+
+    world.wait(f"the status reports the variants {expected}", holds, passes=STEP_PASSES)
+
+
 def test_the_engines_differ_as_the_scenario_says(world: World) -> None:
     a100 = world.rigs["us-west"].capacity_tokens_per_second
     h100 = world.rigs["us-east"].capacity_tokens_per_second
@@ -173,9 +190,7 @@ def test_replicas_come_up_as_the_cheaper_variant(world: World) -> None:
     assert _serving(world, "us-east") == {f"{world.name}-vllm"}
     a100s = [r["us-west"] for _, r in world.ready_history if r["us-west"]]
     assert not a100s, f"an A100 replica ran while every one cost more than an H100: {a100s}"
-    variants = _variants(world)
-    assert variants["us-east"].get("h100", 0) >= 1, variants
-    assert variants["us-west"].get("a100", 0) == 0, variants
+    _wait_for_variants(world, {"us-east": ("h100", True), "us-west": ("a100", False)})
 
 
 def test_when_prices_swap_the_load_moves_to_the_other_variant_make_before_break(
@@ -198,9 +213,7 @@ def test_when_prices_swap_the_load_moves_to_the_other_variant_make_before_break(
         "the a100 replicas never ran beside the h100 ones (break before make)"
     )
     assert _serving(world, "us-west") == {f"{world.name}-a100-vllm"}
-    variants = _variants(world)
-    assert variants["us-west"].get("a100", 0) >= 2, variants
-    assert variants["us-east"].get("h100", 0) == 0, variants
+    _wait_for_variants(world, {"us-west": ("a100", True), "us-east": ("h100", False)}, least=2)
 
 
 def test_the_variant_panel_shows_the_scenario(world: World) -> None:
