@@ -47,6 +47,7 @@ from stack import Stack
 
 from tests.fakes.prometheus import PrometheusServer, free_port
 from wattscale.fleet.leases import SHARD_LABEL
+from wattscale.fleet.shards import LeaseRecord
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -167,7 +168,7 @@ def _wait(what: str, check: Any, seconds: float) -> None:
     raise AssertionError(f"not within {seconds:.0f} s: {what}")
 
 
-def _shard_leases(stack: Stack) -> dict[str, tuple[str | None, str | None, bool]]:
+def _shard_leases(stack: Stack) -> dict[str, tuple[str | None, float | None, bool]]:
     """Each shard Lease: its holder, when it was acquired, and whether it is live now. A change
     between two reads, or one not live, is a handover: a replica starved past its renewal lost
     its shard to the other, and takes it back once its Lease has settled again."""
@@ -178,15 +179,20 @@ def _shard_leases(stack: Stack) -> dict[str, tuple[str | None, str | None, bool]
     leases = {}
     for item in found.get("items", []):
         spec = item.get("spec") or {}
-        renewed = spec.get("renewTime")
-        duration = float(spec.get("leaseDurationSeconds") or 0)
-        live = renewed is not None and _epoch(renewed) + duration > now
-        holder, acquired = spec.get("holderIdentity"), spec.get("acquireTime")
-        leases[item["metadata"]["name"]] = (holder, acquired, live)
+        record = LeaseRecord(
+            item["metadata"]["name"],
+            spec.get("holderIdentity"),
+            _epoch(spec.get("acquireTime")),
+            _epoch(spec.get("renewTime")),
+            float(spec.get("leaseDurationSeconds") or 0),
+        )
+        leases[record.name] = (record.holder, record.acquired_seconds, record.live(now))
     return leases
 
 
-def _epoch(stamp: str) -> float:
+def _epoch(stamp: str | None) -> float | None:
+    if stamp is None:
+        return None
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
