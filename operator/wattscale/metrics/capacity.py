@@ -23,7 +23,11 @@ a posterior over ``log c`` on a grid:
   how far away the boundary is; it is an extrapolation, so it counts half as much as the
   boundary votes, and it is where the estimate comes from when the load never reached the
   boundary (then it tends to be conservative for latency curves that steepen late, and
-  optimistic for ones that are flat and then fall off a cliff).
+  optimistic for ones that are flat and then fall off a cliff);
+* an exploration ceiling (:func:`exploration_ceiling`): above the hint, the estimate reaches
+  at most one step past the loads at which the SLO was met, as far as the latency measured
+  there says the boundary can be. Met windows alone say the capacity is above them, not how
+  far, and the prior's spread would otherwise carry the median far past anything seen.
 
 Windows that say nothing about capacity are refused, with a reason: no load (tokens/s below a
 floor or a small fraction of the loads seen), missing latency, violations at low load
@@ -182,6 +186,10 @@ class CapacityLearnerConfig:
     transient_backlog_max_windows: float = 5.0
     """Cap on the backlog part of the attribution span, in window lengths: violations that
     persist longer than that at a steady load and replica count count as overload."""
+    exploration_step_min: float = 0.05
+    exploration_step_max: float = 0.25
+    """How far above the loads at which the SLO was met the estimate may reach (see
+    :func:`exploration_ceiling`): at least this minimum step, at most this maximum one."""
     grid_points: int = 400
     lower_quantile: float = 0.1
     upper_quantile: float = 0.9
@@ -206,6 +214,9 @@ class CapacityEstimate:
     observations_rejected: dict[str, int] = field(default_factory=dict)
     violations_seen: int = 0
     curve_fit_tokens_per_second: float | None = None
+    ceiling_tokens_per_second_per_replica: float | None = None
+    """The most the data let the estimate claim above the hint (:func:`exploration_ceiling`);
+    None when no window met the SLO."""
 
 
 def _logistic(z: FloatArray) -> FloatArray:
@@ -495,17 +506,53 @@ def estimate_capacity(
 
     mean = float((post * grid).sum())
     sd = float(math.sqrt(max(0.0, float((post * (grid - mean) ** 2).sum()))))
+    ceiling = exploration_ceiling(np.exp(logx), logr, prior_mu, cfg)
+    median = quantile(0.5) if ceiling is None else min(quantile(0.5), ceiling)
     return CapacityEstimate(
-        tokens_per_second_per_replica=quantile(0.5),
-        lower_tokens_per_second_per_replica=quantile(cfg.lower_quantile),
-        upper_tokens_per_second_per_replica=quantile(cfg.upper_quantile),
+        tokens_per_second_per_replica=median,
+        lower_tokens_per_second_per_replica=min(quantile(cfg.lower_quantile), median),
+        upper_tokens_per_second_per_replica=max(quantile(cfg.upper_quantile), median),
         confidence=max(0.0, min(1.0, 1.0 - sd / prior_sigma)),
         source="learned",
         observations_used=len(used.x),
         observations_rejected=used.rejected,
         violations_seen=int((logr > 0).sum()),
         curve_fit_tokens_per_second=curve_c,
+        ceiling_tokens_per_second_per_replica=ceiling,
     )
+
+
+def exploration_ceiling(
+    x: FloatArray, logr: FloatArray, prior_mu: float, cfg: CapacityLearnerConfig
+) -> float | None:
+    """The most the estimate may claim, given the windows' loads ``x`` and log SLO ratios.
+
+    A window that met the SLO says the capacity lies above its load, not how far: under the
+    prior's spread, that one-sided evidence alone moves the posterior median far above
+    anything seen (a log-normal prior of sigma 0.5 cut at 0.94x its median has its median at
+    1.3x), and a plan at that capacity loads replicas past their boundary until violations
+    pull it back. So above the hint the estimate reaches at most one step past the loads
+    proven: from a met window at load x with SLO ratio r, to where the latency reaches the
+    SLO if it keeps growing as it has, ``x * r ** (-1 / e)`` with ``e`` the elasticity of the
+    ratio to load measured over the windows below saturation (Theil-Sen, at least 1: a flat
+    latency, then a cliff, shows nothing steeper), the step kept within
+    ``exploration_step_min..max``. Below the hint the posterior is free, and violations pull
+    it down as before; the planner's next loads are the next step's proof.
+    None when no window met the SLO."""
+    met = logr <= 0.0
+    if not met.any():
+        return None
+    logx = np.log(np.maximum(x, 1e-9))
+    fit = np.isfinite(logr) & (logr <= math.log(cfg.curve_max_ratio))
+    elasticity = 1.0
+    if int(fit.sum()) >= 3 and float(np.ptp(logx[fit])) > 0.0:
+        elasticity = max(1.0, theil_sen(logx[fit], logr[fit])[1])
+    step = np.clip(
+        np.exp(-logr[met] / elasticity),
+        1.0 + cfg.exploration_step_min,
+        1.0 + cfg.exploration_step_max,
+    )
+    return max(math.exp(prior_mu), float((x[met] * step).max()))
 
 
 def _log_part(parts: list[tuple[float | None, float | None]], index: int) -> FloatArray:
