@@ -423,15 +423,22 @@ def _curve_profile_loglik(
     # Geometric in a: a flat part (TTFT under long prompts) must find an ``a`` near its own
     # level, or the fit bends the curve up to reach it and reports a boundary that is not there.
     a_values = np.geomspace(0.005, 0.95, 32)
-    x = np.exp(logx)[None, None, :]
-    c = np.exp(grid)[:, None, None]
-    a = a_values[None, :, None]
-    denom = 1.0 - (1.0 - a) * x / c
-    pred = np.where(denom > 1e-3, np.log(a) - np.log(np.maximum(denom, 1e-3)), np.log(1e3))
-    resid = (logr[None, None, :] - pred) / noise_log
+    # r = a / (1 - (1 - a) x / c), its log computed in place over (c, a, window): this is
+    # most of an estimate's time. Past saturation the prediction is log(1e3).
+    ratio = np.exp(logx[None, :] - grid[:, None])[:, None, :]
+    pred = np.multiply((1.0 - a_values)[None, :, None], ratio)
+    np.subtract(1.0, pred, out=pred)
+    saturated = pred <= 1e-3
+    np.log(np.maximum(pred, 1e-3, out=pred), out=pred)
+    np.subtract(np.log(a_values)[None, :, None], pred, out=pred)
+    pred[saturated] = math.log(1e3)
+    # Student-t (nu = 4) loss of the residuals in log r, summed with the windows' weights.
     nu = 4.0
-    ll = -0.5 * (nu + 1.0) * np.log1p(resid * resid / nu)
-    total = (ll * w[None, None, :]).sum(axis=2)
+    pred -= logr[None, None, :]
+    pred *= pred
+    pred *= 1.0 / (noise_log * noise_log * nu)
+    np.log1p(pred, out=pred)
+    total = -0.5 * (nu + 1.0) * (pred @ w)
     return np.asarray(total.max(axis=1), dtype=np.float64)
 
 
