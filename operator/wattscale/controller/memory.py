@@ -33,6 +33,7 @@ from wattscale.metrics import (
     observation_from_readings,
 )
 from wattscale.metrics.capacity import CapacityLearnerConfig, latency_backlog_seconds
+from wattscale.metrics.capacity_schedule import EstimateSchedule
 from wattscale.planner import DEMAND_FORECAST, PlannerState
 
 log = logging.getLogger(__name__)
@@ -49,12 +50,6 @@ the readings' noise) is seeded with this many passes of Prometheus history at th
 what the noise estimate reads (``NOISE_POINTS`` readings a rate window apart: 48 passes at
 most), and the whole protection window (cold start + 2 intervals) of a cold start up to 58
 intervals long."""
-ESTIMATE_REFRESH_INTERVALS = 10
-"""Without news, the capacity estimate is recomputed at most every this many intervals."""
-ESTIMATE_EVERY_WINDOW_BELOW = 30
-"""Until the learner holds this many windows, each new one refreshes the estimate."""
-NEAR_SLO = 0.8
-"""A window whose p95 latency reaches this share of the SLO (or that queues) is news."""
 LEARNER_CONFIG = CapacityLearnerConfig()
 BACKLOG_MAX_WINDOWS = LEARNER_CONFIG.transient_backlog_max_windows
 """How many rate windows before its own a latency reading may describe (the learner's cap)."""
@@ -101,12 +96,8 @@ class Memory:
     served_before_loss: int = 0
     """Ready replicas over all regions just before a region that ran some stopped answering
     (0 when none is lost): held while demand cannot be measured."""
-    estimate: CapacityEstimate | None = None
+    estimates: EstimateSchedule = field(default_factory=EstimateSchedule)
     """The learner's last estimate, and when and from what it was computed."""
-    estimate_at: float = 0.0
-    estimate_basis: tuple[LatencySlo, float | None] | None = None
-    windows_since_estimate: int = 0
-    news_since_estimate: bool = False
     variant_learners: dict[str, CapacityLearner] = field(default_factory=dict)
     """One learner per variant after the first (the first's is ``learner``)."""
 
@@ -200,7 +191,7 @@ def warm(
             len(mem.recent_seed),
         )
     mem.warm = True
-    mem.estimate = None  # the history's windows count from the next estimate on
+    mem.estimates.estimate = None  # the history's windows count from the next estimate on
 
 
 def recent_demand_seed(
@@ -266,13 +257,7 @@ def _warm_capacity(
 
 def learn(mem: Memory, window: CapacityObservation) -> None:
     """Give the learner one window; note whether it is news for the estimate."""
-    mem.learner.observe(window)
-    mem.windows_since_estimate += 1
-    ratio = mem.learner.slo.ratio(window)
-    near = (ratio is not None and ratio >= NEAR_SLO) or (
-        window.waiting_requests_per_replica or 0.0
-    ) > 0.0
-    mem.news_since_estimate |= near
+    mem.estimates.observe(mem.learner, window)
 
 
 def learn_variant(
@@ -368,46 +353,9 @@ def variant_capacities(
 
 
 def capacity_estimate(mem: Memory, now_s: float, interval_s: float) -> CapacityEstimate:
-    """The learner's estimate, recomputed only when it can have moved.
-
-    The posterior is a grid over every window held (up to 2,000): recomputing it on every
-    pass is most of a pass's CPU, and one more window of a steady load hardly moves it. So it
-    is recomputed when the SLO or hint changed, while few windows are held, when a window came
-    near the SLO or queued (the boundary the estimate is about), and otherwise once a window
-    has arrived and ``ESTIMATE_REFRESH_INTERVALS`` intervals have passed. A learned estimate
-    is not replaced by the prior while the SLO and hint stay the same."""
-    learner = mem.learner
-    basis = (learner.slo, learner.hint_tokens_per_second)
-    due = (
-        mem.estimate is None
-        or basis != mem.estimate_basis
-        or (
-            mem.windows_since_estimate > 0
-            and (
-                mem.news_since_estimate
-                or len(learner.observations) < ESTIMATE_EVERY_WINDOW_BELOW
-                or now_s - mem.estimate_at >= ESTIMATE_REFRESH_INTERVALS * interval_s
-            )
-        )
-    )
-    if due or mem.estimate is None:
-        estimate = learner.estimate(now_s)
-        kept = mem.estimate
-        if (
-            estimate.source == "prior"
-            and kept is not None
-            and kept.source == "learned"
-            and basis == mem.estimate_basis
-        ):
-            # Every window held is refused for now (a step's onset is judged again when the
-            # next window shows it, and replicas move after an outage): no usable window is
-            # no evidence against what was learned, which stands until usable windows speak.
-            # Falling back to the hint for a pass moved the need across a replica and back.
-            estimate = kept
-        mem.estimate = estimate
-        mem.estimate_at, mem.estimate_basis = now_s, basis
-        mem.windows_since_estimate, mem.news_since_estimate = 0, False
-    return mem.estimate
+    """The learner's estimate, recomputed only when it can have moved
+    (:class:`~wattscale.metrics.capacity_schedule.EstimateSchedule`)."""
+    return mem.estimates.current(mem.learner, now_s, interval_s)
 
 
 def settling(

@@ -8,7 +8,6 @@ import pytest
 
 from tests.unit.controller.test_reconcile import NAME, NS, Harness
 from wattscale.controller.memory import (
-    ESTIMATE_REFRESH_INTERVALS,
     Memory,
     WarmBudget,
     capacity_estimate,
@@ -17,6 +16,7 @@ from wattscale.controller.report import status_patch
 from wattscale.fleet.snapshot import FleetSnapshot
 from wattscale.forecast.holt import ForecastConfig, warm_start
 from wattscale.metrics.capacity import CapacityEstimate, CapacityLearner, LatencySlo
+from wattscale.metrics.capacity_schedule import ESTIMATE_REFRESH_INTERVALS
 
 pytestmark = pytest.mark.unit
 
@@ -73,18 +73,18 @@ def test_the_capacity_estimate_is_recomputed_only_when_it_can_have_moved() -> No
     h = Harness()
     h.serve(9000.0, passes=40)  # more windows than the every-window threshold
     mem = h.reconciler._memories._by_key[(NS, NAME)]
-    computed = mem.estimate_at
+    computed = mem.estimates.at_seconds
     h.step()  # one more steady window, far from the SLO: the estimate stands
-    assert mem.estimate_at == computed
-    assert mem.windows_since_estimate >= 1
+    assert mem.estimates.at_seconds == computed
+    assert mem.estimates.windows_since >= 1
     h.step(30.0 * ESTIMATE_REFRESH_INTERVALS)
-    assert mem.estimate_at == h.clock.now  # due after enough intervals
+    assert mem.estimates.at_seconds == h.clock.now  # due after enough intervals
     h.regions["us-east"].metrics.ttft_p95_seconds = 0.45  # near the 500-ms SLO: news
     h.regions["us-west"].metrics.ttft_p95_seconds = 0.45
     h.regions["eu-central"].metrics.ttft_p95_seconds = 0.45
     h.step()
-    assert mem.estimate_at == h.clock.now
-    assert capacity_estimate(mem, h.clock.now, 30.0) is mem.estimate
+    assert mem.estimates.at_seconds == h.clock.now
+    assert capacity_estimate(mem, h.clock.now, 30.0) is mem.estimates.estimate
 
 
 class _ScriptedLearner(CapacityLearner):
@@ -108,9 +108,9 @@ def test_a_learned_capacity_is_not_replaced_by_the_prior_when_no_window_is_usabl
     learner = _ScriptedLearner([learned, prior, relearned])
     mem = Memory(warm_start([], ForecastConfig()), learner)
     assert capacity_estimate(mem, 0.0, 2.0) == learned
-    mem.windows_since_estimate = 1
+    mem.estimates.windows_since = 1
     assert capacity_estimate(mem, 2.0, 2.0) == learned  # all refused for now: it stands
-    mem.windows_since_estimate = 1
+    mem.estimates.windows_since = 1
     assert capacity_estimate(mem, 4.0, 2.0) == relearned  # usable windows speak again
     # A new hint (or SLO) is a new basis: its prior replaces what was learned under the old.
     learner.estimates = [prior]

@@ -46,3 +46,16 @@ def test_capacity_moves_from_a_wrong_hint_towards_the_truth(factor: float) -> No
         0.5 * model.capacity_tokens_per_s / learned.capacity_tokens_per_s
     )
     assert abs(believed - measured) < abs(configured - measured)
+
+
+def test_an_optimistic_hint_is_corrected_within_minutes_as_the_operator_would() -> None:
+    """The replay re-estimates when the operator does (``metrics.capacity_schedule``): on a
+    window near the SLO, not once an hour. A 1.3x hint and a load at 105 % of the true
+    capacity: the violations bring the estimate below the truth within ten minutes (with an
+    hourly re-estimate the hint stood for the first hour)."""
+    model = ReplicaModel()
+    learned = Learned(model, 1.3 * model.capacity_tokens_per_s, "H100")
+    load = 4 * 1.05 * model.capacity_tokens_per_s
+    for minute in range(1, 11):
+        learned.observe(minute, ("R",), _readings(model, 4, load))
+    assert learned.capacity_tokens_per_s < model.capacity_tokens_per_s
