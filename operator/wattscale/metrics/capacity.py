@@ -27,10 +27,7 @@ a posterior over ``log c`` on a grid:
 * an exploration ceiling (:func:`exploration_ceiling`): above the hint, the estimate reaches
   at most one step past the loads at which the SLO was met, as far as the latency measured
   there says the boundary can be. Met windows alone say the capacity is above them, not how
-  far, and the prior's spread would otherwise carry the median far past anything seen;
-* an exploration floor (:func:`exploration_floor`), its mirror: while no window has violated,
-  only the curve's extrapolation says the capacity is below the hint, so the estimate stays
-  one step above the loads proven (up to the hint) until a violation speaks.
+  far, and the prior's spread would otherwise carry the median far past anything seen.
 
 Windows that say nothing about capacity are refused, with a reason: no load (tokens/s below a
 floor or a small fraction of the loads seen), missing latency, violations at low load
@@ -518,9 +515,6 @@ def estimate_capacity(
     sd = float(math.sqrt(max(0.0, float((post * (grid - mean) ** 2).sum()))))
     ceiling = exploration_ceiling(np.exp(logx), logr, prior_mu, cfg)
     median = quantile(0.5) if ceiling is None else min(quantile(0.5), ceiling)
-    floor = exploration_floor(np.exp(logx), logr, prior_mu, cfg)
-    if floor is not None:
-        median = max(median, floor)
     return CapacityEstimate(
         tokens_per_second_per_replica=median,
         lower_tokens_per_second_per_replica=min(quantile(cfg.lower_quantile), median),
@@ -566,24 +560,6 @@ def exploration_ceiling(
         1.0 + cfg.exploration_step_max,
     )
     return max(math.exp(prior_mu), float((x[met] * step).max()))
-
-
-def exploration_floor(
-    x: FloatArray, logr: FloatArray, prior_mu: float, cfg: CapacityLearnerConfig
-) -> float | None:
-    """While no window has violated the SLO, the least the estimate may claim below the hint.
-
-    Then only the curve term's extrapolation says the capacity is below the hint, and a
-    latency that steepens late reads as a near boundary; a plan at that capacity never loads
-    replicas far enough to be corrected. So the estimate stays at least one step
-    (``exploration_step_max``) above the highest load proven, up to the hint; the planner's
-    next loads test it, and the first violation hands the estimate back to the posterior.
-    None once a window has violated, or when none met the SLO."""
-    met = logr <= 0.0
-    if not met.any() or not bool(met.all()):
-        return None
-    proven = float(x[met].max()) * (1.0 + cfg.exploration_step_max)
-    return min(math.exp(prior_mu), proven)
 
 
 def _log_part(parts: list[tuple[float | None, float | None]], index: int) -> FloatArray:

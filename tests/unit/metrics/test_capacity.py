@@ -323,37 +323,3 @@ def test_a_low_hint_is_still_explored_upwards(hint_factor: float) -> None:
         )
     assert max(seen) <= 1.15 * TRUE_CAPACITY
     assert seen[-1] >= 0.9 * TRUE_CAPACITY
-
-
-def _linear_latency_windows(loads: list[float], capacity: float) -> list[CapacityObservation]:
-    """TPOT rising in proportion to load, reaching the 40-ms SLO at ``capacity``: a curve the
-    queueing shape reads as a boundary nearer than it is."""
-    return [
-        CapacityObservation(
-            tokens_per_second_per_replica=x,
-            ttft_p95_seconds=0.1,
-            tpot_p95_seconds=0.040 * (0.2 + 0.8 * x / capacity),
-            replicas=2,
-            t_seconds=30.0 * i,
-        )
-        for i, x in enumerate(loads)
-    ]
-
-
-def test_without_a_violation_the_curve_alone_does_not_pull_the_estimate_far_below_the_hint() -> (
-    None
-):
-    """Loads up to 0.7x a right hint, no window violating: the curve term alone put the
-    capacity at 0.76x, and a plan at 0.76x never loads replicas far enough to correct it. The
-    estimate stays one exploration step above the loads proven (0.7 x 1.25) until a window
-    violates; then the posterior speaks alone again."""
-    rng = random.Random(5)
-    loads = [rng.uniform(0.3, 0.7) * 3000.0 for _ in range(120)]
-    met_only = estimate_capacity(_linear_latency_windows(loads, 3000.0), SLO, 3000.0)
-    assert met_only.tokens_per_second_per_replica >= 0.87 * 3000.0
-    assert met_only.curve_fit_tokens_per_second is not None
-    assert met_only.curve_fit_tokens_per_second < 0.8 * 3000.0
-    # The truth was lower: windows at 0.75x violate, and the floor steps aside.
-    overloaded = _linear_latency_windows(loads + [0.75 * 3000.0] * 10, 0.7 * 3000.0)
-    corrected = estimate_capacity(overloaded, SLO, 3000.0)
-    assert corrected.tokens_per_second_per_replica < 0.75 * 3000.0
