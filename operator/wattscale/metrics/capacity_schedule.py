@@ -7,10 +7,11 @@ the SLO or queued (the boundary the estimate is about), and otherwise once a win
 and ``ESTIMATE_REFRESH_INTERVALS`` intervals have passed. A learned estimate is not replaced by
 the prior while the SLO and hint stay the same.
 
-The controller keeps one :class:`EstimateSchedule` per deployment (and variant) beside its
-learner; the replay's wattscale policy keeps one per learner too, with the replay's minute as
-the interval, so that a replay corrects a wrong capacity hint as fast as the operator would
-(it used to re-estimate once an hour: an optimistic hint then stood for the first hour).
+The controller keeps one :class:`EstimateSchedule` per deployment beside its learner (the
+learners of a deployment's further GPU variants are still estimated on every pass, as before);
+the replay's wattscale policy keeps one per learner, with the replay's minute as the interval,
+so that a replay corrects a wrong capacity hint as fast as the operator would (it used to
+re-estimate once an hour: an optimistic hint then stood for the first hour).
 Pure: no I/O.
 """
 
