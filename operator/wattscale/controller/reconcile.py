@@ -266,16 +266,20 @@ class Reconciler:
         demand = settling(mem, regions, measure_demand(spec, regions), now_s, window_s)
         whole = completeness(regions)
 
-        # Forecast: learn from fresh, complete demand only; plan the upper quantile over the
-        # horizon. With pods missing, the reading is a floor: never plan below it. Asleep
+        # Forecast: learn from fresh, whole demand only; plan the upper quantile over the
+        # horizon. With pods missing, or a region that served lost (its users wait on the
+        # replacements, which serve what they can), the reading is a floor: never plan below
+        # it, and never learn it as demand (a forecaster taught the outage's under-reads sized
+        # the fleet below the load once the region was back, then grew it again). Asleep
         # (scaled to zero) with no request waiting at the gateway, demand is known to be zero.
-        if demand.fresh and demand.tokens_per_second is not None and whole.complete:
+        floor_only = not whole.complete or mem.served_before_loss > 0
+        if demand.fresh and demand.tokens_per_second is not None and not floor_only:
             mem.forecaster = forecast_observe(mem.forecaster, now_s, demand.tokens_per_second)
         elif _asleep_and_idle(regions, gateway):
             mem.forecaster = forecast_observe(mem.forecaster, now_s, 0.0)
         steps = horizon_steps(spec.placement.coldStartSeconds, self.settings.interval_seconds)
         fc = horizon(mem.forecaster, steps, FORECAST_K_SIGMA) if demand.fresh else ()
-        if not whole.complete and demand.tokens_per_second is not None:
+        if floor_only and demand.tokens_per_second is not None:
             fc = tuple(max(v, demand.tokens_per_second) for v in fc)
 
         # Capacity: the hint is the prior, measurements correct it.

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.fakes.world import FakeCluster, FakeMetrics, Load
-from tests.unit.controller.test_reconcile import NAME, Harness
+from tests.unit.controller.test_reconcile import NAME, NS, Harness
 from wattscale.clusters.client import WorkloadState
 from wattscale.controller.memory import (
     QUEUE_LAG_WINDOWS,
@@ -27,7 +27,7 @@ from wattscale.controller.memory import (
 )
 from wattscale.controller.planning import Demand
 from wattscale.fleet.observe import QueueTrend, RegionObservation
-from wattscale.forecast.holt import ForecastConfig, warm_start
+from wattscale.forecast.holt import ForecastConfig, forecast, warm_start
 from wattscale.metrics import DeploymentTarget
 from wattscale.metrics.capacity import CapacityLearner, LatencySlo
 
@@ -454,3 +454,31 @@ def test_a_restarted_operator_counts_no_replica_as_queueing_until_its_log_reache
         seen.append((t, *queue_trend(mem, obs, float(t), 8.0)))
     assert {n for t, _, n in seen if t < 12} == {0}, seen  # 1 + QUEUE_LAG_WINDOWS windows
     assert {n for t, _, n in seen if t >= 12} == {4}, seen
+
+
+def test_what_the_replacements_serve_during_an_outage_is_not_learned_as_demand() -> None:
+    """The e2e outage's flap (CI on dba6ef6: us-west 6 -> 4 -> 5 once the member was back):
+    while the member was lost, the replacements served less than users sent (they came up one
+    by one, over the SLO), and the forecaster learned those readings as a fall in demand. Back,
+    its forecast still carried the fall (the need 5,406 tok/s for a load of 7,892): the loop
+    shrank us-west below what the load needs and grew it again as the forecast caught up. With
+    a region that served lost, a reading is a floor for demand, not demand: the forecaster
+    waits for the whole fleet again."""
+    s = Shift()
+    s.lose_us_east_mid_shift()  # its hold of one rate window has passed: readings are fresh
+    mem = s.h.reconciler._memories._by_key[(NS, NAME)]
+    learned = (mem.forecaster.updates, mem.forecaster.open_count)
+    s.h.load.tokens_per_second = LOAD_TOKENS_PER_SECOND * 0.3
+    for _ in range(8):
+        s.step()
+    assert (mem.forecaster.updates, mem.forecaster.open_count) == learned
+    assert s.h.status["explanation"]["demandTokensPerSecond"] == pytest.approx(
+        LOAD_TOKENS_PER_SECOND * 0.3, rel=0.01
+    ), "the under-read was fresh, so it was the forecaster that had to refuse it"
+    s.h.load.tokens_per_second = LOAD_TOKENS_PER_SECOND
+    s.cluster("us-east").reachable = True
+    while (mem.forecaster.updates, mem.forecaster.open_count) == learned:
+        s.step()
+    # The next buckets' mean, not the bucket of the first whole reading: the level learned.
+    ahead = forecast(mem.forecaster, 3)
+    assert min(ahead) >= 0.9 * LOAD_TOKENS_PER_SECOND, ahead
