@@ -100,6 +100,8 @@ class Memory:
     """The learner's last estimate, and when and from what it was computed."""
     variant_learners: dict[str, CapacityLearner] = field(default_factory=dict)
     """One learner per variant after the first (the first's is ``learner``)."""
+    variant_estimates: dict[str, EstimateSchedule] = field(default_factory=dict)
+    """Their estimates, recomputed by the same rule as the first's (``estimates``)."""
 
 
 class WarmBudget:
@@ -191,7 +193,7 @@ def warm(
             len(mem.recent_seed),
         )
     mem.warm = True
-    mem.estimates.estimate = None  # the history's windows count from the next estimate on
+    mem.estimates.forget()  # the history's windows count from the next estimate on
 
 
 def recent_demand_seed(
@@ -273,8 +275,7 @@ def learn_variant(
     if index == 0:
         learn(mem, window)
         return
-    v = spec.engine.resolved_variants(None)[index]
-    _variant_learner(mem, spec, v.name).observe(window)
+    _learn_other(mem, spec, spec.engine.resolved_variants(None)[index].name, window)
 
 
 def learn_variants(
@@ -315,8 +316,16 @@ def learn_variants(
         if name == first:
             learn(mem, window)
         else:
-            _variant_learner(mem, spec, name).observe(window)
+            _learn_other(mem, spec, name, window)
     return True
+
+
+def _learn_other(
+    mem: Memory, spec: InferenceDeploymentSpec, name: str, window: CapacityObservation
+) -> None:
+    """Give one window to the learner of a variant after the first."""
+    schedule = mem.variant_estimates.setdefault(name, EstimateSchedule())
+    schedule.observe(_variant_learner(mem, spec, name), window)
 
 
 def _variant_learner(mem: Memory, spec: InferenceDeploymentSpec, name: str) -> CapacityLearner:
@@ -337,16 +346,18 @@ def _variant_learner(mem: Memory, spec: InferenceDeploymentSpec, name: str) -> C
 
 
 def variant_capacities(
-    mem: Memory, spec: InferenceDeploymentSpec, now_s: float, default: float
+    mem: Memory, spec: InferenceDeploymentSpec, now_s: float, interval_s: float, default: float
 ) -> dict[str, float] | None:
-    """Each variant after the first: its learned capacity, else its hint, else ``default``."""
+    """Each variant after the first: its learned capacity, else its hint, else ``default``;
+    recomputed only when it can have moved, like the first's (:func:`capacity_estimate`)."""
     others = spec.engine.resolved_variants(None)[1:]
     if not others:
         return None
     out = {}
     for v in others:
         learner = _variant_learner(mem, spec, v.name)
-        estimate = learner.estimate(now_s)
+        schedule = mem.variant_estimates.setdefault(v.name, EstimateSchedule())
+        estimate = schedule.current(learner, now_s, interval_s)
         prior = estimate.source == "prior" and learner.hint_tokens_per_second is None
         out[v.name] = default if prior else estimate.tokens_per_second_per_replica
     return out

@@ -301,7 +301,9 @@ class Reconciler:
                     learn_variant(mem, spec, obs, window)
         if demand.slo_breached:
             demand = replace(demand, notes=(*demand.notes, *breach_notes(demand, regions)))
-        others = variant_capacities(mem, spec, now_s, DEFAULT_CAPACITY_TOKENS_PER_SECOND)
+        others = variant_capacities(
+            mem, spec, now_s, self.settings.interval_seconds, DEFAULT_CAPACITY_TOKENS_PER_SECOND
+        )
         estimate = capacity_estimate(mem, now_s, self.settings.interval_seconds)
         if spec.primary_variant().capacity_hint is None and estimate.source == "prior":
             return _Sized(demand, fc, DEFAULT_CAPACITY_TOKENS_PER_SECOND, "default", whole, others)

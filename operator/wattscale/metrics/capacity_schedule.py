@@ -7,11 +7,10 @@ the SLO or queued (the boundary the estimate is about), and otherwise once a win
 and ``ESTIMATE_REFRESH_INTERVALS`` intervals have passed. A learned estimate is not replaced by
 the prior while the SLO and hint stay the same.
 
-The controller keeps one :class:`EstimateSchedule` per deployment beside its learner (the
-learners of a deployment's further GPU variants are still estimated on every pass, as before);
-the replay's wattscale policy keeps one per learner, with the replay's minute as the interval,
-so that a replay corrects a wrong capacity hint as fast as the operator would (it used to
-re-estimate once an hour: an optimistic hint then stood for the first hour).
+The controller keeps one :class:`EstimateSchedule` beside each learner of a deployment (one
+per GPU variant); the replay's wattscale policy keeps one per learner, with the replay's minute
+as the interval, so that a replay corrects a wrong capacity hint as fast as the operator would
+(it used to re-estimate once an hour: an optimistic hint then stood for the first hour).
 Pure: no I/O.
 """
 
@@ -45,6 +44,11 @@ class EstimateSchedule:
     basis: tuple[LatencySlo, float | None] | None = None
     windows_since: int = 0
     news_since: bool = False
+
+    def forget(self) -> None:
+        """Drop the estimate: the next :meth:`current` computes one (after a warm start, the
+        history's windows count from there on)."""
+        self.estimate = None
 
     def observe(self, learner: CapacityLearner, window: CapacityObservation) -> None:
         """Give ``learner`` one window; note whether it is news for the estimate."""

@@ -15,6 +15,10 @@ from wattscale.cli_operator import explain_text
 from wattscale.controller.handlers import held_gpus
 from wattscale.controller.reconcile import Reconciler
 from wattscale.controller.settings import Settings
+from wattscale.metrics.capacity_schedule import (
+    ESTIMATE_EVERY_WINDOW_BELOW,
+    ESTIMATE_REFRESH_INTERVALS,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -192,3 +196,36 @@ def test_series_without_the_variant_label_fall_back_to_the_pooled_readings() -> 
     assert h.regions["us-east"].metrics.variant_reads
     assert all(w.ttft_p95_seconds != 0.21 for w in mem.learner.observations)
     assert all(w.replicas <= 3 for w in mem.learner.observations)  # no pooled 6-pod window
+
+
+def test_a_variants_estimate_is_recomputed_by_the_first_variants_rule() -> None:
+    # Each variant's learner holds up to 2,000 windows; recomputing its posterior every pass
+    # was most of a pass's CPU for a deployment with variants. It follows the first's rule.
+    h = VariantHarness(a100_available=3)
+    h.spec["placement"].update(regions=["us-east"], homeRegion="us-east")
+    h.regions["us-east"].metrics.variant_ttft_p95_seconds = {"": 0.21, "a100": 0.21}
+    h.serve(20_000.0, passes=8)
+    mem = h.reconciler._memories.get(NS, NAME, InferenceDeploymentSpec.model_validate(h.spec))
+    schedule = mem.variant_estimates["a100"]
+    assert schedule.estimate is not None
+    calls = 0
+    learner = mem.variant_learners["a100"]
+    estimate = learner.estimate
+
+    def counted(now_seconds: float | None = None) -> Any:
+        nonlocal calls
+        calls += 1
+        return estimate(now_seconds)
+
+    learner.estimate = counted  # type: ignore[method-assign]
+    for _ in range(2 * ESTIMATE_EVERY_WINDOW_BELOW):
+        if len(learner.observations) >= ESTIMATE_EVERY_WINDOW_BELOW:
+            break
+        h.step()  # few windows held: each one refreshes
+    assert len(learner.observations) >= ESTIMATE_EVERY_WINDOW_BELOW, "the A100s stopped"
+    calls = 0
+    for _ in range(ESTIMATE_REFRESH_INTERVALS - 1):
+        h.step()  # steady and far from the SLO: nothing is news
+    assert calls <= 1, calls
+    h.step(30.0 * ESTIMATE_REFRESH_INTERVALS)
+    assert schedule.at_seconds == h.clock.now, "due after enough intervals"
