@@ -513,7 +513,7 @@ def estimate_capacity(
 
     mean = float((post * grid).sum())
     sd = float(math.sqrt(max(0.0, float((post * (grid - mean) ** 2).sum()))))
-    ceiling = exploration_ceiling(np.exp(logx), logr, prior_mu, cfg)
+    ceiling = exploration_ceiling(logx, logr, prior_mu, cfg)
     median = quantile(0.5) if ceiling is None else min(quantile(0.5), ceiling)
     return CapacityEstimate(
         tokens_per_second_per_replica=median,
@@ -530,9 +530,9 @@ def estimate_capacity(
 
 
 def exploration_ceiling(
-    x: FloatArray, logr: FloatArray, prior_mu: float, cfg: CapacityLearnerConfig
+    logx: FloatArray, logr: FloatArray, prior_mu: float, cfg: CapacityLearnerConfig
 ) -> float | None:
-    """The most the estimate may claim, given the windows' loads ``x`` and log SLO ratios.
+    """The most the estimate may claim, given the windows' log loads and log SLO ratios.
 
     A window that met the SLO says the capacity lies above its load, not how far: under the
     prior's spread, that one-sided evidence alone moves the posterior median far above
@@ -549,7 +549,6 @@ def exploration_ceiling(
     met = logr <= 0.0
     if not met.any():
         return None
-    logx = np.log(np.maximum(x, 1e-9))
     fit = np.isfinite(logr) & (logr <= math.log(cfg.curve_max_ratio))
     elasticity = 1.0
     if int(fit.sum()) >= 3 and float(np.ptp(logx[fit])) > 0.0:
@@ -559,7 +558,7 @@ def exploration_ceiling(
         1.0 + cfg.exploration_step_min,
         1.0 + cfg.exploration_step_max,
     )
-    return max(math.exp(prior_mu), float((x[met] * step).max()))
+    return max(math.exp(prior_mu), float((np.exp(logx[met]) * step).max()))
 
 
 def _log_part(parts: list[tuple[float | None, float | None]], index: int) -> FloatArray:
