@@ -324,13 +324,14 @@ def _learn_other(
     mem: Memory, spec: InferenceDeploymentSpec, name: str, window: CapacityObservation
 ) -> None:
     """Give one window to the learner of a variant after the first."""
-    schedule = mem.variant_estimates.setdefault(name, EstimateSchedule())
-    schedule.observe(_variant_learner(mem, spec, name), window)
+    learner = _variant_learner(mem, spec, name)
+    mem.variant_estimates[name].observe(learner, window)
 
 
 def _variant_learner(mem: Memory, spec: InferenceDeploymentSpec, name: str) -> CapacityLearner:
     """The learner of a variant after the first, its prior the variant's hint (or the
-    deployment's); it follows SLO and hint changes like the first's."""
+    deployment's); it follows SLO and hint changes like the first's. Its estimate schedule
+    (``mem.variant_estimates``) is made with it."""
     hints = {
         v.name: v.capacity_hint
         for v in spec.engine.resolved_variants(spec.capacity.tokensPerSecondPerReplica)
@@ -340,6 +341,7 @@ def _variant_learner(mem: Memory, spec: InferenceDeploymentSpec, name: str) -> C
     if learner is None:
         learner = CapacityLearner(mem.learner.slo, float(hint) if hint else None)
         mem.variant_learners[name] = learner
+        mem.variant_estimates[name] = EstimateSchedule()
     learner.slo = mem.learner.slo
     learner.hint_tokens_per_second = float(hint) if hint else None
     return learner
@@ -356,8 +358,7 @@ def variant_capacities(
     out = {}
     for v in others:
         learner = _variant_learner(mem, spec, v.name)
-        schedule = mem.variant_estimates.setdefault(v.name, EstimateSchedule())
-        estimate = schedule.current(learner, now_s, interval_s)
+        estimate = mem.variant_estimates[v.name].current(learner, now_s, interval_s)
         prior = estimate.source == "prior" and learner.hint_tokens_per_second is None
         out[v.name] = default if prior else estimate.tokens_per_second_per_replica
     return out
