@@ -1,16 +1,12 @@
 """Benchmark: how much of wattscale's distance to the oracle a perfect forecast would close.
 
 Not a test, and not a policy anyone can run: a study of where ``cost_vs_oracle`` comes from.
-The same scenario is replayed with wattscale four times, the planner, guard-rails, learned
+The same scenario is replayed with wattscale three times, the planner, guard-rails, learned
 capacity and power unchanged; only the demand handed to the planner (its forecast, or what it
 measured) differs:
 
-- ``live``: the operator's own forecast from what was measured (what ``wattscale simulate``
-  runs);
-- ``read``: its own forecast, but from demand measured as the operator measures it: the mean
-  over the metrics' rate window (two minutes) instead of the last minute exactly, handed in as
-  the measured demand with that lag (what ``live`` shows the planner that the operator would
-  not see: a fresher, noisier reading);
+- ``live``: the operator's own forecast from demand read as the operator reads it (the mean
+  over the metrics' rate window: what ``wattscale simulate`` runs);
 - ``level``: the future's level, known exactly: the centred 11-minute mean of the demand
   that will come (the minute-to-minute bursts around it stay unknown);
 - ``exact``: the future itself, minute by minute.
@@ -31,12 +27,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 import numpy as np
 
 from wattscale.cli_simulate import _checked_scenario, configure_parser
-from wattscale.metrics.config import MetricsConfig
 from wattscale.sim.accounting import account
 from wattscale.sim.engine import replay
 from wattscale.sim.policies.base import Observation
@@ -45,20 +39,6 @@ from wattscale.sim.policies.wattscale import WattscalePolicy
 
 LEVEL_MINUTES = 11
 """The level's window: centred, odd, about the 10-minute windows the rate traces are given in."""
-
-
-class RateWindowPolicy(WattscalePolicy):
-    """wattscale measuring demand as the operator does: the mean over its metrics' rate window
-    (``MetricsConfig.rate_window_seconds``, 120 s: two replay minutes) rather than the last
-    minute exactly, handed to the planner as the measured demand with the window as its lag.
-    It averages what users asked; a saturated fleet's reading (what it served) is lower still,
-    which the operator's SLO-breach floor lifts and this row does not model."""
-
-    def _measure(self, obs: Observation) -> tuple[float, dict[str, Any]]:
-        window_s = float(MetricsConfig.model_fields["rate_window_seconds"].default)
-        minutes = max(1, round(window_s / 60.0))
-        level = float(np.mean(obs.past_demand_tokens_per_s[-minutes:]))
-        return level, {"measured_tokens_per_second": level, "demand_lag_seconds": window_s}
 
 
 class ForesightPolicy(WattscalePolicy):
@@ -97,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'forecast':<8} {'USD':>10} {'vs oracle':>9} {'SLO met':>8} {'replica-h':>9}")
     runs = {
         "live": WattscalePolicy(),
-        "read": RateWindowPolicy(),
         "level": ForesightPolicy(level(demand)),
         "exact": ForesightPolicy(demand),
     }

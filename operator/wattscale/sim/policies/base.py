@@ -5,6 +5,11 @@ plus loading). It sees an `Observation`: the past only (served load up to the pr
 carbon up to the current hour), prices as a live operator would know them (`sim.markets`: each
 market's published prices, then the operator's persistence forecast), and the replicas it has.
 The oracle alone is given the `Scenario` itself (perfect foresight), through `plan`.
+
+Demand is *read* as a live autoscaler reads it, every policy alike (`Observation.read_demand`):
+the mean over the metrics' rate window (the operator's `rate_window_seconds`, 120 s: the last
+two minutes), not the last minute exactly. A burst shorter than the window is diluted in the
+reading, as it is in Prometheus's `rate()`; the SLO is still scored minute by minute.
 """
 
 from __future__ import annotations
@@ -16,11 +21,16 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from wattscale.metrics.config import MetricsConfig
 from wattscale.sim.model import ReplicaModel
 from wattscale.sim.scenario import Scenario
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+
+READING_WINDOW_SECONDS = float(MetricsConfig.model_fields["rate_window_seconds"].default)
+"""How long one demand reading averages over: the operator's default rate window."""
+READING_WINDOW_MINUTES = max(1, round(READING_WINDOW_SECONDS / 60.0))
 
 
 @dataclass(frozen=True)
@@ -73,12 +83,17 @@ class Observation:
             return 0.0
         return float(np.mean(past[-minutes:]))
 
+    def read_demand(self) -> float:
+        """Demand as a live autoscaler reads it: the mean over the rate window
+        (``READING_WINDOW_MINUTES``; 0 before the first minute)."""
+        return self.last_demand(READING_WINDOW_MINUTES)
+
     def last_utilisation(self, capacity_tokens_per_s: float) -> float | None:
-        """The last minute's demand over ``capacity_tokens_per_s`` (None before the first
-        minute: nothing has been measured yet, which is not a utilisation of 0)."""
+        """The demand read (:meth:`read_demand`) over ``capacity_tokens_per_s`` (None before
+        the first minute: nothing has been measured yet, which is not a utilisation of 0)."""
         if self.past_demand_tokens_per_s.shape[0] == 0:
             return None
-        return self.last_demand() / capacity_tokens_per_s
+        return self.read_demand() / capacity_tokens_per_s
 
     def price_now(self) -> FloatArray:
         return np.asarray(self.known_prices_usd_mwh[self.hour], dtype=np.float64)

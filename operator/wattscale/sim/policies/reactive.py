@@ -2,9 +2,10 @@
 
 HPA's algorithm: desired = ceil(current x measured / target), skipped when the ratio is within
 the 10 % tolerance; scale-up at once, scale-down only to the highest recommendation of the last
-300 s (HPA's default downscale stabilisation window). Utilisation is the last minute's demand
-over the Ready replicas' capacity, with a target of 70 % of the SLO capacity (a common HPA
-setting for latency-sensitive services; the safe utilisation is 90 %).
+300 s (HPA's default downscale stabilisation window). Utilisation is the demand read over the
+metrics' rate window (`Observation.read_demand`: two minutes, as a Prometheus-adapter metric
+reads) over the Ready replicas' capacity, with a target of 70 % of the SLO capacity (a common
+HPA setting for latency-sensitive services; the safe utilisation is 90 %).
 """
 
 from __future__ import annotations

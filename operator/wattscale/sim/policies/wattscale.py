@@ -4,10 +4,12 @@ Every simulated minute the policy builds the `PlanRequest` the controller builds
 (`wattscale.controller.planning.build_request`, mirrored here without the controller's
 Kubernetes types), from:
 
-- past demand only, through the operator's forecaster (`planner.DEMAND_FORECAST`: damped
-  Holt on 1-minute buckets, started empty at the beginning of the period), asked for its mean
-  over the controller's horizon: one hour, or the cold start plus four intervals if longer, in
-  1-minute steps;
+- past demand only, read as the controller reads it (`Observation.read_demand`: the mean over
+  the metrics' rate window) and handed over as it does: as the measured demand the sizing
+  remembers (its recent peak, ramp and error), and through the operator's forecaster
+  (`planner.DEMAND_FORECAST`: damped Holt on 1-minute buckets, started empty at the beginning
+  of the period), asked for its mean over the controller's horizon: one hour, or the cold start
+  plus four intervals if longer, in 1-minute steps;
 - prices as a live operator knows them at that minute (`sim.markets`: each market's published
   prices, then the last known value carried forward, as the controller and planner do with a
   feed); the current carbon intensity (no carbon forecast);
@@ -28,7 +30,7 @@ energy first) stands in for the published traffic weights, identically for every
 
 `wattscale-zero` is the same policy with `slo.minReplicas: 0` and the API's default
 `scaleToZero.idleSeconds`: it sees what the operator sees then. With a Ready replica, the last
-minute's demand as measured; with none, no demand reading at all (vLLM reports nothing) but the
+rate window's demand as read; with none, no demand reading at all (vLLM reports nothing) but the
 gateway's waiting requests: the requests of the last minute, which found no replica and queue
 there. Those requests wait a cold start: the accounting counts them as missing the SLO.
 """
@@ -55,7 +57,13 @@ from wattscale.planner import (
     plan,
 )
 from wattscale.sim.model import ReplicaModel
-from wattscale.sim.policies.base import FloatArray, IntArray, MinuteReadings, Observation
+from wattscale.sim.policies.base import (
+    READING_WINDOW_SECONDS,
+    FloatArray,
+    IntArray,
+    MinuteReadings,
+    Observation,
+)
 from wattscale.sim.policies.learned import Learned
 from wattscale.sim.pools import PoolModels
 from wattscale.sim.scenario import Scenario
@@ -205,10 +213,15 @@ class WattscalePolicy:
 
     def _measure(self, obs: Observation) -> tuple[float, dict[str, Any]]:
         """The demand measured now (what the forecaster learns from) and what the request
-        says of it beyond the forecast: the last completed minute's demand, exactly. The
-        operator reads a rate window of what was served; ``bench/forecast_gap.py`` hands the
-        planner that instead (its ``read`` row)."""
-        return float(obs.past_demand_tokens_per_s[-1]), {}
+        says of it beyond the forecast, as the controller hands it over: the reading over the
+        rate window (``Observation.read_demand``) as the measured demand, the window as its
+        lag. (What users asked, where the operator reads what was served: a saturated
+        minute's reading is lower there, which its SLO-breach floor lifts back.)"""
+        level = obs.read_demand()
+        return level, {
+            "measured_tokens_per_second": level,
+            "demand_lag_seconds": READING_WINDOW_SECONDS,
+        }
 
     def _forecast(self, obs: Observation, steps: int) -> tuple[float, ...]:
         """The demand the planner is handed for the next ``steps`` minutes: the operator's
@@ -227,7 +240,7 @@ class WattscalePolicy:
         return {
             "scale_to_zero_idle_seconds": self._idle_seconds,
             "waiting_requests": waiting,
-            "measured_tokens_per_second": last,
+            "measured_tokens_per_second": obs.read_demand(),
         }
 
     def _vector(self, regions: tuple[str, ...], mapping: Any) -> IntArray:
