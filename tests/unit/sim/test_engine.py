@@ -10,7 +10,13 @@ import pytest
 from tests.unit.sim.conftest import ScenarioFactory
 from wattscale.planner import PlanRequest
 from wattscale.sim.engine import replay
-from wattscale.sim.policies.base import IntArray, MinuteReadings, Observation
+from wattscale.sim.policies.base import (
+    READING_WINDOW_MINUTES,
+    READING_WINDOW_SECONDS,
+    IntArray,
+    MinuteReadings,
+    Observation,
+)
 from wattscale.sim.policies.wattscale import WattscalePolicy
 from wattscale.sim.run import simulate
 from wattscale.sim.scenario import Scenario
@@ -129,3 +135,49 @@ def test_wattscale_is_told_when_the_last_minute_broke_the_slo(
         flags.append(request.demand_censored)
     assert any(flags), "the surge never broke the SLO: the test shows nothing"
     assert not any(flags[:25]), "censored before the surge"
+
+
+def test_every_policy_reads_demand_over_the_rate_window(
+    scenario_from_arrays: ScenarioFactory,
+) -> None:
+    # A live autoscaler reads a rate() over its window (the operator's 120 s), not the last
+    # minute exactly: a one-minute burst is diluted in the reading, for wattscale and the HPA
+    # alike, and wattscale's planner is handed that reading as the measured demand with the
+    # window as its lag, as the controller hands it (so the sizing remembers what was measured,
+    # not its own forecast).
+    demand = np.r_[np.full(20, 10_000.0), 30_000.0, np.full(19, 10_000.0)]
+    scenario = scenario_from_arrays(demand, np.array([[50.0]]))
+    policy = RequestLog()
+    replay(policy, scenario)
+    assert READING_WINDOW_MINUTES == 2
+    assert READING_WINDOW_SECONDS == 120.0
+    measured = {}
+    for minute, (_, request) in enumerate(policy.shown[1:]):  # [0]: the warm start
+        measured[minute] = request.measured_tokens_per_second
+        if minute > 0:  # minute 0 has nothing to read
+            assert request.demand_lag_seconds == READING_WINDOW_SECONDS
+    # Minute 21 reads minutes 19-20 (10,000 and the 30,000 burst), minute 22 reads 20-21.
+    assert measured[21] == pytest.approx(20_000.0)
+    assert measured[22] == pytest.approx(20_000.0)
+    assert measured[23] == pytest.approx(10_000.0)
+    assert max(v for v in measured.values() if v is not None) == pytest.approx(20_000.0)
+
+    past = np.asarray(demand[:21], dtype=np.float64)
+    obs = Observation(
+        minute=21,
+        now=scenario.start,
+        regions=scenario.regions,
+        home=scenario.home,
+        model=scenario.model,
+        gpu_hour_cost=scenario.gpu_hour_cost,
+        quota=scenario.quota,
+        min_replicas=scenario.min_replicas,
+        ready=np.array([4], dtype=np.int64),
+        loading=np.array([0], dtype=np.int64),
+        past_demand_tokens_per_s=past,
+        known_prices_usd_mwh=scenario.known_prices(21),
+        past_carbon_g_per_kwh=scenario.carbon_g_per_kwh[:1],
+        mean_output_tokens=scenario.load.mean_output_tokens,
+    )
+    assert obs.read_demand() == pytest.approx(20_000.0)
+    assert obs.last_utilisation(40_000.0) == pytest.approx(0.5)  # what the HPA baselines read
