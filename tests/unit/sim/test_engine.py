@@ -162,22 +162,20 @@ def test_every_policy_reads_demand_over_the_rate_window(
     assert measured[23] == pytest.approx(10_000.0)
     assert max(v for v in measured.values() if v is not None) == pytest.approx(20_000.0)
 
-    past = np.asarray(demand[:21], dtype=np.float64)
-    obs = Observation(
-        minute=21,
-        now=scenario.start,
-        regions=scenario.regions,
-        home=scenario.home,
-        model=scenario.model,
-        gpu_hour_cost=scenario.gpu_hour_cost,
-        quota=scenario.quota,
-        min_replicas=scenario.min_replicas,
-        ready=np.array([4], dtype=np.int64),
-        loading=np.array([0], dtype=np.int64),
-        past_demand_tokens_per_s=past,
-        known_prices_usd_mwh=scenario.known_prices(21),
-        past_carbon_g_per_kwh=scenario.carbon_g_per_kwh[:1],
-        mean_output_tokens=scenario.load.mean_output_tokens,
-    )
-    assert obs.read_demand() == pytest.approx(20_000.0)
-    assert obs.last_utilisation(40_000.0) == pytest.approx(0.5)  # what the HPA baselines read
+    reader = Reader()
+    replay(reader, scenario)
+    assert reader.read[21] == (pytest.approx(20_000.0), pytest.approx(0.5))  # what the HPA reads
+    assert reader.read[23] == (pytest.approx(10_000.0), pytest.approx(0.25))
+
+
+class Reader(Spy):
+    """Holds one replica and records, per minute, the demand read and the HPA's utilisation of
+    a 40,000 tok/s fleet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read: dict[int, tuple[float, float | None]] = {}
+
+    def decide(self, obs: Observation) -> IntArray:
+        self.read[obs.minute] = (obs.read_demand(), obs.last_utilisation(40_000.0))
+        return super().decide(obs)
