@@ -88,7 +88,7 @@ BAND_Z = 1.0
 """The noise band a scale-down leaves above the need, in standard deviations of one reading:
 noise of one sigma does not undo a scale-down. On the replays one sigma costs 0.7-1.2 % more
 than no band, with 9-26 % fewer cold starts; two sigma (the rise threshold's) 1.4-3.2 %, for
-no SLO gain (docs/simulator.md)."""
+no SLO gain (docs/simulator-history.md)."""
 ERROR_Z = 2.0
 """Standard deviations of the measured peak error the headroom covers (~98 % one-sided)."""
 RAMP_POINTS = 3
