@@ -36,7 +36,12 @@ from wattscale.sim.run import (
     parse_policies,
     simulate,
 )
-from wattscale.sim.scenario import Scenario, build_scenario
+from wattscale.sim.scenario import (
+    MAX_READING_WINDOW_SECONDS,
+    READING_WINDOW_SECONDS,
+    Scenario,
+    build_scenario,
+)
 from wattscale.sim.series import DEFAULT_MAX_GAP_HOURS
 
 MAX_GAP_HOURS = 168
@@ -151,6 +156,13 @@ def _fleet_options(p: argparse._ArgumentGroup) -> None:
         "--cold-start-seconds", type=int, default=300, help="model load time (default 300)"
     )
     p.add_argument("--quota-per-region", type=int, help="max replicas per region (2 x peak)")
+    p.add_argument(
+        "--reading-window-seconds",
+        type=int,
+        default=READING_WINDOW_SECONDS,
+        help="what every autoscaler's demand reading averages over, in whole minutes: the "
+        "operator's metrics rate_window_seconds (default %(default)s)",
+    )
     p.add_argument(
         "--capacity-hint-factor",
         type=float,
@@ -362,6 +374,12 @@ def _checked_scenario(args: argparse.Namespace) -> Scenario:
     idle = args.idle_below_percent
     if not (math.isfinite(idle) and 0 <= idle < 100):
         raise SimulateUsageError(f"--idle-below-percent must be in [0, 100) (got {idle:g})")
+    window = args.reading_window_seconds
+    if window % 60 or not 60 <= window <= MAX_READING_WINDOW_SECONDS:
+        raise SimulateUsageError(
+            "--reading-window-seconds must be whole minutes between 60 and "
+            f"{MAX_READING_WINDOW_SECONDS} (got {window})"
+        )
     offset = args.trace_tz_offset_hours
     if offset is None:
         offset = REGION_UTC_OFFSET_HOURS.get(home, 0.0)
@@ -476,6 +494,7 @@ def _scenario(
         price_markets=load_table(args.price_markets),
         burstiness=not args.smooth_rates,
         idle_below_percent=args.idle_below_percent,
+        reading_window_seconds=args.reading_window_seconds,
     )
 
 

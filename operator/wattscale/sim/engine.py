@@ -65,6 +65,7 @@ def replay(policy: Policy, scenario: Scenario, progress: Progress | None = None)
             past_carbon_g_per_kwh=carbon[: t // 60 + 1],
             mean_output_tokens=scenario.load.mean_output_tokens,
             readings=readings,
+            reading_window_minutes=scenario.reading_window_minutes,
         )
         want = _check(policy.decide(obs), scenario, policy.name)
         have = ready + loading

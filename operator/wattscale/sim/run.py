@@ -133,6 +133,7 @@ class SimulationResult:
                 "cold_start_seconds": sc.model.cold_start_s,
                 "ttft_slo_ms": sc.model.ttft_slo_ms,
                 "tpot_slo_ms": sc.model.tpot_slo_ms,
+                "reading_window_seconds": sc.reading_window_seconds,
                 "price_column": "price_usd_mwh (fixed FX, see the data README)",
                 "price_markets": {
                     r.region: {

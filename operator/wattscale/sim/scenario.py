@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from wattscale.metrics.config import MetricsConfig
 from wattscale.sim.errors import OutsideDataError, SimInputError
 from wattscale.sim.load import Load, build_load, burstiness_factors, read_trace
 from wattscale.sim.markets import MarketRule, PriceKnowledge, load_table, rules_for
@@ -32,6 +33,10 @@ MAX_DAYS = 731
 MAX_PEAK_REPLICAS = 10_000  # the CRD's maxReplicas bound
 MAX_GPU_HOUR_COST = 1_000.0
 MAX_COLD_START_SECONDS = 3_600  # the CRD's coldStartSeconds bound
+READING_WINDOW_SECONDS = int(MetricsConfig.model_fields["rate_window_seconds"].default)
+"""How long one demand reading averages over (`Observation.read_demand`): the operator's
+default rate window, 120 s."""
+MAX_READING_WINDOW_SECONDS = 3_600
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,12 @@ class Scenario:
     # With variants (`sim.variants`): each column is a variant in a region, with its own model
     # and GPU price; None: one column per region, `model` and `gpu_hour_cost` for all.
     pools: PoolModels | None = None
+    # What a live autoscaler's demand reading averages over (whole minutes of the replay).
+    reading_window_seconds: int = READING_WINDOW_SECONDS
+
+    @property
+    def reading_window_minutes(self) -> int:
+        return max(1, self.reading_window_seconds // MINUTES_PER_HOUR)
 
     def gpu_hour_cost_per_column(self) -> float | FloatArray:
         """USD per replica-hour, per column (a scalar without variants)."""
@@ -227,11 +238,13 @@ def build_scenario(
     price_markets: dict[str, MarketRule] | None = None,
     burstiness: bool = True,
     idle_below_percent: float = 0.0,
+    reading_window_seconds: int = READING_WINDOW_SECONDS,
 ) -> Scenario:
     """Read the files and build a scenario; every problem is a `SimInputError`.
 
     `price_markets`: how each region's prices are published (default: the shipped table,
     `sim.markets.load_table`); regions it does not list are real-time.
+    `reading_window_seconds`: what every autoscaler's demand reading averages over.
     """
     model = model or ReplicaModel()
     _check_regions(regions, home_region)
@@ -290,6 +303,7 @@ def build_scenario(
         warnings=tuple(warnings),
         markets=markets,
         price_lead_usd_mwh=lead,
+        reading_window_seconds=reading_window_seconds,
     )
 
 

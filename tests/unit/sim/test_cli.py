@@ -168,6 +168,7 @@ def test_objective_and_carbon_price_are_replayable(
     assert doc["policies"]["wattscale"]["carbon_price_per_tonne"] == 80.0
     assert doc["policies"]["static"]["objective"] == ""
     assert doc["scenario"]["price_markets"]["A"]["kind"] == "real-time"
+    assert doc["scenario"]["reading_window_seconds"] == 120
 
 
 @pytest.mark.parametrize("value", ["100", "-1", "nan"])
@@ -175,6 +176,17 @@ def test_idle_below_percent_out_of_range(
     data_dir: Path, capsys: pytest.CaptureFixture[str], value: str
 ) -> None:
     _fails(capsys, [*_args(data_dir), "--idle-below-percent", value], "--idle-below-percent")
+
+
+@pytest.mark.parametrize("value", ["90", "0", "7200"])
+def test_reading_window_is_whole_minutes_within_an_hour(
+    data_dir: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    _fails(
+        capsys,
+        [*_args(data_dir), "--reading-window-seconds", value],
+        "--reading-window-seconds must be whole minutes between 60 and 3600",
+    )
 
 
 def test_idle_seconds_below_the_apis_minimum(

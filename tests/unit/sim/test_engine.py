@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -10,16 +11,10 @@ import pytest
 from tests.unit.sim.conftest import ScenarioFactory
 from wattscale.planner import PlanRequest
 from wattscale.sim.engine import replay
-from wattscale.sim.policies.base import (
-    READING_WINDOW_MINUTES,
-    READING_WINDOW_SECONDS,
-    IntArray,
-    MinuteReadings,
-    Observation,
-)
+from wattscale.sim.policies.base import IntArray, MinuteReadings, Observation
 from wattscale.sim.policies.wattscale import WattscalePolicy
 from wattscale.sim.run import simulate
-from wattscale.sim.scenario import Scenario
+from wattscale.sim.scenario import READING_WINDOW_SECONDS, Scenario
 
 pytestmark = pytest.mark.unit
 
@@ -149,8 +144,7 @@ def test_every_policy_reads_demand_over_the_rate_window(
     scenario = scenario_from_arrays(demand, np.array([[50.0]]))
     policy = RequestLog()
     replay(policy, scenario)
-    assert READING_WINDOW_MINUTES == 2
-    assert READING_WINDOW_SECONDS == 120.0
+    assert READING_WINDOW_SECONDS == 120
     measured = {}
     for minute, (_, request) in enumerate(policy.shown[1:]):  # [0]: the warm start
         measured[minute] = request.measured_tokens_per_second
@@ -179,3 +173,18 @@ class Reader(Spy):
     def decide(self, obs: Observation) -> IntArray:
         self.read[obs.minute] = (obs.read_demand(), obs.last_utilisation(40_000.0))
         return super().decide(obs)
+
+
+def test_the_reading_window_is_the_scenarios(scenario_from_arrays: ScenarioFactory) -> None:
+    # An operator configured with a 60-s rate window (scrapes every 15 s) reads the last minute:
+    # the replay reads what the scenario says, and wattscale is told that lag.
+    demand = np.r_[np.full(20, 10_000.0), 30_000.0, np.full(19, 10_000.0)]
+    scenario = replace(scenario_from_arrays(demand, np.array([[50.0]])), reading_window_seconds=60)
+    policy = RequestLog()
+    replay(policy, scenario)
+    _, request = policy.shown[1 + 21]  # [0]: the warm start; then minute 0, 1, ...
+    assert request.measured_tokens_per_second == pytest.approx(30_000.0)
+    assert request.demand_lag_seconds == 60.0
+    reader = Reader()
+    replay(reader, scenario)
+    assert reader.read[21] == (pytest.approx(30_000.0), pytest.approx(0.75))

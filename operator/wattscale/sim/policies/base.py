@@ -7,9 +7,10 @@ market's published prices, then the operator's persistence forecast), and the re
 The oracle alone is given the `Scenario` itself (perfect foresight), through `plan`.
 
 Demand is *read* as a live autoscaler reads it, every policy alike (`Observation.read_demand`):
-the mean over the metrics' rate window (the operator's `rate_window_seconds`, 120 s: the last
-two minutes), not the last minute exactly. A burst shorter than the window is diluted in the
-reading, as it is in Prometheus's `rate()`; the SLO is still scored minute by minute.
+the mean over the metrics' rate window (`Scenario.reading_window_seconds`: by default the
+operator's `rate_window_seconds`, 120 s, the last two minutes), not the last minute exactly.
+A burst shorter than the window is diluted in the reading, as it is in Prometheus's `rate()`;
+the SLO is still scored minute by minute.
 """
 
 from __future__ import annotations
@@ -21,16 +22,11 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from wattscale.metrics.config import MetricsConfig
 from wattscale.sim.model import ReplicaModel
-from wattscale.sim.scenario import Scenario
+from wattscale.sim.scenario import READING_WINDOW_SECONDS, Scenario
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-
-READING_WINDOW_SECONDS = float(MetricsConfig.model_fields["rate_window_seconds"].default)
-"""How long one demand reading averages over: the operator's default rate window."""
-READING_WINDOW_MINUTES = max(1, round(READING_WINDOW_SECONDS / 60.0))
 
 
 @dataclass(frozen=True)
@@ -67,6 +63,7 @@ class Observation:
     past_carbon_g_per_kwh: FloatArray  # (current hour + 1, regions); NaN where unknown
     mean_output_tokens: float
     readings: MinuteReadings | None = None  # the previous minute's (None at minute 0)
+    reading_window_minutes: int = READING_WINDOW_SECONDS // 60  # what `read_demand` averages
 
     @property
     def allocated(self) -> IntArray:
@@ -85,8 +82,8 @@ class Observation:
 
     def read_demand(self) -> float:
         """Demand as a live autoscaler reads it: the mean over the rate window
-        (``READING_WINDOW_MINUTES``; 0 before the first minute)."""
-        return self.last_demand(READING_WINDOW_MINUTES)
+        (``reading_window_minutes``; 0 before the first minute)."""
+        return self.last_demand(self.reading_window_minutes)
 
     def last_utilisation(self, capacity_tokens_per_s: float) -> float | None:
         """The demand read (:meth:`read_demand`) over ``capacity_tokens_per_s`` (None before

@@ -57,13 +57,7 @@ from wattscale.planner import (
     plan,
 )
 from wattscale.sim.model import ReplicaModel
-from wattscale.sim.policies.base import (
-    READING_WINDOW_SECONDS,
-    FloatArray,
-    IntArray,
-    MinuteReadings,
-    Observation,
-)
+from wattscale.sim.policies.base import FloatArray, IntArray, MinuteReadings, Observation
 from wattscale.sim.policies.learned import Learned
 from wattscale.sim.pools import PoolModels
 from wattscale.sim.scenario import Scenario
@@ -220,7 +214,7 @@ class WattscalePolicy:
         level = obs.read_demand()
         return level, {
             "measured_tokens_per_second": level,
-            "demand_lag_seconds": READING_WINDOW_SECONDS,
+            "demand_lag_seconds": obs.reading_window_minutes * STEP_SECONDS,
         }
 
     def _forecast(self, obs: Observation, steps: int) -> tuple[float, ...]:
