@@ -25,17 +25,17 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from savings import data_dir  # bench/savings.py: the same ../shared/data, WATTSCALE_DATA_DIR
+
 from wattscale.cli_simulate import _checked_scenario, configure_parser
-from wattscale.sim.policies.base import Policy
 from wattscale.sim.policies.wattscale import WattscalePolicy
 from wattscale.sim.run import simulate
 
-REPO = Path(__file__).resolve().parents[1]
 US = "US-CAL-CISO,US-TEX-ERCO,US-MIDA-PJM"
 SCENARIOS: dict[str, tuple[str, ...]] = {
     "default": (),
@@ -53,11 +53,6 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
 """Per scenario: trace file, regions, start, days[, GPU USD per hour] (empty: the default)."""
 
 
-def data_dir() -> Path:
-    env = os.environ.get("WATTSCALE_DATA_DIR")
-    return Path(env) if env else REPO.parent / "shared" / "data"
-
-
 def simulate_args(name: str) -> list[str]:
     """The ``wattscale simulate`` options of a held-out scenario."""
     spec = SCENARIOS[name]
@@ -71,15 +66,11 @@ def simulate_args(name: str) -> list[str]:
     return args + (["--gpu-hour-cost", cost[0]] if cost else [])
 
 
-def _factory(hint: float) -> Callable[[], Policy]:
-    return lambda: WattscalePolicy(capacity_hint_factor=hint)
-
-
 def run(name: str, hints: tuple[float, ...]) -> dict[str, Any]:
     parser = argparse.ArgumentParser()
     configure_parser(parser)
     scenario = _checked_scenario(parser.parse_args(simulate_args(name)))
-    factories = {f"ws{h:g}": _factory(h) for h in hints}
+    factories = {f"ws{h:g}": partial(WattscalePolicy, capacity_hint_factor=h) for h in hints}
     result = simulate(scenario, [*factories, "reactive", "oracle"], factories=factories)
     doc = result.to_json()
     return {"scenario": name, "policies": doc["policies"]}

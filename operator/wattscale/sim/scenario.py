@@ -68,7 +68,7 @@ class Scenario:
 
     @property
     def reading_window_minutes(self) -> int:
-        return max(1, self.reading_window_seconds // MINUTES_PER_HOUR)
+        return max(1, self.reading_window_seconds // 60)
 
     def gpu_hour_cost_per_column(self) -> float | FloatArray:
         """USD per replica-hour, per column (a scalar without variants)."""
