@@ -109,6 +109,8 @@ class Forecaster:
     open_bucket: int | None = None  # bucket being accumulated
     open_sum: float = 0.0
     open_count: int = 0
+    open_newest: float = 0.0
+    """The newest observation in the open bucket (its mean lags a ramp within it)."""
     last_value: float = 0.0
 
     @property
@@ -183,13 +185,27 @@ def observe(f: Forecaster, t_seconds: float, value: float) -> Forecaster:
         return f
     b = math.floor(t_seconds / f.config.step_seconds)
     if f.open_bucket is None:
-        return replace(f, open_bucket=b, open_sum=value, open_count=1)
+        return replace(f, open_bucket=b, open_sum=value, open_count=1, open_newest=value)
     if b < f.open_bucket:
         return f
     if b == f.open_bucket:
-        return replace(f, open_sum=f.open_sum + value, open_count=f.open_count + 1)
-    done = _apply(f, f.open_bucket, f.open_sum / f.open_count)
-    return replace(done, open_bucket=b, open_sum=value, open_count=1)
+        return replace(
+            f, open_sum=f.open_sum + value, open_count=f.open_count + 1, open_newest=value
+        )
+    done = _apply(f, f.open_bucket, _open_value(f))
+    return replace(done, open_bucket=b, open_sum=value, open_count=1, open_newest=value)
+
+
+def _open_value(f: Forecaster) -> float:
+    """What the open bucket counts as when it is applied: its mean; for the very first bucket
+    of a forecaster with no history, its newest observation. A new deployment's first minute
+    usually climbs from nothing (the operator reads every pass, several to a bucket): the
+    climb's mean is a level it has already left, and starting there made the first bucket's
+    forecast plan below what was measured, then read the climb as an error of the second
+    and widen the band (a scale-down, then a scale-up, in the operator's first minutes)."""
+    if f.updates == 0:
+        return f.open_newest
+    return f.open_sum / f.open_count
 
 
 def _initial_season(cfg: ForecastConfig, buckets: Sequence[tuple[int, float]]) -> tuple[float, ...]:
@@ -222,12 +238,14 @@ def warm_start(points: Iterable[tuple[float, float]], config: ForecastConfig) ->
     """
     sums: dict[int, float] = {}
     counts: dict[int, int] = {}
+    newest = (-math.inf, 0.0)
     for t, v in points:
         if not (math.isfinite(t) and math.isfinite(v)):
             continue
         b = math.floor(t / config.step_seconds)
         sums[b] = sums.get(b, 0.0) + v
         counts[b] = counts.get(b, 0) + 1
+        newest = max(newest, (t, v))
     buckets = [(b, sums[b] / counts[b]) for b in sorted(sums)]
     f = Forecaster(config=config, season=_initial_season(config, buckets))
     if not buckets:
@@ -237,7 +255,11 @@ def warm_start(points: Iterable[tuple[float, float]], config: ForecastConfig) ->
     b_last, v_last = buckets[-1]
     # The newest bucket stays open: more observations for it may still come.
     return replace(
-        f, open_bucket=b_last, open_sum=v_last * counts[b_last], open_count=counts[b_last]
+        f,
+        open_bucket=b_last,
+        open_sum=v_last * counts[b_last],
+        open_count=counts[b_last],
+        open_newest=newest[1],
     )
 
 
@@ -251,7 +273,7 @@ def forecast(f: Forecaster, steps: int, k_sigma: float = 0.0) -> tuple[float, ..
     if steps <= 0:
         return ()
     if f.open_count and f.open_bucket is not None:
-        f = _apply(f, f.open_bucket, f.open_sum / f.open_count)
+        f = _apply(f, f.open_bucket, _open_value(f))
     if not f.ready:
         return tuple([0.0] * steps)
     m = cfg.season_steps
@@ -276,13 +298,15 @@ def forecast(f: Forecaster, steps: int, k_sigma: float = 0.0) -> tuple[float, ..
 def horizon(f: Forecaster, steps: int, k_sigma: float = 0.0) -> tuple[float, ...]:
     """What the planner wants: index 0 = now, then the next ``steps - 1`` buckets.
 
-    Index 0 is the load seen in the current bucket (its mean so far), raised to the next
-    bucket's forecast if that is higher; a surge is never planned below.
+    Index 0 is the load seen now (the newest observation), raised to the next bucket's
+    forecast if that is higher; a surge is never planned below. (Not the current bucket's
+    mean so far: the operator observes every pass, several to a bucket, and the mean lags a
+    climb within the bucket; the replay observes once a bucket, where the two agree.)
     """
     if steps <= 0:
         return ()
     fc = forecast(f, steps, k_sigma)
-    now = f.open_sum / f.open_count if f.open_count else fc[0]
+    now = f.open_newest if f.open_count else fc[0]
     return (max(now, fc[0]), *fc[: steps - 1])
 
 

@@ -145,6 +145,21 @@ def test_upper_quantile_is_above_mean_and_horizon_covers_now() -> None:
     assert horizon(surged, 3)[0] >= 1000.0
 
 
+def test_a_first_minute_that_climbs_is_planned_from_its_newest_reading() -> None:
+    """The operator reads every pass (here every 2 s: 30 readings to a one-minute bucket). A
+    new deployment's first minute climbs from 1,000 to 8,250 tok/s, then stays there. The
+    horizon starts at what is read now, not at the climb's mean (4,625: planned on, it let the
+    fleet shrink below the load), and the next minute at the same level is no error, so the
+    band stays shut (the climb read as an error widened it to 1.8x: a scale-up right after)."""
+    f = warm_start([], ForecastConfig())
+    for i in range(30):
+        f = observe(f, 2.0 * i, 1000.0 + 250.0 * i)
+    assert horizon(f, 3, k_sigma=1.0)[0] == pytest.approx(8250.0)
+    for i in range(30, 60):
+        f = observe(f, 2.0 * i, 8250.0)
+    assert horizon(f, 3, k_sigma=1.0) == pytest.approx((8250.0,) * 3)
+
+
 def test_one_early_surge_does_not_inflate_the_upper_quantile_beyond_the_cap() -> None:
     """A new deployment's first minute sees a trickle (10 tok/s while the first replica warms
     up), then 1,500, 12,000 and 4,000 tok/s. Counted as noise, the first jump alone would put
