@@ -34,6 +34,7 @@ from wattscale.metrics import (
 )
 from wattscale.metrics.capacity import CapacityLearnerConfig, latency_backlog_seconds
 from wattscale.metrics.capacity_schedule import EstimateSchedule
+from wattscale.metrics.config import VLLM_TPOT_BUCKETS_SECONDS, VLLM_TTFT_BUCKETS_SECONDS
 from wattscale.planner import DEMAND_FORECAST, PlannerState
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,10 @@ the readings' noise) is seeded with this many passes of Prometheus history at th
 what the noise estimate reads (``NOISE_POINTS`` readings a rate window apart: 48 passes at
 most), and the whole protection window (cold start + 2 intervals) of a cold start up to 58
 intervals long."""
-LEARNER_CONFIG = CapacityLearnerConfig()
+LEARNER_CONFIG = CapacityLearnerConfig(
+    ttft_buckets_seconds=VLLM_TTFT_BUCKETS_SECONDS, tpot_buckets_seconds=VLLM_TPOT_BUCKETS_SECONDS
+)
+"""The learner's settings: its defaults, reading p95s taken from vLLM's histograms."""
 BACKLOG_MAX_WINDOWS = LEARNER_CONFIG.transient_backlog_max_windows
 """How many rate windows before its own a latency reading may describe (the learner's cap)."""
 QUEUE_DRAIN_RATIO = 0.9
@@ -142,9 +146,8 @@ class Memories:
         slo = LatencySlo(spec.slo.ttftP95Ms / 1000.0, spec.slo.tpotP95Ms / 1000.0)
         hint = spec.primary_variant().capacity_hint
         if mem is None:
-            mem = Memory(
-                warm_start([], DEMAND_FORECAST), CapacityLearner(slo, float(hint) if hint else None)
-            )
+            learner = CapacityLearner(slo, float(hint) if hint else None, LEARNER_CONFIG)
+            mem = Memory(warm_start([], DEMAND_FORECAST), learner)
             self._by_key[key] = mem
         else:  # the SLO or hint may have changed: the learner keeps its windows
             mem.learner.slo = slo
@@ -339,7 +342,7 @@ def _variant_learner(mem: Memory, spec: InferenceDeploymentSpec, name: str) -> C
     hint = hints.get(name)
     learner = mem.variant_learners.get(name)
     if learner is None:
-        learner = CapacityLearner(mem.learner.slo, float(hint) if hint else None)
+        learner = CapacityLearner(mem.learner.slo, float(hint) if hint else None, LEARNER_CONFIG)
         mem.variant_learners[name] = learner
         mem.variant_estimates[name] = EstimateSchedule()
     learner.slo = mem.learner.slo

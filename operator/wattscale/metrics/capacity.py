@@ -193,6 +193,12 @@ class CapacityLearnerConfig:
     grid_points: int = 400
     lower_quantile: float = 0.1
     upper_quantile: float = 0.9
+    ttft_buckets_seconds: tuple[float, ...] | None = None
+    tpot_buckets_seconds: tuple[float, ...] | None = None
+    """The bounds of the histogram buckets the windows' p95s were interpolated in
+    (``histogram_quantile`` over vLLM's histograms): such a p95 says only that the true one
+    lies in its bucket, so the curve fit counts no error for a curve that passes anywhere in
+    it. None: the p95s are exact (the replay's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,16 +416,23 @@ def _window_of(obs: CapacityObservation, cfg: CapacityLearnerConfig) -> float:
 
 
 def _curve_profile_loglik(
-    grid: FloatArray, logx: FloatArray, logr: FloatArray, w: FloatArray, noise_log: float
+    grid: FloatArray,
+    logx: FloatArray,
+    logr: tuple[FloatArray, FloatArray],
+    w: FloatArray,
+    noise_log: float,
 ) -> FloatArray:
     """Profile log-likelihood over log c of the curve ``r = a / (1 - (1 - a) x / c)``.
 
-    Residuals in log r get a Student-t (nu=4) loss, so outlying windows count little. Returns
-    an array like ``grid``, maximised over ``a`` for each ``c``.
+    ``logr`` is each window's log r as an interval (low, high): equal ends for an exact p95,
+    the bucket's ends for one read from a histogram. Residuals (how far the curve passes
+    outside the interval) get a Student-t (nu=4) loss, so outlying windows count little.
+    Returns an array like ``grid``, maximised over ``a`` for each ``c``.
     """
+    low, high = logr
     if len(logx) > 200:
         idx = np.linspace(0, len(logx) - 1, 200).astype(int)
-        logx, logr, w = logx[idx], logr[idx], w[idx]
+        logx, low, high, w = logx[idx], low[idx], high[idx], w[idx]
     # Geometric in a: a flat part (TTFT under long prompts) must find an ``a`` near its own
     # level, or the fit bends the curve up to reach it and reports a boundary that is not there.
     a_values = np.geomspace(0.005, 0.95, 32)
@@ -434,7 +447,7 @@ def _curve_profile_loglik(
     pred[saturated] = math.log(1e3)
     # Student-t (nu = 4) loss of the residuals in log r, summed with the windows' weights.
     nu = 4.0
-    pred -= logr[None, None, :]
+    pred -= np.clip(pred, low[None, None, :], high[None, None, :])
     pred *= pred
     pred *= 1.0 / (noise_log * noise_log * nu)
     np.log1p(pred, out=pred)
@@ -448,6 +461,7 @@ def _curve_term(
     part_logr: list[FloatArray],
     w: FloatArray,
     cfg: CapacityLearnerConfig,
+    part_bounds: list[tuple[FloatArray, FloatArray]] | None = None,
 ) -> FloatArray | None:
     """The curve term over ``grid`` (log c50), weighted, or None when no part has enough
     windows below saturation (``curve_max_ratio``).
@@ -458,15 +472,18 @@ def _curve_term(
     different curves: a long prompt's prefill holds TTFT's ratio high and flat at low load
     while TPOT climbs to its boundary, and one curve through their maximum reads that flat
     start as a boundary far away. The SLO breaks at the nearer boundary, c50 = min(c_ttft,
-    c_tpot): the profile of one at c50 plus the best of the other at or beyond it."""
+    c_tpot): the profile of one at c50 plus the best of the other at or beyond it.
+    ``part_bounds``: each part's log r as (low, high) intervals (None: exact, ``part_logr``)."""
     if cfg.curve_weight <= 0:
         return None
+    bounds = part_bounds or [(logr, logr) for logr in part_logr]
     profiles = []
-    for logr in part_logr:
+    for logr, (low, high) in zip(part_logr, bounds, strict=True):
         fit = np.isfinite(logr) & (logr <= math.log(cfg.curve_max_ratio))
         if int(fit.sum()) >= cfg.min_fit_points:
+            interval = (low[fit], high[fit])
             profiles.append(
-                _curve_profile_loglik(grid, logx[fit], logr[fit], w[fit], cfg.latency_noise_log)
+                _curve_profile_loglik(grid, logx[fit], interval, w[fit], cfg.latency_noise_log)
             )
     if not profiles:
         return None
@@ -497,12 +514,17 @@ def estimate_capacity(
 
     logx = np.log(np.array(used.x, dtype=np.float64))
     part_logr = [_log_part(used.parts, i) for i in range(2)]
+    targets = (slo.ttft_p95_seconds, slo.tpot_p95_seconds)
+    buckets = (cfg.ttft_buckets_seconds, cfg.tpot_buckets_seconds)
+    part_bounds = [_bucket_bounds(part_logr[i], targets[i], buckets[i]) for i in range(2)]
     logr = np.fmax(*part_logr)  # the SLO ratio: the larger part (a used window has one)
     w = _window_weights(used.t, now_seconds, cfg)
     lo_grid = min(prior_mu - 4 * prior_sigma, float(logx.min())) - 1.0
     hi_grid = max(prior_mu + 4 * prior_sigma, float(logx.max())) + 1.0
     grid = np.linspace(lo_grid, hi_grid, cfg.grid_points)  # log of the target capacity
-    logpost, curve_c = _log_posterior(grid, prior_mu, prior_sigma, logx, logr, w, cfg, part_logr)
+    logpost, curve_c = _log_posterior(
+        grid, prior_mu, prior_sigma, logx, logr, w, cfg, part_logr, part_bounds
+    )
 
     post = np.exp(logpost - logpost.max())
     post /= post.sum()
@@ -559,6 +581,26 @@ def exploration_ceiling(
         1.0 + cfg.exploration_step_max,
     )
     return max(math.exp(prior_mu), float((np.exp(logx[met]) * step).max()))
+
+
+def _bucket_bounds(
+    logr: FloatArray, target_seconds: float | None, buckets: tuple[float, ...] | None
+) -> tuple[FloatArray, FloatArray]:
+    """Each log ratio as the (low, high) log ratios of the histogram bucket its p95 fell in:
+    ``histogram_quantile`` interpolates within a bucket, so the true p95 lies anywhere in it.
+    Exact (both ends the ratio) without buckets, for NaN, and past the last finite bound."""
+    if not buckets or not target_seconds or target_seconds <= 0:
+        return logr, logr
+    bounds = np.array(sorted(buckets), dtype=np.float64)
+    seconds = np.exp(logr) * target_seconds
+    i = np.searchsorted(bounds, np.nan_to_num(seconds, nan=0.0), side="left")
+    inside = np.isfinite(logr) & (i < bounds.size)
+    top = bounds[np.minimum(i, bounds.size - 1)]
+    bottom = np.where(i > 0, bounds[np.maximum(i - 1, 0)], 0.0)
+    with np.errstate(divide="ignore"):
+        low = np.where(inside, np.log(bottom / target_seconds), logr)
+    high = np.where(inside, np.log(top / target_seconds), logr)
+    return low, high
 
 
 def _log_part(parts: list[tuple[float | None, float | None]], index: int) -> FloatArray:
@@ -664,11 +706,12 @@ def _log_posterior(
     w: FloatArray,
     cfg: CapacityLearnerConfig,
     part_logr: list[FloatArray],
+    part_bounds: list[tuple[FloatArray, FloatArray]] | None = None,
 ) -> tuple[FloatArray, float | None]:
     """The log posterior of the capacity over ``grid`` (log tokens/s), and the curve fit's
     own capacity (None when too few windows lie below saturation). ``logr`` is each window's
     log SLO ratio (the votes), ``part_logr`` its log TTFT and log TPOT ratio (NaN where absent;
-    the curve term).
+    the curve term), ``part_bounds`` those as histogram-bucket intervals (None: exact).
 
     The capacity reported is the load at which a window violates the SLO with probability
     ``window_violation_target``. Windows vote through P(violate | x) = logistic((log x -
@@ -683,7 +726,7 @@ def _log_posterior(
 
     curve_c: float | None = None
     curve_grid = np.linspace(float(grid[0]) - shift_max, float(grid[-1]) + shift_max, 160)
-    curve_ll = _curve_term(curve_grid, logx, part_logr, w, cfg)
+    curve_ll = _curve_term(curve_grid, logx, part_logr, w, cfg, part_bounds)
     if curve_ll is not None:
         curve_c = float(math.exp(curve_grid[int(np.argmax(curve_ll))]))
 

@@ -25,6 +25,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 _PROM_LABEL = r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 
 
+VLLM_TTFT_BUCKETS_SECONDS = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+)  # fmt: skip
+VLLM_TPOT_BUCKETS_SECONDS = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    20.0, 40.0, 80.0,
+)  # fmt: skip
+"""The bucket bounds of vLLM's TTFT and time-per-output-token histograms (vLLM V1,
+``vllm/v1/metrics/loggers.py``; older versions stop earlier with the same bounds): the p95s the
+reader takes with ``histogram_quantile`` are interpolated within them."""
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -29,6 +29,7 @@ from tests.fakes.vllm_emulator import (
     Emulator,
     measure_capacity,
 )
+from wattscale.controller.memory import LEARNER_CONFIG
 from wattscale.metrics import (
     CapacityEstimate,
     CapacityLearner,
@@ -67,7 +68,7 @@ def autoscaled_step(
 ) -> Run:
     """The operator's loop around one deployment in virtual time."""
     emu = Emulator(ConstantLoad(low), replicas=1, seed=seed)
-    learner = CapacityLearner(SLO, hint)
+    learner = CapacityLearner(SLO, hint, LEARNER_CONFIG)
     meter = RateWindowMeter(emu, WINDOW_SECONDS)
     scaler = ColdStartAutoscaler(emu, READY_SECONDS, SCALE_DOWN_AFTER_SECONDS)
     replicas: list[int] = []
@@ -105,6 +106,32 @@ def test_step_load_with_autoscaling_learns_the_true_capacity(true_capacity: floa
     ), "no violating window at moderate load: the scenario lost its backlog"
     # Enough replicas for 9,000 tok/s at the true capacity, not twice that.
     assert run.replicas[-1] <= math.ceil(9000 * 1.2 / (0.8 * true_capacity)), run.replicas
+
+
+def test_loads_below_the_boundary_read_through_vllms_histograms_teach_no_boundary_there(
+    true_capacity: float,
+) -> None:
+    """A replica loaded at 20-45 % of its capacity for two minutes, windows read through
+    vLLM's histogram buckets. TPOT's interpolated p95 climbs steeply there (0.019 s at 600
+    tok/s, 0.035 at 1,200) and then flattens under the bucket edge at 0.05 (0.048 at the
+    capacity, where the exact p95 is 0.037): fitted as exact, that early climb extrapolates to
+    a boundary at about half the truth, with no window near it, and nothing corrects an
+    estimate the planner then keeps the load below (the e2e outage test learned 2,500 ->
+    1,543 tok/s, no violation seen, and started two replicas it did not need). Read as the
+    bucket it is (the operator's learner), the climb says nothing the hint did not."""
+    emu = Emulator(ConstantLoad(0.2 * true_capacity), replicas=1, seed=5)
+    meter = RateWindowMeter(emu, WINDOW_SECONDS)
+    windows = []
+    for step in range(60):
+        emu.set_load(ConstantLoad((0.2 + 0.25 * step / 59) * true_capacity))
+        for _ in range(round(LOOP_SECONDS / DT_SECONDS)):
+            emu.advance(DT_SECONDS)
+        windows.append(meter.window())
+    read_as_buckets = estimate_capacity(windows, SLO, true_capacity, LEARNER_CONFIG)
+    read_as_exact = estimate_capacity(windows, SLO, true_capacity)
+    assert read_as_buckets.violations_seen == 0
+    assert read_as_buckets.tokens_per_second_per_replica >= 0.9 * true_capacity
+    assert read_as_exact.tokens_per_second_per_replica < 0.75 * true_capacity  # the mechanism
 
 
 def test_a_hint_twice_the_truth_is_still_corrected_downwards(true_capacity: float) -> None:
