@@ -55,14 +55,16 @@ class ReactivePolicy:
 
     name = "reactive"
 
-    def __init__(self) -> None:
-        self._hpa = HpaScaler()
+    def __init__(self, target: float = TARGET_UTILISATION) -> None:
+        """``target``: the HPA's target utilisation (the default is the baseline's; others are
+        for studies of its cost against its SLO, ``bench/frontier.py``)."""
+        self._hpa = HpaScaler(target)
 
     def initial(self, scenario: Scenario) -> IntArray:
         first = float(scenario.load.output_tokens_per_s[0])
         n = max(
             scenario.min_replicas,
-            math.ceil(first / (scenario.model.capacity_tokens_per_s * TARGET_UTILISATION)),
+            math.ceil(first / (scenario.model.capacity_tokens_per_s * self._hpa.target)),
         )
         return home_only(len(scenario.regions), scenario.home, n)
 
