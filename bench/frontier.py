@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from heldout import SCENARIOS, simulate_args  # the held-out scenarios, as bench/heldout.py
+from heldout import (  # the held-out scenarios and their options, as bench/heldout.py
+    add_options,
+    chosen,
+    run_all,
+    simulate_args,
+)
 
 from wattscale.cli_simulate import _checked_scenario, configure_parser
 from wattscale.sim.policies.base import Policy
@@ -137,27 +140,17 @@ def lines(doc: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/frontier.py", description=__doc__)
-    parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated subset")
-    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
-    parser.add_argument("--json", type=Path)
+    add_options(parser)
     parser.add_argument("--summarise", type=Path, help="print a --json result, replay nothing")
     args = parser.parse_args(argv)
     if args.summarise:
         for doc in json.loads(args.summarise.read_text()):
             print("\n".join(lines(doc)))
         return 0
-    names = [n for n in args.only.split(",") if n]
-    unknown = [n for n in names if n not in SCENARIOS]
-    if unknown:
-        print(f"unknown scenario(s) {unknown}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
+    names = chosen(args.only)
+    if names is None:
         return 2
-    results = []
-    with ProcessPoolExecutor(max(1, args.jobs)) as pool:
-        for doc in pool.map(run, names):
-            results.append(doc)
-            print("\n".join(lines(doc)), flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+    run_all(names, run, args.jobs, args.json, lines)
     return 0
 
 

@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -89,17 +90,48 @@ def rows(doc: dict[str, Any]) -> list[str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench/heldout.py", description=__doc__)
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """``--only``, ``--jobs`` and ``--json``, shared with ``bench/frontier.py``."""
     parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated subset")
-    parser.add_argument("--hints", default="1", help="capacity hint factors, comma-separated")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args(argv)
-    names = [n for n in args.only.split(",") if n]
+
+
+def chosen(only: str) -> list[str] | None:
+    """The scenarios ``--only`` names; None (and a message) when one is unknown."""
+    names = [n for n in only.split(",") if n]
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         print(f"unknown scenario(s) {unknown}; known: {', '.join(SCENARIOS)}", file=sys.stderr)
+        return None
+    return names
+
+
+def run_all(
+    names: list[str],
+    job: Callable[[str], dict[str, Any]],
+    jobs: int,
+    out: Path | None,
+    show: Callable[[dict[str, Any]], list[str]],
+) -> None:
+    """Run ``job`` on each scenario (``jobs`` at a time), print each result as it comes, and
+    keep them all in ``out`` (JSON) when given."""
+    results = []
+    with ProcessPoolExecutor(max(1, jobs)) as pool:
+        for doc in pool.map(job, names):
+            results.append(doc)
+            print("\n".join(show(doc)), flush=True)
+    if out:
+        out.write_text(json.dumps(results, indent=1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench/heldout.py", description=__doc__)
+    add_options(parser)
+    parser.add_argument("--hints", default="1", help="capacity hint factors, comma-separated")
+    args = parser.parse_args(argv)
+    names = chosen(args.only)
+    if names is None:
         return 2
     try:
         hints = tuple(float(h) for h in args.hints.split(","))
@@ -107,13 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--hints {args.hints!r} is not a list of numbers", file=sys.stderr)
         return 2
     print(f"{'scenario':<12} {'policy':<9} {'USD':>10} {'/oracle':>7} {'SLO met':>8} {'cold':>6}")
-    results = []
-    with ProcessPoolExecutor(max(1, args.jobs)) as pool:
-        for doc in pool.map(run, names, [hints] * len(names)):
-            results.append(doc)
-            print("\n".join(rows(doc)), flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+    run_all(names, partial(run, hints=hints), args.jobs, args.json, rows)
     return 0
 
 

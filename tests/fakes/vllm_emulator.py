@@ -61,15 +61,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-TTFT_BUCKETS_SECONDS = (
-    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-    20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
-)  # fmt: skip
-TPOT_BUCKETS_SECONDS = (
-    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-    20.0, 40.0, 80.0,
-)  # fmt: skip
-"""vLLM's bucket boundaries (vllm/v1/metrics/loggers.py)."""
+from wattscale.metrics.config import VLLM_TPOT_BUCKETS_SECONDS, VLLM_TTFT_BUCKETS_SECONDS
+
+TTFT_BUCKETS_SECONDS = VLLM_TTFT_BUCKETS_SECONDS
+TPOT_BUCKETS_SECONDS = VLLM_TPOT_BUCKETS_SECONDS
+"""vLLM's bucket boundaries (vllm/v1/metrics/loggers.py), as the operator records them."""
 
 DEFAULT_TRACE = (
     Path(__file__).resolve().parents[2]
