@@ -461,7 +461,7 @@ def _curve_term(
     part_logr: list[FloatArray],
     w: FloatArray,
     cfg: CapacityLearnerConfig,
-    part_bounds: list[tuple[FloatArray, FloatArray]] | None = None,
+    part_bounds: list[tuple[FloatArray, FloatArray]],
 ) -> FloatArray | None:
     """The curve term over ``grid`` (log c50), weighted, or None when no part has enough
     windows below saturation (``curve_max_ratio``).
@@ -473,12 +473,12 @@ def _curve_term(
     while TPOT climbs to its boundary, and one curve through their maximum reads that flat
     start as a boundary far away. The SLO breaks at the nearer boundary, c50 = min(c_ttft,
     c_tpot): the profile of one at c50 plus the best of the other at or beyond it.
-    ``part_bounds``: each part's log r as (low, high) intervals (None: exact, ``part_logr``)."""
+    ``part_bounds``: each part's log r as (low, high) intervals (both ends ``part_logr`` where
+    the p95 is exact, :func:`_bucket_bounds`)."""
     if cfg.curve_weight <= 0:
         return None
-    bounds = part_bounds or [(logr, logr) for logr in part_logr]
     profiles = []
-    for logr, (low, high) in zip(part_logr, bounds, strict=True):
+    for logr, (low, high) in zip(part_logr, part_bounds, strict=True):
         fit = np.isfinite(logr) & (logr <= math.log(cfg.curve_max_ratio))
         if int(fit.sum()) >= cfg.min_fit_points:
             interval = (low[fit], high[fit])
@@ -706,12 +706,12 @@ def _log_posterior(
     w: FloatArray,
     cfg: CapacityLearnerConfig,
     part_logr: list[FloatArray],
-    part_bounds: list[tuple[FloatArray, FloatArray]] | None = None,
+    part_bounds: list[tuple[FloatArray, FloatArray]],
 ) -> tuple[FloatArray, float | None]:
     """The log posterior of the capacity over ``grid`` (log tokens/s), and the curve fit's
     own capacity (None when too few windows lie below saturation). ``logr`` is each window's
     log SLO ratio (the votes), ``part_logr`` its log TTFT and log TPOT ratio (NaN where absent;
-    the curve term), ``part_bounds`` those as histogram-bucket intervals (None: exact).
+    the curve term), ``part_bounds`` those as histogram-bucket intervals.
 
     The capacity reported is the load at which a window violates the SLO with probability
     ``window_violation_target``. Windows vote through P(violate | x) = logistic((log x -
