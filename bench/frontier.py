@@ -44,14 +44,18 @@ HEADROOMS = (None, 1.15, 1.25, 1.35, 1.5)
 """wattscale's headrooms replayed (None: derived, the default)."""
 
 
+HPA = {f"hpa{target:g}": target for target in HPA_TARGETS}
+"""Policy name -> the HPA's target."""
+WATTSCALE = {("ws" if h is None else f"ws{h:g}"): h for h in HEADROOMS}
+"""Policy name -> wattscale's headroom."""
+
+
 def _factories() -> dict[str, Callable[[], Policy]]:
     out: dict[str, Callable[[], Policy]] = {}
-    for target in HPA_TARGETS:
-        out[f"hpa{target:g}"] = partial(ReactivePolicy, target)
-    for headroom in HEADROOMS:
-        out["ws" if headroom is None else f"ws{headroom:g}"] = partial(
-            WattscalePolicy, headroom=headroom
-        )
+    for name, target in HPA.items():
+        out[name] = partial(ReactivePolicy, target)
+    for name, headroom in WATTSCALE.items():
+        out[name] = partial(WattscalePolicy, headroom=headroom)
     return out
 
 
@@ -90,12 +94,9 @@ def cost_at(points: Sequence[tuple[float, float]], attainment: float) -> float |
     return lo[1] + (hi[1] - lo[1]) * (attainment - lo[0]) / (hi[0] - lo[0])
 
 
-def _curve(pol: dict[str, Any], prefix: str) -> list[tuple[float, float]]:
-    return [
-        (p["slo_attainment"], p["total_cost"])
-        for name, p in pol.items()
-        if name == prefix or (name.startswith(prefix) and name[len(prefix) :][:1].isdigit())
-    ]
+def _curve(pol: dict[str, Any], names: dict[str, Any]) -> list[tuple[float, float]]:
+    """(attainment, cost) of the policies ``names`` lists."""
+    return [(pol[n]["slo_attainment"], pol[n]["total_cost"]) for n in names if n in pol]
 
 
 def summary(doc: dict[str, Any]) -> dict[str, Any]:
@@ -107,8 +108,8 @@ def summary(doc: dict[str, Any]) -> dict[str, Any]:
         "oracle": pol["oracle"]["total_cost"],
         "ws": (ws["slo_attainment"], ws["total_cost"]),
         "hpa": (hpa["slo_attainment"], hpa["total_cost"]),
-        "hpa_at_ws_slo": cost_at(_curve(pol, "hpa"), ws["slo_attainment"]),
-        "ws_at_hpa_slo": cost_at(_curve(pol, "ws"), hpa["slo_attainment"]),
+        "hpa_at_ws_slo": cost_at(_curve(pol, HPA), ws["slo_attainment"]),
+        "ws_at_hpa_slo": cost_at(_curve(pol, WATTSCALE), hpa["slo_attainment"]),
     }
 
 
