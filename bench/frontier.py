@@ -29,10 +29,9 @@ from heldout import (  # the held-out scenarios and their options, as bench/held
     add_options,
     chosen,
     run_all,
-    simulate_args,
+    scenario,
 )
 
-from wattscale.cli_simulate import _checked_scenario, configure_parser
 from wattscale.sim.policies.base import Policy
 from wattscale.sim.policies.reactive import TARGET_UTILISATION, ReactivePolicy
 from wattscale.sim.policies.wattscale import WattscalePolicy
@@ -60,11 +59,8 @@ def _factories() -> dict[str, Callable[[], Policy]]:
 
 
 def run(name: str) -> dict[str, Any]:
-    parser = argparse.ArgumentParser()
-    configure_parser(parser)
-    scenario = _checked_scenario(parser.parse_args(simulate_args(name)))
     factories = _factories()
-    result = simulate(scenario, [*factories, "oracle"], factories=factories)
+    result = simulate(scenario(name), [*factories, "oracle"], factories=factories)
     return {"scenario": name, "policies": result.to_json()["policies"]}
 
 

@@ -36,6 +36,7 @@ from savings import data_dir  # bench/savings.py: the same ../shared/data, WATTS
 from wattscale.cli_simulate import _checked_scenario, configure_parser
 from wattscale.sim.policies.wattscale import WattscalePolicy
 from wattscale.sim.run import simulate
+from wattscale.sim.scenario import Scenario
 
 US = "US-CAL-CISO,US-TEX-ERCO,US-MIDA-PJM"
 SCENARIOS: dict[str, tuple[str, ...]] = {
@@ -67,12 +68,16 @@ def simulate_args(name: str) -> list[str]:
     return args + (["--gpu-hour-cost", cost[0]] if cost else [])
 
 
-def run(name: str, hints: tuple[float, ...]) -> dict[str, Any]:
+def scenario(name: str) -> Scenario:
+    """The held-out scenario ``name``, built as ``wattscale simulate`` builds it."""
     parser = argparse.ArgumentParser()
     configure_parser(parser)
-    scenario = _checked_scenario(parser.parse_args(simulate_args(name)))
+    return _checked_scenario(parser.parse_args(simulate_args(name)))
+
+
+def run(name: str, hints: tuple[float, ...]) -> dict[str, Any]:
     factories = {f"ws{h:g}": partial(WattscalePolicy, capacity_hint_factor=h) for h in hints}
-    result = simulate(scenario, [*factories, "reactive", "oracle"], factories=factories)
+    result = simulate(scenario(name), [*factories, "reactive", "oracle"], factories=factories)
     doc = result.to_json()
     return {"scenario": name, "policies": doc["policies"]}
 
