@@ -42,7 +42,9 @@ def replay(policy: Policy, scenario: Scenario, progress: Progress | None = None)
     ready = _check(policy.initial(scenario), scenario, policy.name).copy()
     # loading[k, i]: replicas of region i that become Ready at minute k (ring of the next `lag`).
     becomes_ready = np.zeros((minutes + lag + 1, regions), dtype=np.int64)
-    demand = scenario.load.output_tokens_per_s
+    # What a running deployment had measured before the start, then the period as it passes.
+    before = scenario.load.history_tokens_per_s.shape[0]
+    past = np.concatenate([scenario.load.history_tokens_per_s, scenario.load.output_tokens_per_s])
     carbon = scenario.carbon_g_per_kwh
     meter = _Meter(scenario)
     readings: MinuteReadings | None = None
@@ -60,7 +62,7 @@ def replay(policy: Policy, scenario: Scenario, progress: Progress | None = None)
             min_replicas=scenario.min_replicas,
             ready=ready.copy(),
             loading=loading,
-            past_demand_tokens_per_s=demand[:t],
+            past_demand_tokens_per_s=past[: before + t],
             known_prices_usd_mwh=scenario.known_prices(t),
             past_carbon_g_per_kwh=carbon[: t // 60 + 1],
             mean_output_tokens=scenario.load.mean_output_tokens,

@@ -18,13 +18,18 @@ Either shape is tiled (repeated) over the simulated period and scaled so that th
 needs `peak_replicas` replicas at the SLO-safe utilisation. `tz_offset_hours` says which local
 time the trace's t=0 (a midnight for ServeGen) is in: the trace is shifted so that local
 midnight lands at `start` 00:00 minus the offset.
+
+The tiling runs back before `start` too: `Load.history_tokens_per_s` holds the
+`HISTORY_MINUTES` minutes before it (same scale, same burst factors), the demand a deployment
+that was already running had measured (the operator warm-starts from two days of Prometheus
+history). Every policy starts the period as if it had been running through them.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -42,6 +47,9 @@ MAX_TRACE_S = MAX_TRACE_DAYS * 86_400
 # Means of the Azure LLM inference trace 2023 (conversation), used for rate-only series.
 AZURE_CONV_MEAN_OUTPUT_TOKENS = 211.1
 AZURE_CONV_MEAN_CONTEXT_TOKENS = 1154.7
+HISTORY_MINUTES = 2 * 24 * 60
+"""Minutes of demand before the start a policy has measured: the operator's warm start reads
+two days of demand history (``controller.memory.WARM_START_DEMAND``)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,8 @@ class Load:
     mean_output_tokens: float
     mean_context_tokens: float
     source: str
+    history_tokens_per_s: FloatArray = field(default_factory=lambda: np.zeros(0))
+    """The minutes before the start (oldest first): demand a running deployment had measured."""
 
     @property
     def minutes(self) -> int:
@@ -207,6 +217,7 @@ def build_load(
     source: str = "",
     burst: FloatArray | None = None,
     idle_below_percent: float = 0.0,
+    history_minutes: int = 0,
 ) -> Load:
     """Tile `shape` over `minutes`, shifted by the time zone, scaled to the given peak.
 
@@ -214,7 +225,8 @@ def build_load(
     keep their own burstiness. `idle_below_percent`: this percent of the trace's peak rate is
     taken off every minute (clipped at zero), so the quiet hours of a diurnal trace become idle
     hours and the rest keeps its shape, morning ramps included (a tenant idle at night, for
-    scale to zero)."""
+    scale to zero). `history_minutes`: the tiling continued back before the start, scaled
+    alike (`Load.history_tokens_per_s`)."""
     if peak_output_tokens_per_s <= 0:
         raise SimInputError("the peak load must be positive")
     base = shape.output_tokens_per_s
@@ -222,7 +234,9 @@ def build_load(
         raise SimInputError(f"{source or 'the trace'}: no output tokens at all")
     # Simulated minute m is local time m + offset after local midnight = trace minute m + offset.
     shift = round(tz_offset_hours * 60) % base.shape[0]
-    index = (np.arange(minutes) + shift) % base.shape[0]
+    before = max(history_minutes, 0)
+    minute = np.arange(-before, minutes)  # the history first, then the period
+    index = (minute + shift) % base.shape[0]
     reqs_base = shape.requests_per_s
     if idle_below_percent > 0:
         kept = np.maximum(base - idle_below_percent / 100.0 * float(base.max()), 0.0)
@@ -230,18 +244,19 @@ def build_load(
         base = kept
     toks = base[index]
     reqs = reqs_base[index]
-    if idle_below_percent > 0 and float(toks.max()) <= 0:
+    if idle_below_percent > 0 and float(toks[before:].max()) <= 0:
         raise SimInputError(f"--idle-below-percent {idle_below_percent:g} leaves no load")
     if burst is not None and burst.size and shape.kind == "rate series":
-        factor = burst[np.arange(minutes) % burst.size]
+        factor = burst[minute % burst.size]
         toks, reqs = toks * factor, reqs * factor
-    scale = peak_output_tokens_per_s / float(toks.max())
+    scale = peak_output_tokens_per_s / float(toks[before:].max())
     toks = toks * scale
     reqs = reqs * scale
     return Load(
-        output_tokens_per_s=toks,
-        requests_per_s=reqs,
+        output_tokens_per_s=toks[before:],
+        requests_per_s=reqs[before:],
         mean_output_tokens=shape.mean_output_tokens,
         mean_context_tokens=shape.mean_context_tokens,
         source=source or shape.kind,
+        history_tokens_per_s=toks[:before],
     )

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from wattscale.metrics.config import MetricsConfig
 from wattscale.sim.errors import OutsideDataError, SimInputError
-from wattscale.sim.load import Load, build_load, burstiness_factors, read_trace
+from wattscale.sim.load import HISTORY_MINUTES, Load, build_load, burstiness_factors, read_trace
 from wattscale.sim.markets import MarketRule, PriceKnowledge, load_table, rules_for
 from wattscale.sim.model import ReplicaModel
 from wattscale.sim.pools import PoolModels
@@ -282,6 +282,7 @@ def build_scenario(
         source=trace.name,
         burst=burst,
         idle_below_percent=idle_below_percent,
+        history_minutes=HISTORY_MINUTES,
     )
     quota = quota_per_region if quota_per_region is not None else 2 * peak_replicas
     if quota < peak_replicas:

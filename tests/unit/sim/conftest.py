@@ -25,8 +25,10 @@ def make_scenario(
     model: ReplicaModel | None = None,
     home: int = 0,
     quota: int = 10,
+    history_tokens_per_s: np.ndarray | None = None,
 ) -> Scenario:
-    """A scenario from arrays: demand per minute, prices and carbon per hour and region."""
+    """A scenario from arrays: demand per minute, prices and carbon per hour and region, and
+    the demand of the minutes before the start (none by default)."""
     demand = np.asarray(demand_tokens_per_s, dtype=np.float64)
     prices = np.atleast_2d(np.asarray(price_usd_mwh, dtype=np.float64))
     regions = tuple(f"R{i}" for i in range(prices.shape[1]))
@@ -47,6 +49,9 @@ def make_scenario(
             mean_output_tokens=mean_out,
             mean_context_tokens=1000.0,
             source="test",
+            history_tokens_per_s=np.asarray(
+                [] if history_tokens_per_s is None else history_tokens_per_s, dtype=np.float64
+            ),
         ),
         price_usd_mwh=prices,
         carbon_g_per_kwh=carbon,

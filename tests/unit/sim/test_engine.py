@@ -91,6 +91,54 @@ def test_hpa_baselines_hold_their_warm_start_before_anything_is_measured(
     assert result.slo_attainment == pytest.approx(1.0)
 
 
+def test_every_policy_starts_as_a_running_one_not_sized_on_one_minute(
+    scenario_from_arrays: ScenarioFactory,
+) -> None:
+    # The deployment was serving 30,000 tok/s before the start; the first minute of the period
+    # is a dip to half. A policy that had been running holds what its scale-down window kept,
+    # not a fleet sized on that one minute, which the next minute's load would overrun.
+    level = 30_000.0
+    history = np.full(2 * 60, level)
+    demand = np.r_[level / 2, np.full(29, level)]
+    scenario = scenario_from_arrays(
+        demand, np.array([[50.0, 40.0]]), quota=20, history_tokens_per_s=history
+    )
+    capacity = scenario.model.capacity_tokens_per_s
+    result = simulate(scenario, ["reactive", "greedy", "carbon-capped", "wattscale"])
+    for name in ("reactive", "greedy"):  # carbon-capped: the same, within its cap
+        first = result.results[name].trajectory.allocated[0].sum()
+        assert first == np.ceil(level / (capacity * 0.7)), name
+    ws = result.results["wattscale"]
+    assert ws.trajectory.ready[0].sum() * capacity >= level
+    for name, policy in result.results.items():
+        assert policy.slo_attainment >= 0.9999, name
+
+
+def test_policies_are_shown_the_minutes_before_the_start_as_past_demand(
+    scenario_from_arrays: ScenarioFactory,
+) -> None:
+    history = np.arange(1.0, 31.0) * 1000.0
+    scenario = scenario_from_arrays(
+        np.full(10, 5000.0), np.array([[50.0]]), history_tokens_per_s=history
+    )
+    reader = Reader()
+    replay(reader, scenario)
+    assert [minute - past for minute, past, _, _ in reader.seen] == [-30] * 10
+    # Minute 0 reads the last two minutes before the start; minute 1 the last and minute 0.
+    assert reader.read[0][0] == pytest.approx(29_500.0)
+    assert reader.read[1][0] == pytest.approx(17_500.0)
+
+
+def test_the_replay_starts_from_the_history_the_operator_warm_starts_from() -> None:
+    from wattscale.controller.memory import WARM_START_DEMAND
+    from wattscale.forecast.recent import ERROR_MEMORY
+    from wattscale.sim.load import HISTORY_MINUTES
+    from wattscale.sim.policies.wattscale import REHEARSED_MINUTES
+
+    assert WARM_START_DEMAND.total_seconds() == HISTORY_MINUTES * 60
+    assert REHEARSED_MINUTES == ERROR_MEMORY <= HISTORY_MINUTES
+
+
 class RequestLog(WattscalePolicy):
     """The wattscale policy, recording each minute's readings and the request it planned on."""
 

@@ -59,3 +59,24 @@ def test_a_per_request_trace_is_tiled_in_whole_minutes(tmp_path: Path) -> None:
     assert shape.output_tokens_per_s.size == 3  # minutes 0-2; 180-198 s is dropped
     tiled = build_load(shape, 12, 7000.0).output_tokens_per_s
     assert float(tiled.min()) == pytest.approx(float(tiled.max()))  # no dip at the seams
+
+
+def test_the_minutes_before_the_start_continue_the_tiling_at_the_periods_scale(
+    tmp_path: Path,
+) -> None:
+    # A deployment that was running had measured the trace's minutes before the start: the
+    # tiling run backwards, scaled as the period is (its busiest minute sets the scale, not
+    # the history's), and the period itself is unchanged by it.
+    shape = read_trace(_rate_series(tmp_path / "rates.csv"))  # one day of 10-minute windows
+    plain = build_load(shape, 720, 7000.0, tz_offset_hours=2.0, burst=burstiness_factors())
+    load = build_load(
+        shape, 720, 7000.0, tz_offset_hours=2.0, burst=burstiness_factors(), history_minutes=1440
+    )
+    assert np.array_equal(load.output_tokens_per_s, plain.output_tokens_per_s)
+    assert load.history_tokens_per_s.shape == (1440,)
+    smooth = build_load(shape, 1440, 7000.0, history_minutes=1440)
+    # The trace is one day long: the day before the start is the same day, tiled.
+    assert np.allclose(smooth.history_tokens_per_s, smooth.output_tokens_per_s)
+    assert float(load.output_tokens_per_s.max()) == pytest.approx(7000.0)
+    assert float(load.history_tokens_per_s.min()) > 0
+    assert float(plain.history_tokens_per_s.shape[0]) == 0

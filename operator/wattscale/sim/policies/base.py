@@ -56,7 +56,9 @@ class Observation:
     min_replicas: int
     ready: IntArray  # per region, Ready now
     loading: IntArray  # per region, started and not Ready yet
-    past_demand_tokens_per_s: FloatArray  # (minute,): demand of minutes 0..minute-1
+    # (history + minute,): the minutes before the start a running deployment had measured
+    # (`Load.history_tokens_per_s`), then minutes 0..minute-1
+    past_demand_tokens_per_s: FloatArray
     # (hours from the start, regions): published prices, then each region's last known value
     # carried forward (the operator's forecast); read-only, shared between minutes.
     known_prices_usd_mwh: FloatArray
@@ -125,3 +127,24 @@ def home_only(regions: int, home: int, replicas: int) -> IntArray:
 def peak_replicas_needed(scenario: Scenario) -> int:
     """Ready replicas that serve the period's busiest minute at the safe utilisation."""
     return scenario.model.replicas_for(float(np.max(scenario.load.output_tokens_per_s)))
+
+
+def readings_before_start(scenario: Scenario) -> FloatArray:
+    """The demand reading after each minute before the start (the mean over the reading window,
+    as :meth:`Observation.read_demand` reads it), oldest first; empty without a history."""
+    history = scenario.load.history_tokens_per_s
+    window = scenario.reading_window_minutes
+    total = np.concatenate([[0.0], np.cumsum(history)])
+    end = np.arange(1, history.shape[0] + 1)
+    begin = np.maximum(end - window, 0)
+    return np.asarray((total[end] - total[begin]) / (end - begin), dtype=np.float64)
+
+
+def start_reading(scenario: Scenario, hold_minutes: int) -> float:
+    """What an autoscaler that has been running sizes on at the start: the highest reading of
+    the last ``hold_minutes`` before it (its scale-down window); the first minute's demand
+    without a history."""
+    readings = readings_before_start(scenario)
+    if readings.shape[0] == 0:
+        return float(scenario.load.output_tokens_per_s[0])
+    return float(readings[-max(hold_minutes, 1) :].max())

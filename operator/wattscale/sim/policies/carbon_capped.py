@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from wattscale.sim.policies.base import IntArray, Observation, home_only, peak_replicas_needed
-from wattscale.sim.policies.reactive import TARGET_UTILISATION, HpaScaler
+from wattscale.sim.policies.reactive import HpaScaler
 from wattscale.sim.scenario import Scenario
 
 TRAILING_HOURS = 7 * 24
@@ -35,11 +35,7 @@ class CarbonCappedPolicy:
 
     def initial(self, scenario: Scenario) -> IntArray:
         self._peak = peak_replicas_needed(scenario)
-        first = float(scenario.load.output_tokens_per_s[0])
-        n = max(
-            scenario.min_replicas,
-            math.ceil(first / (scenario.model.capacity_tokens_per_s * TARGET_UTILISATION)),
-        )
+        n = self._hpa.start_replicas(scenario)
         return home_only(len(scenario.regions), scenario.home, n)
 
     def cap(self, obs: Observation) -> int:

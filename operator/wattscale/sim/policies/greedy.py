@@ -8,12 +8,10 @@ rather than as SLO misses.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from wattscale.sim.policies.base import IntArray, Observation, home_only
-from wattscale.sim.policies.reactive import TARGET_UTILISATION, HpaScaler
+from wattscale.sim.policies.reactive import HpaScaler
 from wattscale.sim.scenario import Scenario
 
 
@@ -28,11 +26,7 @@ class GreedyPolicy:
 
     def initial(self, scenario: Scenario) -> IntArray:
         self._target = int(np.argmin(scenario.known_prices(0)[0]))
-        first = float(scenario.load.output_tokens_per_s[0])
-        n = max(
-            scenario.min_replicas,
-            math.ceil(first / (scenario.model.capacity_tokens_per_s * TARGET_UTILISATION)),
-        )
+        n = self._hpa.start_replicas(scenario)
         return home_only(len(scenario.regions), self._target, n)
 
     def decide(self, obs: Observation) -> IntArray:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from wattscale.sim.policies.base import IntArray, Observation, home_only
+from wattscale.sim.policies.base import IntArray, Observation, home_only, start_reading
 from wattscale.sim.scenario import Scenario
 
 TARGET_UTILISATION = 0.7
@@ -49,6 +49,14 @@ class HpaScaler:
             return desired
         return min(base, stabilised)
 
+    def start_replicas(self, scenario: Scenario) -> int:
+        """The replicas this HPA holds at the start, having run through the minutes before it:
+        its highest recommendation of the stabilisation window (its highest reading there over
+        the target)."""
+        level = start_reading(scenario, SCALE_DOWN_STABILISATION_S // 60)
+        per_replica = scenario.model.capacity_tokens_per_s * self.target
+        return max(scenario.min_replicas, math.ceil(level / per_replica))
+
 
 class ReactivePolicy:
     """HPA-like autoscaling in the home region only."""
@@ -61,11 +69,7 @@ class ReactivePolicy:
         self._hpa = HpaScaler(target)
 
     def initial(self, scenario: Scenario) -> IntArray:
-        first = float(scenario.load.output_tokens_per_s[0])
-        n = max(
-            scenario.min_replicas,
-            math.ceil(first / (scenario.model.capacity_tokens_per_s * self._hpa.target)),
-        )
+        n = self._hpa.start_replicas(scenario)
         return home_only(len(scenario.regions), scenario.home, n)
 
     def decide(self, obs: Observation) -> IntArray:

@@ -37,6 +37,7 @@ there. Those requests wait a cold start: the accounting counts them as missing t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -56,14 +57,27 @@ from wattscale.planner import (
     horizon_steps,
     plan,
 )
+from wattscale.planner.sizing import size
 from wattscale.sim.model import ReplicaModel
-from wattscale.sim.policies.base import FloatArray, IntArray, MinuteReadings, Observation
+from wattscale.sim.policies.base import (
+    FloatArray,
+    IntArray,
+    MinuteReadings,
+    Observation,
+    readings_before_start,
+)
 from wattscale.sim.policies.learned import Learned
 from wattscale.sim.pools import PoolModels
 from wattscale.sim.scenario import Scenario
 
 GPU_PRODUCT = "NVIDIA-H100-80GB-HBM3"
 STEP_SECONDS = 60.0
+REHEARSED_MINUTES = 24 * 60
+"""Minutes before the start the sizing memory is rehearsed on: a day, the memory of its
+measured forecast error (``forecast.recent.ERROR_MEMORY`` errors, one a minute)."""
+PLANNED_MINUTES = 15
+"""The last passes before the start that run the whole planner on its own fleet: the protection
+window (cold start + two intervals) and the scale-down stabilisation (300 s) and more."""
 
 
 def _defaults() -> dict[str, Any]:
@@ -129,7 +143,9 @@ class WattscalePolicy:
         return horizon_steps(cold_start_s, STEP_SECONDS)
 
     def initial(self, scenario: Scenario) -> IntArray:
-        """Start as the planner would place the first minute's demand (warm, like every policy)."""
+        """Start as the operator runs at the start, having passed through the minutes before it
+        (warm, like every policy: :meth:`_rehearse`); without a history, the planner's placement
+        of the first minute's demand."""
         hint = scenario.model.capacity_tokens_per_s * self._hint_factor
         self._learned = Learned(scenario.model, hint, GPU_PRODUCT)
         self._pools = scenario.pools
@@ -138,23 +154,75 @@ class WattscalePolicy:
                 Learned(m, m.capacity_tokens_per_s * self._hint_factor, product)
                 for m, product in zip(self._pools.models, self._pools.products, strict=True)
             ]
-        first = float(scenario.load.output_tokens_per_s[0])
-        obs_ready = np.zeros(len(scenario.regions), dtype=np.int64)
-        request = self._request(
+        steps = self._steps(scenario.model.cold_start_s)
+        readings = readings_before_start(scenario)
+        if readings.shape[0] > 0:
+            return self._rehearse(scenario, readings[:-1], steps)
+        first = (float(scenario.load.output_tokens_per_s[0]),) * steps
+        nothing = np.zeros(len(scenario.regions), dtype=np.int64)
+        decision = plan(self._start_request(scenario, 0, first, nothing), None)
+        return self._vector(scenario.regions, decision.target)
+
+    def _start_request(
+        self,
+        scenario: Scenario,
+        minute: int,
+        forecast: tuple[float, ...],
+        fleet: IntArray,
+        **extra: Any,
+    ) -> PlanRequest:
+        """The request of the pass at ``minute`` (<= 0), ``fleet`` Ready."""
+        return self._request(
             scenario.regions,
             scenario.model,
             scenario.gpu_hour_cost,
             scenario.quota,
             scenario.min_replicas,
-            obs_ready,
-            obs_ready,
+            fleet,
+            fleet,
             scenario.known_prices(0),
-            0,
+            minute,
             np.asarray(scenario.carbon_g_per_kwh[0], dtype=np.float64),
-            (first,) * self._steps(scenario.model.cold_start_s),
+            forecast,
+            **extra,
         )
-        decision = plan(request, None)
-        return self._vector(scenario.regions, decision.target)
+
+    def _rehearse(self, scenario: Scenario, readings: FloatArray, steps: int) -> IntArray:
+        """The operator at the start, having measured ``readings`` (the reading after each
+        minute before the start but the last, which the pass at minute 0 reads; oldest first).
+
+        Its forecaster is warm-started on all but the last ``REHEARSED_MINUTES`` of them; those
+        are passed one a minute as `decide` passes them: the forecaster observes the reading and
+        the sizing sizes on its forecast and scores it once its window has passed, so the
+        headroom starts from a day of measured error (`planner.sizing`), as a running operator's
+        does. Over the last ``PLANNED_MINUTES`` the whole planner runs, on the fleet it decided
+        the pass before (Ready at once: nothing before the start is accounted). Returns the
+        fleet of the last pass."""
+        passes = np.arange(-readings.shape[0], 0)  # the pass at m reads the minute m - 1
+        split = max(readings.shape[0] - REHEARSED_MINUTES, 0)
+        points = zip((passes[:split] - 1) * STEP_SECONDS, readings[:split], strict=True)
+        self._forecaster = warm_start(points, DEMAND_FORECAST)
+        lag = scenario.reading_window_minutes * STEP_SECONDS
+        fleet = np.zeros(len(scenario.regions), dtype=np.int64)
+        for minute, reading in zip(passes[split:].tolist(), readings[split:].tolist(), strict=True):
+            self._forecaster = observe(self._forecaster, (minute - 1) * STEP_SECONDS, reading)
+            forecast = horizon(self._forecaster, steps, FORECAST_K_SIGMA)
+            request = self._start_request(
+                scenario,
+                minute,
+                forecast,
+                fleet,
+                measured_tokens_per_second=reading,
+                demand_lag_seconds=lag,
+            )
+            if minute < -PLANNED_MINUTES:
+                recent = size(request, self._state.recent, measured=True).recent
+                self._state = replace(self._state, recent=recent)
+            else:
+                decision = plan(request, self._state)
+                self._state = decision.state
+                fleet = self._vector(scenario.regions, decision.desired)
+        return fleet
 
     def decide(self, obs: Observation) -> IntArray:
         if self._learned is not None and obs.readings is not None:
@@ -326,7 +394,7 @@ class WattscalePolicy:
     ) -> PlanRequest:
         steps = max(len(forecast), 1)
         minutes = minute + np.arange(steps)
-        hours = np.minimum(minutes // 60, known_prices_usd_mwh.shape[0] - 1)
+        hours = np.clip(minutes // 60, 0, known_prices_usd_mwh.shape[0] - 1)
         region_inputs = []
         names = regions if self._pools is None else self._pools.region_names
         for i, region in enumerate(names):
