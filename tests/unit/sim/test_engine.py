@@ -139,6 +139,29 @@ def test_the_replay_starts_from_the_history_the_operator_warm_starts_from() -> N
     assert REHEARSED_MINUTES == ERROR_MEMORY <= HISTORY_MINUTES
 
 
+def test_wattscale_starts_with_the_headroom_a_day_of_measured_error_derives(
+    scenario_from_arrays: ScenarioFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A running operator's headroom is derived from the forecast error it measured over the
+    # last day; one that starts with an empty memory sizes at the floor (1 / 0.9) until errors
+    # are scored. The replay's wattscale starts as the running one.
+    import wattscale.sim.policies.wattscale as policy_module
+
+    rng = np.random.default_rng(7)
+    history = 40_000.0 * np.clip(1.0 + 0.2 * rng.standard_normal(2 * 1440), 0.5, None)
+    scenario = scenario_from_arrays(
+        np.full(30, 40_000.0), np.array([[50.0]]), quota=30, history_tokens_per_s=history
+    )
+    running = WattscalePolicy()
+    fleet = running.initial(scenario)
+    assert running._state.recent.err_count >= 1000
+    monkeypatch.setattr(policy_module, "REHEARSED_MINUTES", policy_module.PLANNED_MINUTES + 1)
+    fresh = WattscalePolicy()
+    fresh_fleet = fresh.initial(scenario)
+    assert fresh._state.recent.err_count < 10
+    assert fleet.sum() > fresh_fleet.sum()
+
+
 class RequestLog(WattscalePolicy):
     """The wattscale policy, recording each minute's readings and the request it planned on."""
 

@@ -7,9 +7,10 @@ Kubernetes types), from:
 - past demand only, read as the controller reads it (`Observation.read_demand`: the mean over
   the metrics' rate window) and handed over as it does: as the measured demand the sizing
   remembers (its recent peak, ramp and error), and through the operator's forecaster
-  (`planner.DEMAND_FORECAST`: damped Holt on 1-minute buckets, started empty at the beginning
-  of the period), asked for its mean over the controller's horizon: one hour, or the cold start
-  plus four intervals if longer, in 1-minute steps;
+  (`planner.DEMAND_FORECAST`: damped Holt-Winters on 1-minute buckets), asked for its mean
+  + 1 sigma over the controller's horizon: one hour, or the cold start plus four intervals if
+  longer, in 1-minute steps; the policy starts as a running operator, having passed through the
+  two days before the period (`Load.history_tokens_per_s`, :meth:`WattscalePolicy._rehearse`);
 - prices as a live operator knows them at that minute (`sim.markets`: each market's published
   prices, then the last known value carried forward, as the controller and planner do with a
   feed); the current carbon intensity (no carbon forecast);
