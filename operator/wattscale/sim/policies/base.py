@@ -109,7 +109,8 @@ class Policy(Protocol):
     name: str
 
     def initial(self, scenario: Scenario) -> IntArray:
-        """Replicas Ready at minute 0 (every policy starts warm with its own first choice)."""
+        """Replicas Ready at minute 0: the fleet it held, having run through the minutes before
+        the start (`Load.history_tokens_per_s`)."""
         ...
 
     def decide(self, obs: Observation) -> IntArray:
