@@ -203,19 +203,12 @@ class WattscalePolicy:
         split = max(readings.shape[0] - REHEARSED_MINUTES, 0)
         points = zip((passes[:split] - 1) * STEP_SECONDS, readings[:split], strict=True)
         self._forecaster = warm_start(points, DEMAND_FORECAST)
-        lag = scenario.reading_window_minutes * STEP_SECONDS
         fleet = np.zeros(len(scenario.regions), dtype=np.int64)
         for minute, reading in zip(passes[split:].tolist(), readings[split:].tolist(), strict=True):
             self._forecaster = observe(self._forecaster, (minute - 1) * STEP_SECONDS, reading)
             forecast = horizon(self._forecaster, steps, FORECAST_K_SIGMA)
-            request = self._start_request(
-                scenario,
-                minute,
-                forecast,
-                fleet,
-                measured_tokens_per_second=reading,
-                demand_lag_seconds=lag,
-            )
+            extra = _reading(reading, scenario.reading_window_minutes)
+            request = self._start_request(scenario, minute, forecast, fleet, **extra)
             if minute < -PLANNED_MINUTES:
                 recent = size(request, self._state.recent, measured=True).recent
                 self._state = replace(self._state, recent=recent)
@@ -281,10 +274,7 @@ class WattscalePolicy:
         lag. (What users asked, where the operator reads what was served: a saturated
         minute's reading is lower there, which its SLO-breach floor lifts back.)"""
         level = obs.read_demand()
-        return level, {
-            "measured_tokens_per_second": level,
-            "demand_lag_seconds": obs.reading_window_minutes * STEP_SECONDS,
-        }
+        return level, _reading(level, obs.reading_window_minutes)
 
     def _forecast(self, obs: Observation, steps: int) -> tuple[float, ...]:
         """The demand the planner is handed for the next ``steps`` minutes: the operator's
@@ -435,6 +425,15 @@ class WattscalePolicy:
             demand_censored=demand_censored,
             **{**self._knobs, **extra},
         )
+
+
+def _reading(level: float, window_minutes: int) -> dict[str, Any]:
+    """What a request says of a demand reading beyond the forecast, as the controller hands it
+    over: the reading as the measured demand, its rate window as the lag."""
+    return {
+        "measured_tokens_per_second": level,
+        "demand_lag_seconds": window_minutes * STEP_SECONDS,
+    }
 
 
 def slo_breached(readings: MinuteReadings | None, model: ReplicaModel) -> bool:
