@@ -4,9 +4,10 @@ Pure and replayable like :mod:`wattscale.forecast.holt`: :class:`RecentDemand` i
 value, every function returns a new one. It serves three sizing questions the Holt forecast
 alone answers badly:
 
-* **ramp** (:func:`ramp_slope`): a damped trend lags a rising load by minutes;
-  the smallest rise between the last few measurements, so that one jump between two readings
-  (an under-read, a step) or noise is not extrapolated as a ramp;
+* **ramp** (:func:`ramp_slope`): a damped trend lags a rising load by minutes; the
+  least-squares slope of the measurements over the sizing window, when it clears its own
+  standard error, so that one jump between two readings (an under-read, a step) or noise is
+  not extrapolated as a ramp;
 * **recent peak** (:func:`recent_peak`): the highest demand measured within a window, so that
   capacity a dip would release is kept while it could be needed again before a replacement
   could load;
@@ -157,21 +158,39 @@ def recent_peak(
     return max(values) if values else None
 
 
-def ramp_slope(r: RecentDemand, points: int = 3) -> float:
-    """Demand's rise per second over the last ``points`` measurements: the smallest rise
-    between consecutive ones (0 unless every one of them rose).
+def ramp_slope(r: RecentDemand, window_seconds: float, z: float) -> tuple[float, float]:
+    """Demand's rise per second over the last ``window_seconds`` of measured time, and the
+    level it has reached: the least-squares line through the measurements of the window, when
+    its slope clears ``z`` standard errors; ``(0, newest measurement)`` otherwise.
 
-    A steady ramp keeps its slope; a single jump between otherwise flat readings (a step, an
-    under-read followed by a true reading) or noise around a level gives 0, so it is not
-    extrapolated as a ramp.
+    The window looks back as far as the sizing looks ahead: a ramp is read off every
+    measurement of it, so one noisy reading neither hides it nor fakes it (the smallest rise
+    between the last three readings, before, saw no ramp in bursty traffic, whose readings fall
+    back every other minute while the level climbs). Noise around a level gives a slope within
+    its own standard error, and so does a single jump between flat readings (a step, an
+    under-read followed by the true reading): its residuals are as large as the slope it makes.
+    Fewer than ``RAMP_MIN_POINTS`` measurements tell no slope.
     """
-    pts = r.seen[-max(points, 2) :]
-    if len(pts) < max(points, 2):
-        return 0.0
-    rises = [(v1 - v0) / (t1 - t0) for (t0, v0), (t1, v1) in itertools.pairwise(pts) if t1 > t0]
-    if len(rises) < len(pts) - 1:
-        return 0.0
-    return max(min(rises), 0.0)
+    pts = [(t, v) for t, v in r.seen if t >= r.clock_seconds - window_seconds]
+    newest = r.seen[-1][1] if r.seen else 0.0
+    if len(pts) < RAMP_MIN_POINTS:
+        return 0.0, newest
+    ts = [t for t, _ in pts]
+    vs = [v for _, v in pts]
+    t_mean = statistics.fmean(ts)
+    sxx = sum((t - t_mean) ** 2 for t in ts)
+    if sxx <= 0:
+        return 0.0, newest
+    slope, intercept = statistics.linear_regression(ts, vs)
+    residual = sum((v - intercept - slope * t) ** 2 for t, v in pts)
+    stderr = math.sqrt(residual / (len(pts) - 2) / sxx)
+    if slope <= 0 or slope <= z * stderr:
+        return 0.0, newest
+    return slope, intercept + slope * ts[-1]
+
+
+RAMP_MIN_POINTS = 4
+"""Measurements a ramp's slope is fitted through at least (two leave no residual to judge it)."""
 
 
 RISE_TOLERANCE = 0.01

@@ -6,12 +6,12 @@ Shared by the operator and the replay (both call :func:`wattscale.planner.plan`,
 
 1. **forecast**: the peak of the mean forecast over the sizing window (cold start + two
    intervals: what can arrive before a replica started now is Ready);
-2. **ramp**: the demand measured now, extrapolated over the sizing window along the smallest
-   rise between the last ``RAMP_POINTS`` measurements, when they climb more than
-   ``rise_threshold`` (1 %, or the readings' own noise) above the highest demand of the
-   protection window (at most
-   ``MAX_RAMP_RATIO`` times today's demand): a damped trend lags a ramp by minutes, and 99.8 %
-   of SLO misses fell while a scale-up was still loading;
+2. **ramp**: the demand measured now, extrapolated over the sizing window along the
+   least-squares slope of the measurements of the window before it (looking back as far as
+   it looks ahead; :func:`~wattscale.forecast.recent.ramp_slope`), when that slope clears
+   ``RAMP_Z`` standard errors and the newest measurement is the protection window's high (at
+   most ``MAX_RAMP_RATIO`` times today's demand): a damped trend lags a ramp by minutes, and
+   99.8 % of SLO misses fell while a scale-up was still loading;
 
 and a scale-down (or the old side of a move) keeps, as a guard-rail on top of the target,
 
@@ -52,6 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from wattscale.forecast.recent import (
+    NOISE_Z,
     RecentDemand,
     error_factor,
     noise_share,
@@ -70,7 +71,7 @@ __all__ = [
     "BAND_Z",
     "ERROR_Z",
     "MAX_RAMP_RATIO",
-    "RAMP_POINTS",
+    "RAMP_Z",
     "SIZING_INTERVALS",
     "TARGET_UTILISATION",
     "Sizing",
@@ -91,8 +92,9 @@ than no band, with 9-26 % fewer cold starts; two sigma (the rise threshold's) 1.
 no SLO gain (docs/simulator-history.md)."""
 ERROR_Z = 2.0
 """Standard deviations of the measured peak error the headroom covers (~98 % one-sided)."""
-RAMP_POINTS = 3
-"""Measurements the ramp's slope is taken over (every rise between them must be positive)."""
+RAMP_Z = NOISE_Z
+"""Standard errors the ramp's fitted slope must clear to be extrapolated (as a rise must clear
+the readings' noise)."""
 MAX_RAMP_RATIO = 2.0
 """A ramp margin at most doubles today's demand (like the HPA's scale-up limit)."""
 
@@ -182,15 +184,16 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
     else:
         recent = skip_recent(recent, req.now_seconds)
     ramp_peak = 0.0
-    # Only a climb to a new high is a rise: recovering from a dip (or an under-read) returns
-    # to a level served minutes ago, and noise around a level rises every other reading; a
-    # level neither is a trend to extrapolate nor a surge to hold capacity for.
+    # Only a climb to the protection window's high is a ramp: recovering from a dip (or an
+    # under-read) returns to a level served minutes ago, a level neither to extrapolate nor to
+    # hold capacity for. A *new* high (by more than the readings' noise) holds the fleet whole.
     before = recent_peak(recent, window, before_newest=True) if measured else None
     sigma = reading_sigma(recent, req.demand_lag_seconds) if measured else 0.0
     new_high = before is not None and now > before * (1 + rise_share(sigma))
-    if measured and (before is None or new_high):
-        slope = ramp_slope(recent, RAMP_POINTS)
-        ramp_peak = min(now + slope * window, MAX_RAMP_RATIO * now)
+    if measured and (before is None or now > before):
+        slope, level = ramp_slope(recent, window, RAMP_Z)
+        if slope > 0:
+            ramp_peak = min(max(level, now) + slope * window, MAX_RAMP_RATIO * now)
     expected = max(forecast_peak, ramp_peak)
     peak = recent_peak(recent, window) if measured else None
     kept = 0.0 if peak is None else peak
