@@ -158,10 +158,17 @@ def recent_peak(
     return max(values) if values else None
 
 
-def ramp_slope(r: RecentDemand, window_seconds: float, z: float) -> tuple[float, float]:
+def ramp_slope(
+    r: RecentDemand, window_seconds: float, z: float, lag_seconds: float = 0.0
+) -> tuple[float, float]:
     """Demand's rise per second over the last ``window_seconds`` of measured time, and the
     level it has reached: the least-squares line through the measurements of the window, when
     its slope clears ``z`` standard errors; ``(0, newest measurement)`` otherwise.
+
+    ``lag_seconds`` is the readings' rate window: readings closer than that share most of it
+    and so of their noise (:func:`reading_sigma`), and the least-squares error, which takes
+    every reading for independent, would understate the slope's by the square root of the
+    readings a window holds (2 with a 120 s rate read every 30 s). It is widened by that much.
 
     The window looks back as far as the sizing looks ahead: a ramp is read off every
     measurement of it, so one noisy reading neither hides it nor fakes it (the smallest rise
@@ -183,7 +190,8 @@ def ramp_slope(r: RecentDemand, window_seconds: float, z: float) -> tuple[float,
         return 0.0, newest
     slope, intercept = statistics.linear_regression(ts, vs)
     residual = sum((v - intercept - slope * t) ** 2 for t, v in pts)
-    stderr = math.sqrt(residual / (len(pts) - 2) / sxx)
+    shared = _lag_steps(r.seen, lag_seconds)
+    stderr = math.sqrt(residual / (len(pts) - 2) / sxx * shared)
     if slope <= 0 or slope <= z * stderr:
         return 0.0, newest
     return slope, intercept + slope * ts[-1]

@@ -191,7 +191,7 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
     sigma = reading_sigma(recent, req.demand_lag_seconds) if measured else 0.0
     new_high = before is not None and now > before * (1 + rise_share(sigma))
     if measured and (before is None or now > before):
-        slope, level = ramp_slope(recent, window, RAMP_Z)
+        slope, level = ramp_slope(recent, window, RAMP_Z, req.demand_lag_seconds)
         if slope > 0:
             ramp_peak = min(max(level, now) + slope * window, MAX_RAMP_RATIO * now)
     expected = max(forecast_peak, ramp_peak)

@@ -62,3 +62,15 @@ def test_one_step_between_flat_readings_is_no_ramp() -> None:
 def test_too_few_readings_tell_no_slope() -> None:
     assert ramp_slope(_read([1_000.0, 2_000.0, 3_000.0]), WINDOW, NOISE_Z) == (0.0, 3_000.0)
     assert ramp_slope(RecentDemand(), WINDOW, NOISE_Z) == (0.0, 0.0)
+
+
+def test_readings_that_share_their_rate_window_must_rise_further() -> None:
+    # Readings of a 120-s rate every 60 s share half their window, so their noise: the
+    # least-squares error, which takes them for independent, is widened by sqrt(2).
+    # A slow climb (+0.3 % a minute) through 1 % noise: near the edge of what clears 2 standard
+    # errors, so the wider error drops about half the windows that cleared it.
+    climbs = [_bursty([30_000.0 * 1.003**m for m in range(12)], 0.01, seed) for seed in range(20)]
+    alone = sum(ramp_slope(_read(c), WINDOW, NOISE_Z)[0] > 0 for c in climbs)
+    shared = sum(ramp_slope(_read(c), WINDOW, NOISE_Z, lag_seconds=120.0)[0] > 0 for c in climbs)
+    assert alone >= 12
+    assert shared <= alone - 4
