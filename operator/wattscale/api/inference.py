@@ -364,12 +364,10 @@ class Placement(ApiModel):
         description="How long a new replica takes to load its model and become Ready.",
     )
     scaleDownStabilizationSeconds: int = Field(
-        default=120,
+        default=300,
         ge=0,
         le=86400,
-        description="Scale down only when lower targets held this long (like the HPA's window;"
-        " shorter than its 300 s default because the planner also keeps the recent demand"
-        " peak for a cold start).",
+        description="Scale down only when lower targets held this long (like the HPA's window).",
     )
     drainSeconds: int = Field(
         default=60,

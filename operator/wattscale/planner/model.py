@@ -247,7 +247,7 @@ class PlanRequest:
     min_savings_percent: float = 5.0
     cold_start_seconds: float = 300.0
     interval_seconds: float = 30.0
-    scale_down_stabilisation_seconds: float = 120.0
+    scale_down_stabilisation_seconds: float = 300.0
     max_scale_up_per_step: int | None = None  # replicas added per decision (None: unlimited)
     max_scale_down_per_step: int | None = None  # replicas removed per decision
     max_shift_per_step: int | None = None  # replicas added for a move (not for capacity)

@@ -17,7 +17,7 @@ Kubernetes types), from:
 - the replicas per region (current = Ready + loading, and Ready);
 - the InferenceDeployment defaults of the API (headroom derived from the planner's measured
   forecast error, see `wattscale.planner.sizing`; minSavingsPercent 5, maxShiftPerStep 2,
-  scale-down stabilisation 120 s; coldStartSeconds from the scenario);
+  scale-down stabilisation 300 s; coldStartSeconds from the scenario);
 - whether the last minute's latency was over the SLO somewhere (`slo_breached`, as the
   controller's `measure_demand` reads it): the planner then scores no forecast on that minute
   (`PlanRequest.demand_censored`), as in the operator, whose reading is what the fleet could
@@ -78,7 +78,7 @@ REHEARSED_MINUTES = 24 * 60
 measured forecast error (``forecast.recent.ERROR_MEMORY`` errors, one a minute)."""
 PLANNED_MINUTES = 15
 """The last passes before the start that run the whole planner on its own fleet: the protection
-window (cold start + two intervals) and the scale-down stabilisation (120 s) and more."""
+window (cold start + two intervals) and the scale-down stabilisation (300 s) and more."""
 
 
 def _defaults() -> dict[str, Any]:
