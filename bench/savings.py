@@ -46,7 +46,7 @@ from wattscale.cli_simulate import REGION_UTC_OFFSET_HOURS
 from wattscale.sim.policies.base import Policy
 from wattscale.sim.policies.wattscale import WattscalePolicy
 from wattscale.sim.run import simulate
-from wattscale.sim.scenario import build_scenario
+from wattscale.sim.scenario import Scenario, build_scenario
 
 REPO = Path(__file__).resolve().parents[1]
 TRIOS = {
@@ -93,11 +93,11 @@ def _factory(hint: float) -> Callable[[], Policy]:
     return lambda: WattscalePolicy(capacity_hint_factor=hint)
 
 
-def run_case(case: Case) -> dict[str, Any]:
+def scenario_of(case: Case) -> Scenario:
+    """The replay scenario of ``case`` (data from :func:`data_dir`)."""
     data = data_dir()
     regions = list(TRIOS[case.trio])
-    began = time.monotonic()
-    scenario = build_scenario(
+    return build_scenario(
         trace=data / TRACES[case.trace],
         prices_dir=data / "prices",
         carbon_dir=data / "carbon",
@@ -109,6 +109,11 @@ def run_case(case: Case) -> dict[str, Any]:
         gpu_hour_cost=case.gpu_hour_cost,
         trace_tz_offset_hours=REGION_UTC_OFFSET_HOURS[regions[0]],
     )
+
+
+def run_case(case: Case) -> dict[str, Any]:
+    began = time.monotonic()
+    scenario = scenario_of(case)
     factories = {variant(h): _factory(h) for h in case.hints}
     names = [*factories, *BASELINES, "oracle"]
     result = simulate(scenario, names, factories=factories)
