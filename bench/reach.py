@@ -20,7 +20,8 @@ Where even these cost more than the goal x the oracle, the goal asks for the ora
 of minute bursts; where they cost much less, the gap is an online policy's (cold starts, not
 knowing the level, guard-rails). Run: `.venv/bin/python bench/reach.py [--only LABEL-PART]
 [--traces ...] [--days N] [--jobs N] [--json OUT]` (about 20 s a 14-day scenario: reactive and
-the oracle are replayed).
+the oracle are replayed); `--savings RESULTS.json` (from `bench/savings.py --json`) prints each
+wattscale variant's `cost_vs_oracle` of the same scenario beside them.
 """
 
 from __future__ import annotations
@@ -114,6 +115,21 @@ def run_case(case: Case) -> dict[str, Any]:
     }
 
 
+def wattscale_cost_vs_oracle(path: Path, days: float) -> dict[str, dict[str, float]]:
+    """Per scenario label, each wattscale variant's cost_vs_oracle in saved savings results of
+    the same length (``days``)."""
+    docs = json.loads(path.read_text("utf-8"))
+    return {
+        d["label"]: {
+            v: r["cost_vs_oracle"]
+            for v, r in d.get("variants", {}).items()
+            if r.get("cost_vs_oracle") is not None
+        }
+        for d in docs
+        if d.get("scenario", {}).get("days") == days
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
@@ -121,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--traces", default=",".join(TRACES), help="comma-separated subset")
     parser.add_argument("--only", help="run only scenarios whose label contains this")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--savings", type=Path, help="bench/savings.py --json results to compare")
     args = parser.parse_args(argv)
     if not (data_dir() / "prices").is_dir():
         print(f"no data at {data_dir()} (set WATTSCALE_DATA_DIR)", file=sys.stderr)
@@ -137,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         for gpu in GPU_HOUR_COSTS
     ]
     cases = [c for c in cases if not args.only or args.only in c.label]
+    ours = wattscale_cost_vs_oracle(args.savings, args.days) if args.savings else {}
     head = ("goal", "reactive SLO", "level k", "level c/o", "late k", "late c/o", "flat c/o")
     print(f"{'scenario':<28} " + " ".join(f"{h:>{max(len(h), 5)}}" for h in head))
     docs = []
@@ -146,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{doc['label']:<28} {doc['goal']:>5.2f} {doc['reactive_slo']:>12.6f} "
                 f"{doc['level_factor']:>7.3f} {doc['level_cost_vs_oracle']:>9.3f} "
                 f"{doc['late_factor']:>6.3f} {doc['late_cost_vs_oracle']:>8.3f} "
-                f"{doc['flat_cost_vs_oracle']:>8.3f}",
+                f"{doc['flat_cost_vs_oracle']:>8.3f}"
+                + "".join(f"  {v} {c:.3f}" for v, c in ours.get(doc["label"], {}).items()),
                 flush=True,
             )
             docs.append(doc)
