@@ -20,7 +20,8 @@ Where even these cost more than the goal x the oracle, the goal asks for the ora
 of minute bursts; where they cost much less, the gap is an online policy's (cold starts, not
 knowing the level, guard-rails). Run: `.venv/bin/python bench/reach.py [--only LABEL-PART]
 [--traces ...] [--days N] [--jobs N] [--json OUT]` (about 20 s a 14-day scenario: reactive and
-the oracle are replayed); `--savings RESULTS.json` (from `bench/savings.py --json`) prints each
+the oracle are replayed); `--heldout` runs `bench/heldout.py`'s five scenarios instead (each its
+own length); `--savings RESULTS.json` (from `bench/savings.py --json`) prints each
 wattscale variant's `cost_vs_oracle` of the same scenario beside them.
 """
 
@@ -35,10 +36,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import heldout
 import numpy as np
 import numpy.typing as npt
 from savings import GPU_HOUR_COSTS, PERIODS, TRACES, TRIOS, Case, data_dir, scenario_of
 
+from wattscale.cli_simulate import SAMPLE_TRACE
 from wattscale.sim.accounting import PolicyResult, Trajectory, account
 from wattscale.sim.load import burstiness_factors, read_trace
 from wattscale.sim.run import simulate
@@ -85,12 +88,12 @@ def smallest_reaching(
     return hi, run(hi)
 
 
-def run_case(case: Case) -> dict[str, Any]:
-    scenario = scenario_of(case)
+def reach(label: str, goal: float | None, scenario: Scenario, trace: Path) -> dict[str, Any]:
+    """The three references of the module docstring on ``scenario`` (replayed from ``trace``)."""
     result = simulate(scenario, ["static", "reactive", "oracle"])
     oracle = result.results["oracle"].total_cost
     target = result.results["reactive"].slo_attainment
-    level = demand_level(scenario, data_dir() / TRACES[case.trace])
+    level = demand_level(scenario, trace)
     safe = scenario.model.safe_tokens_per_s
     k, lev = smallest_reaching(lambda f: in_cheapest(scenario, np.ceil(f * level / safe)), target)
     lag = scenario.model.cold_start_minutes + READING_LAG_MINUTES
@@ -101,8 +104,8 @@ def run_case(case: Case) -> dict[str, Any]:
     peak = result.results["static"].trajectory.ready.sum(axis=1)
     flat = in_cheapest(scenario, peak)
     return {
-        "label": case.label,
-        "goal": GOALS.get(case.gpu_hour_cost),
+        "label": label,
+        "goal": goal,
         "reactive_slo": target,
         "oracle_cost": oracle,
         "level_factor": k,
@@ -113,6 +116,20 @@ def run_case(case: Case) -> dict[str, Any]:
         "flat_cost_vs_oracle": flat.total_cost / oracle,
         "flat_slo": flat.slo_attainment,
     }
+
+
+def run_case(case: Case) -> dict[str, Any]:
+    """A scenario of bench/savings.py."""
+    trace = data_dir() / TRACES[case.trace]
+    return reach(case.label, GOALS.get(case.gpu_hour_cost), scenario_of(case), trace)
+
+
+def run_heldout(name: str) -> dict[str, Any]:
+    """A held-out scenario of bench/heldout.py (its own length; a renter unless it says)."""
+    spec = heldout.SCENARIOS[name]
+    trace = data_dir() / "traces" / spec[0] if spec else SAMPLE_TRACE
+    gpu_hour_cost = float(spec[4]) if len(spec) > 4 else 2.5
+    return reach(name, GOALS.get(gpu_hour_cost), heldout.scenario(name), trace)
 
 
 def wattscale_cost_vs_oracle(path: Path, days: float) -> dict[str, dict[str, float]]:
@@ -138,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="run only scenarios whose label contains this")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--savings", type=Path, help="bench/savings.py --json results to compare")
+    parser.add_argument(
+        "--heldout", action="store_true", help="the held-out scenarios of bench/heldout.py instead"
+    )
     args = parser.parse_args(argv)
     if not (data_dir() / "prices").is_dir():
         print(f"no data at {data_dir()} (set WATTSCALE_DATA_DIR)", file=sys.stderr)
@@ -159,7 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'scenario':<28} " + " ".join(f"{h:>{max(len(h), 5)}}" for h in head))
     docs = []
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        for doc in pool.map(run_case, cases):
+        if args.heldout:
+            names = [n for n in heldout.SCENARIOS if not args.only or args.only in n]
+            results = pool.map(run_heldout, names)
+        else:
+            results = pool.map(run_case, cases)
+        for doc in results:
             print(
                 f"{doc['label']:<28} {doc['goal']:>5.2f} {doc['reactive_slo']:>12.6f} "
                 f"{doc['level_factor']:>7.3f} {doc['level_cost_vs_oracle']:>9.3f} "
