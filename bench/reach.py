@@ -2,7 +2,7 @@
 
 Not a test. Issue 13 asks wattscale for `cost_vs_oracle` <= 1.05 (owner) and <= 1.08 (renter)
 at an SLO attainment at least reactive's. The oracle sees every minute ahead: each minute's
-burst included. On the scenarios of `bench/savings.py` this prices two generous schedules that
+burst included. On the scenarios of `bench/savings.py` this prices three generous schedules that
 no live operator could run, at reactive's SLO attainment, against the same oracle:
 
 - **level**: knows the demand's level exactly, not the minute's burst around it (a rate series:
