@@ -65,9 +65,11 @@ def demand_level(scenario: Scenario, trace: Path) -> FloatArray:
     return np.convolve(demand, np.ones(LEVEL_MINUTES) / LEVEL_MINUTES, mode="same")
 
 
-def in_cheapest(scenario: Scenario, count: FloatArray) -> PolicyResult:
-    """`count` replicas Ready each minute in that minute's cheapest region (no cold start)."""
-    cheapest = np.argmin(scenario.minute_prices(), axis=1)
+def in_cheapest(
+    scenario: Scenario, cheapest: npt.NDArray[np.intp], count: FloatArray
+) -> PolicyResult:
+    """`count` replicas Ready each minute in that minute's cheapest region (``cheapest``, its
+    column per minute; no cold start)."""
     ready = np.zeros((count.shape[0], len(scenario.regions)))
     ready[np.arange(count.shape[0]), cheapest] = count
     none = np.zeros_like(ready)
@@ -88,24 +90,27 @@ def smallest_reaching(
     return hi, run(hi)
 
 
-def reach(label: str, goal: float | None, scenario: Scenario, trace: Path) -> dict[str, Any]:
+def reach(label: str, scenario: Scenario, trace: Path) -> dict[str, Any]:
     """The three references of the module docstring on ``scenario`` (replayed from ``trace``)."""
     result = simulate(scenario, ["static", "reactive", "oracle"])
     oracle = result.results["oracle"].total_cost
     target = result.results["reactive"].slo_attainment
     level = demand_level(scenario, trace)
     safe = scenario.model.safe_tokens_per_s
-    k, lev = smallest_reaching(lambda f: in_cheapest(scenario, np.ceil(f * level / safe)), target)
+    cheapest = np.argmin(scenario.minute_prices(), axis=1)
+    k, lev = smallest_reaching(
+        lambda f: in_cheapest(scenario, cheapest, np.ceil(f * level / safe)), target
+    )
     lag = scenario.model.cold_start_minutes + READING_LAG_MINUTES
     seen = np.concatenate([np.full(lag, level[0]), level[:-lag]])
     k_late, late = smallest_reaching(
-        lambda f: in_cheapest(scenario, np.ceil(f * seen / safe)), target
+        lambda f: in_cheapest(scenario, cheapest, np.ceil(f * seen / safe)), target
     )
     peak = result.results["static"].trajectory.ready.sum(axis=1)
-    flat = in_cheapest(scenario, peak)
+    flat = in_cheapest(scenario, cheapest, peak)
     return {
         "label": label,
-        "goal": goal,
+        "goal": GOALS.get(scenario.gpu_hour_cost),
         "reactive_slo": target,
         "oracle_cost": oracle,
         "level_factor": k,
@@ -121,15 +126,14 @@ def reach(label: str, goal: float | None, scenario: Scenario, trace: Path) -> di
 def run_case(case: Case) -> dict[str, Any]:
     """A scenario of bench/savings.py."""
     trace = data_dir() / TRACES[case.trace]
-    return reach(case.label, GOALS.get(case.gpu_hour_cost), scenario_of(case), trace)
+    return reach(case.label, scenario_of(case), trace)
 
 
 def run_heldout(name: str) -> dict[str, Any]:
-    """A held-out scenario of bench/heldout.py (its own length; a renter unless it says)."""
+    """A held-out scenario of bench/heldout.py (its own length)."""
     spec = heldout.SCENARIOS[name]
     trace = data_dir() / "traces" / spec[0] if spec else SAMPLE_TRACE
-    gpu_hour_cost = float(spec[4]) if len(spec) > 4 else 2.5
-    return reach(name, GOALS.get(gpu_hour_cost), heldout.scenario(name), trace)
+    return reach(name, heldout.scenario(name), trace)
 
 
 def wattscale_cost_vs_oracle(path: Path, days: float) -> dict[str, dict[str, float]]:
