@@ -186,16 +186,37 @@ class Load:
     tokens_per_second: float = 0.0
     saturation_tokens_per_second: float = 7500.0
 
-    def utilisation(self, cluster: FakeCluster) -> float:
-        replicas = sum(cluster.ready.values())
+    def utilisation(self, cluster: FakeCluster, owner: str | None = None) -> float:
+        replicas = self._ready(cluster, self._owner(owner))
         if replicas == 0:
             return 0.0
-        return min(0.99, self.share(cluster) / replicas / self.saturation_tokens_per_second)
+        share = self.share(cluster, owner)
+        return min(0.99, share / replicas / self.saturation_tokens_per_second)
 
-    def share(self, cluster: FakeCluster) -> float:
-        total = sum(sum(c.ready.values()) for c in self.clusters if c.reachable)
-        mine = sum(cluster.ready.values())
+    def share(self, cluster: FakeCluster, owner: str | None = None) -> float:
+        """What ``cluster``'s Ready replicas serve. With several InferenceDeployments in the
+        world each is sent the whole load (``owner``: "namespace/name", the one read)."""
+        owner = self._owner(owner)
+        total = sum(self._ready(c, owner) for c in self.clusters if c.reachable)
+        mine = self._ready(cluster, owner)
         return self.tokens_per_second * mine / total if total else 0.0
+
+    def _owner(self, owner: str | None) -> str | None:
+        """``owner`` when the world runs replicas of more than one owner, else None (all)."""
+        owners = {
+            _owner(c.deployments[k]) for c in self.clusters for k in c.ready if k in c.deployments
+        }
+        return owner if len(owners) > 1 else None
+
+    @staticmethod
+    def _ready(cluster: FakeCluster, owner: str | None) -> int:
+        if owner is None:
+            return sum(cluster.ready.values())
+        return sum(
+            n
+            for k, n in cluster.ready.items()
+            if k in cluster.deployments and _owner(cluster.deployments[k]) == owner
+        )
 
 
 @dataclass(frozen=True)
@@ -305,8 +326,9 @@ class FakeMetrics:
             return Reading(value, status, 1.0, pods)
 
         # Only the reporting pods' tokens are in the sum (the load is spread evenly).
-        tokens = self.load.share(self.cluster) * fraction * (pods / ready if ready else 1.0)
-        u = self.load.utilisation(self.cluster)
+        owner = f"{target.namespace}/{target.deployment}"
+        tokens = self.load.share(self.cluster, owner) * fraction * (pods / ready if ready else 1.0)
+        u = self.load.utilisation(self.cluster, owner)
         ttft = 0.1 / (1 - u) if self.ttft_p95_seconds is None else self.ttft_p95_seconds
         ttft = self.variant_ttft_p95_seconds.get(target.variant or "", ttft)
         tpot = 0.01 / (1 - u)

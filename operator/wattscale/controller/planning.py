@@ -315,11 +315,14 @@ def build_request(
     demand_settling: bool = False,
     gateway: GatewayReading | None = None,
     demand_lag_seconds: float = 0.0,
+    reading_is_floor: bool = False,
 ) -> PlanRequest:
     """The full planner request for one decision.
 
     ``demand_settling``, ``demand_lag_seconds`` (the metrics' rate window): see
-    :class:`PlanRequest`.
+    :class:`PlanRequest`. ``reading_is_floor``: the demand read is a lower bound on what users
+    ask (a region that served was lost and its users are not all served elsewhere yet), so
+    the request says it is censored, as a breach does.
     ``held_replicas``: while demand cannot be measured, plan at least this many (what served
     before a region stopped answering, so that its replicas are replaced in the regions that
     answer; the planner's hold alone would keep only what those run).
@@ -374,7 +377,7 @@ def build_request(
         latency=latency,
         metrics_fresh=demand.fresh,
         demand_settling=demand_settling,
-        demand_censored=demand.slo_breached,
+        demand_censored=demand.slo_breached or reading_is_floor,
         demand_lag_seconds=demand_lag_seconds,
         scale_to_zero_idle_seconds=_idle_seconds(spec, scale),
         waiting_requests=None if gateway is None else gateway.waiting_requests,

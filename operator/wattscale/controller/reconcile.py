@@ -343,6 +343,7 @@ class Reconciler:
             or any(o.ready > o.ready_in_readings for o in regions if o.available),
             gateway=gateway,
             demand_lag_seconds=float(self.settings.rate_window_seconds),
+            reading_is_floor=mem.served_before_loss > 0,
         )
         request = leaving.exclude(request, dropped)
         if mem.planner_state is None:

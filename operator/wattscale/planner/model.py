@@ -258,9 +258,11 @@ class PlanRequest:
     (their rates are not in it yet): plan up on it, or move replicas, but never shrink the
     fleet's capacity on it."""
     demand_censored: bool = False
-    """The SLO is breached where demand was measured: the fleet served what it could, so the
-    reading is a lower bound on demand (users queue), not a level the forecast could have seen.
-    Sizing still lifts on it; the forecast's error memory does not score what it predicts."""
+    """The reading is a lower bound on demand: the SLO is breached where demand was measured
+    (the fleet served what it could; users queue), or a region that served was lost (its users
+    are not all served elsewhere yet). Not a level the forecast could have seen: sizing starts
+    from the demand series handed in (lifted to the floor), not from the reading, and the error
+    memory does not score what it predicts."""
     demand_lag_seconds: float = 0.0
     """How long the measured demand lags the traffic (the metrics' ``rate()`` window): traffic
     that starts as a step shows as a ramp over it, so the forecast's error memory stays cold
@@ -276,7 +278,8 @@ class PlanRequest:
     measured_tokens_per_second: float | None = None
     """Demand as measured now, when ``demand_tokens_per_second`` starts with a forecast rather
     than the measurement (a forecast's upper band stays above zero long after the last
-    request); None: take ``demand_tokens_per_second[0]``. Only scale to zero reads it."""
+    request); None: take ``demand_tokens_per_second[0]``. The sizing starts from it when the
+    reading is whole (neither settling nor censored); scale to zero reads it too."""
 
 
 class Action(NamedTuple):

@@ -4,8 +4,16 @@ Shared by the operator and the replay (both call :func:`wattscale.planner.plan`,
 :func:`size` with the :class:`~wattscale.forecast.recent.RecentDemand` it keeps in
 ``PlannerState``). The need (what the optimiser's target covers) is the larger of:
 
-1. **forecast**: the peak of the mean forecast over the sizing window (cold start + two
-   intervals: what can arrive before a replica started now is Ready);
+1. **base**: the demand measured now, when the reading is whole (not settling, not censored:
+   the readings the error memory scores); otherwise (no fresh reading, new replicas not in
+   the rate window yet, a breach or a lost region making the reading a floor) the peak of
+   the demand series handed in over the sizing window (cold start + two intervals: what can
+   arrive before a replica started now is Ready), which is the forecast's upper quantile,
+   lifted to the breach or outage floor. Not the forecast on a whole reading: a cold start
+   ahead, a damped trend and a daily profile of 15-minute buckets predict the level worse
+   than the level measured now does (measured on the replay, docs/simulator.md "The need
+   from the reading"), and the headroom measured on that forecast's error then paid for its
+   noise as well;
 2. **ramp**: the demand measured now, extrapolated over the sizing window along the
    least-squares slope of the measurements of the window before it (looking back as far as
    it looks ahead; :func:`~wattscale.forecast.recent.ramp_slope`), when that slope clears
@@ -33,12 +41,11 @@ and a scale-down (or the old side of a move) keeps, as a guard-rail on top of th
 The first two are multiplied by the **headroom**, the recent peak too: unless the spec fixes
 it, ``max(1 / TARGET_UTILISATION, exp(mean + ERROR_Z x sigma))`` where mean and sigma are those
 of the planner's own *measured* error on what it sized on (sigma from the errors above the mean
-only: a fall the forecast missed is no shortfall; log of the actual peak over the
-larger of the expected peak and the recent peak, scored once each window has passed: a forecast
-that dips with one low reading removes no capacity the guard-rail keeps, so it is no shortfall).
-The forecast handed in is already mean + 1 sigma; its sigma does not count twice, since the
-error's mean is measured against it (when the error term sets the headroom, the need is the mean
-forecast x exp(mean error of the mean forecast + ERROR_Z x sigma)).
+only: a fall the sizing missed is no shortfall; log of the actual peak over the
+larger of the expected peak and the recent peak, scored once each window has passed: an
+expected peak that dips with one low reading removes no capacity the guard-rail keeps, so it
+is no shortfall). So the headroom is what the demand rose, at its upper quantile, within a
+sizing window over what was expected at its start.
 ``TARGET_UTILISATION`` is the share of the SLO capacity a replica is planned to, which keeps
 queueing delay (TTFT) within the SLO in the tail; the error term takes over on traces the
 forecast predicts badly: by measurement, not by a constant fitted to one trace.
@@ -90,8 +97,11 @@ BAND_Z = 1.0
 noise of one sigma does not undo a scale-down. On the replays one sigma costs 0.7-1.2 % more
 than no band, with 9-26 % fewer cold starts; two sigma (the rise threshold's) 1.4-3.2 %, for
 no SLO gain (docs/simulator-history.md)."""
-ERROR_Z = 2.0
-"""Standard deviations of the measured peak error the headroom covers (~98 % one-sided)."""
+ERROR_Z = 2.33
+"""Standard deviations of the measured peak error the headroom covers (99 % one-sided). 2.0
+(~98 %) while the need started from the forecast's mean + 1 sigma; from the reading, 2.0 kept
+0.0004-0.0009 less attainment than that on the 14-day replays, under the 70 % HPA's, and 2.33
+keeps at least the HPA's there (docs/simulator.md, "The need from the reading")."""
 RAMP_Z = NOISE_Z
 """Standard errors the ramp's fitted slope must clear to be extrapolated (as a rise must clear
 the readings' noise)."""
@@ -122,11 +132,13 @@ class Sizing:
     """The need and its parts (tokens/s before headroom), and the memory for the next call."""
 
     need_tokens_per_second: float
-    """What the optimiser's target must cover: headroom x max(forecast, ramp)."""
+    """What the optimiser's target must cover: headroom x max(base, ramp)."""
     protected_tokens_per_second: float
     """What a scale-down must keep (a guard-rail, not the target): headroom x recent peak."""
     headroom: float
-    forecast_peak: float
+    base_peak: float
+    """What the need starts from: the demand measured now, or the forecast's peak over the
+    sizing window when the reading is not whole (``base_source``)."""
     ramp_peak: float
     recent_peak: float
     recent: RecentDemand
@@ -138,14 +150,19 @@ class Sizing:
     """How far (a share) the need strays by the readings' noise alone (``reading_noise`` at
     ``BAND_Z``, 0 until there are enough readings to tell): a scale-down leaves this much above
     the need, so that noise does not undo it a pass later."""
+    base_source: str = "forecast"
+    """``measured`` (the whole reading now) or ``forecast`` (the series' peak)."""
 
     def note(self) -> str:
         """One line for the explanation: what set the need and what a scale-down keeps."""
         kind = "measured error" if self.derived_headroom else "spec"
-        top = "ramp" if self.ramp_peak > self.forecast_peak else "forecast"
+        if self.ramp_peak > self.base_peak:
+            top = "ramp peak"
+        else:
+            top = "measured demand" if self.base_source == "measured" else "forecast peak"
         text = (
-            f"need {self.need_tokens_per_second:.0f} tok/s = {top} peak "
-            f"{max(self.forecast_peak, self.ramp_peak):.0f} x headroom {self.headroom:.3f} "
+            f"need {self.need_tokens_per_second:.0f} tok/s = {top} "
+            f"{max(self.base_peak, self.ramp_peak):.0f} x headroom {self.headroom:.3f} "
             f"({kind}); a scale-down keeps {self.protected_tokens_per_second:.0f} (recent peak "
             f"{self.recent_peak:.0f})"
         )
@@ -169,16 +186,19 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
     demand = _demand(req)
     window = sizing_window_seconds(req)
     s = sizing_steps(req, demand.shape[0])
-    forecast_peak = float(demand[:s].max())
     now = float(demand[0])
     measured_now = req.measured_tokens_per_second
-    if measured_now is not None and math.isfinite(measured_now):
+    read = measured_now is not None and math.isfinite(measured_now)
+    if measured_now is not None and read:
         # The series starts with the forecast (the operator hands in mean + 1 sigma; a breach
         # lifts it to what the fleet could serve, a floor that grows with the fleet): the memory
         # of recent demand, its ramp and the peak a scale-down keeps are what was measured. A
         # forecast dragged down by under-reads (users moving after a drain) must not lower the
         # peak a scale-down keeps, nor a breach floor be extrapolated as a ramp.
         now = max(measured_now, 0.0)
+    # A whole reading (one the error memory scores, below) is what the need starts from.
+    whole = measured and not req.demand_settling and not req.demand_censored
+    base_peak = now if whole and read else float(demand[:s].max())
     if measured:
         recent = observe_recent(recent, req.now_seconds, now)
     else:
@@ -194,10 +214,10 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
         slope, level = ramp_slope(recent, window, RAMP_Z, req.demand_lag_seconds)
         if slope > 0:
             ramp_peak = min(max(level, now) + slope * window, MAX_RAMP_RATIO * now)
-    expected = max(forecast_peak, ramp_peak)
+    expected = max(base_peak, ramp_peak)
     peak = recent_peak(recent, window) if measured else None
     kept = 0.0 if peak is None else peak
-    if measured and not req.demand_settling and not req.demand_censored:
+    if whole:
         # What the fleet is sized on is the larger of the expected peak (the target) and the
         # recent peak (what a scale-down keeps): a forecast that dips after one low reading
         # removes no capacity, so it is not a shortfall to cover. Scored later against the
@@ -214,11 +234,12 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
         expected * headroom,
         kept * headroom,
         headroom,
-        forecast_peak,
+        base_peak,
         ramp_peak,
         kept,
         recent,
         derived,
         new_high,
         noise_share(sigma, BAND_Z),
+        "measured" if whole and read else "forecast",
     )

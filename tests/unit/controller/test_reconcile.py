@@ -255,10 +255,10 @@ def test_restart_does_not_scale_down_at_once() -> None:
 
 
 def _restart_after_a_dip(history: bool) -> tuple[int, list[int]]:
-    """Serve 20k tok/s, restart the operator, let the reading dip and recover (12k, 16k, 20k:
-    users moving between regions, a rate window after pod churn): the fleet's size before the
-    restart and after each pass. With ``history``, the serving region's Prometheus holds the
-    20k of the passes before."""
+    """Serve 20k tok/s, restart the operator, let the reading dip and recover (12k climbing
+    back to 20k over four minutes: users moving between regions, a rate window after pod
+    churn): the fleet's size before the restart and after each pass. With ``history``, the
+    serving region's Prometheus holds the 20k of the passes before."""
     h = Harness()
     h.serve(20_000.0)
     before = sum(h.replicas().values())
@@ -267,7 +267,7 @@ def _restart_after_a_dip(history: bool) -> tuple[int, list[int]]:
         h.region(serving).metrics.history = [(h.clock.now - 30 * k, 20_000.0) for k in range(60)]
     h.reconciler = Reconciler(h.directory, Settings(interval_seconds=30), clock=h.clock)
     sizes = []
-    for load in (12_000.0, 16_000.0, 20_000.0, 20_000.0):
+    for load in [12_000.0 + 1_000.0 * k for k in range(9)] + [20_000.0] * 2:
         h.load.tokens_per_second = load
         h.step()
         sizes.append(sum(h.replicas().values()))
