@@ -100,8 +100,10 @@ no SLO gain (docs/simulator-history.md)."""
 ERROR_Z = 2.33
 """Standard deviations of the measured peak error the headroom covers (99 % one-sided). 2.0
 (~98 %) while the need started from the forecast's mean + 1 sigma; from the reading, 2.0 kept
-0.0004-0.0009 less attainment than that on the 14-day replays, under the 70 % HPA's, and 2.33
-keeps at least the HPA's there (docs/simulator.md, "The need from the reading")."""
+0.0004-0.0009 less attainment than that on the 14-day ServeGen replays, under the 70 % HPA's,
+and 2.33 keeps at least the HPA's on all eight with the capacity hint 0.7x off (on Azure's
+flat, jumpy load it stays 0.00001-0.00004 under it; docs/simulator.md, "The need from the
+reading")."""
 RAMP_Z = NOISE_Z
 """Standard errors the ramp's fitted slope must clear to be extrapolated (as a rise must clear
 the readings' noise)."""
