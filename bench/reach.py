@@ -49,6 +49,7 @@ from savings import GPU_HOUR_COSTS, PERIODS, TRACES, TRIOS, Case, data_dir, scen
 from wattscale.data import SAMPLE_TRACE
 from wattscale.sim.accounting import PolicyResult, Trajectory, account
 from wattscale.sim.load import burstiness_factors, read_trace
+from wattscale.sim.policies.base import window_readings
 from wattscale.sim.run import simulate
 from wattscale.sim.scenario import Scenario
 
@@ -74,13 +75,8 @@ def demand_read(scenario: Scenario) -> FloatArray:
     """Each minute's demand reading: the mean of the rate window's minutes before it
     (``Observation.read_demand``; the first minute reads its own demand)."""
     demand = scenario.load.output_tokens_per_s
-    window = scenario.reading_window_minutes
-    total = np.concatenate([[0.0], np.cumsum(demand)])
-    minute = np.arange(demand.shape[0])
-    first = np.maximum(minute - window, 0)
-    read = (total[minute] - total[first]) / np.maximum(minute - first, 1)
-    read[0] = demand[0]
-    return np.asarray(read, dtype=np.float64)
+    after = window_readings(demand, scenario.reading_window_minutes)
+    return np.concatenate([demand[:1], after[:-1]])
 
 
 def delayed(series: FloatArray, minutes: int) -> FloatArray:

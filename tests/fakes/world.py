@@ -187,22 +187,26 @@ class Load:
     saturation_tokens_per_second: float = 7500.0
 
     def utilisation(self, cluster: FakeCluster, owner: str | None = None) -> float:
-        replicas = self._ready(cluster, self._owner(owner))
+        counted = self._counted(owner)
+        replicas = self._ready(cluster, counted)
         if replicas == 0:
             return 0.0
-        share = self.share(cluster, owner)
+        share = self._share(cluster, counted)
         return min(0.99, share / replicas / self.saturation_tokens_per_second)
 
     def share(self, cluster: FakeCluster, owner: str | None = None) -> float:
         """What ``cluster``'s Ready replicas serve. With several InferenceDeployments in the
         world each is sent the whole load (``owner``: "namespace/name", the one read)."""
-        owner = self._owner(owner)
-        total = sum(self._ready(c, owner) for c in self.clusters if c.reachable)
-        mine = self._ready(cluster, owner)
+        return self._share(cluster, self._counted(owner))
+
+    def _share(self, cluster: FakeCluster, counted: str | None) -> float:
+        total = sum(self._ready(c, counted) for c in self.clusters if c.reachable)
+        mine = self._ready(cluster, counted)
         return self.tokens_per_second * mine / total if total else 0.0
 
-    def _owner(self, owner: str | None) -> str | None:
-        """``owner`` when the world runs replicas of more than one owner, else None (all)."""
+    def _counted(self, owner: str | None) -> str | None:
+        """Whose replicas count: ``owner`` when the world runs replicas of more than one
+        owner, else None (all of them)."""
         owners = {
             _owner(c.deployments[k]) for c in self.clusters for k in c.ready if k in c.deployments
         }

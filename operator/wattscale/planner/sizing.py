@@ -190,8 +190,9 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
     s = sizing_steps(req, demand.shape[0])
     now = float(demand[0])
     measured_now = req.measured_tokens_per_second
-    read = measured_now is not None and math.isfinite(measured_now)
-    if measured_now is not None and read:
+    if measured_now is not None and not math.isfinite(measured_now):
+        measured_now = None
+    if measured_now is not None:
         # The series starts with the forecast (the operator hands in mean + 1 sigma; a breach
         # lifts it to what the fleet could serve, a floor that grows with the fleet): the memory
         # of recent demand, its ramp and the peak a scale-down keeps are what was measured. A
@@ -200,7 +201,8 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
         now = max(measured_now, 0.0)
     # A whole reading (one the error memory scores, below) is what the need starts from.
     whole = measured and not req.demand_settling and not req.demand_censored
-    base_peak = now if whole and read else float(demand[:s].max())
+    on_reading = whole and measured_now is not None
+    base_peak = now if on_reading else float(demand[:s].max())
     if measured:
         recent = observe_recent(recent, req.now_seconds, now)
     else:
@@ -243,5 +245,5 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
         derived,
         new_high,
         noise_share(sigma, BAND_Z),
-        "measured" if whole and read else "forecast",
+        "measured" if on_reading else "forecast",
     )

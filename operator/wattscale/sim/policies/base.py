@@ -130,15 +130,20 @@ def peak_replicas_needed(scenario: Scenario) -> int:
     return scenario.model.replicas_for(float(np.max(scenario.load.output_tokens_per_s)))
 
 
-def readings_before_start(scenario: Scenario) -> FloatArray:
-    """The demand reading after each minute before the start (the mean over the reading window,
-    as :meth:`Observation.read_demand` reads it), oldest first; empty without a history."""
-    history = scenario.load.history_tokens_per_s
-    window = scenario.reading_window_minutes
-    total = np.concatenate([[0.0], np.cumsum(history)])
-    end = np.arange(1, history.shape[0] + 1)
-    begin = np.maximum(end - window, 0)
+def window_readings(demand: FloatArray, window_minutes: int) -> FloatArray:
+    """The demand reading after each minute of ``demand`` (the mean over its last
+    ``window_minutes``, fewer at its start, as :meth:`Observation.read_demand` reads it),
+    oldest first."""
+    total = np.concatenate([[0.0], np.cumsum(demand)])
+    end = np.arange(1, demand.shape[0] + 1)
+    begin = np.maximum(end - window_minutes, 0)
     return np.asarray((total[end] - total[begin]) / (end - begin), dtype=np.float64)
+
+
+def readings_before_start(scenario: Scenario) -> FloatArray:
+    """The demand reading after each minute before the start, oldest first; empty without a
+    history."""
+    return window_readings(scenario.load.history_tokens_per_s, scenario.reading_window_minutes)
 
 
 def start_reading(scenario: Scenario, hold_minutes: int) -> float:
