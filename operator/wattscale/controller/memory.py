@@ -107,6 +107,12 @@ class Memory:
     variant_estimates: dict[str, EstimateSchedule] = field(default_factory=dict)
     """Their estimates, recomputed by the same rule as the first's (``estimates``)."""
 
+    @property
+    def reading_is_floor(self) -> bool:
+        """A region that ran replicas is lost and its users are not served elsewhere yet: the
+        demand read is a lower bound on what they ask (plan on it as a floor, never learn it)."""
+        return self.served_before_loss > 0
+
 
 class WarmBudget:
     """How many warm starts the current interval still allows (thread-safe)."""

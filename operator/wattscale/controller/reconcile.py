@@ -272,7 +272,7 @@ class Reconciler:
         # it, and never learn it as demand (a forecaster taught the outage's under-reads sized
         # the fleet below the load once the region was back, then grew it again). Asleep
         # (scaled to zero) with no request waiting at the gateway, demand is known to be zero.
-        floor_only = not whole.complete or mem.served_before_loss > 0
+        floor_only = not whole.complete or mem.reading_is_floor
         if demand.fresh and demand.tokens_per_second is not None and not floor_only:
             mem.forecaster = forecast_observe(mem.forecaster, now_s, demand.tokens_per_second)
         elif _asleep_and_idle(regions, gateway):
@@ -343,7 +343,7 @@ class Reconciler:
             or any(o.ready > o.ready_in_readings for o in regions if o.available),
             gateway=gateway,
             demand_lag_seconds=float(self.settings.rate_window_seconds),
-            reading_is_floor=mem.served_before_loss > 0,
+            reading_is_floor=mem.reading_is_floor,
         )
         request = leaving.exclude(request, dropped)
         if mem.planner_state is None:
