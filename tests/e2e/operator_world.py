@@ -132,10 +132,12 @@ class Samples:
     def totals(self) -> list[int]:
         return [sum(d.values()) for d in self.desired]
 
-    def totals_at_rest(self) -> list[int]:
-        """The totals read while no make-before-break move was under way (status.shift): a
-        move adds the new side before it removes the old one, which is not a flap."""
-        return [n for n, moving in zip(self.totals(), self.shifting, strict=True) if not moving]
+    def at_rest(self, region: str) -> list[int]:
+        """One region's desired replicas, read while no make-before-break move was under way
+        (status.shift): a move adds the new side before it removes the old one, which is not a
+        flap."""
+        pairs = zip(self.desired, self.shifting, strict=True)
+        return [d[region] for d, moving in pairs if not moving]
 
     def report(self) -> str:
         """Each region's desired series, then the decisions in order."""
