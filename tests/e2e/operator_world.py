@@ -23,7 +23,6 @@ a region's engine may be slower, see ``build_world``'s ``engines``).
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import math
 import resource
@@ -69,6 +68,7 @@ from tests.fakes.vllm_emulator import (
     EngineParams,
     measure_capacity,
 )
+from tests.series import runs
 from wattscale.clusters.render import LABEL_DEPLOYMENT
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,17 +88,6 @@ toss."""
 def slo_needs(tokens_per_second: float) -> int:
     """Replicas the SLO needs for this load: what one emulated replica serves within it."""
     return math.ceil(tokens_per_second / EMULATED_CAPACITY_TOKENS_PER_SECOND)
-
-
-def direction_changes(values: list[int]) -> int:
-    """How often a sequence turns from rising to falling or back (0: monotonic)."""
-    moves = [b - a for a, b in itertools.pairwise(values) if b != a]
-    return sum(1 for a, b in itertools.pairwise(moves) if (a > 0) != (b > 0))
-
-
-def runs(values: list[int]) -> str:
-    """A series, short: "4x12 5x3 3x40" (value x how many samples in a row)."""
-    return " ".join(f"{v}x{len(list(g))}" for v, g in itertools.groupby(values))
 
 
 class Samples:

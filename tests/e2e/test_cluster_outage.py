@@ -27,12 +27,12 @@ from operator_world import (
     Samples,
     World,
     deployment_manifest,
-    direction_changes,
     open_world,
-    runs,
     slo_needs,
 )
 from stack import Stack
+
+from tests.series import direction_changes, runs
 
 pytestmark = pytest.mark.e2e
 

@@ -30,12 +30,13 @@ from operator_world import (
     Samples,
     World,
     deployment_manifest,
-    direction_changes,
     open_world,
     region_manifest,
     slo_needs,
 )
 from stack import API_WAIT_SECONDS, Stack
+
+from tests.series import direction_changes
 
 # Waits are budgeted in operator passes (operator_clock.py); this only stops a hung test.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]

@@ -5,15 +5,20 @@ Shared by the operator and the replay (both call :func:`wattscale.planner.plan`,
 ``PlannerState``). The need (what the optimiser's target covers) is the larger of:
 
 1. **base**: the demand measured now, when the reading is whole (not settling, not censored:
-   the readings the error memory scores); otherwise (no fresh reading, new replicas not in
-   the rate window yet, a breach or a lost region making the reading a floor) the peak of
-   the demand series handed in over the sizing window (cold start + two intervals: what can
-   arrive before a replica started now is Ready), which is the forecast's upper quantile,
-   lifted to the breach or outage floor. Not the forecast on a whole reading: a cold start
-   ahead, a damped trend and a daily profile of 15-minute buckets predict the level worse
-   than the level measured now does (measured on the replay, docs/simulator.md "The need
-   from the reading"), and the headroom measured on that forecast's error then paid for its
-   noise as well;
+   the readings the error memory scores); otherwise (no fresh reading, a breach or a lost
+   region making the reading a floor) the peak of the demand series handed in over the
+   sizing window (cold start + two intervals: what can arrive before a replica started now
+   is Ready), which is the forecast's upper quantile, lifted to the breach or outage floor.
+   Not the forecast on a whole reading: a cold start ahead, a damped trend and a daily
+   profile of 15-minute buckets predict the level worse than the level measured now does
+   (measured on the replay, docs/simulator.md "The need from the reading"), and the headroom
+   measured on that forecast's error then paid for its noise as well. While the reading
+   *settles* (some Ready pods not reporting, or new replicas not in the rate window yet: the
+   operator's own moves, never the replay's) the series' peak counts only up to the recent
+   peak (3.): it may hold the fleet, the reading (a floor) and a measured ramp may grow it,
+   a forecast alone may not, as the HPA counts a pod without metrics as idle when it scales
+   up. Grown on the forecast's upper band, a fleet just scaled down 7 -> 5 grew to 6 on the
+   next pass, whose reading the drained replicas had left incomplete, and shrank again (e2e);
 2. **ramp**: the demand measured now, extrapolated over the sizing window along the
    least-squares slope of the measurements of the window before it (looking back as far as
    it looks ahead; :func:`~wattscale.forecast.recent.ramp_slope`), when that slope clears
@@ -129,6 +134,13 @@ def sizing_steps(req: PlanRequest, steps: int) -> int:
     return max(1, min(steps, math.ceil(window / step)))
 
 
+_BASE_NAMES = {
+    "measured": "measured demand",
+    "forecast": "forecast peak",
+    "settling": "settling demand",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Sizing:
     """The need and its parts (tokens/s before headroom), and the memory for the next call."""
@@ -153,15 +165,14 @@ class Sizing:
     ``BAND_Z``, 0 until there are enough readings to tell): a scale-down leaves this much above
     the need, so that noise does not undo it a pass later."""
     base_source: str = "forecast"
-    """``measured`` (the whole reading now) or ``forecast`` (the series' peak)."""
+    """``measured`` (the whole reading now), ``forecast`` (the series' peak) or ``settling``
+    (the series' peak held to the recent peak, the reading a floor)."""
 
     def note(self) -> str:
         """One line for the explanation: what set the need and what a scale-down keeps."""
         kind = "measured error" if self.derived_headroom else "spec"
-        if self.ramp_peak > self.base_peak:
-            top = "ramp peak"
-        else:
-            top = "measured demand" if self.base_source == "measured" else "forecast peak"
+        ramp = self.ramp_peak > self.base_peak
+        top = "ramp peak" if ramp else _BASE_NAMES[self.base_source]
         text = (
             f"need {self.need_tokens_per_second:.0f} tok/s = {top} "
             f"{max(self.base_peak, self.ramp_peak):.0f} x headroom {self.headroom:.3f} "
@@ -202,11 +213,20 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
     # A whole reading (one the error memory scores, below) is what the need starts from.
     whole = measured and not req.demand_settling and not req.demand_censored
     on_reading = whole and measured_now is not None
-    base_peak = now if on_reading else float(demand[:s].max())
     if measured:
         recent = observe_recent(recent, req.now_seconds, now)
     else:
         recent = skip_recent(recent, req.now_seconds)
+    peak = recent_peak(recent, window) if measured else None
+    kept = 0.0 if peak is None else peak
+    base_peak, base_source = float(demand[:s].max()), "forecast"
+    if on_reading:
+        base_peak, base_source = now, "measured"
+    elif measured and measured_now is not None and not req.demand_censored:
+        # Settling (pods missing, or new replicas not in the rate window): the reading is a
+        # floor, the series may hold the fleet up to the recent peak but not grow it past
+        # what was measured (as the HPA counts a pod without metrics as idle on a scale-up).
+        base_peak, base_source = max(now, min(base_peak, kept)), "settling"
     ramp_peak = 0.0
     # Only a climb to the protection window's high is a ramp: recovering from a dip (or an
     # under-read) returns to a level served minutes ago, a level neither to extrapolate nor to
@@ -219,8 +239,6 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
         if slope > 0:
             ramp_peak = min(max(level, now) + slope * window, MAX_RAMP_RATIO * now)
     expected = max(base_peak, ramp_peak)
-    peak = recent_peak(recent, window) if measured else None
-    kept = 0.0 if peak is None else peak
     if whole:
         # What the fleet is sized on is the larger of the expected peak (the target) and the
         # recent peak (what a scale-down keeps): a forecast that dips after one low reading
@@ -245,5 +263,5 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
         derived,
         new_high,
         noise_share(sigma, BAND_Z),
-        "measured" if on_reading else "forecast",
+        base_source,
     )

@@ -9,13 +9,13 @@ shift resumes or the surplus is scaled down make-before-break, without a spuriou
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Any
 
 import pytest
 
 from tests.fakes.world import FakeCluster, FakeMetrics, Load
+from tests.series import direction_changes
 from tests.unit.controller.test_reconcile import NAME, NS, Harness
 from wattscale.clusters.client import WorkloadState
 from wattscale.controller.memory import (
@@ -105,12 +105,6 @@ class Shift:
         return replaced
 
 
-def _direction_changes(values: list[int]) -> int:
-    """How often a sequence turns from rising to falling or back."""
-    moves = [b - a for a, b in itertools.pairwise(values) if b != a]
-    return sum(1 for a, b in itertools.pairwise(moves) if (a > 0) != (b > 0))
-
-
 def test_source_lost_mid_shift_is_replaced_and_left_alone_then_drained_on_return() -> None:
     s = Shift()
     east = s.cluster("us-east")
@@ -150,7 +144,7 @@ def test_source_lost_mid_shift_is_replaced_and_left_alone_then_drained_on_return
     assert min(s.ready_seen[back:]) >= SLO_NEEDS, s.ready_seen
     for region in PRICES:
         series = [d[region] for d in s.desired_seen]
-        assert _direction_changes(series) == 0, (region, series)
+        assert direction_changes(series) == 0, (region, series)
 
 
 def test_source_back_before_the_target_is_ready_is_not_dropped() -> None:
@@ -306,7 +300,7 @@ def test_a_backlog_in_the_returned_member_does_not_lift_the_replacements() -> No
         s.step()
     series = [d["us-west"] for d in s.desired_seen[back - 1 :]]
     assert max(series) == replaced, f"us-west lifted for another region's backlog: {series}"
-    assert _direction_changes(series) == 0, series
+    assert direction_changes(series) == 0, series
     assert east.replicas(NAME) == 0
     assert min(s.ready_seen[back:]) >= SLO_NEEDS, s.ready_seen[back:]
 
@@ -352,7 +346,7 @@ def test_one_under_read_after_the_member_returns_does_not_flap_the_replacements(
     after = s.desired_seen[back - 1 :]  # from the last pass before the under-read
     for region in PRICES:
         series = [d[region] for d in after]
-        assert _direction_changes(series) == 0, (region, series)
+        assert direction_changes(series) == 0, (region, series)
     # Never below what the users' real load needs once the readings are true again: shrunk
     # in one step to the settled count, not below it and back.
     settled = west.replicas(NAME)

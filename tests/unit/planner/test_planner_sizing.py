@@ -371,11 +371,44 @@ def test_a_whole_reading_is_what_the_need_starts_from_not_the_forecast() -> None
     assert any("measured demand 20000" in n for n in d.explanation.notes)
 
 
-@pytest.mark.parametrize("flag", ["demand_censored", "demand_settling"])
-def test_a_reading_that_under_reads_leaves_the_need_to_the_series(flag: str) -> None:
-    # A breach or a lost region (censored: the series carries the floor) or replicas not yet in
-    # the rate window (settling): the reading is a lower bound, so the series sets the need.
-    d = _need_with_forecast(**{flag: True})
+def test_a_censored_reading_leaves_the_need_to_the_series() -> None:
+    # A breach or a lost region: the reading is a lower bound and the series carries the
+    # floor (what the fleet could serve), so the series sets the need.
+    d = _need_with_forecast(demand_censored=True)
     assert d.explanation.need_tokens_per_second == pytest.approx(30_000.0)
     assert d.desired[A] == math.ceil(30_000.0 / CAP)
     assert any("forecast peak 30000" in n for n in d.explanation.notes)
+
+
+def _settling_after(readings: list[float], settling_reading: float, current: int) -> Decision:
+    """Whole passes reading ``readings``, then one settling pass reading ``settling_reading``
+    on a forecast of 30,000 tok/s (its upper band), ``current`` replicas held throughout."""
+    state = PlannerState()
+    for minute, now in enumerate(readings):
+        whole = _minute(region("A", 0.1, pool(current=current)), demand=now, minute=minute)
+        state = plan(whole, state).state
+    return plan(
+        _minute(
+            region("A", 0.1, pool(current=current)),
+            demand=30_000.0,
+            minute=len(readings),
+            measured_tokens_per_second=settling_reading,
+            demand_settling=True,
+        ),
+        state,
+    )
+
+
+def test_a_settling_reading_holds_to_the_recent_peak_and_the_forecast_grows_nothing() -> None:
+    # Pods not reporting (after the operator's own scale-down, say) or new replicas not in the
+    # rate window: the reading (18,000) is a floor. The forecast's band (30,000) may hold what
+    # was measured a pass ago (22,000), not grow the fleet past it (e2e: 7 -> 5 -> 6 -> 5).
+    d = _settling_after([22_000.0] * 3, 18_000.0, current=9)
+    assert d.explanation.need_tokens_per_second == pytest.approx(22_000.0)
+    assert d.target[A] == math.ceil(22_000.0 / CAP)
+    assert d.desired[A] == 9, "settling never shrinks the fleet"
+    assert any("settling demand 22000" in n for n in d.explanation.notes)
+    # A reading above what the fleet covers grows it: the floor is a measurement.
+    grown = _settling_after([22_000.0] * 3, 26_000.0, current=3)
+    assert grown.explanation.need_tokens_per_second == pytest.approx(26_000.0)
+    assert grown.desired[A] == math.ceil(26_000.0 / CAP)
