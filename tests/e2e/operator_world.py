@@ -99,6 +99,8 @@ class Samples:
         self.desired: list[dict[str, int]] = []
         self.shifting: list[bool] = []
         self.decisions: list[str] = []
+        self.decision_of: list[int] = []
+        """Per sample, the index of the decision its status showed."""
 
     def take(self, status: dict[str, Any]) -> dict[str, Any]:
         desired = {r["name"]: r["desiredReplicas"] for r in status.get("regions", [])}
@@ -116,7 +118,20 @@ class Samples:
             line += " " + "; ".join(breaches)
         if not self.decisions or self.decisions[-1] != line:
             self.decisions.append(line)
+        self.decision_of.append(len(self.decisions) - 1)
         return status
+
+    def moves(self, region: str, start: int = 0) -> str:
+        """Each change of one region's desired replicas from sample ``start`` on, with the
+        decision that made it, oldest first: the last line of a failure message is the turn."""
+        lines = []
+        for i in range(max(start, 1), len(self.desired)):
+            before, after = self.desired[i - 1][region], self.desired[i][region]
+            if before != after:
+                lines.append(
+                    f"{region} {before} -> {after} by {self.decisions[self.decision_of[i]]}"
+                )
+        return "\n".join(lines)
 
     def totals(self) -> list[int]:
         return [sum(d.values()) for d in self.desired]

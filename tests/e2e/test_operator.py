@@ -36,7 +36,7 @@ from operator_world import (
 )
 from stack import API_WAIT_SECONDS, Stack
 
-from tests.series import direction_changes
+from tests.series import direction_changes, runs
 
 # Waits are budgeted in operator passes (operator_clock.py); this only stops a hung test.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -265,7 +265,9 @@ def test_operator_killed_and_restarted_resumes_without_flapping(
     # is a region that grows and shrinks again (or the reverse): no region does.
     for region in REGIONS:
         at_rest = seen.at_rest(region)
-        assert direction_changes(at_rest) == 0, f"{region} flapped after the restart: {why}"
+        assert direction_changes(at_rest) == 0, (
+            f"{region} flapped after the restart: {runs(at_rest)}\n{why}\n{seen.moves(region)}"
+        )
 
 
 def test_dead_price_feed_holds_and_reports(world: World) -> None:
