@@ -222,7 +222,7 @@ def size(req: PlanRequest, recent: RecentDemand, measured: bool) -> Sizing:
     base_peak, base_source = float(demand[:s].max()), "forecast"
     if on_reading:
         base_peak, base_source = now, "measured"
-    elif measured and measured_now is not None and not req.demand_censored:
+    elif req.demand_settling and not req.demand_censored and measured and measured_now is not None:
         # Settling (pods missing, or new replicas not in the rate window): the reading is a
         # floor, the series may hold the fleet up to the recent peak but not grow it past
         # what was measured (as the HPA counts a pod without metrics as idle on a scale-up).
